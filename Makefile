@@ -43,11 +43,14 @@ sysdeps:
 
 data: sysdeps
 
+# The execution cache is keyed by notebook code, not by STAR_SCALE, so each scale other than cpu builds
+# into its own folder (_build/<scale>/_build/html, with its own cache); cpu builds into _build/html.
 book: setup sysdeps
-	STAR_SCALE=$${STAR_SCALE:-cpu} $(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
+	scale=$${STAR_SCALE:-cpu}; out=.; [ "$$scale" = cpu ] || out=_build/$$scale; \
+	STAR_SCALE=$$scale $(VENV)/bin/jupyter-book build . --path-output $$out $(BOOK_FLAGS)
 
 book-smoke: setup sysdeps
-	STAR_SCALE=smoke $(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
+	STAR_SCALE=smoke $(VENV)/bin/jupyter-book build . --path-output _build/smoke $(BOOK_FLAGS)
 
 test-py: setup sysdeps
 	STAR_SCALE=smoke $(PY) -m pytest tests -q -p no:cacheprovider
