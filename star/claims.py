@@ -34,7 +34,7 @@ from star.scale import Scale, get_scale
 __all__ = [
     "CLAIMS", "STATUSES", "RECORDABLE_STATUSES", "Claim", "ClaimRecord", "StatusRow",
     "record_claim", "status_from_checks", "combine_statuses", "claims_dir", "find_book_root",
-    "load_records", "status_rows", "render_status_html", "show_status",
+    "load_records", "status_rows", "toc_pages", "render_status_html", "show_status",
 ]
 
 STATUSES = ("reproduced", "partly", "refuted", "not yet")
@@ -305,10 +305,11 @@ def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
     return "\n".join(out)
 
 
-def _toc_pages(root: Path) -> "list[str] | None":
-    """Every page named in ``_toc.yml`` (``file:`` entries), or None if it cannot be read."""
+def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
+    """Every page named in ``<root>/_toc.yml`` (``root:`` and ``file:`` entries, in order), or None if
+    there is no such file."""
     try:
-        text = (root / "_toc.yml").read_text(encoding="utf-8")
+        text = (Path(root) / "_toc.yml").read_text(encoding="utf-8")
     except OSError:
         return None
     # A regex rather than a YAML parser keeps PyYAML out of the package's dependencies.
@@ -322,7 +323,7 @@ def show_status(scale: "str | Scale | None" = None):
 
     scale = get_scale(scale)
     root = find_book_root()
-    pages = _toc_pages(root) if root is not None else None
+    pages = toc_pages(root) if root is not None else None
     rows = status_rows(claims_dir(scale), chapters=pages)
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import yaml
 
-from star.claims import CLAIMS
+from star.claims import CLAIMS, toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "book" / "references.bib"
@@ -84,6 +84,8 @@ def test_toc_is_a_jupyter_book_toc_and_every_entry_exists():
     toc = _toc()
     assert toc["format"] == "jb-book" and toc["root"] == "book/intro"
     assert len(PAGES) == len(set(PAGES)), "a page is listed twice in _toc.yml"
+    assert toc_pages(ROOT) == [re.sub(r"\.(ipynb|md)$", "", p) for p in PAGES], \
+        "star.claims.toc_pages (a regex) disagrees with PyYAML"
     missing = [name for name in PAGES if _page_path(name) is None]
     assert not missing, f"_toc.yml names pages that do not exist: {missing}"
     for name in ("book/status", "book/bibliography"):

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
+
+from star.claims import toc_pages
 
 pytestmark = pytest.mark.slow
 
@@ -47,22 +48,7 @@ def _chromium():
     return None
 
 
-def _toc_pages():
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("file", "root") and isinstance(value, str):
-                    yield value
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-    with open(ROOT / "_toc.yml", encoding="utf-8") as f:
-        return list(walk(yaml.safe_load(f)))
-
-
-PAGES = _toc_pages()
+PAGES = toc_pages(ROOT)
 
 
 @pytest.fixture(scope="module")

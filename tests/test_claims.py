@@ -139,7 +139,7 @@ def test_render_links_only_to_existing_pages_and_escapes(tmp_path):
 
 def test_toc_pages_reads_the_real_toc():
     root = claims.find_book_root(__file__)
-    pages = claims._toc_pages(root)
+    pages = claims.toc_pages(root)
     assert "book/intro" in pages
     for page in pages:
         assert any((root / (page + ext)).is_file() for ext in (".md", ".ipynb")), page
