@@ -167,3 +167,23 @@ def test_config_serves_mathjax_locally_and_has_launch_buttons():
     assert "sphinx_proof" in sphinx["extra_extensions"]
     assert "://" not in sphinx["config"]["mathjax_path"], "MathJax must come from the local copy"
     assert sphinx["config"]["numfig"] and sphinx["config"]["math_numfig"]
+
+
+def test_citation_licence_and_readme_links():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "Apache-2.0"
+    pref = cff["preferred-citation"]
+    assert pref["title"].startswith("A Closer Look at Learned Optimization")
+    assert [a["family-names"] for a in pref["authors"]] == ["Harrison", "Metz", "Sohl-Dickstein"]
+    assert pref["year"] == 2022
+    licence = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    repo, pages = cfg["repository"]["url"], cfg["html"]["baseurl"].rstrip("/")
+    assert cff["repository-code"] == repo and cff["url"].rstrip("/") == pages
+    assert repo in readme and pages in readme
+    for page in re.findall(re.escape(pages) + r"/([\w/]+)\.html", readme):
+        assert page in PAGES, f"README links to {page}.html, which is not in _toc.yml"
+    for nb in re.findall(r"/blob/main/([\w/]+)\.ipynb", readme):
+        assert (ROOT / f"{nb}.ipynb").is_file(), f"README's Colab badge points at a missing {nb}.ipynb"
