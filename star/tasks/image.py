@@ -1,0 +1,131 @@
+"""Image-classification tasks: the paper's in-distribution problems (App. B.2) in flax.
+
+* ``MLP``: flatten, Dense-ReLU layers, linear head — ``ImageMLP_FashionMnist_Relu128x128`` is
+  ``MLP((128, 128))`` on 28×28 Fashion-MNIST with batch 128.
+* ``ConvNet``: 3×3 convolutions (``SAME`` padding) with strides 2, 1, 1…, ReLU, global average
+  pooling and a linear head — ``Conv_Cifar10_32x64x64`` is ``ConvNet((32, 64, 64))``.
+
+Initialization follows the reference's haiku modules: every weight is a standard normal truncated
+to ±2 and scaled by ``1/√fan-in`` (so its realized standard deviation is ``0.8796/√fan-in``), every
+bias is zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from star.data import ImageDataset, _check_key, sample_batch
+from star.tasks.base import Batch, Params, clip_normalizer
+
+__all__ = ["truncated_normal_fan_in", "MLP", "ConvNet", "ImageClassificationTask",
+           "TRUNCATED_NORMAL_STD"]
+
+# Standard deviation of a standard normal truncated to [-2, 2].
+TRUNCATED_NORMAL_STD = 0.8796256610342398
+
+
+def truncated_normal_fan_in(key, shape, dtype=jnp.float32):
+    """Haiku's default weight initializer: ``TruncatedNormal(stddev=1/√fan_in)``, cut at ±2 stddev.
+
+    ``fan_in`` is the product of all but the last dimension (inputs of a Dense kernel, or
+    ``kh·kw·c_in`` of a convolution kernel).
+    """
+    fan_in = math.prod(shape[:-1])
+    return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) / math.sqrt(fan_in)
+
+
+class MLP(nn.Module):
+    """Flatten → [Dense → ReLU] × len(hidden_sizes) → Dense(num_classes)."""
+
+    hidden_sizes: Sequence[int]
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, images):
+        x = images.reshape((images.shape[0], -1))
+        for width in self.hidden_sizes:
+            x = nn.relu(nn.Dense(width, kernel_init=truncated_normal_fan_in,
+                                 bias_init=nn.initializers.zeros)(x))
+        return nn.Dense(self.num_classes, kernel_init=truncated_normal_fan_in,
+                        bias_init=nn.initializers.zeros)(x)
+
+
+class ConvNet(nn.Module):
+    """[3×3 Conv (stride 2 first, then 1) → ReLU] per channel count → mean over H, W → Dense."""
+
+    channels: Sequence[int] = (32, 64, 64)
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, images):
+        x = images
+        for i, c in enumerate(self.channels):
+            stride = 2 if i == 0 else 1
+            x = nn.relu(nn.Conv(c, (3, 3), strides=(stride, stride), padding="SAME",
+                                kernel_init=truncated_normal_fan_in,
+                                bias_init=nn.initializers.zeros)(x))
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=truncated_normal_fan_in,
+                        bias_init=nn.initializers.zeros)(x)
+
+
+@struct.dataclass
+class ImageClassificationTask:
+    """A classifier trained with mean softmax cross-entropy on batches drawn from ``data``.
+
+    Implements :class:`star.tasks.base.Task`. It is a pytree whose leaves are the data arrays;
+    pass it to jitted functions as an argument (``jax.jit(f)(task, ...)``).
+    """
+
+    data: ImageDataset
+    model: nn.Module = struct.field(pytree_node=False)
+    name: str = struct.field(pytree_node=False)
+    batch_size: int = struct.field(pytree_node=False, default=128)
+    description: str = struct.field(pytree_node=False, default="")
+    reference: str = struct.field(pytree_node=False, default="")
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def image_shape(self) -> tuple:
+        return self.data.image_shape
+
+    def init(self, key) -> Params:
+        """Parameters (a dict of Dense/Conv kernels and biases) drawn from ``key``."""
+        _check_key(key)
+        dummy = jnp.zeros((1, *self.image_shape), jnp.float32)
+        return self.model.init(key, dummy)["params"]
+
+    def logits(self, params: Params, images: jax.Array) -> jax.Array:
+        return self.model.apply({"params": params}, images)
+
+    def loss(self, params: Params, batch: Batch) -> jax.Array:
+        """Mean softmax cross-entropy of the batch (the training loss of App. B.2)."""
+        logits = self.logits(params, batch["image"])
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
+
+    def loss_and_accuracy(self, params: Params, batch: Batch):
+        """Per-example cross-entropy and correctness (``[B]`` each), for evaluation."""
+        logits = self.logits(params, batch["image"])
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        return ce, (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32)
+
+    def sample_batch(self, key, split: str = "train") -> Batch:
+        """``batch_size`` examples of ``split`` drawn uniformly from ``key`` (see :func:`star.data.sample_batch`)."""
+        return sample_batch(self.data.split(split), key, self.batch_size)
+
+    def normalizer(self, loss: jax.Array) -> jax.Array:
+        """Clip to ``[0, 1.5 ln(num_classes)]``, NaN/inf → the maximum (REFERENCE §5.1)."""
+        return clip_normalizer(loss, self.num_classes)
+
+    def num_params(self, params: Params) -> int:
+        return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
