@@ -1,0 +1,266 @@
+"""Command line: ``python -m star meta-train …`` and ``python -m star evaluate …``.
+
+Examples::
+
+    # the paper's STAR setting on the Fashion-MNIST MLP (REFERENCE §5.1, §5.3)
+    python -m star meta-train --optimizer star --task fmnist_mlp --outer-steps 200 --num-tasks 8 \\
+        --trunc 50 --horizon 2000 --std 0.01 --lr 1e-4 --wd 0.1 --seed 0 --out results/metatrain/star_cpu
+    python -m star meta-train ... --out results/metatrain/star_cpu --resume      # continue after a crash
+    python -m star evaluate --run results/metatrain/star_cpu --steps 2000 --seed 1
+
+    # the NQM with the linear learned optimizer θ = (α, P) (Fig. 2b/2c setting: T = 50 = truncation)
+    python -m star meta-train --optimizer linear --task nqm --horizon 50 --trunc 50 --num-tasks 64 \\
+        --outer-steps 300 --lr 1e-2 --out results/metatrain/nqm
+
+An output folder holds ``config.json`` (every setting), ``log.jsonl`` (one JSON object per outer step:
+meta-loss, gradient norm, NaN count, inner steps/s, …), ``checkpoints/`` (complete state, atomic),
+``theta_final.npz`` (and ``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
+``provenance.json`` (command, git commit, scale, seeds, wall time, device). A folder that already holds a
+run is never overwritten: continue it with ``--resume`` (same configuration) or choose another folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import functools
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LINEAR_OPTIMIZER = "linear"
+NQM_TASK = "nqm"
+INITS = ("nominal", "reference")
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
+
+
+def _device_info() -> dict:
+    import jax
+
+    devs = jax.devices()
+    return {"platform": devs[0].platform, "count": len(devs), "kind": devs[0].device_kind,
+            "host": platform.node(), "cpu_count": os.cpu_count(), "jax": jax.__version__}
+
+
+def optimizer_names() -> tuple:
+    from star.optim import PRESETS
+
+    return tuple(PRESETS) + (LINEAR_OPTIMIZER,)
+
+
+def task_names() -> tuple:
+    from star.tasks import list_tasks
+
+    return tuple(list_tasks()) + (NQM_TASK,)
+
+
+def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, init: str = "nominal"):
+    """``(problem, theta0, optimizer_config)`` for an optimizer/task pair of the command line.
+
+    ``optimizer`` is a STAR-family preset (``star``, ``hyperparam``, ``blackbox``, ``star_nopre``,
+    ``star_nonom``) with a registered task, or ``linear`` with ``nqm``. ``init`` picks the STAR-family
+    initialisation: ``nominal`` (zero output layer: STAR starts as its nominal optimizer, so meta-training
+    can start; the default) or ``reference`` (diverges on the Fashion-MNIST MLP, see the STAR chapter).
+
+    Raises:
+        ValueError: unknown optimizer or task, or an incompatible pair.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if task == NQM_TASK or optimizer == LINEAR_OPTIMIZER:
+        if not (task == NQM_TASK and optimizer == LINEAR_OPTIMIZER):
+            raise ValueError(f"optimizer {LINEAR_OPTIMIZER!r} goes with task {NQM_TASK!r} only; got "
+                             f"optimizer={optimizer!r}, task={task!r}")
+        from star import nqm
+        from star.inner import NQMProblem
+
+        problem = NQMProblem(nqm.paper_nqm(), horizon=horizon)
+        theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
+        return problem, theta0, None
+
+    from star.optim import PRESETS, init_meta_params, preset, star_optimizer
+    from star.tasks import get_task, list_tasks
+    from star.inner import LearnedOptimizerProblem
+
+    if optimizer not in PRESETS:
+        raise ValueError(f"optimizer must be one of {tuple(PRESETS) + (LINEAR_OPTIMIZER,)}; got {optimizer!r}")
+    if task not in list_tasks():
+        raise ValueError(f"task must be one of {tuple(list_tasks()) + (NQM_TASK,)}; got {task!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+    cfg = preset(optimizer)
+    theta0 = init_meta_params(cfg, jax.random.PRNGKey(seed + 1), init=init)
+    problem = LearnedOptimizerProblem(task=get_task(task), make_optimizer=functools.partial(star_optimizer, cfg),
+                                      horizon=horizon)
+    return problem, theta0, cfg
+
+
+def _meta_train(args) -> int:
+    from star.scale import get_scale
+
+    # Validate everything cheap before touching the folder or loading data.
+    if args.optimizer not in optimizer_names():
+        raise ValueError(f"--optimizer must be one of {optimizer_names()}; got {args.optimizer!r}")
+    if args.task not in task_names():
+        raise ValueError(f"--task must be one of {task_names()}; got {args.task!r}")
+    from star.metatrain import MetaTrainConfig, meta_train, atomic_write_json, save_theta
+    from star import pes as pes_lib
+
+    pes_lib.check_settings(horizon=args.horizon)
+    cfg = MetaTrainConfig(outer_steps=args.outer_steps, num_tasks=args.num_tasks, trunc_length=args.trunc,
+                          std=args.std, lr=args.lr, weight_decay=args.wd, clip=args.clip,
+                          clip_mode=args.clip_mode, estimator=args.estimator, seed=args.seed,
+                          checkpoint_every=args.checkpoint_every, random_offset=not args.no_offset)
+    pes_lib.check_settings(trunc_length=args.trunc, horizon=args.horizon)
+    run_config = dict(cfg.to_dict(), optimizer=args.optimizer, task=args.task, horizon=args.horizon,
+                      init=args.init)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    problem, theta0, opt_cfg = build_problem(args.optimizer, args.task, args.horizon, seed=args.seed, init=args.init)
+    t0 = time.perf_counter()
+    result = meta_train(problem, theta0, cfg, out_dir=args.out, resume=args.resume, run_config=run_config,
+                        progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+    out = Path(args.out)
+    if opt_cfg is not None:
+        from star.optim.convert import save_meta_params
+
+        save_meta_params(out / "meta_params.msgpack", opt_cfg, result.theta,
+                         metadata={"run": str(out), "outer_steps": cfg.outer_steps, "seed": cfg.seed})
+    prov_path = out / "provenance.json"
+    sessions = json.loads(prov_path.read_text()).get("sessions", []) if prov_path.exists() else []
+    sessions.append({
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
+        "started_utc": started,
+        "wall_s": wall,
+        "resumed_from_step": result.resumed_from,
+        "final_step": int(result.state.step),
+    })
+    hist = result.history
+    atomic_write_json(prov_path, {
+        "command": sessions[0]["command"] if len(sessions) == 1 else [s["command"] for s in sessions],
+        "git_commit": _git_commit(),
+        "scale": get_scale().value,
+        "seeds": {"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1},
+        "wall_s_total": sum(s["wall_s"] for s in sessions),
+        "device": _device_info(),
+        "sessions": sessions,
+        "first_meta_loss": hist[0]["meta_loss"] if hist else None,
+        "last_meta_loss": hist[-1]["meta_loss"] if hist else None,
+    })
+    print(json.dumps({"out": str(out), "steps": int(result.state.step), "wall_s": wall,
+                      "last_meta_loss": hist[-1]["meta_loss"] if hist else None}))
+    return 0
+
+
+def _evaluate(args) -> int:
+    import jax
+    import numpy as np
+
+    from star.metatrain import load_theta
+
+    run = Path(args.run)
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise ValueError(f"--run {str(run)!r} holds no run (no config.json)")
+    rc = json.loads(cfg_path.read_text())
+    task = args.task or rc["task"]
+    horizon = args.steps or rc["horizon"]
+    problem, template, opt_cfg = build_problem(rc["optimizer"], task, horizon, seed=rc["seed"], init=rc.get("init", "nominal"))
+    theta = load_theta(run / "theta_final.npz", template)
+    key = jax.random.PRNGKey(args.seed)
+    report = {"run": str(run), "task": task, "optimizer": rc["optimizer"], "steps": horizon, "seed": args.seed}
+    if task == NQM_TASK:
+        from star import nqm
+
+        report["expected_loss_initial"] = float(problem.expected_loss(template))
+        report["expected_loss"] = float(problem.expected_loss(theta))
+        report["simulated_loss"] = float(nqm.simulated_loss(key, problem.nqm, theta["alpha"], theta["P"], horizon))
+    else:
+        from star.optim import star_optimizer
+        from star.train import evaluate, train
+
+        for name, th in (("initial", template), ("learned", theta)):
+            res = train(problem.task, star_optimizer(opt_cfg, th, horizon), horizon, key, progress=not args.no_progress)
+            losses = np.asarray(res.losses)
+            ev = evaluate(problem.task, res.params)
+            report[name] = {"final_train_loss_mean_last_50": float(np.mean(losses[-50:])),
+                            "mean_train_loss": float(np.mean(losses)), "test_loss": ev["loss"],
+                            "test_accuracy": ev["accuracy"], "wall_s": res.wall_time}
+    text = json.dumps(report, indent=2)
+    if args.out:
+        from star.metatrain import atomic_write_json
+
+        atomic_write_json(args.out, report)
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m star", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mt = sub.add_parser("meta-train", help="meta-train a learned optimizer with PES (REFERENCE §5)")
+    mt.add_argument("--optimizer", required=True, help="star, hyperparam, blackbox, star_nopre, star_nonom, linear")
+    mt.add_argument("--task", required=True, help="a registered task (fmnist_mlp, ...) or nqm")
+    mt.add_argument("--outer-steps", type=int, required=True)
+    mt.add_argument("--num-tasks", type=int, default=8, help="parallel inner problems N")
+    mt.add_argument("--trunc", type=int, default=50, help="PES truncation length K (paper: 50)")
+    mt.add_argument("--horizon", type=int, default=2000, help="inner episode length T (paper: 2000)")
+    mt.add_argument("--std", type=float, default=0.01, help="perturbation std σ (paper: 0.01)")
+    mt.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
+    mt.add_argument("--wd", type=float, default=0.0, help="AdamW weight decay as a multiple of lr (STAR: 0.1-0.5)")
+    mt.add_argument("--clip", type=float, default=1.0, help="gradient clipping threshold (paper: 1.0)")
+    mt.add_argument("--clip-mode", default="value", choices=("value", "global_norm", "none"),
+                    help="value = element-wise, as the reference's GradientClipOptimizer (default)")
+    mt.add_argument("--estimator", default="pes", choices=("pes", "tes"))
+    mt.add_argument("--no-offset", action="store_true", help="no random initial iteration offset")
+    mt.add_argument("--init", default="nominal", choices=INITS, help="STAR-family meta-parameter init")
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--checkpoint-every", type=int, default=10)
+    mt.add_argument("--out", required=True, help="output folder (new, empty, or with --resume)")
+    mt.add_argument("--resume", action="store_true", help="continue the run in --out from its last good checkpoint")
+    mt.add_argument("--no-progress", action="store_true")
+    mt.set_defaults(func=_meta_train)
+
+    ev = sub.add_parser("evaluate", help="train a task with a saved optimizer and report losses")
+    ev.add_argument("--run", required=True, help="a meta-train output folder")
+    ev.add_argument("--task", default=None, help="task to evaluate on (default: the run's task)")
+    ev.add_argument("--steps", type=int, default=None, help="inner steps (default: the run's horizon)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", default=None, help="write the JSON report here too")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
