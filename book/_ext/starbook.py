@@ -12,7 +12,12 @@ Two jobs that plain configuration cannot do:
    found under ``_static`` as a ``<script>`` tag on every page.) ``$STAR_MATHJAX_DIR`` may point at
    an unpacked ``es5`` folder instead. Without npm the build falls back to the CDN and says so loudly.
 
-2. **The reproduction-status page is read last, on every build.** Its table is computed from the
+2. **The execution cache knows the scale.** ``execute_notebooks: cache`` keys a notebook by its code,
+   not by ``$STAR_SCALE``: a smoke build would feed its outputs to a later cpu build. The cache is
+   therefore ``.jupyter_cache/<scale>/`` next to the HTML folder, and the scale is a Sphinx config
+   value, so a build at another scale than the last one re-reads every page.
+
+3. **The reproduction-status page is read last, on every build.** Its table is computed from the
    claim records that the chapters write while they execute (``star.claims``). Sphinx reads documents
    in alphabetical order and skips unchanged ones, so the pages listed in ``starbook_read_last`` are
    marked outdated on every build and moved to the end of the reading order.
@@ -112,6 +117,15 @@ def _setup_mathjax(app, config) -> None:
         config.html_extra_path = [*config.html_extra_path, extra]
 
 
+def _scale_aware_cache(app, config) -> None:
+    from star.scale import get_scale  # raises a ValueError naming STAR_SCALE if it is bad
+
+    scale = get_scale().value
+    config.starbook_scale = scale  # an "env" value: when it changes, Sphinx re-reads every page
+    if not config.nb_execution_cache_path:
+        config.nb_execution_cache_path = str(Path(app.outdir).parent / ".jupyter_cache" / scale)
+
+
 def _always_outdated(app, env, added, changed, removed):
     return [d for d in app.config.starbook_read_last if d in env.found_docs]
 
@@ -125,7 +139,9 @@ def _read_last(app, env, docnames):
 
 def setup(app):
     app.add_config_value("starbook_read_last", ["book/status"], "env")
+    app.add_config_value("starbook_scale", "", "env")
     app.connect("config-inited", _setup_mathjax)
+    app.connect("config-inited", _scale_aware_cache)
     app.connect("env-get-outdated", _always_outdated)
     app.connect("env-before-read-docs", _read_last)
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
