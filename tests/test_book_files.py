@@ -1,0 +1,44 @@
+"""star.book.repo_file: stored results found in a checkout, fetched (once) where there is none."""
+
+import io
+
+import pytest
+
+from star import book
+
+
+def test_in_a_checkout_the_file_comes_from_the_book_root(tmp_path):
+    (tmp_path / "_toc.yml").write_text("root: book/intro\n")
+    (tmp_path / "results" / "nqm").mkdir(parents=True)
+    (tmp_path / "results" / "nqm" / "a.json").write_text("{}")
+    (tmp_path / "book").mkdir()
+    assert book.repo_file("results/nqm/a.json", start=tmp_path / "book") == \
+        (tmp_path / "results" / "nqm" / "a.json").resolve()
+    with pytest.raises(FileNotFoundError, match="command that makes it"):
+        book.repo_file("results/nqm/missing.json", start=tmp_path / "book")
+
+
+def test_without_a_checkout_the_file_is_downloaded_once(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_urlopen(url, timeout):
+        calls.append(url)
+        return io.BytesIO(b"payload")
+
+    monkeypatch.setattr(book.urllib.request, "urlopen", fake_urlopen)
+    where = tmp_path / "colab"
+    where.mkdir()
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        book.repo_file("results/x.bin", start=where, cache_dir=cache, download=False)
+    path = book.repo_file("results/x.bin", start=where, cache_dir=cache)
+    assert path == cache / "results" / "x.bin" and path.read_bytes() == b"payload"
+    assert calls == [f"{book.REPOSITORY_RAW}/results/x.bin"]
+    assert book.repo_file("results/x.bin", start=where, cache_dir=cache) == path
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../secrets", "results/../../x", "a\\b", None])
+def test_bad_relpath(bad, tmp_path):
+    with pytest.raises(ValueError, match="relpath must be a relative path"):
+        book.repo_file(bad, start=tmp_path, download=False)
