@@ -16,6 +16,7 @@ results do not depend on the chunk size.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, NamedTuple, Optional
 
@@ -79,6 +80,38 @@ def train_step(task: Task, optimizer, params, opt_state, batch):
     return optax.apply_updates(params, updates), opt_state, loss
 
 
+class _ByIdentity:
+    """Hash and compare an object by identity, so that it can be a static jit argument."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run_chunk(static_optimizer, task, params, opt_state, data_key, steps):
+    """Steps ``steps`` (an int32 vector of step indices) under one ``lax.scan``.
+
+    The optimizer is static, keyed by identity: reusing the same optimizer object (on a task of
+    the same structure) reuses the compiled chunk.
+    """
+    optimizer = static_optimizer.obj
+
+    def body(carry, t):
+        params, opt_state = carry
+        batch = task.sample_batch(jax.random.fold_in(data_key, t))
+        params, opt_state, loss = train_step(task, optimizer, params, opt_state, batch)
+        return (params, opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), steps)
+    return params, opt_state, losses
+
+
 def train(task: Task, optimizer, num_steps: int, key, *, params=None, chunk_size: int = 100,
           progress: bool = True, desc: Optional[str] = None) -> TrainResult:
     """Train ``task`` with ``optimizer`` for ``num_steps`` steps; return the loss curve.
@@ -109,23 +142,12 @@ def train(task: Task, optimizer, num_steps: int, key, *, params=None, chunk_size
         params = task.init(init_key)
     opt_state = opt.init(params)
 
-    def run_chunk(task, params, opt_state, data_key, steps):
-        def body(carry, t):
-            params, opt_state = carry
-            batch = task.sample_batch(jax.random.fold_in(data_key, t))
-            params, opt_state, loss = train_step(task, opt, params, opt_state, batch)
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), steps)
-        return params, opt_state, losses
-
-    run_chunk = jax.jit(run_chunk)
     curve = []
     with tqdm(total=num_steps, disable=not progress, desc=desc or getattr(task, "name", None),
               leave=False) as bar:
         for lo in range(0, num_steps, chunk_size):
             steps = jnp.arange(lo, min(lo + chunk_size, num_steps), dtype=jnp.int32)
-            params, opt_state, losses = run_chunk(task, params, opt_state, data_key, steps)
+            params, opt_state, losses = _run_chunk(_ByIdentity(optimizer), task, params, opt_state, data_key, steps)
             curve.append(np.asarray(losses))
             bar.update(int(steps.shape[0]))
             if curve[-1].size:
