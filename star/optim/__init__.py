@@ -1,0 +1,37 @@
+"""The STAR learned-optimizer family (STAR, Hyperparam, Blackbox, No-Pre, No-Nom) as optax transformations.
+
+See :mod:`star.optim.star` for the update (REFERENCE §4.2) and :mod:`star.optim.features` for the
+accumulators and the 39 per-parameter features.
+"""
+
+from star.optim.features import NUM_FEATURES, factored_dims, time_features
+from star.optim.star import (
+    PRESETS,
+    StarConfig,
+    StarState,
+    apply_star,
+    effective_decays,
+    init_meta_params,
+    meta_param_shapes,
+    num_meta_params,
+    preset,
+    star_optimizer,
+    validate_meta_params,
+)
+
+__all__ = [
+    "NUM_FEATURES",
+    "PRESETS",
+    "StarConfig",
+    "StarState",
+    "apply_star",
+    "effective_decays",
+    "factored_dims",
+    "init_meta_params",
+    "meta_param_shapes",
+    "num_meta_params",
+    "preset",
+    "star_optimizer",
+    "time_features",
+    "validate_meta_params",
+]
