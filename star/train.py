@@ -94,13 +94,15 @@ class _ByIdentity:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _run_chunk(static_optimizer, task, params, opt_state, data_key, steps):
+def _run_chunk(static_optimizer, task, meta_params, params, opt_state, data_key, steps):
     """Steps ``steps`` (an int32 vector of step indices) under one ``lax.scan``.
 
-    The optimizer is static, keyed by identity: reusing the same optimizer object (on a task of
-    the same structure) reuses the compiled chunk.
+    The optimizer (or optimizer factory) is static, keyed by identity: reusing the same object on a
+    task of the same structure reuses the compiled chunk. ``meta_params`` is traced, so a factory
+    evaluated at new meta-parameters (another learning rate, another θ) does not recompile.
     """
-    optimizer = static_optimizer.obj
+    make = static_optimizer.obj
+    optimizer = make if meta_params is None else make(meta_params)
 
     def body(carry, t):
         params, opt_state = carry
@@ -112,16 +114,21 @@ def _run_chunk(static_optimizer, task, params, opt_state, data_key, steps):
     return params, opt_state, losses
 
 
-def train(task: Task, optimizer, num_steps: int, key, *, params=None, chunk_size: int = 100,
-          progress: bool = True, desc: Optional[str] = None) -> TrainResult:
+def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, params=None,
+          chunk_size: int = 100, progress: bool = True, desc: Optional[str] = None) -> TrainResult:
     """Train ``task`` with ``optimizer`` for ``num_steps`` steps; return the loss curve.
 
     Args:
         task: a :class:`star.tasks.Task`, e.g. ``get_task("fmnist_mlp")``.
-        optimizer: any optax ``GradientTransformation`` or ``GradientTransformationExtraArgs``.
+        optimizer: any optax ``GradientTransformation`` or ``GradientTransformationExtraArgs``;
+            or, when ``meta_params`` is given, a function ``meta_params -> GradientTransformation``
+            (e.g. ``lambda lr: optax.adam(lr)`` or ``lambda th: star_optimizer(cfg, th, n)``).
         num_steps: number of inner steps (≥ 1).
         key: PRNG key; it is split into the initialization key and the data key, so the same key
             gives the same curve bit for bit.
+        meta_params: arguments of the optimizer factory (a pytree of arrays). They are traced, so
+            calling ``train`` again with the same factory object and new ``meta_params`` of the same
+            shapes reuses the compiled program (compiling a STAR step takes seconds).
         params: start from these parameters instead of ``task.init``.
         chunk_size: steps per jitted ``lax.scan`` (the progress bar advances once per chunk).
         progress: show a tqdm progress bar on stderr.
@@ -132,7 +139,14 @@ def train(task: Task, optimizer, num_steps: int, key, *, params=None, chunk_size
             ``task``/``optimizer`` that does not implement the protocol.
     """
     _check_task(task)
-    opt = _as_extra_args(optimizer)
+    if meta_params is not None:
+        if not callable(optimizer) or hasattr(optimizer, "update"):
+            raise ValueError("optimizer must be a function meta_params -> GradientTransformation when "
+                             f"meta_params is given; got {type(optimizer).__name__}")
+        meta_params = jax.tree.map(jnp.asarray, meta_params)
+        opt = _as_extra_args(optimizer(meta_params))
+    else:
+        opt = _as_extra_args(optimizer)
     _check_int(num_steps, "num_steps")
     _check_int(chunk_size, "chunk_size")
     _check_key(key)
@@ -143,11 +157,13 @@ def train(task: Task, optimizer, num_steps: int, key, *, params=None, chunk_size
     opt_state = opt.init(params)
 
     curve = []
+    static = _ByIdentity(optimizer)
     with tqdm(total=num_steps, disable=not progress, desc=desc or getattr(task, "name", None),
               leave=False) as bar:
         for lo in range(0, num_steps, chunk_size):
             steps = jnp.arange(lo, min(lo + chunk_size, num_steps), dtype=jnp.int32)
-            params, opt_state, losses = _run_chunk(_ByIdentity(optimizer), task, params, opt_state, data_key, steps)
+            params, opt_state, losses = _run_chunk(static, task, meta_params, params, opt_state,
+                                                   data_key, steps)
             curve.append(np.asarray(losses))
             bar.update(int(steps.shape[0]))
             if curve[-1].size:

@@ -115,3 +115,24 @@ def test_evaluate_bad_input(small_task):
         evaluate(small_task, params, "validation")
     with pytest.raises(ValueError, match="chunk_size must be an integer >= 1; got -1"):
         evaluate(small_task, params, chunk_size=-1)
+
+
+def test_optimizer_factory_with_traced_meta_params_matches_and_reuses_the_compilation(small_task):
+    """train(factory, meta_params=lr) equals train(factory(lr)) and compiles once for all lr."""
+    factory = lambda lr: optax.adam(lr)  # noqa: E731
+    key = jax.random.key(5)
+    before = _compiled_chunks()
+    runs = [train(small_task, factory, 12, key, meta_params=lr, chunk_size=12, progress=False)
+            for lr in (1e-3, 1e-2)]
+    assert _compiled_chunks() - before == 1  # one compilation for both learning rates
+    direct = train(small_task, optax.adam(1e-2), 12, key, chunk_size=12, progress=False)
+    np.testing.assert_allclose(runs[1].losses, direct.losses, rtol=1e-6)
+    assert not np.allclose(runs[0].losses[1:], runs[1].losses[1:])
+    with pytest.raises(ValueError, match="optimizer must be a function meta_params"):
+        train(small_task, optax.adam(1e-3), 3, key, meta_params=1e-3, progress=False)
+
+
+def _compiled_chunks():
+    from star import train as train_module
+
+    return train_module._run_chunk._cache_size()
