@@ -1,0 +1,109 @@
+"""Truncated inner problems for PES: a task trained by a learned optimizer, one step at a time.
+
+These adapters sit between the tasks/optimizers and the estimator (data → tasks → *inner loop* → PES →
+outer loop) and implement :class:`star.pes.TruncatedProblem`:
+
+* :class:`NQMProblem` — the noisy quadratic model of §4 with the linear learned optimizer
+  :math:`\\phi_{t+1}=\\phi_t-(\\alpha I+P)\\nabla_t` (Eq. 6), meta-parameters ``{"alpha": α, "P": P}``
+  (or only ``{"P": P}`` with a fixed nominal ``alpha``). Its expected meta-loss over a full episode is the
+  closed form Eq. (8) of :func:`star.nqm.expected_loss`; the dynamics are :func:`star.nqm.unroll`.
+* :class:`LearnedOptimizerProblem` — a :class:`star.tasks.base.Task` trained by a learned optimizer built
+  from the meta-parameters (e.g. STAR, ``star.optim.star_optimizer``); the per-step meta-loss is the task's
+  normalised training loss on the step's batch (REFERENCE §5.1–5.2, ``meta_loss_split=None``).
+
+Both are pytrees (array data are leaves, settings are static), so the estimator passes them to
+``jax.jit`` as arguments instead of baking large data sets into the compiled program as constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from star.train import train_step
+
+PyTree = Any
+
+
+@struct.dataclass
+class NQMProblem:
+    """The NQM as a truncated inner problem (REFERENCE §2, App. B.1).
+
+    Attributes:
+        nqm: a :class:`star.nqm.NQM` (e.g. ``star.nqm.paper_nqm()``).
+        horizon: episode length ``T`` (the paper's NQM experiments use T = 50 = truncation, i.e. ES).
+        alpha: the fixed nominal step used when ``theta`` has no ``"alpha"`` entry (None: required in θ).
+
+    Inner state: ``(NQMState, noise_key)``. A fresh episode draws φ0 ~ N(m0, S0) and an episode noise key;
+    step ``t`` uses ξ_t = noise(``fold_in(noise_key, t)``) for the gradient and reports the minibatch loss
+    ℓ_{t+1}(φ_{t+1}) on ξ_{t+1} (the batch that drives the next step), so the mean over an episode is an
+    unbiased sample of Eq. (8). The PES step key is not needed: both antithetic sides share the episode's
+    init and noise keys (common random numbers). Losses are not normalised; a diverging run produces
+    ``inf``/``nan``, which the outer loop zeroes and counts.
+    """
+
+    nqm: Any
+    horizon: int = struct.field(pytree_node=False)
+    alpha: float | None = struct.field(pytree_node=False, default=None)
+
+    def _alpha_P(self, theta):
+        alpha = theta["alpha"] if "alpha" in theta else self.alpha
+        if alpha is None:
+            raise ValueError("theta must contain 'alpha' when NQMProblem.alpha is None")
+        return alpha, theta["P"]
+
+    def init(self, theta, key):
+        from star import nqm as nqm_lib
+
+        del theta
+        k_phi, k_noise = jax.random.split(key)
+        return nqm_lib.init_state(k_phi, self.nqm), k_noise
+
+    def step(self, theta, inner_state, key):
+        from star import nqm as nqm_lib
+
+        del key
+        state, noise_key = inner_state
+        alpha, P = self._alpha_P(theta)
+        state, losses = nqm_lib.unroll(self.nqm, alpha, P, state, noise_key, 1)
+        return (state, noise_key), losses[0].astype(jnp.float32), jnp.asarray(True)
+
+    def expected_loss(self, theta, T: int | None = None):
+        """The closed-form meta-loss Eq. (8) over a full episode (``T`` defaults to the horizon)."""
+        from star import nqm as nqm_lib
+
+        alpha, P = self._alpha_P(theta)
+        return nqm_lib.expected_loss(self.nqm, alpha, P, self.horizon if T is None else T)
+
+
+@struct.dataclass
+class LearnedOptimizerProblem:
+    """A task trained by a learned optimizer built from the meta-parameters.
+
+    Attributes:
+        task: a :class:`star.tasks.base.Task` pytree (``init``, ``loss``, ``sample_batch``, ``normalizer``).
+        make_optimizer: ``(theta, num_steps) -> optax.GradientTransformationExtraArgs``, e.g.
+            ``functools.partial(star.optim.star_optimizer, cfg)``; must be traceable in ``theta``.
+        horizon: episode length ``T`` (paper: 2000); passed to the optimizer as its ``num_steps``.
+
+    Inner state: ``(params, opt_state)``. One step samples a training batch from the step key, computes
+    the loss and gradient at the current parameters, applies the optimizer, and reports the task's
+    normalised loss (clipped to [0, 1.5 ln C], NaN/inf → the maximum) as the meta-loss of the step.
+    """
+
+    task: Any
+    make_optimizer: Callable = struct.field(pytree_node=False)
+    horizon: int = struct.field(pytree_node=False)
+
+    def init(self, theta, key):
+        params = self.task.init(key)
+        return params, self.make_optimizer(theta, self.horizon).init(params)
+
+    def step(self, theta, inner_state, key):
+        params, opt_state = inner_state
+        opt = self.make_optimizer(theta, self.horizon)
+        params, opt_state, loss = train_step(self.task, opt, params, opt_state, self.task.sample_batch(key))
+        return (params, opt_state), self.task.normalizer(loss).astype(jnp.float32), jnp.asarray(True)
