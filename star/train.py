@@ -11,7 +11,7 @@ training loss on the step's batch *before* the update, as the reference's inner-
 the paper's meta-objective (the mean training loss over the inner steps, App. B) do.
 
 Training runs as jitted chunks of ``lax.scan`` so that a progress bar can advance between chunks;
-results do not depend on the chunk size.
+results do not depend on the chunk size, and one compilation serves runs of any length.
 """
 
 from __future__ import annotations
@@ -93,23 +93,35 @@ class _ByIdentity:
         return isinstance(other, _ByIdentity) and other.obj is self.obj
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _run_chunk(static_optimizer, task, meta_params, params, opt_state, data_key, steps):
-    """Steps ``steps`` (an int32 vector of step indices) under one ``lax.scan``.
+@functools.partial(jax.jit, static_argnums=(0, 7))
+def _run_chunk(static_optimizer, task, meta_params, params, opt_state, data_key, start, chunk_size,
+               num_steps):
+    """Steps ``start, …, start + chunk_size - 1`` under one ``lax.scan``; steps ``>= num_steps`` are
+    skipped with ``lax.cond`` (their losses are NaN and dropped by the caller).
 
-    The optimizer (or optimizer factory) is static, keyed by identity: reusing the same object on a
-    task of the same structure reuses the compiled chunk. ``meta_params`` is traced, so a factory
-    evaluated at new meta-parameters (another learning rate, another θ) does not recompile.
+    Only the chunk size is baked into the program, not ``start`` or ``num_steps``, so a run of any
+    length — and its last, partial chunk — reuses one compilation. The optimizer (or optimizer
+    factory) is static, keyed by identity: reusing the same object on a task of the same structure
+    reuses the compiled chunk. ``meta_params`` is traced, so a factory evaluated at new
+    meta-parameters (another learning rate, another θ) does not recompile either.
     """
     make = static_optimizer.obj
     optimizer = make if meta_params is None else make(meta_params)
 
-    def body(carry, t):
+    def step(carry, t):
         params, opt_state = carry
         batch = task.sample_batch(jax.random.fold_in(data_key, t))
         params, opt_state, loss = train_step(task, optimizer, params, opt_state, batch)
         return (params, opt_state), loss
 
+    def skip(carry, t):
+        return carry, jnp.full((), jnp.nan, jnp.float32)
+
+    def body(carry, t):
+        (params, opt_state), loss = jax.lax.cond(t < num_steps, step, skip, carry, t)
+        return (params, opt_state), loss.astype(jnp.float32)
+
+    steps = start + jnp.arange(chunk_size, dtype=jnp.int32)
     (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), steps)
     return params, opt_state, losses
 
@@ -130,7 +142,9 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
             calling ``train`` again with the same factory object and new ``meta_params`` of the same
             shapes reuses the compiled program (compiling a STAR step takes seconds).
         params: start from these parameters instead of ``task.init``.
-        chunk_size: steps per jitted ``lax.scan`` (the progress bar advances once per chunk).
+        chunk_size: steps per jitted ``lax.scan`` (the progress bar advances once per chunk). The
+            compiled program depends on it, not on ``num_steps``: keep it fixed to reuse the
+            compilation across runs of different lengths.
         progress: show a tqdm progress bar on stderr.
         desc: label of the progress bar.
 
@@ -161,13 +175,12 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
     with tqdm(total=num_steps, disable=not progress, desc=desc or getattr(task, "name", None),
               leave=False) as bar:
         for lo in range(0, num_steps, chunk_size):
-            steps = jnp.arange(lo, min(lo + chunk_size, num_steps), dtype=jnp.int32)
             params, opt_state, losses = _run_chunk(static, task, meta_params, params, opt_state,
-                                                   data_key, steps)
-            curve.append(np.asarray(losses))
-            bar.update(int(steps.shape[0]))
-            if curve[-1].size:
-                bar.set_postfix(loss=f"{float(curve[-1][-1]):.4g}")
+                                                   data_key, jnp.int32(lo), chunk_size,
+                                                   jnp.int32(num_steps))
+            curve.append(np.asarray(losses)[: min(chunk_size, num_steps - lo)])
+            bar.update(int(curve[-1].size))
+            bar.set_postfix(loss=f"{float(curve[-1][-1]):.4g}")
     losses = np.concatenate(curve).astype(np.float32)
     return TrainResult(losses, params, opt_state, time.perf_counter() - start)
 

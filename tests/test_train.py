@@ -136,3 +136,21 @@ def _compiled_chunks():
     from star import train as train_module
 
     return train_module._run_chunk._cache_size()
+
+
+def test_runs_of_any_length_share_one_compilation(small_task):
+    opt = optax.sgd(0.05)
+    before = _compiled_chunks()
+    short = train(small_task, opt, 1, jax.random.key(9), chunk_size=16, progress=False)
+    long = train(small_task, opt, 37, jax.random.key(9), chunk_size=16, progress=False)
+    assert _compiled_chunks() - before == 1
+    assert short.losses.shape == (1,) and long.losses.shape == (37,)
+    assert np.all(np.isfinite(long.losses))
+    assert short.losses[0] == long.losses[0]
+    # the state after one step equals one explicit train_step from the same initialization
+    init_key, data_key = jax.random.split(jax.random.key(9))
+    params = small_task.init(init_key)
+    batch = small_task.sample_batch(jax.random.fold_in(data_key, 0))
+    expected, _, _ = train_step(small_task, opt, params, opt.init(params), batch)
+    for x, y in zip(jax.tree.leaves(short.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
