@@ -29,7 +29,7 @@ from tqdm.std import tqdm
 from star.data import _check_key, to_float
 from star.tasks.base import Task
 
-__all__ = ["TrainResult", "train_step", "train", "evaluate"]
+__all__ = ["TrainResult", "train_keys", "batch_at", "train_step", "train", "evaluate"]
 
 
 class TrainResult(NamedTuple):
@@ -66,6 +66,18 @@ def _as_extra_args(optimizer):
 def _check_int(value, name: str, minimum: int = 1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+def train_keys(key):
+    """``(init_key, data_key)``: how :func:`train` splits its key (parameters, then batches)."""
+    _check_key(key)
+    init_key, data_key = jax.random.split(key)
+    return init_key, data_key
+
+
+def batch_at(task: Task, data_key, step):
+    """The batch that :func:`train` uses at ``step``: ``task.sample_batch(fold_in(data_key, step))``."""
+    return task.sample_batch(jax.random.fold_in(data_key, step))
 
 
 def train_step(task: Task, optimizer, params, opt_state, batch):
@@ -110,7 +122,7 @@ def _run_chunk(static_optimizer, task, meta_params, params, opt_state, data_key,
 
     def step(carry, t):
         params, opt_state = carry
-        batch = task.sample_batch(jax.random.fold_in(data_key, t))
+        batch = batch_at(task, data_key, t)
         params, opt_state, loss = train_step(task, optimizer, params, opt_state, batch)
         return (params, opt_state), loss
 
@@ -165,7 +177,7 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
     _check_int(chunk_size, "chunk_size")
     _check_key(key)
     start = time.perf_counter()
-    init_key, data_key = jax.random.split(key)
+    init_key, data_key = train_keys(key)
     if params is None:
         params = task.init(init_key)
     opt_state = opt.init(params)

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from star.tasks import get_task
-from star.train import evaluate, train, train_step
+from star.train import batch_at, evaluate, train, train_keys, train_step
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +148,9 @@ def test_runs_of_any_length_share_one_compilation(small_task):
     assert np.all(np.isfinite(long.losses))
     assert short.losses[0] == long.losses[0]
     # the state after one step equals one explicit train_step from the same initialization
-    init_key, data_key = jax.random.split(jax.random.key(9))
+    init_key, data_key = train_keys(jax.random.key(9))
     params = small_task.init(init_key)
-    batch = small_task.sample_batch(jax.random.fold_in(data_key, 0))
+    batch = batch_at(small_task, data_key, 0)
     expected, _, _ = train_step(small_task, opt, params, opt.init(params), batch)
     for x, y in zip(jax.tree.leaves(short.params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
