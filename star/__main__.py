@@ -196,8 +196,11 @@ def _evaluate(args) -> int:
         from star.optim import star_optimizer
         from star.train import evaluate, train
 
+        def factory(th):  # one compilation for both meta-parameter sets (θ is traced)
+            return star_optimizer(opt_cfg, th, horizon)
+
         for name, th in (("initial", template), ("learned", theta)):
-            res = train(problem.task, star_optimizer(opt_cfg, th, horizon), horizon, key, progress=not args.no_progress)
+            res = train(problem.task, factory, horizon, key, meta_params=th, progress=not args.no_progress)
             losses = np.asarray(res.losses)
             ev = evaluate(problem.task, res.params)
             report[name] = {"final_train_loss_mean_last_50": float(np.mean(losses[-50:])),

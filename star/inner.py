@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from star import nqm as nqm_lib
 from star.train import train_step
 
 PyTree = Any
@@ -45,7 +46,7 @@ class NQMProblem:
     ``inf``/``nan``, which the outer loop zeroes and counts.
     """
 
-    nqm: Any
+    nqm: nqm_lib.NQM
     horizon: int = struct.field(pytree_node=False)
     alpha: float | None = struct.field(pytree_node=False, default=None)
 
@@ -56,15 +57,11 @@ class NQMProblem:
         return alpha, theta["P"]
 
     def init(self, theta, key):
-        from star import nqm as nqm_lib
-
         del theta
         k_phi, k_noise = jax.random.split(key)
         return nqm_lib.init_state(k_phi, self.nqm), k_noise
 
     def step(self, theta, inner_state, key):
-        from star import nqm as nqm_lib
-
         del key
         state, noise_key = inner_state
         alpha, P = self._alpha_P(theta)
@@ -73,8 +70,6 @@ class NQMProblem:
 
     def expected_loss(self, theta, T: int | None = None):
         """The closed-form meta-loss Eq. (8) over a full episode (``T`` defaults to the horizon)."""
-        from star import nqm as nqm_lib
-
         alpha, P = self._alpha_P(theta)
         return nqm_lib.expected_loss(self.nqm, alpha, P, self.horizon if T is None else T)
 
