@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ema", "seed_band"]
+__all__ = ["ema", "seed_band", "mean_stderr_band"]
 
 
 def ema(values, coefficient: float = 0.98) -> np.ndarray:
@@ -35,3 +35,23 @@ def seed_band(curves):
     if x.ndim < 2:
         raise ValueError(f"curves must have a leading seed axis, shape [seeds, steps]; got shape {x.shape}")
     return x.mean(axis=0), x.min(axis=0), x.max(axis=0)
+
+
+def mean_stderr_band(curves, coefficient: float | None = None, num_stderr: float = 1.0):
+    """``(mean, low, high)`` over seeds (axis 0): the mean and mean ± ``num_stderr`` standard errors
+    (sample std with ddof=1, divided by sqrt(#seeds)), as in Figs. 2b,c (App. B.1: "one standard error").
+
+    With ``coefficient``, all three curves are EMA-smoothed with it (:func:`ema`), "including the confidence
+    intervals" as App. B.1 does (0.95 there, 0.98 in App. B.2). Needs at least two seeds.
+    """
+    x = np.asarray(curves, dtype=np.float64)
+    if x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(f"curves must have a leading seed axis with >= 2 seeds; got shape {x.shape}")
+    if not isinstance(num_stderr, (int, float)) or not np.isfinite(num_stderr) or num_stderr < 0:
+        raise ValueError(f"num_stderr must be a finite number >= 0; got {num_stderr!r}")
+    mean = x.mean(axis=0)
+    se = x.std(axis=0, ddof=1) / np.sqrt(x.shape[0])
+    low, high = mean - num_stderr * se, mean + num_stderr * se
+    if coefficient is None:
+        return mean, low, high
+    return ema(mean, coefficient), ema(low, coefficient), ema(high, coefficient)
