@@ -18,6 +18,8 @@ Paper results
 * :func:`robust_bounds_hold` (= Lemma 3, bounds (16)–(17)) and :func:`max_robust_gain` — robustness to a
   diagonal multiplicative error :math:`P=\Delta\tilde P`, :math:`0<d_i\le\bar d_i`, for diagonal
   :math:`\tilde P` (erratum E11), with the :math:`\lambda_{\max}(\tilde P)\le0` case repaired (E10).
+* :func:`robust_exact_criterion` — the exact robust region for the same error model (vertex check of a
+  convex LMI set), against which (16)–(17) are conservative; :func:`region_masks` tabulates all regions.
 * :func:`cancellation_dynamics_matrix` — the "cancellation" example (REFERENCE §2.7):
   :math:`\tilde P=-\alpha I+Q`, :math:`\Delta=(1+\varepsilon)I` gives :math:`A=I+\varepsilon\alpha H-(1+\varepsilon)QH`.
 * :func:`lemma4_gap` / :func:`lemma4_holds` — Lemma 4, :math:`\bar L\le L`, with the corrected identity
@@ -40,7 +42,8 @@ Schur–Cohn–Jury test (:math:`|c_0|<1`, :math:`|c_1|<1+c_0` for :math:`z^2+c_
 * Nesterov: :math:`0<a<2(1+\beta)/(1+2\beta)` (:func:`momentum_step_interval`).
 
 :func:`momentum_stability_criterion` applies this to every :math:`a_i=\lambda_i(MH)`;
-:func:`momentum_spectral_radius` is the direct eigenvalue computation it is tested against.
+:func:`momentum_spectral_radius` (and :func:`momentum_spectral_radius_grid`) is the direct eigenvalue
+computation it is tested against.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ __all__ = [
     "cancellation_dynamics_matrix", "lemma4_gap", "lemma4_holds", "eigenvector_condition_number",
     "power_norm_bound", "symmetric_kappa", "lemma5_bound", "momentum_matrix", "momentum_spectral_radius",
     "scalar_momentum_stable", "momentum_step_interval", "momentum_stability_criterion",
+    "robust_exact_criterion", "region_masks", "momentum_spectral_radius_grid",
 ]
 
 
@@ -229,6 +233,67 @@ def max_robust_gain(H, alpha, P_tilde) -> float:
     return float(gain)
 
 
+def robust_exact_criterion(H, alpha, P_tilde, d_bar) -> bool:
+    r"""Exact robust stability for the error model of Lemma 3: :math:`\rho(I-(\alpha I+\Delta\tilde P)H)<1` for
+    every :math:`\Delta=\operatorname{diag}(d)` with :math:`d` in the box :math:`\prod_i[0,\bar d_i]`.
+
+    For diagonal :math:`\tilde P`, :math:`M(d)=\alpha I+\Delta\tilde P` is affine in :math:`d` and the exact
+    criterion :math:`0\prec M\prec2H^{-1}` is a pair of LMIs, whose solution set is convex; so the whole box is
+    stable iff its :math:`2^N` vertices are (:math:`d_i\in\{0,\bar d_i\}`, the closure of :math:`0<d_i`).
+    Compare with the sufficient bounds (16)-(17) of :func:`robust_bounds_hold`.
+    """
+    H = _H(H)
+    n = H.shape[0]
+    alpha = _alpha(alpha)
+    lam = np.diag(_diag_P_tilde(P_tilde, n))
+    d_bar = _d_bar(d_bar, n)
+    if n > 16:
+        raise ValueError(f"H must be at most 16x16 for the 2^N vertex enumeration; got N = {n}")
+    for bits in range(2 ** n):
+        d = np.where([(bits >> i) & 1 for i in range(n)], d_bar, 0.0)
+        if not exact_stability_criterion(H, alpha, np.diag(d * lam)):
+            return False
+    return True
+
+
+def region_masks(H, alphas, p_values, direction, d_bars=()):
+    r"""Stability regions in the (α, p) plane for :math:`P=p\,D` with a fixed diagonal ``direction`` D.
+
+    Returns a dict of boolean arrays of shape ``(len(p_values), len(alphas))``: ``"theorem1"`` (strict (9)-(10)),
+    ``"exact"`` (:func:`exact_stability_criterion`), and for each d̄ in ``d_bars``: ``("robust_bound", d̄)``
+    (bounds (16)-(17) with :math:`\tilde P=pD`) and ``("robust_exact", d̄)`` (:func:`robust_exact_criterion`).
+    """
+    H = _H(H)
+    n = H.shape[0]
+    D = _f(direction)
+    _checks.vector("direction", D, n)
+    alphas, p_values = _f(alphas), _f(p_values)
+    if alphas.ndim != 1 or p_values.ndim != 1 or not (np.all(np.isfinite(alphas)) and np.all(np.isfinite(p_values))):
+        raise ValueError("alphas and p_values must be 1-D arrays of finite values")
+    if np.any(alphas <= 0):
+        raise ValueError(f"alphas must be > 0; got min {alphas.min()}")
+    R, _ = _sqrt_spd(H)
+    edge = 2.0 / np.linalg.eigvalsh(H)[-1]
+    a, p = alphas[None, :], p_values[:, None]
+
+    def exact(scale):  # batched exact criterion for M = alpha I + diag(scale * p * D), vectorized over the grid
+        M = a[..., None, None] * np.eye(n) + (p[..., None] * scale * D)[..., None, :] * np.eye(n)
+        lam = np.linalg.eigvalsh(R @ M @ R)
+        return (lam[..., 0] > 0) & (lam[..., -1] < 2)
+
+    lo, hi = np.minimum(p * D.min(), p * D.max()), np.maximum(p * D.min(), p * D.max())
+    out = {"theorem1": (-a < lo) & (a + hi < edge), "exact": exact(np.ones(n))}
+    for d in d_bars:
+        if not (np.isfinite(d) and d > 0):
+            raise ValueError(f"d_bars must be finite and > 0; got {d}")
+        out[("robust_bound", d)] = (-a < d * np.minimum(lo, 0)) & (a + d * np.maximum(hi, 0) < edge)
+        ok = np.ones(np.broadcast_shapes(a.shape, p.shape), bool)
+        for bits in range(2 ** n):  # vertices of the box of errors (see robust_exact_criterion)
+            ok &= exact(np.array([d if (bits >> i) & 1 else 0.0 for i in range(n)]))
+        out[("robust_exact", d)] = ok
+    return out
+
+
 def cancellation_dynamics_matrix(H, alpha, Q, eps) -> np.ndarray:
     r"""The cancellation example (REFERENCE §2.7, the :math:`\varepsilon\alpha H` term of §A.3): the learned
     term cancels the nominal step, :math:`\tilde P=-\alpha I+Q`, and suffers :math:`\Delta=(1+\varepsilon)I`:
@@ -378,3 +443,29 @@ def momentum_stability_criterion(H, alpha, P=None, *, momentum, optimizer: str =
     :math:`H^{1/2}MH^{1/2}`) lies in :func:`momentum_step_interval`. Equivalent to ρ(companion) < 1."""
     a = curvature_step_eigenvalues(H, alpha, P)
     return bool(np.all(scalar_momentum_stable(a, momentum, optimizer)))
+
+
+def momentum_spectral_radius_grid(H, alphas, betas, *, optimizer: str = "heavy_ball", P=None) -> np.ndarray:
+    """ρ of the 2N×2N companion matrix on an (β, α) grid, shape ``(len(betas), len(alphas))``, from its
+    eigenvalues (vmapped, float64) — the direct computation the closed-form region is checked against."""
+    import jax
+    import jax.numpy as jnp
+
+    H = _H(H)
+    n = H.shape[0]
+    _checks.choice("optimizer", optimizer, ("heavy_ball", "nesterov"))
+    alphas, betas = _f(alphas), _f(betas)
+    if alphas.ndim != 1 or not np.all(np.isfinite(alphas)):
+        raise ValueError("alphas must be a 1-D array of finite values")
+    if betas.ndim != 1 or not np.all((betas >= 0) & (betas < 1)):
+        raise ValueError(f"betas must be a 1-D array of momenta in [0, 1); got {betas}")
+    P = np.zeros((n, n)) if P is None else _f(_checks.square_matrix("P", P, n))
+    with _nqm.float64():
+        Hj, Pj = jnp.asarray(H), jnp.asarray(P)
+
+        def rho(a, b):
+            A = _nqm._augmented(Hj, a * jnp.eye(n) + Pj, b, optimizer)[0]
+            return jnp.max(jnp.abs(jnp.linalg.eigvals(A)))
+
+        grid = jax.vmap(lambda b: jax.vmap(lambda a: rho(a, b))(jnp.asarray(alphas)))(jnp.asarray(betas))
+        return np.asarray(grid)

@@ -184,6 +184,60 @@ def test_momentum_criterion_iff_companion_spectral_radius_below_one(Hr, a_frac, 
     assert s.momentum_stability_criterion(H, alpha, P, momentum=beta, optimizer=optimizer) == (rho < 1)
 
 
+@PROPERTY
+@given(curvature(n_max=3), st.floats(0.01, 1.2), st.floats(1.0, 4.0),
+       st.lists(st.floats(-1.0, 1.0), min_size=3, max_size=3), st.integers(0, 2**32 - 1))
+def test_robust_exact_criterion_is_exact_on_the_box_and_weaker_than_16_17(Hr, a_frac, dbar, fracs, seed):
+    H, _ = Hr
+    n, edge = H.shape[0], _edge(H)
+    alpha = a_frac * edge
+    P_tilde = np.diag(np.array(fracs[:n]) * edge)
+    robust = s.robust_exact_criterion(H, alpha, P_tilde, dbar)
+    if s.robust_bounds_hold(H, alpha, P_tilde, dbar, strict=True):
+        assert robust  # (16)-(17) are sufficient, so they can only be more conservative
+    rng = np.random.default_rng(seed)
+    rhos = [s.spectral_radius(_A(H, alpha, np.diag(dbar * rng.uniform(1e-6, 1.0, size=n)) @ P_tilde))
+            for _ in range(20)]
+    if robust:
+        assert max(rhos) < 1 + ROUND  # every error in the box is stable
+    else:  # some vertex of the box (or its d_i -> 0 limit) is not strictly stable
+        vertices = [np.where([(b >> i) & 1 for i in range(n)], dbar, 0.0) for b in range(2 ** n)]
+        assert min(min(s.exact_stability_margins(H, alpha, np.diag(v) @ P_tilde)) for v in vertices) <= 0
+
+
+def test_region_masks_agree_with_the_pointwise_functions_and_nest():
+    H, alphas, ps = q.PAPER_H, np.linspace(0.01, 1.6, 9), np.linspace(-1.5, 2.5, 7)
+    for D in (np.array([1.0, 1.0]), np.array([1.0, 0.0]), np.array([0.5, -1.0])):
+        m = s.region_masks(H, alphas, ps, D, d_bars=(2.0,))
+        for i, p in enumerate(ps):
+            for j, a in enumerate(alphas):
+                P = np.diag(p * D)
+                assert m["exact"][i, j] == s.exact_stability_criterion(H, a, P)
+                assert m["theorem1"][i, j] == s.theorem1_holds(H, a, P, strict=True)
+                assert m[("robust_bound", 2.0)][i, j] == s.robust_bounds_hold(H, a, P, 2.0, strict=True)
+                assert m[("robust_exact", 2.0)][i, j] == s.robust_exact_criterion(H, a, P, 2.0)
+        # sufficient regions lie inside the exact ones
+        assert not np.any(m["theorem1"] & ~m["exact"])
+        assert not np.any(m[("robust_bound", 2.0)] & ~m[("robust_exact", 2.0)])
+        assert not np.any(m[("robust_exact", 2.0)] & ~m["exact"])
+    # For isotropic P = pI, P commutes with H and Theorem 1 is exact.
+    m = s.region_masks(H, np.linspace(0.01, 1.6, 40), np.linspace(-1.5, 2.5, 40), np.ones(2))
+    np.testing.assert_array_equal(m["theorem1"], m["exact"])
+
+
+def test_momentum_spectral_radius_grid_matches_closed_form_region():
+    alphas, betas = np.linspace(0.02, 3.0, 40), np.array([0.0, 0.3, 0.6, 0.9])
+    lmax = np.linalg.eigvalsh(q.PAPER_H)[-1]
+    for optimizer in ("heavy_ball", "nesterov"):
+        rho = s.momentum_spectral_radius_grid(q.PAPER_H, alphas, betas, optimizer=optimizer)
+        for i, b in enumerate(betas):
+            upper = s.momentum_step_interval(b, optimizer)[1] / lmax  # alpha edge for P = 0
+            far = np.abs(alphas - upper) > 1e-3
+            np.testing.assert_array_equal((rho[i] < 1)[far], (alphas < upper)[far])
+            assert rho[i, 0] == pytest.approx(s.momentum_spectral_radius(q.PAPER_H, alphas[0], momentum=b,
+                                                                         optimizer=optimizer), rel=1e-12)
+
+
 # ------------------------------------------------------------------------------------ scalar momentum
 def test_scalar_momentum_region_closed_form_matches_roots():
     for optimizer in ("heavy_ball", "nesterov"):
@@ -333,6 +387,11 @@ BAD = [
     (lambda: s.momentum_stability_criterion(H2, 0.5, momentum=1.0), "momentum must be <"),
     (lambda: s.momentum_stability_criterion(H2, 0.5, momentum=0.5, optimizer="sgd"), "optimizer must be one of"),
     (lambda: s.scalar_momentum_stable(np.nan, 0.5), "a must be finite"),
+    (lambda: s.robust_exact_criterion(H2, 0.1, np.diag([0.1, 0.2]), -1.0), "d_bar must be > 0"),
+    (lambda: s.region_masks(H2, [0.0, 0.1], [0.1], np.ones(2)), "alphas must be > 0"),
+    (lambda: s.region_masks(H2, [0.1], [0.1], np.ones(3)), r"direction must have shape \(2,\)"),
+    (lambda: s.region_masks(H2, [0.1], [0.1], np.ones(2), d_bars=(0.0,)), "d_bars must be finite and > 0"),
+    (lambda: s.momentum_spectral_radius_grid(H2, [0.1], [1.0]), "betas must be"),
 ]
 
 
