@@ -493,6 +493,19 @@ def load_theta(path: str | os.PathLike, template: PyTree) -> PyTree:
         return jax.tree.unflatten(treedef, [jnp.asarray(z[jax.tree_util.keystr(k)]) for k, _ in flat])
 
 
+def load_log(run_dir: str | os.PathLike) -> dict:
+    """The per-step metrics of a run folder's ``log.jsonl`` as ``{name: np.ndarray}`` (``None`` → NaN).
+
+    For the book: ``log = load_log("results/metatrain/star_fmnist_cpu"); plt.plot(log["step"], log["meta_loss"])``.
+    """
+    path = Path(run_dir) / "log.jsonl"
+    if not path.exists():
+        raise ValueError(f"run_dir {str(run_dir)!r} has no log.jsonl")
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    keys = sorted({k for r in recs for k in r})
+    return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], dtype=np.float64) for k in keys}
+
+
 # ----------------------------------------------------------------------------------------------------
 # the loop
 

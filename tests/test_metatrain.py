@@ -21,7 +21,7 @@ from star.__main__ import main as cli_main
 from star.inner import NQMProblem
 from star.metatrain import (
     CheckpointError, MetaTrainConfig, decode_checkpoint, encode_checkpoint, gradient_clipping, init_meta_state,
-    load_latest_checkpoint, load_theta, meta_train, outer_optimizer, save_checkpoint, zero_nonfinite,
+    load_latest_checkpoint, load_log, load_theta, meta_train, outer_optimizer, save_checkpoint, zero_nonfinite,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -249,6 +249,9 @@ def test_cli_evaluate_nqm_run(tmp_path, capsys):
     assert np.isfinite(report["simulated_loss"])
     # the learned (α, P) improves the closed-form meta-loss Eq. (8) over the starting point
     assert report["expected_loss"] < report["expected_loss_initial"]
+    log = load_log(out)
+    np.testing.assert_array_equal(log["step"], np.arange(1, 7))
+    assert np.all(np.isfinite(log["meta_loss"])) and np.all(log["nan_count"] == 0)
 
 
 def test_cli_smoke_star_on_fashion_mnist_mlp(tmp_path, capsys):
