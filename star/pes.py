@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import jax
@@ -114,7 +115,6 @@ class PESOutput(NamedTuple):
 
 
 def _check_positive_int(name: str, value, *, minimum: int = 1) -> int:
-    import numbers
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     if int(value) < minimum:
