@@ -4,6 +4,7 @@ See :mod:`star.optim.star` for the update (REFERENCE §4.2) and :mod:`star.optim
 accumulators and the 39 per-parameter features.
 """
 
+from star.optim.convert import from_reference, load_meta_params, save_meta_params, to_reference
 from star.optim.features import NUM_FEATURES, factored_dims, time_features
 from star.optim.star import (
     PRESETS,
@@ -27,11 +28,15 @@ __all__ = [
     "apply_star",
     "effective_decays",
     "factored_dims",
+    "from_reference",
     "init_meta_params",
+    "load_meta_params",
     "meta_param_shapes",
     "num_meta_params",
     "preset",
+    "save_meta_params",
     "star_optimizer",
     "time_features",
+    "to_reference",
     "validate_meta_params",
 ]

@@ -251,16 +251,16 @@ def element_features(p: jax.Array, g: jax.Array, stats: LeafStatistics) -> list:
 def mean_squares(xs: Sequence[jax.Array]) -> jax.Array:
     """``[mean(x^2) for x in xs]`` for equally shaped ``xs`` in one pass over memory.
 
-    A single variadic reduction over the leading axes lets XLA compute every square inside the loop
-    instead of materializing each channel; the partial sums (one per index of the last axis) are then
-    added by ``jnp.sum``.  The two levels keep the float32 summation error small.
+    A single variadic reduction over the last axis lets XLA compute every square inside the loop
+    instead of materializing each channel; the partial sums (one per row) are then added by
+    ``jnp.sum``.  The two levels keep the float32 summation error small.
     """
     x0 = xs[0]
     sq = tuple(jnp.square(x) for x in xs)
     if x0.ndim <= 1:
         return jnp.stack([jnp.mean(s) for s in sq])
     zero = tuple(jnp.zeros((), x.dtype) for x in xs)
-    partial = lax.reduce(sq, zero, lambda a, b: tuple(u + v for u, v in zip(a, b)), tuple(range(x0.ndim - 1)))
+    partial = lax.reduce(sq, zero, lambda a, b: tuple(u + v for u, v in zip(a, b)), (x0.ndim - 1,))
     return jnp.stack([jnp.sum(s) for s in partial]) / np.float32(x0.size)
 
 
