@@ -206,18 +206,13 @@ def _estimator(problem, cfg: MetaTrainConfig) -> pes_lib.TruncatedPES:
                                 estimator=cfg.estimator, random_offset=cfg.random_offset)
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_pes_init(num_tasks: int, random_offset: bool):
-    return jax.jit(lambda p, t, k: pes_lib.init_state(p, t, k, num_tasks, random_offset))
-
-
 def init_meta_state(problem, theta0: PyTree, cfg: MetaTrainConfig) -> MetaState:
     """The initial :class:`MetaState` for ``seed`` (deterministic)."""
     est = _estimator(problem, cfg)
     key = jax.random.PRNGKey(cfg.seed)
     k_pes, k_loop = jax.random.split(key)
     theta0 = jax.tree.map(lambda x: jnp.asarray(x, jnp.result_type(x)), theta0)
-    pes_state = _cached_pes_init(cfg.num_tasks, cfg.random_offset)(problem, theta0, k_pes)
+    pes_state = est.init(theta0, k_pes)
     opt_state = outer_optimizer(cfg).init(theta0)
     return _canonical(MetaState(jnp.zeros((), jnp.int32), theta0, opt_state, pes_state, k_loop))
 

@@ -46,6 +46,7 @@ problems becomes an all-reduce inside the compiled estimator.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
@@ -281,12 +282,24 @@ def estimate_gradient(problem: TruncatedProblem, theta: PyTree, state: PESState,
     return grad, PESState(inner=inner, iteration=iteration, accumulator=new_acc), out
 
 
+@functools.lru_cache(maxsize=64)
+def _jitted_init(num_tasks: int, random_offset: bool):
+    return jax.jit(lambda problem, theta, key: init_state(problem, theta, key, num_tasks, random_offset))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_gradient(std: float, trunc_length: int, estimator: str):
+    return jax.jit(lambda problem, theta, state, key: estimate_gradient(
+        problem, theta, state, key, std=std, trunc_length=trunc_length, estimator=estimator))
+
+
 @dataclasses.dataclass(frozen=True)
 class TruncatedPES:
     """Truncated PES / ES on a :class:`TruncatedProblem`, with jitted ``init`` and ``gradient``.
 
     Args:
-        problem: the inner problem (its ``horizon`` is the episode length ``T``).
+        problem: the inner problem (its ``horizon`` is the episode length ``T``); a pytree (e.g. a
+            ``flax.struct.dataclass``), passed to the compiled functions as an argument.
         num_tasks: number ``N`` of parallel inner problems (each unrolled on both antithetic sides).
         trunc_length: truncation length ``K``, ``1 <= K <= T`` (paper: 50).
         std: perturbation standard deviation σ > 0 (paper: 0.01).
@@ -309,8 +322,6 @@ class TruncatedPES:
         _check_problem(self.problem)
         check_settings(num_tasks=self.num_tasks, trunc_length=self.trunc_length,
                        horizon=self.problem.horizon, std=self.std, estimator=self.estimator)
-        object.__setattr__(self, "_init", jax.jit(self.init_fn))
-        object.__setattr__(self, "_grad", jax.jit(self.gradient_fn))
 
     @property
     def init_fn(self) -> Callable:
@@ -325,10 +336,12 @@ class TruncatedPES:
             estimator=self.estimator)
 
     def init(self, theta: PyTree, key: jax.Array) -> PESState:
-        return self._init(theta, key)
+        """Jitted :func:`init_state` (the problem is a jit argument, so its data are not baked in)."""
+        return _jitted_init(int(self.num_tasks), bool(self.random_offset))(self.problem, theta, key)
 
     def gradient(self, theta: PyTree, state: PESState, key: jax.Array):
-        return self._grad(theta, state, key)
+        """Jitted :func:`estimate_gradient`; estimators with equal settings share the compiled program."""
+        return _jitted_gradient(float(self.std), int(self.trunc_length), self.estimator)(self.problem, theta, state, key)
 
     @property
     def inner_steps_per_gradient(self) -> int:

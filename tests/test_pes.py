@@ -46,8 +46,9 @@ def test_unroll_episode_boundaries_when_truncation_does_not_divide_horizon():
     thetas = pes.antithetic_thetas(theta, {"v": jnp.zeros((2, 2))})
     inner, it = state.inner, state.iteration
     counters, resets = [], []
+    unroll = jax.jit(lambda *a: pes.unroll(prob, *a, trunc_length=3))
     for i in range(7):  # 21 steps = 3 episodes of 7
-        (inner, it), (loss, valid, reset) = pes.unroll(prob, thetas, inner, it, jax.random.PRNGKey(i), 3)
+        (inner, it), (loss, valid, reset) = unroll(thetas, inner, it, jax.random.PRNGKey(i))
         counters.append(np.asarray(loss[:, 0, 0]) / 100.0)
         resets.append(np.asarray(reset[:, 0]))
         assert bool(jnp.all(valid))

@@ -43,11 +43,10 @@ def episode_estimates(problem, theta, *, trunc, estimator, num_tasks, num_batche
     """Mean over N problems of the estimates of one whole episode (all its truncations averaged)."""
     est = TruncatedPES(problem, num_tasks=num_tasks, trunc_length=trunc, std=STD, estimator=estimator,
                        random_offset=False)
-    init = jax.jit(est.init_fn)
     per_episode = problem.horizon // trunc
     means = []
     for m in range(num_batches):
-        state = init(theta, jax.random.PRNGKey(1000 + m))
+        state = est.init(theta, jax.random.PRNGKey(1000 + m))
         total = 0.0
         for j in range(per_episode):
             g, state, out = est.gradient(theta, state, jax.random.PRNGKey(100 * m + j))
