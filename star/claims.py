@@ -60,8 +60,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
           "A = I − (αI + P)H are stable (spectral radius below one)."),
     Claim("lemma2_preconditioning", "Lemma 2: preconditioning relaxes the conditions",
           "§4, Lemma 2; App. A.2",
-          "With Hessian preconditioning of the learned term the stability conditions no longer depend "
-          "on the spread of H's eigenvalues."),
+          "With the Hessian preconditioner H^(-1/2) the conditions of Theorem 1 hold with lambda_max(H) "
+          "replaced by its square root: the curvature scale and condition number are square-rooted."),
     Claim("lemma3_robust", "Lemma 3: robust stability under multiplicative output errors",
           "§4.3, Lemma 3, eqs. (16)–(17); App. A.3",
           "Bounds (16)–(17) keep the dynamics stable for any diagonal multiplicative error up to the "

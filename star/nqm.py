@@ -611,14 +611,19 @@ def meta_gradient_variance_grid(key, nqm: NQM, alphas, horizons=PAPER_HORIZONS, 
 
     Exactly equal (up to rounding) to ``gradient_variance_trace(meta_gradients(key, nqm, α, P, T,
     num_seeds))`` for each (T, α), but computed in one pass: the longest trajectory contains all shorter
-    horizons, so the per-step loss Jacobian (forward mode, 1 + N² directions) is computed once per
-    (α, seed) and prefix-averaged. ``use_float64`` (default) runs in a local float64 context, because past
-    the stability edge the values exceed float32's range (~1e171 at T = 1000, α = 1.43).
+    horizons, so one scan over T = max(horizons) steps carries the forward-mode tangents of the state
+    with respect to the 1 + N² parameters (written out by hand, vectorized over α and seeds) and the running
+    sum of ∂ℓ_t/∂θ, recorded at every horizon. The N×N structure is unrolled (cost ~N⁴), so N ≤ 8.
+    ``use_float64`` (default) runs in a local float64 context, because past the stability edge the values
+    exceed float32's range (~1e171 at T = 1000, α = 1.43).
 
     Returns:
       numpy array of shape (len(horizons), len(alphas)).
     """
     n = _check_nqm(nqm)
+    if n > 8:
+        raise ValueError(f"nqm.H must be at most 8x8 for the unrolled one-pass grid; got N = {n} "
+                         "(use gradient_variance_trace(meta_gradients(...)) per point instead)")
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)):
         raise ValueError(f"alphas must be a non-empty 1-D array of finite values; got {np.shape(alphas)}")

@@ -212,6 +212,7 @@ BAD = [
     (lambda: q.lyapunov_covariance(np.eye(2), -np.eye(2)), "Q must be positive semidefinite"),
     (lambda: q.meta_gradient_variance_grid(KEY, q.paper_nqm(), [np.nan], (1,), 2), "alphas must be"),
     (lambda: q.meta_gradient_variance_grid(KEY, q.paper_nqm(), [0.1], (0,), 2), "horizons"),
+    (lambda: q.meta_gradient_variance_grid(KEY, q.make_nqm(np.eye(9), np.eye(9)), [0.1], (1,), 2), "at most 8x8"),
     (lambda: q.gradient_variance_trace(()), "grads must contain"),
     (lambda: q.paper_nqm("other"), "convention must be one of"),
 ]
