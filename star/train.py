@@ -197,6 +197,24 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
     return TrainResult(losses, params, opt_state, time.perf_counter() - start)
 
 
+@functools.partial(jax.jit, static_argnums=4)
+def _eval_totals(task, params, images, labels, chunk_size):
+    """Summed cross-entropy and number of correct predictions over all of ``images``, in chunks."""
+    n = labels.shape[0]
+    num_chunks = -(-n // chunk_size)
+    idx = jnp.arange(num_chunks * chunk_size).reshape(num_chunks, chunk_size)
+    mask = (idx < n).astype(jnp.float32)
+    idx = jnp.minimum(idx, n - 1)
+
+    def chunk(args):
+        i, m = args
+        ce, correct = task.loss_and_accuracy(params, {"image": to_float(images[i]), "label": labels[i]})
+        return jnp.sum(jnp.where(m > 0, ce, 0.0)), jnp.sum(correct * m)
+
+    ce, correct = jax.lax.map(chunk, (idx, mask))
+    return jnp.sum(ce), jnp.sum(correct)
+
+
 def evaluate(task: Task, params, split: str = "test", *, chunk_size: int = 1000) -> dict:
     """Mean cross-entropy and accuracy of ``params`` over the whole ``split`` (default ``test``).
 
@@ -207,21 +225,5 @@ def evaluate(task: Task, params, split: str = "test", *, chunk_size: int = 1000)
     _check_int(chunk_size, "chunk_size")
     data = task.data.split(split)  # ValueError for an unknown split
     n = data.num_examples
-    num_chunks = -(-n // chunk_size)
-
-    @jax.jit
-    def totals(task, params, images, labels):
-        idx = jnp.arange(num_chunks * chunk_size).reshape(num_chunks, chunk_size)
-        mask = (idx < n).astype(jnp.float32)
-        idx = jnp.minimum(idx, n - 1)
-
-        def chunk(args):
-            i, m = args
-            ce, correct = task.loss_and_accuracy(params, {"image": to_float(images[i]), "label": labels[i]})
-            return jnp.sum(jnp.where(m > 0, ce, 0.0)), jnp.sum(correct * m)
-
-        ce, correct = jax.lax.map(chunk, (idx, mask))
-        return jnp.sum(ce), jnp.sum(correct)
-
-    ce, correct = totals(task, params, data.images, data.labels)
+    ce, correct = _eval_totals(task, params, data.images, data.labels, chunk_size)
     return {"loss": float(ce) / n, "accuracy": float(correct) / n, "num_examples": n}
