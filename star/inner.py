@@ -37,6 +37,10 @@ class NQMProblem:
         nqm: a :class:`star.nqm.NQM` (e.g. ``star.nqm.paper_nqm()``).
         horizon: episode length ``T`` (the paper's NQM experiments use T = 50 = truncation, i.e. ES).
         alpha: the fixed nominal step used when ``theta`` has no ``"alpha"`` entry (None: required in θ).
+        optimizer: the inner optimizer of :func:`star.nqm.unroll`: ``"sgd"`` (Eq. 6, default), ``"heavy_ball"``
+            or ``"nesterov"`` (the momentum extension beyond the paper).
+        momentum: the momentum β of ``heavy_ball``/``nesterov`` (must be 0 for ``sgd``). A pytree leaf, so
+            problems that differ only in β (or in ``nqm``) can be stacked and ``vmap``-ed in one program.
 
     Inner state: ``(NQMState, noise_key)``. A fresh episode draws φ0 ~ N(m0, S0) and an episode noise key;
     step ``t`` uses ξ_t = noise(``fold_in(noise_key, t)``) for the gradient and reports the minibatch loss
@@ -49,6 +53,8 @@ class NQMProblem:
     nqm: nqm_lib.NQM
     horizon: int = struct.field(pytree_node=False)
     alpha: float | None = struct.field(pytree_node=False, default=None)
+    optimizer: str = struct.field(pytree_node=False, default="sgd")
+    momentum: Any = 0.0
 
     def _alpha_P(self, theta):
         alpha = theta["alpha"] if "alpha" in theta else self.alpha
@@ -65,13 +71,15 @@ class NQMProblem:
         del key
         state, noise_key = inner_state
         alpha, P = self._alpha_P(theta)
-        state, losses = nqm_lib.unroll(self.nqm, alpha, P, state, noise_key, 1)
+        state, losses = nqm_lib.unroll(self.nqm, alpha, P, state, noise_key, 1, optimizer=self.optimizer,
+                                       momentum=self.momentum)
         return (state, noise_key), losses[0].astype(jnp.float32), jnp.asarray(True)
 
     def expected_loss(self, theta, T: int | None = None):
         """The closed-form meta-loss Eq. (8) over a full episode (``T`` defaults to the horizon)."""
         alpha, P = self._alpha_P(theta)
-        return nqm_lib.expected_loss(self.nqm, alpha, P, self.horizon if T is None else T)
+        return nqm_lib.expected_loss(self.nqm, alpha, P, self.horizon if T is None else T,
+                                     optimizer=self.optimizer, momentum=self.momentum)
 
 
 @struct.dataclass
