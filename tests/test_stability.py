@@ -130,7 +130,7 @@ def test_lemma3_robust_bounds_imply_stability_for_every_delta(Hr, a_frac, dbar, 
 
 
 @PROPERTY
-@given(st.integers(2, 3), st.integers(0, 2**32 - 1), st.floats(0.05, 1.5), st.sampled_from([1, 5, 40]))
+@given(st.integers(2, 3), st.integers(0, 2**32 - 1), st.floats(0.05, 1.5), st.sampled_from([1, 40]))
 def test_lemma4_noise_free_loss_is_a_lower_bound(n, seed, a_frac, T):
     rng = np.random.default_rng(seed)
     lam = 10.0 ** rng.uniform(-1, 0.5, size=n)
