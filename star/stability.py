@@ -41,7 +41,8 @@ Schur–Cohn–Jury test (:math:`|c_0|<1`, :math:`|c_1|<1+c_0` for :math:`z^2+c_
 * heavy ball: :math:`0<a<2(1+\beta)`;
 * Nesterov: :math:`0<a<2(1+\beta)/(1+2\beta)` (:func:`momentum_step_interval`).
 
-:func:`momentum_stability_criterion` applies this to every :math:`a_i=\lambda_i(MH)`;
+:func:`momentum_stability_criterion` applies this to every :math:`a_i=\lambda_i(MH)`, and
+:func:`momentum_theorem1_holds` is the resulting analogue of Theorem 1 (budget :math:`c_\beta/\lambda_{\max}(H)`);
 :func:`momentum_spectral_radius` (and :func:`momentum_spectral_radius_grid`) is the direct eigenvalue
 computation it is tested against.
 """
@@ -59,7 +60,7 @@ __all__ = [
     "cancellation_dynamics_matrix", "lemma4_gap", "lemma4_holds", "eigenvector_condition_number",
     "power_norm_bound", "symmetric_kappa", "lemma5_bound", "momentum_matrix", "momentum_spectral_radius",
     "scalar_momentum_stable", "momentum_step_interval", "momentum_stability_criterion",
-    "robust_exact_criterion", "region_masks", "momentum_spectral_radius_grid",
+    "robust_exact_criterion", "region_masks", "momentum_spectral_radius_grid", "momentum_theorem1_holds",
 ]
 
 
@@ -436,6 +437,19 @@ def momentum_step_interval(momentum, optimizer: str = "heavy_ball"):
     beta = _momentum_args(momentum, optimizer)
     upper = 2.0 * (1.0 + beta) if optimizer == "heavy_ball" else 2.0 * (1.0 + beta) / (1.0 + 2.0 * beta)
     return 0.0, upper
+
+
+def momentum_theorem1_holds(H, alpha, P=None, *, momentum, optimizer: str = "heavy_ball") -> bool:
+    r"""Theorem 1 with momentum (a corollary of the momentum region): strict (9)
+    :math:`-\alpha<\lambda_{\min}(P)` and :math:`\alpha+\lambda_{\max}(P)<c_\beta/\lambda_{\max}(H)` with
+    :math:`c_\beta` the upper end of :func:`momentum_step_interval` (2(1+β) for heavy ball, 2(1+β)/(1+2β) for
+    Nesterov) imply :math:`\rho(\mathcal A)<1`. Requires α > 0 and symmetric P."""
+    H = _H(H)
+    n = H.shape[0]
+    alpha = _alpha(alpha)
+    lam_P = np.linalg.eigvalsh(_sym_P(P, n))
+    upper = momentum_step_interval(momentum, optimizer)[1]
+    return bool(-alpha < lam_P[0] and alpha + lam_P[-1] < upper / np.linalg.eigvalsh(H)[-1])
 
 
 def momentum_stability_criterion(H, alpha, P=None, *, momentum, optimizer: str = "heavy_ball") -> bool:

@@ -182,6 +182,8 @@ def test_momentum_criterion_iff_companion_spectral_radius_below_one(Hr, a_frac, 
     rho = s.momentum_spectral_radius(H, alpha, P, momentum=beta, optimizer=optimizer)
     assume(abs(rho - 1) > 1e-6)
     assert s.momentum_stability_criterion(H, alpha, P, momentum=beta, optimizer=optimizer) == (rho < 1)
+    if s.momentum_theorem1_holds(H, alpha, P, momentum=beta, optimizer=optimizer):  # sufficient only
+        assert rho < 1
 
 
 @PROPERTY
