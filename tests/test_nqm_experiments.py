@@ -99,6 +99,7 @@ def test_eigenvalues_inside_band_are_stable(frac, beta, u, v, angle):
     R = np.array([[c, -s], [s, c]])
     P = R @ np.diag(lam) @ R.T
     assert stability.momentum_spectral_radius(nqm.PAPER_H, alpha, P, momentum=beta) < 1.0
+    assert stability.momentum_theorem1_holds(nqm.PAPER_H, alpha, P, momentum=beta)  # the same budget
     if beta == 0.0:
         assert stability.theorem1_holds(nqm.PAPER_H, alpha, P, strict=True)
 
