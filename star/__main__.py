@@ -133,37 +133,45 @@ def _meta_train(args) -> int:
                       init=args.init)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     problem, theta0, opt_cfg = build_problem(args.optimizer, args.task, args.horizon, seed=args.seed, init=args.init)
-    t0 = time.perf_counter()
-    result = meta_train(problem, theta0, cfg, out_dir=args.out, resume=args.resume, run_config=run_config,
-                        progress=not args.no_progress)
-    wall = time.perf_counter() - t0
     out = Path(args.out)
+    prov_path = out / "provenance.json"
+    session = {"command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
+               "git_commit": _git_commit(), "started_utc": started, "status": "running"}
+    t0 = time.perf_counter()
+
+    def write_provenance(history):
+        # Written when the first step is logged and again at the end, so a killed session leaves a record.
+        old = json.loads(prov_path.read_text()).get("sessions", []) if prov_path.exists() else []
+        sessions = [s for s in old if s.get("started_utc") != started] + [session]
+        atomic_write_json(prov_path, {
+            "command": sessions[0]["command"] if len(sessions) == 1 else [s["command"] for s in sessions],
+            "git_commit": session["git_commit"],
+            "scale": get_scale().value,
+            "seeds": {"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1},
+            "wall_s_total": sum(s.get("wall_s") or 0.0 for s in sessions),
+            "device": _device_info(),
+            "sessions": sessions,
+            "first_meta_loss": history[0]["meta_loss"] if history else None,
+            "last_meta_loss": history[-1]["meta_loss"] if history else None,
+        })
+
+    def on_step(rec):
+        if "first_step" not in session:
+            session["first_step"] = rec["step"]
+            write_provenance([rec])
+
+    result = meta_train(problem, theta0, cfg, out_dir=args.out, resume=args.resume, run_config=run_config,
+                        progress=not args.no_progress, callback=on_step)
+    wall = time.perf_counter() - t0
     if opt_cfg is not None:
         from star.optim.convert import save_meta_params
 
         save_meta_params(out / "meta_params.msgpack", opt_cfg, result.theta,
                          metadata={"run": str(out), "outer_steps": cfg.outer_steps, "seed": cfg.seed})
-    prov_path = out / "provenance.json"
-    sessions = json.loads(prov_path.read_text()).get("sessions", []) if prov_path.exists() else []
-    sessions.append({
-        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
-        "started_utc": started,
-        "wall_s": wall,
-        "resumed_from_step": result.resumed_from,
-        "final_step": int(result.state.step),
-    })
     hist = result.history
-    atomic_write_json(prov_path, {
-        "command": sessions[0]["command"] if len(sessions) == 1 else [s["command"] for s in sessions],
-        "git_commit": _git_commit(),
-        "scale": get_scale().value,
-        "seeds": {"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1},
-        "wall_s_total": sum(s["wall_s"] for s in sessions),
-        "device": _device_info(),
-        "sessions": sessions,
-        "first_meta_loss": hist[0]["meta_loss"] if hist else None,
-        "last_meta_loss": hist[-1]["meta_loss"] if hist else None,
-    })
+    session.update(status="finished", wall_s=wall, resumed_from_step=result.resumed_from,
+                   final_step=int(result.state.step))
+    write_provenance(hist)
     print(json.dumps({"out": str(out), "steps": int(result.state.step), "wall_s": wall,
                       "last_meta_loss": hist[-1]["meta_loss"] if hist else None}))
     return 0
