@@ -17,7 +17,9 @@ Two jobs that plain configuration cannot do:
    therefore ``.jupyter_cache/<scale>/`` next to the HTML folder, and the scale is a Sphinx config
    value, so a build at another scale than the last one re-reads every page.
 
-3. **The reproduction-status page is read last, on every build.** Its table is computed from the
+3. **Wide display math stays readable** (``static/starbook.css``).
+
+4. **The reproduction-status page is read last, on every build.** Its table is computed from the
    claim records that the chapters write while they execute (``star.claims``). Sphinx reads documents
    in alphabetical order and skips unchanged ones, so the pages listed in ``starbook_read_last`` are
    marked outdated on every build and moved to the end of the reading order.
@@ -126,6 +128,12 @@ def _scale_aware_cache(app, config) -> None:
         config.nb_execution_cache_path = str(Path(app.outdir).parent / ".jupyter_cache" / scale)
 
 
+def _add_static(app, config) -> None:
+    static = str(Path(__file__).parent / "static")
+    if static not in config.html_static_path:
+        config.html_static_path = [*config.html_static_path, static]
+
+
 def _always_outdated(app, env, added, changed, removed):
     return [d for d in app.config.starbook_read_last if d in env.found_docs]
 
@@ -142,6 +150,8 @@ def setup(app):
     app.add_config_value("starbook_scale", "", "env")
     app.connect("config-inited", _setup_mathjax)
     app.connect("config-inited", _scale_aware_cache)
+    app.connect("config-inited", _add_static)
+    app.add_css_file("starbook.css")  # static/starbook.css: display math that overflows stays readable
     app.connect("env-get-outdated", _always_outdated)
     app.connect("env-before-read-docs", _read_last)
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
