@@ -34,7 +34,7 @@ from star.scale import Scale, get_scale
 __all__ = [
     "CLAIMS", "STATUSES", "RECORDABLE_STATUSES", "Claim", "ClaimRecord", "StatusRow",
     "record_claim", "status_from_checks", "combine_statuses", "claims_dir", "find_book_root",
-    "load_records", "status_rows", "toc_pages", "render_status_html", "show_status",
+    "load_records", "status_rows", "toc_pages", "page_title", "render_status_html", "show_status",
 ]
 
 STATUSES = ("reproduced", "partly", "refuted", "not yet")
@@ -272,10 +272,13 @@ _COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "refuted": "#cf222e", 
 
 
 def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
-                       linkable: "Sequence[str] | None" = None) -> str:
+                       linkable: "Sequence[str] | None" = None,
+                       titles: "Mapping[str, str] | None" = None) -> str:
     """The status table as HTML. Evidence links are relative to ``page``; a chapter is linked only if
-    it is in ``linkable`` (default: every chapter), so the table never holds a broken link."""
+    it is in ``linkable`` (default: every chapter), so the table never holds a broken link.
+    ``titles`` maps a page (``"book/proofs"``) to the name shown (default: its file name)."""
     link_ok = None if linkable is None else {_normalize_chapter(c) for c in linkable}
+    titles = titles or {}
     here = posixpath.dirname(page)
     e = html.escape
     out = ['<table class="table star-claims">',
@@ -287,7 +290,7 @@ def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
         if row.records:
             items = []
             for r in row.records:
-                name = posixpath.basename(r.chapter)
+                name = titles.get(r.chapter) or posixpath.basename(r.chapter)
                 if link_ok is None or r.chapter in link_ok:
                     href = posixpath.relpath(r.chapter, here or ".") + ".html"
                     if r.anchor:
@@ -317,6 +320,21 @@ def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
     return [_normalize_chapter(p) for p in pages]
 
 
+def page_title(root: "str | os.PathLike", page: str) -> "str | None":
+    """The first level-1 heading of ``<root>/<page>.ipynb`` or ``.md``, without MyST markup; None if absent."""
+    base = Path(root) / _normalize_chapter(page)
+    for path in (base.with_suffix(".ipynb"), base.with_suffix(".md")):
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".ipynb":
+            cells = json.loads(text).get("cells", [])
+            text = "\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "markdown")
+        m = re.search(r"^#\s+(.+?)\s*$", text, flags=re.M)
+        return re.sub(r"[`*$]", "", m.group(1)) if m else None
+    return None
+
+
 def show_status(scale: "str | Scale | None" = None):
     """Display the status table for the book built at ``scale`` (default ``$STAR_SCALE``) in a notebook."""
     from IPython.display import HTML  # only where a notebook displays it
@@ -329,4 +347,5 @@ def show_status(scale: "str | Scale | None" = None):
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     note = (f"<p>Book built at <code>STAR_SCALE={html.escape(scale.value)}</code>: "
             f"{html.escape(summary)} (of {len(rows)} claims).</p>")
-    return HTML(note + render_status_html(rows, linkable=pages))
+    titles = {p: page_title(root, p) for p in pages} if pages else {}
+    return HTML(note + render_status_html(rows, linkable=pages, titles={k: v for k, v in titles.items() if v}))

@@ -143,3 +143,17 @@ def test_toc_pages_reads_the_real_toc():
     assert "book/intro" in pages
     for page in pages:
         assert any((root / (page + ext)).is_file() for ext in (".md", ".ipynb")), page
+
+
+def test_page_titles_are_shown_instead_of_file_names(tmp_path):
+    import nbformat
+    (tmp_path / "book").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_markdown_cell("(lbl)=\n# The `NQM`, *verified*\n\ntext")])
+    nbformat.write(nb, tmp_path / "book" / "nqm.ipynb")
+    (tmp_path / "book" / "notes.md").write_text("no heading here\n## only a section\n")
+    assert claims.page_title(tmp_path, "nqm") == "The NQM, verified"
+    assert claims.page_title(tmp_path, "book/notes") is None and claims.page_title(tmp_path, "nope") is None
+    _rec(tmp_path / "claims", chapter="nqm")
+    page = render_status_html(status_rows(tmp_path / "claims"), titles={"book/nqm": "The NQM, verified"})
+    assert '<a href="nqm.html">The NQM, verified</a>' in page
