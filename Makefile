@@ -52,12 +52,17 @@ book: setup sysdeps
 book-smoke: setup sysdeps
 	STAR_SCALE=smoke $(VENV)/bin/jupyter-book build . --path-output _build/smoke $(BOOK_FLAGS)
 
+# Two workers (one per core): most of the suite's time is single-threaded XLA compilation. --dist loadfile
+# keeps each test module (and each notebook's cells, which share one kernel) in a single worker, in order.
+PYTEST_WORKERS ?= 2
+XDIST := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,)
+
 test-py: setup sysdeps
-	STAR_SCALE=smoke $(PY) -m pytest tests -q -p no:cacheprovider
+	STAR_SCALE=smoke $(PY) -m pytest tests -q -p no:cacheprovider $(XDIST) --durations=15
 
 test-nb: setup sysdeps
 	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  STAR_SCALE=smoke $(PY) -m pytest --nbval-lax book -q -p no:cacheprovider; \
+	  STAR_SCALE=smoke $(PY) -m pytest --nbval-lax book -q -p no:cacheprovider $(XDIST); \
 	else echo "no notebooks in book/"; fi
 
 test: test-py test-nb
