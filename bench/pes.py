@@ -3,7 +3,8 @@ vectorised STAR training (issue 4 §6). Not a test; the machine may be shared, s
 
 Setting: 8 inner problems, truncation 50, antithetic (2 × 8 × 50 = 800 inner steps per outer gradient),
 horizon 2000, σ = 0.01. The baseline runs the same 16 × 50 inner steps with ``vmap`` over 16 problems and
-``lax.scan`` over 50 steps, no perturbations, no resets, no loss bookkeeping. Both are timed after
+``lax.scan`` over 50 steps, no perturbations, no resets, no loss bookkeeping; a second baseline gives every problem its own θ, as
+PES must (``pes_overhead_vs_per_problem_theta``). All are timed after
 compilation (median of ``--repeats`` calls), in the same process. Last line: JSON.
 
     python bench/pes.py [--repeats 3] [--num-tasks 8] [--trunc 50] [--task fmnist_mlp]
@@ -74,15 +75,35 @@ def main():
     compile_plain = time.perf_counter() - t0
     plain_s = _median_time(lambda: plain(problem, theta, inner, next(keys)), args.repeats)
 
+    # The same, but every problem with its own θ (as PES must): separates the cost of per-problem
+    # meta-parameters from the cost of the estimator's bookkeeping.
+    def plain_batched(prob, ths, inner, key):
+        def one(th, inner, k):
+            opt = prob.make_optimizer(th, prob.horizon)
+
+            def body(carry, kk):
+                params, opt_state = carry
+                params, opt_state, loss = train_step(prob.task, opt, params, opt_state, prob.task.sample_batch(kk))
+                return (params, opt_state), loss
+            return jax.lax.scan(body, inner, jax.random.split(k, args.trunc))
+        return jax.vmap(one)(ths, inner, jax.random.split(key, n2))
+
+    plain_batched = jax.jit(plain_batched)
+    ths = jax.tree.map(lambda t: t + 0.001 * jnp.ones((n2,) + t.shape, t.dtype), theta)
+    jax.block_until_ready(plain_batched(problem, ths, inner, jax.random.PRNGKey(5)))
+    plain_batched_s = _median_time(lambda: plain_batched(problem, ths, inner, next(keys)), args.repeats)
+
     steps = est.inner_steps_per_gradient
     result = {
         "task": args.task, "optimizer": args.optimizer, "num_tasks": args.num_tasks, "trunc": args.trunc,
         "inner_steps_per_gradient": steps, "devices": len(jax.devices()), "platform": jax.devices()[0].platform,
         "compile_pes_s": compile_pes, "compile_plain_s": compile_plain, "plain_s": plain_s,
+        "plain_per_problem_theta_s": plain_batched_s,
         "outer_grad_s": outer_grad_s,
         "inner_steps_per_s": steps / outer_grad_s,
         "plain_inner_steps_per_s": steps / plain_s,
         "pes_overhead": outer_grad_s / plain_s,
+        "pes_overhead_vs_per_problem_theta": outer_grad_s / plain_batched_s,
     }
     print(json.dumps(result))
 
