@@ -1,4 +1,4 @@
-"""Command line: ``python -m star meta-train …`` and ``python -m star evaluate …``.
+"""Command line: ``python -m star meta-train …``, ``python -m star meta-curve …`` and ``python -m star evaluate …``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
         --trunc 50 --horizon 2000 --std 0.01 --lr 1e-4 --wd 0.1 --seed 0 --out results/metatrain/star_cpu
     python -m star meta-train ... --out results/metatrain/star_cpu --resume      # continue after a crash
     python -m star evaluate --run results/metatrain/star_cpu --steps 2000 --seed 1
+    python -m star meta-curve --run results/metatrain/star_cpu --seeds 4   # unperturbed meta-loss of each θ snapshot
 
     # the NQM with the linear learned optimizer θ = (α, P) (Fig. 2b/2c setting: T = 50 = truncation)
     python -m star meta-train --optimizer linear --task nqm --horizon 50 --trunc 50 --num-tasks 64 \\
@@ -14,7 +15,7 @@ Examples::
 
 An output folder holds ``config.json`` (every setting), ``log.jsonl`` (one JSON object per outer step:
 meta-loss, gradient norm, NaN count, inner steps/s, …), ``checkpoints/`` (complete state, atomic),
-``theta_final.npz`` (and ``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
+``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and ``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
 ``provenance.json`` (command, git commit, scale, seeds, wall time, device). A folder that already holds a
 run is never overwritten: continue it with ``--resume`` (same configuration) or choose another folder.
 """
@@ -223,6 +224,61 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _meta_curve(args) -> int:
+    import jax
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from star.metatrain import atomic_write_json, list_theta_snapshots, load_theta, meta_objective
+    from star.pes import _check_positive_int
+    from star.scale import get_scale
+
+    run = Path(args.run)
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise ValueError(f"--run {str(run)!r} holds no run (no config.json)")
+    seeds = _check_positive_int("--seeds", args.seeds)
+    every = _check_positive_int("--every", args.every)
+    rc = json.loads(cfg_path.read_text())
+    snaps = list_theta_snapshots(run)
+    if not snaps:
+        raise ValueError(f"--run {str(run)!r} has no θ snapshots (thetas/): it was made before snapshots "
+                         "were kept; rerun meta-train")
+    snaps = [sp for i, sp in enumerate(snaps) if i % every == 0 or i == len(snaps) - 1]
+    horizon = rc["horizon"] if args.steps is None else _check_positive_int("--steps", args.steps)
+    problem, template, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"],
+                                         init=rc.get("init", "nominal"))
+    key = jax.random.PRNGKey(args.seed)
+    t0 = time.perf_counter()
+    rows = []
+    for step, path in tqdm(snaps, desc="meta-objective", unit="θ", disable=args.no_progress):
+        losses = meta_objective(problem, load_theta(path, template), key, num_seeds=seeds)
+        rows.append({"step": step, "per_seed": [float(x) for x in losses], "mean": float(np.mean(losses)),
+                     "stderr": float(np.std(losses, ddof=1) / np.sqrt(seeds)) if seeds > 1 else None})
+    baselines = {}
+    if rc["optimizer"] != LINEAR_OPTIMIZER:
+        # The nominal optimizer (zero output layer: STAR's hand-designed AdamAggMo term alone) as a yardstick.
+        _, nominal, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init="nominal")
+        losses = meta_objective(problem, nominal, key, num_seeds=seeds)
+        baselines["nominal"] = {"per_seed": [float(x) for x in losses], "mean": float(np.mean(losses))}
+    report = {
+        "run": str(run), "task": rc["task"], "optimizer": rc["optimizer"], "inner_steps": horizon,
+        "num_seeds": seeds, "eval_seed": args.seed,
+        "description": "meta-objective (mean normalised training loss over the episode) of each θ snapshot, "
+                       "unperturbed, on the same fresh episodes (common random numbers)",
+        "curve": rows, "baselines": baselines,
+        "provenance": {"command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
+                       "git_commit": _git_commit(), "scale": get_scale().value, "wall_s": time.perf_counter() - t0,
+                       "device": _device_info(),
+                       "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+    }
+    out = Path(args.out) if args.out else run / "meta_curve.json"
+    atomic_write_json(out, report)
+    print(json.dumps({"out": str(out), "first": rows[0]["mean"], "last": rows[-1]["mean"],
+                      "nominal": baselines.get("nominal", {}).get("mean")}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m star", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write the JSON report here too")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=_evaluate)
+    mc = sub.add_parser("meta-curve", help="the unperturbed meta-objective of every θ snapshot of a run")
+    mc.add_argument("--run", required=True, help="a meta-train output folder")
+    mc.add_argument("--seeds", type=int, default=4, help="fresh episodes per θ (same for every θ)")
+    mc.add_argument("--steps", type=int, default=None, help="inner steps per episode (default: the run's horizon)")
+    mc.add_argument("--every", type=int, default=1, help="use every k-th snapshot (the last is always used)")
+    mc.add_argument("--seed", type=int, default=1000, help="PRNG seed of the evaluation episodes")
+    mc.add_argument("--out", default=None, help="JSON report (default: RUN/meta_curve.json)")
+    mc.add_argument("--no-progress", action="store_true")
+    mc.set_defaults(func=_meta_curve)
     return parser
 
 

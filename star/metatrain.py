@@ -474,6 +474,7 @@ def _truncate_log(log_path: Path, last_step: int) -> list[dict]:
 def save_theta(path: str | os.PathLike, theta: PyTree) -> None:
     """Save meta-parameters as an ``.npz`` keyed by pytree path (atomic)."""
     flat, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(theta))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})
     atomic_write_bytes(path, buf.getvalue())
@@ -487,6 +488,64 @@ def load_theta(path: str | os.PathLike, template: PyTree) -> PyTree:
         if missing:
             raise ValueError(f"meta-parameters in {str(path)!r} do not fit the template (missing {missing[:3]})")
         return jax.tree.unflatten(treedef, [jnp.asarray(z[jax.tree_util.keystr(k)]) for k, _ in flat])
+
+
+THETA_SNAPSHOT_DIR = "thetas"
+_SNAP_RE = re.compile(r"^theta_(\d{8})\.npz$")
+
+
+def theta_snapshot_path(run_dir: str | os.PathLike, step: int) -> Path:
+    """Where :func:`meta_train` keeps θ after ``step`` outer steps (step 0 and every checkpoint)."""
+    return Path(run_dir) / THETA_SNAPSHOT_DIR / f"theta_{int(step):08d}.npz"
+
+
+def list_theta_snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``[(step, path), ...]`` of a run folder's θ snapshots, sorted by step."""
+    d = Path(run_dir) / THETA_SNAPSHOT_DIR
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _SNAP_RE.match(p.name))]
+    return sorted(found)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_objective(num_seeds: int, num_steps: int):
+    def run(problem, theta, key):
+        def one(k):
+            k_init, k_steps = jax.random.split(k)
+            inner = problem.init(theta, k_init)
+
+            def body(inner, t):
+                inner, loss, valid = problem.step(theta, inner, jax.random.fold_in(k_steps, t))
+                return inner, (loss, valid)
+
+            _, (loss, valid) = jax.lax.scan(body, inner, jnp.arange(num_steps))
+            validf = valid.astype(jnp.float32)
+            return jnp.sum(jnp.where(valid, loss, 0.0)) / jnp.maximum(jnp.sum(validf), 1.0)
+
+        return jax.vmap(one)(jax.random.split(key, num_seeds))
+
+    return jax.jit(run)
+
+
+def meta_objective(problem, theta: PyTree, key: jax.Array, *, num_seeds: int = 4,
+                   num_steps: int | None = None) -> np.ndarray:
+    """The meta-objective at θ itself, without perturbations: the mean per-step meta-loss of fresh episodes.
+
+    This is the quantity PES estimates the gradient of (App. B: the mean training loss over all inner
+    steps, each loss passed through the task's normaliser), evaluated at θ rather than smoothed over
+    θ + ε. ``num_seeds`` fresh inner problems are unrolled for ``num_steps`` steps (default: the problem's
+    horizon, the full episode) with keys derived only from ``key``, so evaluating several θ with the same
+    key uses common random numbers (the same initialisations and batches): differences between θ are
+    then not sampling noise of the data. One compilation serves every θ of the same structure.
+
+    Returns:
+        ``[num_seeds]`` float array: each episode's mean meta-loss.
+    """
+    pes_lib._check_problem(problem)
+    num_seeds = pes_lib._check_positive_int("num_seeds", num_seeds)
+    num_steps = problem.horizon if num_steps is None else pes_lib._check_positive_int("num_steps", num_steps)
+    return np.asarray(_jitted_objective(num_seeds, num_steps)(problem, theta, key))
 
 
 def load_log(run_dir: str | os.PathLike) -> dict:
@@ -585,6 +644,8 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
 
     log_file = open(out / "log.jsonl", "a") if out is not None else None
     start = int(state.step)
+    if out is not None and start == 0:
+        save_theta(theta_snapshot_path(out, 0), state.theta)
     bar = tqdm(total=cfg.outer_steps, initial=min(start, cfg.outer_steps), disable=not progress,
                desc="meta-train", unit="step")
     t_run = time.perf_counter()
@@ -608,6 +669,7 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
             bar.update(1)
             bar.set_postfix(meta_loss=rec["meta_loss"], nan=rec["nan_count"])
             if out is not None and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
+                save_theta(theta_snapshot_path(out, rec["step"]), state.theta)
                 save_checkpoint(out / "checkpoints", state, {"config": run_config}, keep=cfg.keep_checkpoints)
     finally:
         bar.close()

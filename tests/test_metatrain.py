@@ -281,3 +281,56 @@ def test_cli_smoke_star_on_fashion_mnist_mlp(tmp_path, capsys):
     opt_cfg, theta = load_meta_params(out / "meta_params.msgpack")
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(theta))
     assert len(list((out / "checkpoints").glob("ckpt_*.ckpt"))) == 2
+
+
+def test_meta_objective_is_an_unbiased_sample_of_the_closed_form_eq8():
+    """``meta_objective`` at θ (no perturbation) averages fresh episodes; on the NQM its mean matches Eq. (8)."""
+    from star.metatrain import meta_objective
+
+    theta = {"alpha": jnp.asarray(0.3, jnp.float32), "P": jnp.asarray([[0.1, 0.0], [0.0, -0.05]], jnp.float32)}
+    losses = meta_objective(PROBLEM, theta, jax.random.PRNGKey(3), num_seeds=4000)
+    assert losses.shape == (4000,)
+    exact = float(PROBLEM.expected_loss(theta))
+    se = float(np.std(losses, ddof=1) / np.sqrt(losses.size))
+    assert abs(float(np.mean(losses)) - exact) < 4 * se, (float(np.mean(losses)), exact, se)
+    # common random numbers: the same key gives the same episodes, another key different ones
+    np.testing.assert_array_equal(meta_objective(PROBLEM, theta, jax.random.PRNGKey(3), num_seeds=4000), losses)
+    assert not np.array_equal(meta_objective(PROBLEM, theta, jax.random.PRNGKey(4), num_seeds=4000), losses)
+    with pytest.raises(ValueError, match="num_seeds must be an integer >= 1"):
+        meta_objective(PROBLEM, theta, jax.random.PRNGKey(3), num_seeds=0)
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1"):
+        meta_objective(PROBLEM, theta, jax.random.PRNGKey(3), num_steps=2.5)
+
+
+def test_cli_meta_curve_evaluates_every_theta_snapshot(tmp_path, capsys):
+    from star.metatrain import list_theta_snapshots, meta_objective
+
+    out = tmp_path / "run"
+    assert cli_main(_cli_args(out, steps=7)) == 0  # checkpoint_every 3 → θ snapshots at 0, 3, 6 and the end
+    snaps = list_theta_snapshots(out)
+    assert [s for s, _ in snaps] == [0, 3, 6, 7]
+    assert _leaves_equal(load_theta(snaps[-1][1], THETA0), load_theta(out / "theta_final.npz", THETA0))
+    assert _leaves_equal(load_theta(snaps[0][1], THETA0), THETA0)
+    capsys.readouterr()
+    assert cli_main(["meta-curve", "--run", str(out), "--seeds", "3", "--seed", "7", "--no-progress"]) == 0
+    report = json.loads((out / "meta_curve.json").read_text())
+    assert [r["step"] for r in report["curve"]] == [0, 3, 6, 7]
+    assert report["inner_steps"] == 20 and report["num_seeds"] == 3
+    for key in ("command", "git_commit", "scale", "wall_s", "device"):
+        assert key in report["provenance"]
+    # each row is meta_objective at that snapshot with the evaluation key (recomputed here, not trusted)
+    for row, (_, path) in zip(report["curve"], snaps):
+        expect = meta_objective(PROBLEM, load_theta(path, THETA0), jax.random.PRNGKey(7), num_seeds=3)
+        np.testing.assert_allclose(row["per_seed"], expect, rtol=1e-6)
+        assert row["mean"] == pytest.approx(float(np.mean(expect)), rel=1e-6)
+    # --every keeps every k-th snapshot and always the last
+    assert cli_main(["meta-curve", "--run", str(out), "--seeds", "2", "--every", "2", "--out",
+                     str(tmp_path / "c.json"), "--no-progress"]) == 0
+    assert [r["step"] for r in json.loads((tmp_path / "c.json").read_text())["curve"]] == [0, 6, 7]
+    # bad input: nothing written
+    capsys.readouterr()
+    assert cli_main(["meta-curve", "--run", str(out), "--seeds", "0", "--out", str(tmp_path / "bad.json")]) == 2
+    assert "--seeds must be an integer >= 1" in capsys.readouterr().err
+    assert cli_main(["meta-curve", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "bad.json")]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()
