@@ -1,4 +1,4 @@
-"""Input validation shared by the public functions of :mod:`star.nqm` and :mod:`star.stability`.
+"""Input validation shared by the public functions of :mod:`star` (NQM, stability, PES, data, training).
 
 Every check raises ``ValueError`` naming the argument, the offending value and the allowed range.
 Shape checks always run. Value checks (finiteness, symmetry, definiteness) run only on concrete
@@ -58,13 +58,19 @@ def finite_scalar(name: str, x, *, low=None, high=None, low_open=False, high_ope
     return x
 
 
+def integer(name: str, value, minimum: int = 1) -> int:
+    """A static integer ``value >= minimum`` (Python or numpy integer, not bool, not float). Returns ``int``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}; got {value!r} of type {type(value).__name__}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {int(value)}")
+    return int(value)
+
+
 def horizon(name: str, T) -> int:
-    """A static integer horizon ``T >= 1`` (Python or numpy integer, not bool, not float)."""
-    if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= 1; got {T!r} of type {type(T).__name__}")
-    if int(T) < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {int(T)}")
-    return int(T)
+    """A static integer horizon ``T >= 1`` (see :func:`integer`)."""
+    return integer(name, T, minimum=1)
 
 
 def square_matrix(name: str, X, n: int | None = None):

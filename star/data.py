@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from star import _checks
+
 __all__ = [
     "DataUnavailableError",
     "ImageSplit",
@@ -446,18 +448,13 @@ def _check_key(key, name: str = "key"):
     raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)); got {type(key).__name__}")
 
 
-def _check_positive_int(value, name: str):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-
-
 def sample_batch(split: ImageSplit, key, batch_size: int) -> dict:
     """A batch ``{"image": float32 [B, H, W, C] in [0, 1], "label": int32 [B]}`` drawn from a key.
 
     Indices are uniform with replacement, a pure function of ``key``: usable inside ``jit`` and
     ``vmap`` (``batch_size`` must be a Python int).
     """
-    _check_positive_int(batch_size, "batch_size")
+    _checks.integer("batch_size", batch_size)
     _check_key(key)
     idx = jax.random.randint(key, (batch_size,), 0, split.labels.shape[0])
     return {"image": to_float(split.images[idx]), "label": split.labels[idx]}
@@ -526,8 +523,8 @@ def sample_text_batch(tokens: jax.Array, key, batch_size: int, seq_len: int) -> 
 
     ``targets`` is ``inputs`` shifted by one byte. A pure function of ``key`` (jit/vmap-friendly).
     """
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_int(seq_len, "seq_len")
+    _checks.integer("batch_size", batch_size)
+    _checks.integer("seq_len", seq_len)
     _check_key(key)
     n = tokens.shape[0]
     if seq_len + 1 > n:

@@ -48,12 +48,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from star._checks import integer as _check_positive_int
 
 PyTree = Any
 
@@ -113,14 +114,6 @@ class PESOutput(NamedTuple):
     num_valid: jax.Array
     reset: jax.Array
     nonfinite_problems: jax.Array
-
-
-def _check_positive_int(name: str, value, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {int(value)}")
-    return int(value)
 
 
 def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None, estimator=None) -> None:

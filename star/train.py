@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from tqdm.std import tqdm
 
+from star import _checks
 from star.data import _check_key, to_float
 from star.tasks.base import Task
 
@@ -61,11 +62,6 @@ def _as_extra_args(optimizer):
         raise ValueError(f"optimizer must be an optax GradientTransformation (with init and update); "
                          f"got {type(optimizer).__name__}")
     return optax.with_extra_args_support(optimizer)
-
-
-def _check_int(value, name: str, minimum: int = 1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
 
 
 def train_keys(key):
@@ -173,8 +169,8 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
         opt = _as_extra_args(optimizer(meta_params))
     else:
         opt = _as_extra_args(optimizer)
-    _check_int(num_steps, "num_steps")
-    _check_int(chunk_size, "chunk_size")
+    _checks.integer("num_steps", num_steps)
+    _checks.integer("chunk_size", chunk_size)
     _check_key(key)
     start = time.perf_counter()
     init_key, data_key = train_keys(key)
@@ -222,7 +218,7 @@ def evaluate(task: Task, params, split: str = "test", *, chunk_size: int = 1000)
     in jitted chunks of ``chunk_size`` examples; a diverged model gives ``loss = nan``/``inf``.
     """
     _check_task(task)
-    _check_int(chunk_size, "chunk_size")
+    _checks.integer("chunk_size", chunk_size)
     data = task.data.split(split)  # ValueError for an unknown split
     n = data.num_examples
     ce, correct = _eval_totals(task, params, data.images, data.labels, chunk_size)

@@ -206,8 +206,12 @@ def test_bad_inputs_name_the_argument(tmp_path):
     write_fashion_mnist(tmp_path)
     ds = data.load_fashion_mnist(data_dir=tmp_path)
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
         data.sample_batch(ds.train, key, 0)
+    for bad in (2.5, 4.0, True, np.bool_(True)):  # floats and bools are rejected even when integral
+        with pytest.raises(ValueError, match=f"batch_size must be an integer >= 1; got {bad!r} of type"):
+            data.sample_batch(ds.train, key, bad)
+    assert data.sample_batch(ds.train, key, np.int64(3))["label"].shape == (3,)
     with pytest.raises(ValueError, match="key must be a single PRNG key"):
         data.sample_batch(ds.train, jax.random.split(key, 2), 4)
     with pytest.raises(ValueError, match="key must be a PRNG key"):
@@ -255,7 +259,7 @@ def test_kjv_from_star_data_dir_and_errors(tmp_path, monkeypatch):
         data.load_kjv(test_fraction=1.0)
     with pytest.raises(ValueError, match="seq_len must be at most"):
         data.sample_text_batch(corpus.test, jax.random.key(0), 2, 10)
-    with pytest.raises(ValueError, match="seq_len must be a positive integer"):
+    with pytest.raises(ValueError, match="seq_len must be an integer >= 1; got 0"):
         data.sample_text_batch(corpus.train, jax.random.key(0), 2, 0)
     monkeypatch.setenv("STAR_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setattr(data.shutil, "which", lambda name: None)
