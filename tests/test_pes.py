@@ -149,3 +149,49 @@ def test_bad_settings_are_rejected(kwargs, match):
 def test_problem_without_protocol_is_rejected():
     with pytest.raises(ValueError, match="TruncatedProblem"):
         pes.TruncatedPES(object(), num_tasks=2, trunc_length=4)
+
+
+def test_signal_fraction_of_antithetic_es_on_a_linear_loss_is_the_ideal():
+    """On a loss linear in θ, ES estimates from the real estimator have signal fraction N/(N+D+1)."""
+
+    @struct.dataclass
+    class Linear:
+        """ℓ = w·θ on every step: Δ = 2 ε·w exactly."""
+
+        w: jax.Array
+        horizon: int = struct.field(pytree_node=False, default=1)
+
+        def init(self, theta, key):
+            return jnp.zeros(())
+
+        def step(self, theta, inner, key):
+            return inner, jnp.dot(self.w, theta), jnp.asarray(True)
+
+    dim, num = 24, 4
+    w = jax.random.normal(jax.random.PRNGKey(0), (dim,))
+    est = pes.TruncatedPES(Linear(w), num_tasks=num, trunc_length=1, std=0.1, estimator="tes", random_offset=False)
+    theta = jnp.zeros(dim)
+    state = est.init(theta, jax.random.PRNGKey(1))
+    G = np.stack([np.asarray(est.gradient(theta, state, jax.random.PRNGKey(10 + i))[0]) for i in range(300)])
+    np.testing.assert_allclose(G.mean(0), w, atol=4 * G.std(0).max() / np.sqrt(len(G)))  # unbiased
+    frac, se = pes.signal_fraction(G)
+    ideal = pes.es_ideal_signal_fraction(num, dim)
+    assert ideal == pytest.approx(4 / 29)
+    assert abs(frac - ideal) < 3 * se, (frac, ideal, se)
+    # pure noise: zero within 3 SE; noiseless: exactly 1
+    noise = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (300, dim)))
+    frac0, se0 = pes.signal_fraction(noise)
+    assert abs(frac0) < 3 * se0
+    assert pes.signal_fraction(np.tile(np.asarray(w), (5, 1)))[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 3)), "M >= 3"),
+    (np.zeros(5), "shape"),
+    (np.full((4, 3), np.nan), "finite"),
+])
+def test_signal_fraction_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        pes.signal_fraction(bad)
+    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
+        pes.es_ideal_signal_fraction(8, 0)
