@@ -178,17 +178,22 @@ def _meta_train(args) -> int:
     return 0
 
 
+def _load_run(run_arg: str) -> tuple[Path, dict]:
+    """``(folder, config)`` of a meta-train output folder given as ``--run``."""
+    run = Path(run_arg)
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise ValueError(f"--run {str(run)!r} holds no run (no config.json)")
+    return run, json.loads(cfg_path.read_text())
+
+
 def _evaluate(args) -> int:
     import jax
     import numpy as np
 
     from star.metatrain import load_theta
 
-    run = Path(args.run)
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise ValueError(f"--run {str(run)!r} holds no run (no config.json)")
-    rc = json.loads(cfg_path.read_text())
+    run, rc = _load_run(args.run)
     task = args.task or rc["task"]
     horizon = args.steps or rc["horizon"]
     problem, template, opt_cfg = build_problem(rc["optimizer"], task, horizon, seed=rc["seed"], init=rc.get("init", "nominal"))
@@ -233,21 +238,17 @@ def _meta_curve(args) -> int:
     from star.pes import _check_positive_int
     from star.scale import get_scale
 
-    run = Path(args.run)
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise ValueError(f"--run {str(run)!r} holds no run (no config.json)")
+    run, rc = _load_run(args.run)
     seeds = _check_positive_int("--seeds", args.seeds)
     every = _check_positive_int("--every", args.every)
-    rc = json.loads(cfg_path.read_text())
     snaps = list_theta_snapshots(run)
     if not snaps:
         raise ValueError(f"--run {str(run)!r} has no θ snapshots (thetas/): it was made before snapshots "
                          "were kept; rerun meta-train")
     snaps = [sp for i, sp in enumerate(snaps) if i % every == 0 or i == len(snaps) - 1]
     horizon = rc["horizon"] if args.steps is None else _check_positive_int("--steps", args.steps)
-    problem, template, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"],
-                                         init=rc.get("init", "nominal"))
+    init = rc.get("init", "nominal")
+    problem, template, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init=init)
     key = jax.random.PRNGKey(args.seed)
     t0 = time.perf_counter()
     rows = []
@@ -258,7 +259,8 @@ def _meta_curve(args) -> int:
     baselines = {}
     if rc["optimizer"] != LINEAR_OPTIMIZER:
         # The nominal optimizer (zero output layer: STAR's hand-designed AdamAggMo term alone) as a yardstick.
-        _, nominal, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init="nominal")
+        nominal = template if init == "nominal" else build_problem(
+            rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init="nominal")[1]
         losses = meta_objective(problem, nominal, key, num_seeds=seeds)
         baselines["nominal"] = {"per_seed": [float(x) for x in losses], "mean": float(np.mean(losses))}
     report = {
