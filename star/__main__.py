@@ -1,4 +1,4 @@
-"""Command line: ``python -m star meta-train …``, ``python -m star meta-curve …`` and ``python -m star evaluate …``.
+"""Command line: ``python -m star meta-train …``, ``meta-curve …``, ``evaluate …`` and ``sweep …``.
 
 Examples::
 
@@ -8,6 +8,10 @@ Examples::
     python -m star meta-train ... --out results/metatrain/star_cpu --resume      # continue after a crash
     python -m star evaluate --run results/metatrain/star_cpu --steps 2000 --seed 1
     python -m star meta-curve --run results/metatrain/star_cpu --seeds 4   # unperturbed meta-loss of each θ snapshot
+
+    # a whole figure's grid of runs, resumable, with meta-curve / evaluation / NOTE.md per run (star.sweep)
+    python -m star sweep --grid indist --scale cpu            # Fig. 3 and Figs. App.1-App.4 at cpu scale
+    python -m star sweep --grid indist --scale paper --figure fig3 --dry-run
 
     # the NQM with the linear learned optimizer θ = (α, P) (Fig. 2b/2c setting: T = 50 = truncation)
     python -m star meta-train --optimizer linear --task nqm --horizon 50 --trunc 50 --num-tasks 64 \\
@@ -281,6 +285,38 @@ def _meta_curve(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    """``python -m star sweep``: run a grid of meta-training runs with post-processing (:mod:`star.sweep`)."""
+    from star import sweep
+
+    grid = sweep.get_grid(args.grid, args.scale)
+    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.estimate is not None:
+        print(json.dumps(grid.compute_estimate(args.estimate)))
+        return 0
+    status = sweep.run_sweep(grid, args.root, figure=args.figure, seeds=seeds, train=not args.no_train,
+                             post=not args.no_post, progress=not args.no_progress, dry_run=args.dry_run)
+    print(json.dumps({"grid": grid.name, "scale": grid.scale, "status": status}))
+    return 0
+
+
+def _add_sweep_parser(sub) -> None:
+    sw = sub.add_parser("sweep", help="run a figure's grid of meta-training runs (resumable) and post-process them")
+    sw.add_argument("--grid", required=True, help="indist (Fig. 3, App.1-4) or indist_conv (paper scale only)")
+    sw.add_argument("--scale", default=None, help="smoke, cpu or paper (default: $STAR_SCALE, else cpu)")
+    sw.add_argument("--figure", default=None, choices=("fig3", "app2", "app3", "app4"),
+                    help="only the members of one figure")
+    sw.add_argument("--seeds", default=None, help="comma-separated subset of the grid's seeds")
+    sw.add_argument("--root", default=".", help="repository root the grid's folder is relative to")
+    sw.add_argument("--no-train", action="store_true", help="only post-process runs that are finished")
+    sw.add_argument("--no-post", action="store_true", help="no meta-curve, evaluation, NOTE.md or baselines")
+    sw.add_argument("--dry-run", action="store_true", help="list the runs and what would be done")
+    sw.add_argument("--estimate", type=float, default=None, metavar="INNER_STEPS_PER_S",
+                    help="print the grid's meta-training compute at this inner-step rate and exit")
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(func=_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m star", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--out", default=None, help="JSON report (default: RUN/meta_curve.json)")
     mc.add_argument("--no-progress", action="store_true")
     mc.set_defaults(func=_meta_curve)
+    _add_sweep_parser(sub)
     return parser
 
 

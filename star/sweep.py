@@ -1,0 +1,631 @@
+"""Grids of meta-training runs (Fig. 3, Figs. App.1–App.4) and a resumable driver that runs them.
+
+A *grid* is data (:class:`Grid`): a task, the PES and outer-loop settings, the *members* (an optimizer of
+the STAR family and an outer weight decay, App. B.2/C.2) and the meta-training seeds. Every run of a grid
+is one stored run folder ``<grid.folder>/<optimizer>_wd<wd>_s<seed>`` made by ``python -m star meta-train``
+(config, log, θ snapshots, provenance). :func:`run_sweep` walks the grid seed by seed (seed 0 of every
+member first), skips finished runs (``theta_final.npz`` present and ``config.json`` equal to what the grid
+asks for), resumes interrupted ones (``--resume``), leaves alone folders another process is writing, and
+refuses folders that hold a different run. Then it post-processes each finished run:
+
+* ``meta_curve.json`` — ``python -m star meta-curve``: the unperturbed meta-objective of every θ snapshot on
+  common fresh episodes (the PES meta-loss of the log is the loss of the *perturbed* θ ± ε, a different
+  function at σ = 0.01);
+* ``evaluate_<T>.json`` for each evaluation length ``T`` (the 2000-step horizon and 10 000 steps, the
+  stability-beyond-horizon test of Fig. App.2): inner training curves of the learned optimizer on fixed
+  evaluation seeds, with test loss and accuracy;
+* ``NOTE.md`` — written from the run's own files (settings, deviations from the paper, outcome numbers).
+
+and once per grid ``baselines.json``: Adam with its learning rate tuned on the grid's task (a half-decade
+search, as App. B.3 tunes Adam) and the nominal optimizer (STAR with a zero output layer), on the same
+evaluation seeds.
+
+The ``cpu`` grid is the one the book's in-distribution chapter reads (``fmnist8_mlp32``, the reference's
+small Fashion-MNIST MLP, on which PES improves STAR on two CPU cores); the ``paper`` grids use the paper's
+tasks and outer learning rate and are meant for an accelerator; ``smoke`` is a tiny grid for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from star.scale import Scale, get_scale
+
+__all__ = [
+    "Member", "Grid", "RunSpec", "GRIDS", "FIGURES", "get_grid", "grid_names", "run_status", "run_sweep",
+    "post_process", "evaluate_run", "write_baselines", "write_note", "SweepError",
+]
+
+#: The members each figure compares (optimizer preset, outer weight decay as a multiple of the outer lr).
+FIGURES: dict[str, tuple] = {
+    "fig3": (("star", 0.1), ("hyperparam", 0.0), ("blackbox", 0.0)),          # Fig. 3 / App.1
+    "app2": (("star", 0.0), ("star", 0.1), ("star", 0.5), ("star", 1.0)),     # outer weight decay
+    "app3": (("star", 0.1), ("star_nopre", 0.1)),                             # Adam-style preconditioner
+    "app4": (("star", 0.1), ("star_nonom", 0.1)),                             # nominal term
+}
+#: Every member of the in-distribution grid, in the order the cpu grid runs them.
+INDIST_MEMBERS = (("star", 0.1), ("hyperparam", 0.0), ("blackbox", 0.0), ("star_nonom", 0.1),
+                  ("star_nopre", 0.1), ("star", 0.0), ("star", 0.5), ("star", 1.0))
+
+BUSY_AFTER_S = 900.0  # a run folder written to within this many seconds belongs to a live process
+EVAL_BLOCK = 10  # evaluation curves are stored as means over blocks of this many inner steps
+
+
+class SweepError(ValueError):
+    """A run folder that the sweep must not touch (it holds a different run), or a failed run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One optimizer of a grid: a STAR-family preset and the outer weight decay (× lr, App. B.2)."""
+
+    optimizer: str
+    weight_decay: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.optimizer}_wd{float(self.weight_decay)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A grid of meta-training runs, as data. See the module docstring.
+
+    Attributes:
+        name, scale: what :func:`get_grid` looks it up by.
+        folder: the grid's folder, relative to the repository root.
+        task: the inner task (``star.tasks.list_tasks()``).
+        members: the :class:`Member` s, in run order.
+        seeds: meta-training seeds (each member runs each seed; seed-major order).
+        outer_steps, num_tasks, trunc, horizon, std, lr, init, checkpoint_every: the ``meta-train`` flags.
+        eval_steps: inner-training lengths of the evaluations (``evaluate_<T>.json``).
+        eval_seeds: seeds of the evaluation runs (common to every run and baseline; none used in training).
+        curve_seeds, curve_seed: episodes per θ snapshot and their PRNG seed for ``meta-curve``.
+        adam_lrs: the Adam learning rates searched for the tuned baseline.
+        notes: how the grid departs from the paper (written into every NOTE.md).
+    """
+
+    name: str
+    scale: str
+    folder: str
+    task: str
+    members: tuple
+    seeds: tuple
+    outer_steps: int
+    num_tasks: int
+    trunc: int = 50
+    horizon: int = 2000
+    std: float = 0.01
+    lr: float = 1e-4
+    init: str = "reference"
+    checkpoint_every: int = 20
+    eval_steps: tuple = (2000, 10000)
+    eval_seeds: tuple = (100, 101, 102)
+    curve_seeds: int = 16
+    curve_seed: int = 1000
+    adam_lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+    notes: str = ""
+
+    def runs(self, *, figure: str | None = None, seeds: Sequence[int] | None = None) -> list["RunSpec"]:
+        """The grid's runs in run order (every member of seed 0, then seed 1, ...).
+
+        ``figure`` keeps the members of one figure (:data:`FIGURES`); ``seeds`` a subset of the seeds.
+        """
+        members = self.members
+        if figure is not None:
+            if figure not in FIGURES:
+                raise ValueError(f"figure must be one of {tuple(FIGURES)}; got {figure!r}")
+            wanted = {Member(o, float(w)) for o, w in FIGURES[figure]}
+            members = tuple(m for m in members if m in wanted)
+        if seeds is None:
+            seeds = self.seeds
+        bad = [s for s in seeds if s not in self.seeds]
+        if bad:
+            raise ValueError(f"seeds must be a subset of the grid's seeds {self.seeds}; got {tuple(seeds)}")
+        return [RunSpec(self, m, int(s)) for s in seeds for m in members]
+
+    def inner_steps_per_run(self) -> int:
+        """Inner training steps of one meta-training run: ``outer_steps · 2N · K`` (both antithetic sides)."""
+        return self.outer_steps * 2 * self.num_tasks * self.trunc
+
+    def compute_estimate(self, inner_steps_per_s: float) -> dict:
+        """Inner steps and hours for the whole grid's meta-training at a measured inner-step rate."""
+        runs = len(self.members) * len(self.seeds)
+        total = runs * self.inner_steps_per_run()
+        return {"runs": runs, "inner_steps_per_run": self.inner_steps_per_run(), "inner_steps": total,
+                "inner_steps_per_s": float(inner_steps_per_s), "hours": total / float(inner_steps_per_s) / 3600}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of a grid: a member and a seed."""
+
+    grid: Grid
+    member: Member
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.member.label}_s{self.seed}"
+
+    def folder(self, root: str | os.PathLike = ".") -> Path:
+        return Path(root) / self.grid.folder / self.name
+
+    def meta_train_argv(self, root: str | os.PathLike = ".") -> list[str]:
+        """The ``python -m star meta-train`` arguments of this run (``--out`` relative to ``root``)."""
+        g = self.grid
+        return ["meta-train", "--optimizer", self.member.optimizer, "--task", g.task, "--init", g.init,
+                "--outer-steps", str(g.outer_steps), "--num-tasks", str(g.num_tasks), "--trunc", str(g.trunc),
+                "--horizon", str(g.horizon), "--std", _num(g.std), "--lr", _num(g.lr),
+                "--wd", str(float(self.member.weight_decay)), "--seed", str(self.seed),
+                "--checkpoint-every", str(g.checkpoint_every), "--out", str(Path(g.folder) / self.name)]
+
+    def expected_config(self) -> dict:
+        """The ``config.json`` that ``meta-train`` writes for this run (how finished runs are recognised)."""
+        from star.metatrain import MetaTrainConfig
+
+        g = self.grid
+        cfg = MetaTrainConfig(outer_steps=g.outer_steps, num_tasks=g.num_tasks, trunc_length=g.trunc, std=g.std,
+                              lr=g.lr, weight_decay=float(self.member.weight_decay), seed=self.seed,
+                              checkpoint_every=g.checkpoint_every)
+        return dict(cfg.to_dict(), optimizer=self.member.optimizer, task=g.task, horizon=g.horizon, init=g.init)
+
+
+def _num(x: float) -> str:
+    """A float as the command line spells it (``1e-3`` rather than ``0.001``), parsing back to ``x``."""
+    s = f"{x:.0e}" if x != 0 and float(f"{x:.0e}") == x else repr(float(x))
+    return s.replace("e-0", "e-").replace("e+0", "e")
+
+
+_SMOKE_NOTES = "A tiny grid for tests and CI: numbers mean nothing."
+_CPU_NOTES = (
+    "Task: learned_optimization's `ImageMLP_FashionMnist8_Relu32` (Fashion-MNIST resized to 8×8, one hidden "
+    "layer of 32, batch 128) — not the paper's 784-128-128 MLP, on which PES at σ = 0.01 breaks STAR on a CPU "
+    "budget (see the in-distribution chapter). Outer learning rate 1e-3 and N = 64 inner problems are ours "
+    "(the paper: lr 1e-4, N not stated), so that 200 outer steps on two CPU cores move θ with a usable signal. "
+    "As in the paper: σ = 0.01, truncation 50, horizon 2000, AdamW with weight decay × lr, clipping 1.0 by "
+    "value, the reference initialisation of the meta-parameters.")
+_PAPER_NOTES = (
+    "The paper's settings (App. B.2): σ = 0.01, truncation 50, horizon 2000, AdamW lr 1e-4 with weight decay × lr, "
+    "clipping 1.0, the reference initialisation. Not stated in the paper and chosen here: N = 8 inner problems and "
+    "{outer_steps} outer steps. Meant for an accelerator.")
+
+GRIDS: dict[tuple, Grid] = {}
+for _g in (
+    Grid(name="indist", scale="smoke", folder="results/metatrain/smoke_grid", task="fmnist8_mlp32",
+         members=(Member("star", 0.1), Member("hyperparam", 0.0)), seeds=(0,), outer_steps=2, num_tasks=2,
+         trunc=5, horizon=10, lr=1e-3, checkpoint_every=1, eval_steps=(10, 20), eval_seeds=(100,),
+         curve_seeds=2, adam_lrs=(1e-3, 1e-2), notes=_SMOKE_NOTES),
+    Grid(name="indist", scale="cpu", folder="results/metatrain/fmnist8_grid", task="fmnist8_mlp32",
+         members=tuple(Member(o, w) for o, w in INDIST_MEMBERS), seeds=(0, 1, 2), outer_steps=200, num_tasks=64,
+         lr=1e-3, notes=_CPU_NOTES),
+    Grid(name="indist", scale="paper", folder="results/metatrain/fmnist_grid_paper", task="fmnist_mlp",
+         members=tuple(Member(o, w) for o, w in INDIST_MEMBERS), seeds=(0, 1, 2), outer_steps=5000, num_tasks=8,
+         lr=1e-4, checkpoint_every=250, curve_seeds=8, notes=_PAPER_NOTES.format(outer_steps=5000)),
+    Grid(name="indist_conv", scale="paper", folder="results/metatrain/cifar10_grid_paper", task="cifar10_conv",
+         members=tuple(Member(o, w) for o, w in FIGURES["fig3"]), seeds=(0, 1, 2), outer_steps=5000, num_tasks=8,
+         lr=1e-4, checkpoint_every=250, curve_seeds=8,
+         notes=_PAPER_NOTES.format(outer_steps=5000) + " CIFAR-10 comes from tensorflow-datasets (online only)."),
+):
+    GRIDS[(_g.name, _g.scale)] = _g
+
+
+def grid_names() -> tuple:
+    return tuple(sorted({name for name, _ in GRIDS}))
+
+
+def get_grid(name: str, scale: "str | Scale | None" = None) -> Grid:
+    """The grid ``name`` at ``scale`` (default ``$STAR_SCALE``).
+
+    Raises:
+        ValueError: unknown name, or no such grid at that scale (the message lists what exists).
+    """
+    s = get_scale(scale).value
+    if name not in grid_names():
+        raise ValueError(f"grid must be one of {grid_names()}; got {name!r}")
+    if (name, s) not in GRIDS:
+        have = sorted(sc for n, sc in GRIDS if n == name)
+        raise ValueError(f"grid {name!r} has no {s!r} scale; it has {have}")
+    return GRIDS[(name, s)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# run folders: what state a run is in
+
+
+def run_status(spec: RunSpec, root: str | os.PathLike = ".", *, now: float | None = None,
+               busy_after_s: float = BUSY_AFTER_S) -> str:
+    """``"finished"``, ``"partial"`` (resumable), ``"busy"`` (another process is writing it) or ``"missing"``.
+
+    A folder counts as this run only if its ``config.json`` equals :meth:`RunSpec.expected_config` (up to
+    the fields a resume may change); ``busy`` means unfinished and written to within ``busy_after_s``.
+
+    Raises:
+        SweepError: the folder holds a different run (the differences are named) or is not a folder.
+    """
+    from star.metatrain import MetaTrainConfig, _config_diff
+
+    out = spec.folder(root)
+    if not out.exists():
+        return "missing"
+    if not out.is_dir():
+        raise SweepError(f"run folder {str(out)!r} exists and is not a folder")
+    cfg_path = out / "config.json"
+    if not cfg_path.exists():
+        if not any(out.iterdir()):
+            return "missing"
+        if _recently_written(out, now, busy_after_s):
+            return "busy"
+        raise SweepError(f"run folder {str(out)!r} holds files but no config.json; move it away")
+    saved = json.loads(cfg_path.read_text())
+    diff = _config_diff(saved, spec.expected_config(), ignore=MetaTrainConfig.RESUMABLE_CHANGES)
+    if diff:
+        raise SweepError(f"run folder {str(out)!r} holds a different run than grid {spec.grid.name!r} "
+                         f"({spec.grid.scale}) asks for: " + "; ".join(diff))
+    if (out / "theta_final.npz").exists() and _logged_steps(out) >= spec.grid.outer_steps:
+        return "finished"
+    return "busy" if _recently_written(out, now, busy_after_s) else "partial"
+
+
+def _logged_steps(out: Path) -> int:
+    path = out / "log.jsonl"
+    if not path.exists():
+        return 0
+    last = 0
+    for line in path.read_text().splitlines():
+        try:
+            last = max(last, int(json.loads(line).get("step", 0)))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            break
+    return last
+
+
+def _recently_written(out: Path, now: float | None, window: float) -> bool:
+    now = time.time() if now is None else now
+    newest = max((p.stat().st_mtime for p in [out, *out.iterdir()] if p.exists()), default=0.0)
+    for sub in ("checkpoints", "thetas"):
+        d = out / sub
+        if d.is_dir():
+            newest = max([newest] + [p.stat().st_mtime for p in d.iterdir()])
+    return now - newest < window
+
+
+# ----------------------------------------------------------------------------------------------------
+# the driver
+
+
+def _cli(argv: list[str]) -> None:
+    from star.__main__ import main
+
+    rc = main(argv)
+    if rc != 0:
+        raise SweepError(f"python -m star {' '.join(argv)} failed with exit status {rc}")
+
+
+def run_sweep(grid: Grid, root: str | os.PathLike = ".", *, figure: str | None = None,
+              seeds: Sequence[int] | None = None, train: bool = True, post: bool = True,
+              progress: bool = True, dry_run: bool = False, busy_after_s: float = BUSY_AFTER_S,
+              log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) every run of ``grid`` under ``root`` that is not finished, then post-process.
+
+    Args:
+        grid: a :class:`Grid` (:func:`get_grid`).
+        root: the repository root the grid's folder is relative to.
+        figure, seeds: restrict to one figure's members (:data:`FIGURES`) or to some seeds.
+        train: meta-train missing and partial runs (False: only post-process finished ones).
+        post: post-process finished runs (:func:`post_process`) and write the grid's ``baselines.json``.
+        progress: tqdm progress bars.
+        dry_run: only report what would be done.
+        busy_after_s: see :func:`run_status`.
+        log: where to report what is done (one line per action).
+
+    Returns:
+        ``{run name: status after the sweep}`` (``finished``, ``busy``, ``missing``/``partial`` when not
+        trained).
+
+    Raises:
+        SweepError: a folder holds a different run, or a command failed.
+    """
+    from tqdm.auto import tqdm
+
+    specs = grid.runs(figure=figure, seeds=seeds)
+    # Check every folder first: a conflicting folder stops the sweep before anything runs.
+    status = {s.name: run_status(s, root, busy_after_s=busy_after_s) for s in specs}
+    counts = {k: sum(v == k for v in status.values()) for k in ("finished", "partial", "busy", "missing")}
+    log(f"grid {grid.name} ({grid.scale}), {len(specs)} runs in {Path(root) / grid.folder}: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if dry_run:
+        for s in specs:
+            todo = {"missing": "meta-train", "partial": "resume", "busy": "skip (busy)"}.get(status[s.name], "")
+            log(f"  {s.name:28s} {status[s.name]:9s} {todo}")
+        return status
+    bar = tqdm(specs, desc=f"sweep {grid.name}", unit="run", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec.name)
+        st = run_status(spec, root, busy_after_s=busy_after_s)
+        if train and st in ("missing", "partial"):
+            argv = spec.meta_train_argv() + (["--resume"] if st == "partial" else [])
+            log(f"{spec.name}: {'resume' if st == 'partial' else 'meta-train'}")
+            with _chdir(root):
+                _cli(argv + ([] if progress else ["--no-progress"]))
+            st = run_status(spec, root, busy_after_s=busy_after_s)
+        if post and st == "finished":
+            post_process(spec, root, progress=progress, log=log)
+        status[spec.name] = st
+    if post:
+        write_baselines(grid, root, progress=progress, log=log)
+    return status
+
+
+class _chdir:
+    def __init__(self, path):
+        self.path, self.old = Path(path), None
+
+    def __enter__(self):
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        os.chdir(self.old)
+
+
+def post_process(spec: RunSpec, root: str | os.PathLike = ".", *, progress: bool = True,
+                 log: Callable[[str], None] = print) -> list[Path]:
+    """Write the missing post-processing files of a finished run; returns the files written.
+
+    ``meta_curve.json`` (``python -m star meta-curve``), ``evaluate_<T>.json`` for every evaluation length
+    (:func:`evaluate_run`) and ``NOTE.md`` (:func:`write_note`, rewritten whenever another file was written
+    or it is missing).
+
+    Raises:
+        SweepError: the run is not finished.
+    """
+    out = spec.folder(root)
+    if run_status(spec, root) != "finished":
+        raise SweepError(f"run {str(out)!r} is not finished (no theta_final.npz or fewer logged steps); "
+                         "post-processing needs the final meta-parameters")
+    g = spec.grid
+    written = []
+    if not (out / "meta_curve.json").exists():
+        log(f"{spec.name}: meta-curve")
+        with _chdir(root):
+            _cli(["meta-curve", "--run", str(Path(g.folder) / spec.name), "--seeds", str(g.curve_seeds),
+                  "--seed", str(g.curve_seed)] + ([] if progress else ["--no-progress"]))
+        written.append(out / "meta_curve.json")
+    for steps in g.eval_steps:
+        path = out / f"evaluate_{steps}.json"
+        if not path.exists():
+            log(f"{spec.name}: evaluate {steps} steps on seeds {g.eval_seeds}")
+            evaluate_run(spec, root, steps, progress=progress)
+            written.append(path)
+    if write_note(spec, root):
+        written.append(out / "NOTE.md")
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluation: inner training curves, test loss and accuracy
+
+
+_FACTORIES: dict = {}
+
+
+def _factory(optimizer: str, horizon: int):
+    """One optimizer factory per preset, so every run of a grid reuses the compiled training chunk."""
+    from star.optim import preset, star_optimizer
+
+    key = (optimizer, horizon)
+    if key not in _FACTORIES:
+        cfg = preset(optimizer)
+        _FACTORIES[key] = lambda theta: star_optimizer(cfg, theta, horizon)
+    return _FACTORIES[key]
+
+
+def _adam_factory():
+    import optax
+
+    if "adam" not in _FACTORIES:
+        _FACTORIES["adam"] = lambda lr: optax.adam(lr)
+    return _FACTORIES["adam"]
+
+
+def _block_means(losses: np.ndarray, block: int) -> list:
+    n = len(losses) // block * block
+    return [float(x) for x in np.asarray(losses[:n], np.float64).reshape(-1, block).mean(axis=1)]
+
+
+def train_curves(task, factory, meta_params, steps: int, seeds: Sequence[int], *, chunk: int = 500,
+                 progress: bool = False, block: int = EVAL_BLOCK) -> dict:
+    """Train ``task`` for ``steps`` steps from each evaluation seed; curves, final and test numbers.
+
+    ``chunk`` is the compiled scan length (:func:`star.train.train`): keep it fixed so that every length and
+    every run of a grid reuses one compilation per optimizer.
+
+    Returns ``{"per_seed": [{"seed", "curve" (means over blocks of ``block`` steps), "mean_train_loss",
+    "final_train_loss" (mean of the last 5 % of steps), "max_train_loss", "test_loss", "test_accuracy",
+    "wall_s"}], "block": block, "steps": steps}``. A diverged run keeps its non-finite numbers as ``None``.
+    """
+    import jax
+
+    from star.train import evaluate, train
+
+    rows = []
+    tail = max(1, steps // 20)
+    for seed in seeds:
+        res = train(task, factory, steps, jax.random.key(int(seed)), meta_params=meta_params,
+                    chunk_size=chunk, progress=progress, desc=f"seed {seed}")
+        losses = np.asarray(res.losses, np.float64)
+        ev = evaluate(task, res.params)
+        rows.append({"seed": int(seed), "curve": [_finite(x) for x in _block_means(losses, block)],
+                     "mean_train_loss": _finite(np.mean(losses)), "final_train_loss": _finite(np.mean(losses[-tail:])),
+                     "max_train_loss": _finite(np.max(losses)), "test_loss": _finite(ev["loss"]),
+                     "test_accuracy": _finite(ev["accuracy"]), "wall_s": res.wall_time})
+    return {"steps": int(steps), "block": int(block), "per_seed": rows}
+
+
+def _chunk(grid: Grid) -> int:
+    return min(500, grid.horizon, *grid.eval_steps)
+
+
+def _finite(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _provenance(extra: dict | None = None, t0: float | None = None) -> dict:
+    from star.__main__ import _device_info, _git_commit
+
+    out = {"git_commit": _git_commit(), "scale": get_scale().value, "device": _device_info(),
+           "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if t0 is not None:
+        out["wall_s"] = time.perf_counter() - t0
+    out.update(extra or {})
+    return out
+
+
+def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress: bool = False) -> Path:
+    """Train the run's task with its learned optimizer (``theta_final.npz``) for ``steps`` steps on the
+    grid's evaluation seeds; write ``evaluate_<steps>.json`` into the run folder (see :func:`train_curves`)."""
+    from star.metatrain import atomic_write_json, load_theta
+    from star.optim import init_meta_params, preset
+    from star.tasks import get_task
+
+    import jax
+
+    t0 = time.perf_counter()
+    g, out = spec.grid, spec.folder(root)
+    template = init_meta_params(preset(spec.member.optimizer), jax.random.PRNGKey(0))
+    theta = load_theta(out / "theta_final.npz", template)
+    task = get_task(g.task)
+    report = {"run": str(Path(g.folder) / spec.name), "task": g.task, "optimizer": spec.member.optimizer,
+              "theta": "theta_final.npz", "horizon": g.horizon, "eval_seeds": list(g.eval_seeds),
+              "description": "inner training with the learned optimizer from fresh initialisations; curve = "
+                             f"mean training loss over blocks of {EVAL_BLOCK} steps; test = the 10 000 test images",
+              **train_curves(task, _factory(spec.member.optimizer, g.horizon), theta, steps, g.eval_seeds,
+                             chunk=_chunk(g), progress=progress)}
+    report["provenance"] = _provenance({"command": f"python -m star sweep --grid {g.name} (post-processing)"}, t0)
+    path = out / f"evaluate_{steps}.json"
+    atomic_write_json(path, report)
+    return path
+
+
+def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool = True,
+                    log: Callable[[str], None] = print) -> Path:
+    """``<grid folder>/baselines.json``: tuned Adam and the nominal optimizer on the grid's task.
+
+    Adam's learning rate is chosen from ``grid.adam_lrs`` by the lowest mean training loss over the horizon
+    (the meta-objective's analogue), averaged over the evaluation seeds; the chosen rate and the nominal
+    optimizer (STAR at its nominal initialisation: the hand-designed AdamAggMo step, App. B.2) are then run
+    for every evaluation length. Skipped when the file exists with the same settings.
+    """
+    import jax
+
+    from star.metatrain import atomic_write_json
+    from star.optim import init_meta_params, preset
+    from star.tasks import get_task
+
+    path = Path(root) / grid.folder / "baselines.json"
+    settings = {"task": grid.task, "adam_lrs": list(grid.adam_lrs), "eval_seeds": list(grid.eval_seeds),
+                "eval_steps": list(grid.eval_steps), "horizon": grid.horizon}
+    if path.exists() and json.loads(path.read_text()).get("settings") == settings:
+        return path
+    t0 = time.perf_counter()
+    log(f"grid {grid.name}: baselines (Adam learning-rate search over {grid.adam_lrs}, nominal optimizer)")
+    task = get_task(grid.task)
+    search = {}
+    for lr in grid.adam_lrs:
+        res = train_curves(task, _adam_factory(), float(lr), grid.horizon, grid.eval_seeds, chunk=_chunk(grid),
+                           progress=progress)
+        vals = [r["mean_train_loss"] for r in res["per_seed"]]
+        search[_num(lr)] = float(np.mean([np.inf if v is None else v for v in vals]))
+    best = min(search, key=search.get)
+    nominal = init_meta_params(preset("star"), jax.random.PRNGKey(1), init="nominal")
+    report = {"settings": settings, "adam_search": {"criterion": f"mean training loss over {grid.horizon} steps, "
+                                                                 "mean over the evaluation seeds",
+                                                    "mean_train_loss": search, "best_lr": float(best)},
+              "adam": {}, "nominal": {}}
+    for steps in grid.eval_steps:
+        report["adam"][str(steps)] = train_curves(task, _adam_factory(), float(best), steps, grid.eval_seeds,
+                                                  chunk=_chunk(grid), progress=progress)
+        report["nominal"][str(steps)] = train_curves(task, _factory("star", grid.horizon), nominal, steps,
+                                                     grid.eval_seeds, chunk=_chunk(grid), progress=progress)
+    report["provenance"] = _provenance({"command": f"python -m star sweep --grid {grid.name} --scale "
+                                                   f"{grid.scale} (baselines)"}, t0)
+    atomic_write_json(path, report)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# NOTE.md, computed from the run's files
+
+
+def _mean_last(values, n):
+    v = [x for x in values[-n:] if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
+    """Write ``NOTE.md`` for a finished run from its ``provenance.json``, ``log.jsonl`` and post-processing
+    files (numbers computed here, nothing typed in). Returns whether the file changed (an unchanged note is
+    not rewritten)."""
+    from star.metatrain import atomic_write_bytes, load_log
+
+    g, out = spec.grid, spec.folder(root)
+    prov = json.loads((out / "provenance.json").read_text())
+    log = load_log(out)
+    ml = [None if not math.isfinite(x) else float(x) for x in log["meta_loss"]]
+    lines = [f"# {spec.member.optimizer}, outer weight decay {spec.member.weight_decay} × lr, seed {spec.seed} — "
+             f"grid `{g.name}` ({g.scale} scale), task `{g.task}`", "",
+             "Written by `python -m star sweep` from this folder's files.", "",
+             "Command (provenance.json):", "", "    " + (prov["command"] if isinstance(prov["command"], str)
+                                                       else "\n    ".join(prov["command"])), "",
+             f"Commit {str(prov.get('git_commit'))[:12]}, {prov.get('wall_s_total', 0):.0f} s of meta-training on "
+             f"{prov['device']['count']} {prov['device']['platform']} device(s) "
+             f"({prov['device'].get('cpu_count')} CPU cores).", "", "Settings: " + g.notes, "", "## Outcome", "",
+             f"- PES meta-loss (the loss of the perturbed θ ± ε, `log.jsonl`): {_mean_last(ml[:10], 10):.3f} over the "
+             f"first 10 outer steps, {_mean_last(ml, 10):.3f} over the last 10 of {len(ml)}; "
+             f"{int(np.nansum(log.get('nan_count', [0])))} non-finite gradient entries zeroed in all."]
+    curve_path = out / "meta_curve.json"
+    if curve_path.exists():
+        c = json.loads(curve_path.read_text())
+        first, last = c["curve"][0], c["curve"][-1]
+        nom = c.get("baselines", {}).get("nominal")
+        text = (f"- Unperturbed meta-objective (`meta_curve.json`, {c['num_seeds']} common episodes from seed "
+                f"{c['eval_seed']}): {first['mean']:.3f} at step {first['step']}, {last['mean']:.3f} at step "
+                f"{last['step']}")
+        if nom:
+            d = np.asarray(last["per_seed"]) - np.asarray(nom["per_seed"])
+            se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
+            text += (f"; the nominal optimizer {nom['mean']:.3f}, learned minus nominal {d.mean():+.3f} ± {se:.3f} "
+                     f"(lower on {int(np.sum(d < 0))} of {d.size} episodes)")
+        lines.append(text + ".")
+    for steps in g.eval_steps:
+        p = out / f"evaluate_{steps}.json"
+        if p.exists():
+            ev = json.loads(p.read_text())
+            rows = ev["per_seed"]
+
+            def m(k):
+                v = [r[k] for r in rows]
+                return "diverged" if any(x is None for x in v) else f"{np.mean(v):.3f}"
+
+            lines.append(f"- {steps} inner steps with the learned optimizer (`evaluate_{steps}.json`, seeds "
+                         f"{ev['eval_seeds']}): final training loss {m('final_train_loss')}, test loss {m('test_loss')}, "
+                         f"test accuracy {m('test_accuracy')}.")
+    lines += ["", "Files: `config.json`, `log.jsonl`, `thetas/` (θ at step 0 and every checkpoint), `theta_final.npz`, "
+              "`meta_params.msgpack`, `provenance.json`, `meta_curve.json`, "
+              + ", ".join(f"`evaluate_{s}.json`" for s in g.eval_steps) + "; `checkpoints/` is not committed.", ""]
+    path, text = out / "NOTE.md", "\n".join(lines).encode()
+    if path.exists() and path.read_bytes() == text:
+        return False
+    atomic_write_bytes(path, text)
+    return True

@@ -1,0 +1,176 @@
+"""The sweep driver: grids as data, recognising finished/partial/busy/foreign run folders, a whole smoke
+sweep (meta-train, skip on rerun, post-processing, NOTE.md from the run's numbers) and the command line."""
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from star import sweep
+from star.__main__ import main as cli_main
+
+REPO = Path(__file__).resolve().parent.parent
+
+# config.json as `python -m star meta-train` wrote it for the first run of the cpu grid (seed 0, STAR,
+# wd 0.1), copied from results/metatrain/fmnist8_grid/star_wd0.1_s0.
+CPU_GRID_CONFIG = {
+    "checkpoint_every": 20, "clip": 1.0, "clip_mode": "value", "estimator": "pes", "horizon": 2000,
+    "init": "reference", "keep_checkpoints": 3, "lr": 0.001, "num_tasks": 64, "optimizer": "star",
+    "outer_steps": 200, "random_offset": True, "seed": 0, "shard": True, "std": 0.01, "task": "fmnist8_mlp32",
+    "trunc_length": 50, "weight_decay": 0.1,
+}
+
+
+def _spec(name, scale="cpu"):
+    grid = sweep.get_grid("indist", scale)
+    return next(s for s in grid.runs() if s.name == name)
+
+
+def test_cpu_grid_is_the_running_grid():
+    grid = sweep.get_grid("indist", "cpu")
+    runs = grid.runs()
+    assert len(runs) == 24 and [r.seed for r in runs[:8]] == [0] * 8  # seed 0 of every member first
+    names = [r.name for r in runs[:8]]
+    assert names == ["star_wd0.1_s0", "hyperparam_wd0.0_s0", "blackbox_wd0.0_s0", "star_nonom_wd0.1_s0",
+                     "star_nopre_wd0.1_s0", "star_wd0.0_s0", "star_wd0.5_s0", "star_wd1.0_s0"]
+    spec = runs[0]
+    assert spec.expected_config() == CPU_GRID_CONFIG
+    assert spec.folder("/r") == Path("/r/results/metatrain/fmnist8_grid/star_wd0.1_s0")
+    # The argv parses with the real CLI parser into the same settings.
+    from star.__main__ import build_parser
+
+    args = build_parser().parse_args(spec.meta_train_argv())
+    assert (args.std, args.lr, args.wd, args.num_tasks, args.init) == (0.01, 1e-3, 0.1, 64, "reference")
+
+
+def test_stored_grid_folders_are_recognised():
+    """Every committed run folder of the cpu grid has the settings the cpu grid asks for."""
+    folder = REPO / "results/metatrain/fmnist8_grid"
+    grid = sweep.get_grid("indist", "cpu")
+    by_name = {s.name: s for s in grid.runs()}
+    stored = sorted(p for p in folder.glob("*/config.json")) if folder.is_dir() else []
+    for path in stored:
+        assert path.parent.name in by_name, path
+        assert sweep.run_status(by_name[path.parent.name], REPO) in ("finished", "partial", "busy")
+    cfg = dict(CPU_GRID_CONFIG, seed=2, optimizer="blackbox", weight_decay=0.0)
+    assert _spec("blackbox_wd0.0_s2").expected_config() == cfg
+
+
+def test_figures_and_bad_arguments():
+    grid = sweep.get_grid("indist", "cpu")
+    assert [r.member.label for r in grid.runs(figure="app2", seeds=[1])] == [
+        "star_wd0.1", "star_wd0.0", "star_wd0.5", "star_wd1.0"]
+    assert {r.member.optimizer for r in grid.runs(figure="fig3")} == {"star", "hyperparam", "blackbox"}
+    with pytest.raises(ValueError, match="figure must be one of"):
+        grid.runs(figure="fig9")
+    with pytest.raises(ValueError, match="subset of the grid's seeds"):
+        grid.runs(seeds=[7])
+    with pytest.raises(ValueError, match="grid must be one of"):
+        sweep.get_grid("nope", "cpu")
+    with pytest.raises(ValueError, match="has no 'cpu' scale"):
+        sweep.get_grid("indist_conv", "cpu")
+    est = sweep.get_grid("indist", "paper").compute_estimate(1000.0)
+    assert est["inner_steps_per_run"] == 5000 * 2 * 8 * 50 and est["runs"] == 24
+
+
+@pytest.mark.parametrize("x", [0.01, 1e-3, 1e-4, 3e-4, 0.1, 0.5, 1.0, 0.0, 2.5e-3])
+def test_number_spelling_round_trips(x):
+    assert float(sweep._num(x)) == x
+
+
+def _write_config(spec, root, **changes):
+    out = spec.folder(root)
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(dict(spec.expected_config(), **changes)))
+    return out
+
+
+def test_run_status_finished_partial_busy_and_foreign(tmp_path):
+    spec = _spec("star_wd0.1_s0")
+    assert sweep.run_status(spec, tmp_path) == "missing"
+    out = _write_config(spec, tmp_path)
+    (out / "log.jsonl").write_text("".join(json.dumps({"step": i}) + "\n" for i in range(1, 51)))
+    assert sweep.run_status(spec, tmp_path) == "busy"  # just written: another process owns it
+    assert sweep.run_status(spec, tmp_path, now=time.time() + 3600) == "partial"
+    (out / "theta_final.npz").write_bytes(b"")
+    # theta_final.npz without all outer steps logged is not finished
+    assert sweep.run_status(spec, tmp_path, now=time.time() + 3600) == "partial"
+    (out / "log.jsonl").write_text("".join(json.dumps({"step": i}) + "\n" for i in range(1, 201)))
+    assert sweep.run_status(spec, tmp_path) == "finished"
+    # a resumable change (more checkpoints) is still this run; another learning rate is not
+    (out / "config.json").write_text(json.dumps(dict(spec.expected_config(), checkpoint_every=5)))
+    assert sweep.run_status(spec, tmp_path) == "finished"
+    (out / "config.json").write_text(json.dumps(dict(spec.expected_config(), lr=1e-4)))
+    with pytest.raises(sweep.SweepError, match="lr: saved 0.0001 != requested 0.001"):
+        sweep.run_status(spec, tmp_path)
+    other = _spec("star_wd0.5_s0").folder(tmp_path)
+    other.mkdir(parents=True)
+    (other / "stray.txt").write_text("x")
+    os.utime(other / "stray.txt", (0, 0))
+    os.utime(other, (0, 0))
+    with pytest.raises(sweep.SweepError, match="no config.json"):
+        sweep.run_status(_spec("star_wd0.5_s0"), tmp_path)
+
+
+def test_a_foreign_folder_stops_the_sweep_before_anything_runs(tmp_path, monkeypatch):
+    grid = sweep.get_grid("indist", "smoke")
+    spec = grid.runs()[-1]
+    _write_config(spec, tmp_path, std=0.5)
+    monkeypatch.setattr(sweep, "_cli", lambda argv: pytest.fail(f"ran {argv}"))
+    with pytest.raises(sweep.SweepError, match="std: saved 0.5 != requested 0.01"):
+        sweep.run_sweep(grid, tmp_path, progress=False, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_smoke_sweep_runs_skips_and_post_processes(tmp_path, monkeypatch):
+    grid = dataclasses.replace(sweep.get_grid("indist", "smoke"), members=(sweep.Member("hyperparam", 0.0),))
+    lines = []
+    status = sweep.run_sweep(grid, tmp_path, progress=False, log=lines.append)
+    assert status == {"hyperparam_wd0.0_s0": "finished"}
+    out = grid.runs()[0].folder(tmp_path)
+    for name in ("theta_final.npz", "meta_curve.json", "evaluate_10.json", "evaluate_20.json", "NOTE.md"):
+        assert (out / name).is_file(), name
+    ev = json.loads((out / "evaluate_20.json").read_text())
+    assert ev["steps"] == 20 and len(ev["per_seed"][0]["curve"]) == 2
+    assert 0.0 <= ev["per_seed"][0]["test_accuracy"] <= 1.0
+    base = json.loads((tmp_path / grid.folder / "baselines.json").read_text())
+    assert base["adam_search"]["best_lr"] in grid.adam_lrs and set(base["nominal"]) == {"10", "20"}
+    # NOTE.md carries numbers computed from the run's own files
+    note = (out / "NOTE.md").read_text()
+    curve = json.loads((out / "meta_curve.json").read_text())
+    assert f"{curve['curve'][-1]['mean']:.3f}" in note
+    final = np.mean([r["final_train_loss"] for r in ev["per_seed"]])
+    assert f"final training loss {final:.3f}" in note
+    # Rerun: nothing is trained or evaluated again, and the note is not rewritten.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    monkeypatch.setattr(sweep, "_cli", lambda argv: pytest.fail(f"ran {argv}"))
+    monkeypatch.setattr(sweep, "train_curves", lambda *a, **k: pytest.fail("evaluated again"))
+    assert sweep.run_sweep(grid, tmp_path, progress=False, log=lines.append) == status
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == mtimes
+    # A changed file changes the note: NOTE.md is computed, not typed.
+    curve["curve"][-1]["mean"] = 9.87654
+    (out / "meta_curve.json").write_text(json.dumps(curve))
+    assert sweep.write_note(grid.runs()[0], tmp_path) and "9.877" in (out / "NOTE.md").read_text()
+
+
+def test_post_processing_refuses_an_unfinished_run(tmp_path):
+    spec = _spec("star_wd0.1_s0")
+    _write_config(spec, tmp_path)
+    with pytest.raises(sweep.SweepError, match="not finished"):
+        sweep.post_process(spec, tmp_path, progress=False)
+
+
+def test_cli(tmp_path, capsys):
+    assert cli_main(["sweep", "--grid", "nope"]) == 2
+    assert "grid must be one of" in capsys.readouterr().err
+    assert cli_main(["sweep", "--grid", "indist", "--scale", "paper", "--estimate", "500"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    assert est["inner_steps"] == 24 * 5000 * 2 * 8 * 50
+    assert cli_main(["sweep", "--grid", "indist", "--scale", "cpu", "--root", str(tmp_path), "--dry-run",
+                     "--figure", "fig3", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs" in out and "star_wd0.1_s0" in out and not (tmp_path / "results").exists()
