@@ -64,9 +64,9 @@ def _device_info() -> dict:
 
 
 def optimizer_names() -> tuple:
-    from star.optim import PRESETS
+    from star.optim import PRESETS, VARIANTS
 
-    return tuple(PRESETS) + (LINEAR_OPTIMIZER,)
+    return tuple(PRESETS) + tuple(VARIANTS) + (LINEAR_OPTIMIZER,)
 
 
 def task_names() -> tuple:
@@ -100,12 +100,12 @@ def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, ini
         theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
         return problem, theta0, None
 
-    from star.optim import PRESETS, init_meta_params, preset, star_optimizer
+    from star.optim import init_meta_params, preset, star_optimizer
     from star.tasks import get_task, list_tasks
     from star.inner import LearnedOptimizerProblem
 
-    if optimizer not in PRESETS:
-        raise ValueError(f"optimizer must be one of {tuple(PRESETS) + (LINEAR_OPTIMIZER,)}; got {optimizer!r}")
+    if optimizer not in optimizer_names():
+        raise ValueError(f"optimizer must be one of {optimizer_names()}; got {optimizer!r}")
     if task not in list_tasks():
         raise ValueError(f"task must be one of {tuple(list_tasks()) + (NQM_TASK,)}; got {task!r}")
     if init not in INITS:

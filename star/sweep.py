@@ -66,14 +66,16 @@ class SweepError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One optimizer of a grid: a STAR-family preset and the outer weight decay (× lr, App. B.2)."""
+    """One optimizer of a grid: a STAR-family preset (or one of our variants, ``star.optim.VARIANTS``), the
+    outer weight decay (× lr, App. B.2) and optionally an outer learning rate other than the grid's."""
 
     optimizer: str
     weight_decay: float
+    lr: float | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.optimizer}_wd{float(self.weight_decay)}"
+        return f"{self.optimizer}_wd{float(self.weight_decay)}" + ("" if self.lr is None else f"_lr{_num(self.lr)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,9 +167,13 @@ class RunSpec:
         g = self.grid
         return ["meta-train", "--optimizer", self.member.optimizer, "--task", g.task, "--init", g.init,
                 "--outer-steps", str(g.outer_steps), "--num-tasks", str(g.num_tasks), "--trunc", str(g.trunc),
-                "--horizon", str(g.horizon), "--std", _num(g.std), "--lr", _num(g.lr),
+                "--horizon", str(g.horizon), "--std", _num(g.std), "--lr", _num(self.lr),
                 "--wd", str(float(self.member.weight_decay)), "--seed", str(self.seed),
                 "--checkpoint-every", str(g.checkpoint_every), "--out", str(Path(g.folder) / self.name)]
+
+    @property
+    def lr(self) -> float:
+        return self.grid.lr if self.member.lr is None else float(self.member.lr)
 
     def expected_config(self) -> dict:
         """The ``config.json`` that ``meta-train`` writes for this run (how finished runs are recognised)."""
@@ -175,7 +181,7 @@ class RunSpec:
 
         g = self.grid
         cfg = MetaTrainConfig(outer_steps=g.outer_steps, num_tasks=g.num_tasks, trunc_length=g.trunc, std=g.std,
-                              lr=g.lr, weight_decay=float(self.member.weight_decay), seed=self.seed,
+                              lr=self.lr, weight_decay=float(self.member.weight_decay), seed=self.seed,
                               checkpoint_every=g.checkpoint_every)
         return dict(cfg.to_dict(), optimizer=self.member.optimizer, task=g.task, horizon=g.horizon, init=g.init)
 
@@ -199,6 +205,14 @@ _PAPER_NOTES = (
     "clipping 1.0, the reference initialisation. Not stated in the paper and chosen here: N = 8 inner problems and "
     "{outer_steps} outer steps. Meant for an accelerator.")
 
+_REMEDY_NOTES = (
+    "The paper's task (784-128-128 MLP) and PES settings (σ = 0.01, lr 1e-4 unless the folder name says "
+    "otherwise, weight decay 0.1 × lr, clipping 1.0, truncation 50, horizon 2000), N = 8, seed 0 and the nominal "
+    "initialisation, as the stored run `results/metatrain/star_fmnist_cpu_paper_sigma` (the paper's STAR on the "
+    "same seeds, the baseline). The optimizer is one of OUR variants (`star.optim.VARIANTS`), not the paper's: "
+    "`star_out0.1` = the MLP's output layer enters ×0.1 (σ and outer steps act 10× more weakly on the heads); "
+    "`star_bc_eps1e-4` = the blackbox preconditioner bias-corrected with eps 1e-4; `star_out0.1_bc_eps1e-4` = both.")
+
 GRIDS: dict[tuple, Grid] = {}
 for _g in (
     Grid(name="indist", scale="smoke", folder="results/metatrain/smoke_grid", task="fmnist8_mlp32",
@@ -211,6 +225,11 @@ for _g in (
     Grid(name="indist", scale="paper", folder="results/metatrain/fmnist_grid_paper", task="fmnist_mlp",
          members=tuple(Member(o, w) for o, w in INDIST_MEMBERS), seeds=(0, 1, 2), outer_steps=5000, num_tasks=8,
          lr=1e-4, checkpoint_every=250, curve_seeds=8, notes=_PAPER_NOTES.format(outer_steps=5000)),
+    Grid(name="remedies", scale="cpu", folder="results/metatrain/fmnist_remedies", task="fmnist_mlp",
+         members=(Member("star_out0.1_bc_eps1e-4", 0.1), Member("star_bc_eps1e-4", 0.1), Member("star_out0.1", 0.1),
+                  Member("star_out0.1_bc_eps1e-4", 0.1, lr=1e-3)),
+         seeds=(0,), outer_steps=100, num_tasks=8, lr=1e-4, init="nominal", checkpoint_every=20, eval_steps=(2000,),
+         curve_seeds=4, notes=_REMEDY_NOTES),
     Grid(name="indist_conv", scale="paper", folder="results/metatrain/cifar10_grid_paper", task="cifar10_conv",
          members=tuple(Member(o, w) for o, w in FIGURES["fig3"]), seeds=(0, 1, 2), outer_steps=5000, num_tasks=8,
          lr=1e-4, checkpoint_every=250, curve_seeds=8,

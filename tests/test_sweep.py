@@ -174,3 +174,17 @@ def test_cli(tmp_path, capsys):
                      "--figure", "fig3", "--seeds", "0"]) == 0
     out = capsys.readouterr().out
     assert "3 runs" in out and "star_wd0.1_s0" in out and not (tmp_path / "results").exists()
+
+
+def test_every_grid_member_is_a_known_optimizer_and_task():
+    from star.__main__ import optimizer_names, task_names
+
+    for (name, scale), grid in sweep.GRIDS.items():
+        assert grid.task in task_names(), (name, scale)
+        assert grid.init in ("nominal", "reference")
+        for m in grid.members:
+            assert m.optimizer in optimizer_names(), (name, scale, m)
+        assert len({s.name for s in grid.runs()}) == len(grid.runs())  # folder names are unique
+    lr_member = next(m for m in sweep.get_grid("remedies", "cpu").members if m.lr is not None)
+    spec = sweep.RunSpec(sweep.get_grid("remedies", "cpu"), lr_member, 0)
+    assert spec.name.endswith("_lr1e-3_s0") and spec.expected_config()["lr"] == 1e-3

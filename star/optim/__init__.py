@@ -8,6 +8,7 @@ from star.optim.convert import from_reference, load_meta_params, save_meta_param
 from star.optim.features import NUM_FEATURES, factored_dims, time_features
 from star.optim.star import (
     PRESETS,
+    VARIANTS,
     StarConfig,
     StarState,
     apply_star,
@@ -23,6 +24,7 @@ from star.optim.star import (
 __all__ = [
     "NUM_FEATURES",
     "PRESETS",
+    "VARIANTS",
     "StarConfig",
     "StarState",
     "apply_star",
