@@ -1,0 +1,139 @@
+"""star.in_distribution: the verdict rules of Fig. 3 and Figs. App.2-App.4 flip when their evidence does;
+loading a grid's run folders; the figures draw from them."""
+
+import dataclasses
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from star import claims
+from star import in_distribution as D
+from star import sweep
+
+RNG = np.random.default_rng(0)
+STEPS = 200
+
+
+def curve(level, seeds=3, noise=0.01):
+    """EMA-like meta-loss curves falling towards ``level`` (one row per seed)."""
+    t = np.arange(STEPS)
+    return np.stack([level + 0.5 * np.exp(-t / 40) + noise * RNG.standard_normal(STEPS) for _ in range(seeds)])
+
+
+def member(level, final, ratio=1.0):
+    """Evidence of one member for seeds 0, 1, 2 (as star.in_distribution.evidence returns it)."""
+    return {"meta_loss": dict(enumerate(curve(level))), "final_objective": dict(enumerate(map(float, final))),
+            "beyond_horizon": {s: float(ratio) for s in range(3)}}
+
+
+def fig3_ev(star, blackbox):
+    return {"outer_steps": STEPS, "task": "t",
+            "members": {"star_wd0.1": member(*star), "blackbox_wd0.0": member(*blackbox)}}
+
+
+def test_fig3_verdict_flips_with_the_evidence():
+    good = fig3_ev((0.6, [0.60, 0.61, 0.62]), (1.0, [0.95, 1.0, 0.98]))
+    checks, text = D.verdict_fig3(good)
+    assert claims.status_from_checks(checks) == "reproduced", checks
+    assert "star_wd0.1 − blackbox_wd0.0" in text
+    bad = fig3_ev((1.0, [0.95, 1.0, 0.98]), (0.6, [0.60, 0.61, 0.62]))  # the same numbers, swapped
+    assert claims.status_from_checks(D.verdict_fig3(bad)[0]) == "refuted"
+    # Lower on average but within noise at the end: partly.
+    mixed = fig3_ev((0.6, [0.60, 1.2, 0.62]), (1.0, [0.95, 1.0, 0.98]))
+    assert claims.status_from_checks(D.verdict_fig3(mixed)[0]) == "partly"
+
+
+def test_weight_decay_verdict():
+    def ev(r01, obj10):
+        return {"outer_steps": STEPS, "task": "t", "members": {
+            "star_wd0.1": member(0.6, [0.60, 0.61, 0.62], r01), "star_wd0.5": member(0.6, [0.61, 0.62, 0.63], 1.0),
+            "star_wd1.0": member(0.7, obj10, 1.0), "star_wd0.0": member(0.6, [0.6, 0.6, 0.6], 2.0)}}
+
+    assert claims.status_from_checks(D.verdict_weight_decay(ev(1.05, [0.70, 0.71, 0.72]))[0]) == "reproduced"
+    # unstable beyond the horizon (1.5x) with wd 0.1: the first check fails
+    checks, text = D.verdict_weight_decay(ev(1.5, [0.70, 0.71, 0.72]))
+    assert claims.status_from_checks(checks) == "partly" and "wd 0.1: [1.5, 1.5, 1.5]" in text
+    # wd 1.0 as good as the others and unstable beyond the horizon: refuted
+    assert claims.status_from_checks(D.verdict_weight_decay(ev(1.5, [0.60, 0.61, 0.62]))[0]) == "refuted"
+
+
+@pytest.mark.parametrize("rule,other", [(D.verdict_preconditioning, "star_nopre_wd0.1"),
+                                        (D.verdict_nominal_term, "star_nonom_wd0.1")])
+def test_ablation_verdicts(rule, other):
+    def ev(star, abl):
+        return {"outer_steps": STEPS, "task": "t", "members": {"star_wd0.1": member(*star), other: member(*abl)}}
+
+    a, b = (0.6, [0.60, 0.61, 0.62]), (0.9, [0.9, 0.92, 0.91])
+    assert claims.status_from_checks(rule(ev(a, b))[0]) == "reproduced"
+    assert claims.status_from_checks(rule(ev(b, a))[0]) == "refuted"
+
+
+def test_pairing_is_by_seed():
+    ev = fig3_ev((0.6, [0.60, 0.61, 0.62]), (1.0, [0.95, 1.0, 0.98]))
+    del ev["members"]["star_wd0.1"]["final_objective"][0]  # STAR's seed 0 not evaluated: pairs (1, 2) only
+    checks, text = D.verdict_fig3(ev)
+    assert "over 2 seeds" in text.split(";")[-1]
+
+
+def test_paired_lower():
+    assert D.paired_lower([1.0, 2.0, 3.0], [1.5, 2.5, 3.4])[0]
+    assert not D.paired_lower([1.0, 2.0, 3.0], [1.5, 1.5, 3.4])[0]  # mean lower, but not by 2 s.e.
+    assert not D.paired_lower([np.nan, 2.0, 3.0], [9.0, 9.0, 9.0])[0]  # a diverged run counts against a
+    assert not D.paired_lower([1.0], [2.0])[0]  # one pair is no evidence
+    with pytest.raises(ValueError, match="paired 1-D arrays"):
+        D.paired_lower([1.0, 2.0], [1.0, 2.0, 3.0])
+    assert D.steps_to_reach([3, 2, 1], 2.0) == 2 and D.steps_to_reach([3, 2], 1.0) is None
+
+
+# ------------------------------------------------------------------------------------------ run folders
+
+
+def fake_grid(tmp_path):
+    grid = dataclasses.replace(sweep.get_grid("indist", "smoke"), outer_steps=6, seeds=(0, 1))
+    for spec in grid.runs():
+        out = spec.folder(tmp_path)
+        (out / "thetas").mkdir(parents=True)
+        level = 0.5 if spec.member.optimizer == "star" else 0.8
+        (out / "log.jsonl").write_text("".join(json.dumps({"step": i, "meta_loss": level + 1.0 / i}) + "\n"
+                                               for i in range(1, 7)))
+        (out / "provenance.json").write_text(json.dumps({"wall_s_total": 10.0, "command": "x"}))
+        (out / "theta_final.npz").write_bytes(b"")
+        (out / "meta_curve.json").write_text(json.dumps({
+            "curve": [{"step": s, "mean": level + 0.1 / (s + 1) + 0.01 * spec.seed, "per_seed": [level] * 2}
+                      for s in (0, 3, 6)], "baselines": {"nominal": {"mean": 0.7, "per_seed": [0.7, 0.7]}}}))
+        for steps in grid.eval_steps:
+            (out / f"evaluate_{steps}.json").write_text(json.dumps({"block": 10, "steps": steps, "per_seed": [
+                {"curve": [level] * (steps // 10), "final_train_loss": level, "test_loss": level + 0.1,
+                 "test_accuracy": 0.8}]}))
+    # an unfinished run is reported missing
+    spec = grid.runs()[-1]
+    lines = (spec.folder(tmp_path) / "log.jsonl").read_text().splitlines()[:3]
+    (spec.folder(tmp_path) / "log.jsonl").write_text("\n".join(lines) + "\n")
+    return grid
+
+
+def test_load_grid_and_figures(tmp_path):
+    grid = fake_grid(tmp_path)
+    res = D.load_grid(grid, tmp_path)
+    assert res.missing == [grid.runs()[-1].name]
+    assert sorted(res.runs) == ["hyperparam_wd0.0", "star_wd0.1"] and res.seeds(sweep.Member("star", 0.1)) == [0, 1]
+    steps, obj = D.meta_objective(res, sweep.Member("star", 0.1))
+    assert steps.tolist() == [0, 3, 6] and obj.shape == (2, 3)
+    assert D.nominal_objective(res) == 0.7
+    ev = D.evidence(res)
+    assert sorted(ev["members"]["star_wd0.1"]["meta_loss"]) == [0, 1]
+    assert ev["members"]["star_wd0.1"]["meta_loss"][1].shape == (6,)
+    assert ev["members"]["star_wd0.1"]["beyond_horizon"] == {0: 1.0, 1: 1.0}
+    assert ev["members"]["hyperparam_wd0.0"]["final_objective"] == {0: pytest.approx(0.8 + 0.1 / 7)}
+    assert D.complete(ev, "app3", min_seeds=2) == ["star_nopre_wd0.1: meta_loss for 0 of 2 seeds",
+                                                    "star_nopre_wd0.1: final_objective for 0 of 2 seeds"]
+    fig = D.plot_figure(res, "fig3")
+    assert len(fig.axes) == 4 and fig.axes[0].lines
+    rows = D.summary_rows(res, "fig3")
+    assert rows[0]["optimizer"] == "STAR (wd 0.1)" and rows[0]["final_train_loss@20"] == 0.5
+    assert "STAR (wd 0.1)" in D.format_rows(rows)
