@@ -504,3 +504,151 @@ def format_rows(rows: list[dict]) -> str:
                          (f"{v:d}" if isinstance(v, int) else f"{v:.3f}").rjust(width[c]))
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the breakdown on the paper's MLP (results/metatrain/breakdown/mechanism.json) and the remedies
+
+_CFG_COLORS = {"star": "#de2d26", "star_bc_eps1e-4": "#3182bd", "star_out0.1": "#31a354",
+               "star_out0.1_bc_eps1e-4": "#756bb1"}
+_CFG_NAMES = {"star": "STAR (paper)", "star_bc_eps1e-4": "ours: bias-corrected, eps 1e-4",
+              "star_out0.1": "ours: output layer ×0.1", "star_out0.1_bc_eps1e-4": "ours: both"}
+
+
+def broken_fraction(outcomes: Sequence[str]) -> float:
+    """Fraction of runs that are ``dead`` or ``diverged`` (:func:`star.breakdown.classify`)."""
+    return float(np.mean([o in ("dead", "diverged") for o in outcomes])) if len(outcomes) else float("nan")
+
+
+def plot_anatomy(axes, mech: Mapping, layer: str = "Dense_0/kernel"):
+    """Left: the blackbox drift of the first layer's weights per step (|mean|, its spread) against the
+    nominal step, for the paper's preconditioner and ours; right: loss and dead first-layer units."""
+    ax0, ax1 = axes
+    for name, an in mech["anatomy"]["fmnist_mlp"].items():
+        rows = an["steps"]
+        t = [r["step"] for r in rows]
+        c = _CFG_COLORS.get(name)
+        ax0.semilogy(t, [abs(r["layers"][layer]["blackbox_mean"]) for r in rows], color=c, marker="o", ms=3,
+                     label=f"|mean blackbox step|, {_CFG_NAMES.get(name, name)}")
+        if name == "star":
+            ax0.semilogy(t, [r["layers"][layer]["blackbox_std"] for r in rows], color=c, ls=":",
+                         label="its std over the weights")
+            ax0.semilogy(t, [r["layers"][layer]["nominal_rms"] for r in rows], color="0.2", ls="--",
+                         label="RMS nominal step")
+        ax1.plot(t, [r["dead_first_layer_units"] for r in rows], color=c, marker="o", ms=3,
+                 label=f"dead units, {_CFG_NAMES.get(name, name)}")
+    ax0.set(xlabel="inner step", ylabel="per-weight step", title=f"first layer ({layer}), d = +2e-3")
+    ax0.legend(fontsize=6)
+    ax1.set(xlabel="inner step", ylabel="fraction of first-layer units dead on the batch", ylim=(-0.05, 1.05),
+            title="the first ReLU layer dies")
+    ax1.legend(fontsize=6)
+
+
+def plot_direction_bias(ax, mech: Mapping):
+    """Loss after the measured steps against the direction head's output bias, per preconditioner and task."""
+    chance = math.log(10)
+    for task, by_cfg in mech["direction_bias"].items():
+        for name, row in by_cfg.items():
+            ls = "-" if task == "fmnist_mlp" else "--"
+            ax.plot(row["values"], np.minimum(row["final"], 10.0), color=_CFG_COLORS.get(name), ls=ls, marker="o",
+                    ms=3, label=f"{_CFG_NAMES.get(name, name)}, {task}")
+        ax.axhline(mech["nominal"][task]["final"], color="0.2", lw=0.8, ls=":" if task == "fmnist_mlp" else "-.")
+    ax.axhline(chance, color="0.5", lw=1, label="ln 10 (no training)")
+    ax.set(xscale="symlog", xlabel="output bias of the direction head d", yscale="log",
+           ylabel=f"training loss, last {mech['settings']['tail']} of {mech['settings']['inner_steps']} steps",
+           title="how large may d be?")
+    ax.set_xscale("symlog", linthresh=1e-4)
+    ax.legend(fontsize=6)
+
+
+def plot_sensitivity(ax, mech: Mapping):
+    """Fraction of broken runs (dead or diverged) against the PES perturbation σ of all meta-parameters."""
+    for task, by_cfg in mech["sigma"].items():
+        for name, rows in by_cfg.items():
+            sig = sorted(rows, key=float)
+            ax.plot([float(s) for s in sig], [broken_fraction(rows[s]["outcome"]) for s in sig],
+                    color=_CFG_COLORS.get(name), ls="-" if task == "fmnist_mlp" else "--", marker="o", ms=3,
+                    label=f"{_CFG_NAMES.get(name, name)}, {task}")
+    n = len(mech["settings"]["perturbation_seeds"])
+    ax.set(xscale="log", xlabel="σ of the perturbation (all meta-parameters)", ylim=(-0.05, 1.05),
+           ylabel=f"fraction broken ({n} perturbations)", title="PES-sized perturbations of the nominal θ")
+    ax.legend(fontsize=6)
+
+
+def group_rows(mech: Mapping) -> list[tuple]:
+    """``(group, fraction broken, outcomes)`` of the σ = 0.01 perturbations restricted to one group."""
+    return [(g, broken_fraction(r["outcome"]), r["outcome"]) for g, r in mech["groups"].items()]
+
+
+def load_remedies(root: str | Path | None = None) -> dict:
+    """The paper's STAR on the paper's MLP (stored run ``star_fmnist_cpu_paper_sigma``) and our variants
+    (the ``remedies`` grid), as ``{label: {"curve", "provenance", "log"}}`` for those that are stored."""
+    from star.sweep import get_grid
+
+    read = _reader(root)
+    runs = {"STAR, the paper's settings": "results/metatrain/star_fmnist_cpu_paper_sigma"}
+    g = get_grid("remedies", "cpu")
+    for spec in g.runs():
+        runs[f"ours: {spec.member.optimizer}" + ("" if spec.member.lr is None else f", lr {spec.member.lr:g}")] = \
+            f"{g.folder}/{spec.name}"
+    out = {}
+    for lab, folder in runs.items():
+        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
+        if c is None or p is None:
+            continue
+        out[lab] = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
+                    "log": _log(lg) if lg is not None else None}
+    return out
+
+
+def plot_remedies(ax, remedies: Mapping, max_step: int | None = None):
+    """Unperturbed meta-objective of θ snapshots on the paper's MLP: the paper's STAR and our variants."""
+    colors = iter(["#de2d26", "#756bb1", "#3182bd", "#31a354", "#fd8d3c", "0.4"])
+    nominal = None
+    for lab, r in remedies.items():
+        rows = [row for row in r["curve"]["curve"] if max_step is None or row["step"] <= max_step]
+        se = [row.get("stderr") or 0.0 for row in rows]
+        ax.errorbar([row["step"] for row in rows], [row["mean"] for row in rows], yerr=se, marker="o", ms=3,
+                    capsize=2, color=next(colors), label=lab)
+        nominal = r["curve"].get("baselines", {}).get("nominal", {}).get("mean", nominal)
+    if nominal is not None:
+        ax.axhline(nominal, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
+    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
+    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
+           title="paper's MLP: meta-objective of θ (common episodes)")
+    ax.legend(fontsize=7)
+
+
+# ----------------------------------------------------------------------------------------------------
+# recording the verdicts
+
+PAPER_TASKS = {"fmnist_mlp": "the paper's Fashion-MNIST MLP", "cifar10_conv": "the paper's CIFAR-10 ConvNet"}
+
+
+def task_description(task: str) -> str:
+    """``fmnist8_mlp32 (not a task of the paper)`` or ``fmnist_mlp (the paper's Fashion-MNIST MLP)``."""
+    return f"{task} ({PAPER_TASKS.get(task, 'not a task of the paper')})"
+
+
+def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution",
+                   min_seeds: int = 3, claims_folder=None) -> str:
+    """Compute the verdict of ``claim_id`` (:data:`VERDICT_RULES`) from ``results``, print its checks and
+    record it with :func:`star.claims.record_claim`; nothing is recorded (``"not recorded"``) while the
+    evidence has fewer than ``min_seeds`` seeds of a member (:func:`complete`). Returns the status."""
+    from star import claims
+
+    figure, rule = VERDICT_RULES[claim_id]
+    ev = evidence(results)
+    lacking = complete(ev, figure, min_seeds)
+    if lacking:
+        print(f"{claim_id}: not recorded, the evidence is incomplete ({'; '.join(lacking)})")
+        return "not recorded"
+    checks, text = rule(ev)
+    status = claims.status_from_checks(checks)
+    for name, ok in checks.items():
+        print(f"  [{'pass' if ok else 'FAIL'}] {name}")
+    print(f"{claim_id}: {status} — {text}")
+    claims.record_claim(claim_id, status, f"Tested on {task_description(results.grid.task)}, {results.grid.scale} "
+                        f"scale (settings: {results.grid.name} grid): {text}", scale=results.grid.scale,
+                        chapter=chapter, anchor=f"indist-{figure}", claims_folder=claims_folder)
+    return status

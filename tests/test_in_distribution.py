@@ -137,3 +137,35 @@ def test_load_grid_and_figures(tmp_path):
     rows = D.summary_rows(res, "fig3")
     assert rows[0]["optimizer"] == "STAR (wd 0.1)" and rows[0]["final_train_loss@20"] == 0.5
     assert "STAR (wd 0.1)" in D.format_rows(rows)
+
+
+def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_path, capsys):
+    grid = fake_grid(tmp_path)
+    res = D.load_grid(grid, tmp_path)
+    assert D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c") == "not recorded"
+    assert not (tmp_path / "c").exists()
+    # three complete seeds of STAR and No Pre.: the rule decides, and the record says on which task
+    grid3 = dataclasses.replace(grid, members=(sweep.Member("star", 0.1), sweep.Member("star_nopre", 0.1)),
+                                seeds=(0, 1, 2))
+    root = tmp_path / "three"
+    for spec in grid3.runs():
+        src = grid.runs()[0].folder(tmp_path)  # a STAR run of the fake grid (level 0.5)
+        dst = spec.folder(root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        import shutil
+        shutil.copytree(src, dst)
+        if spec.member.optimizer == "star_nopre":  # No Pre. worse by 0.3 everywhere
+            for name in ("log.jsonl",):
+                rows = [json.loads(x) for x in (dst / name).read_text().splitlines()]
+                (dst / name).write_text("".join(json.dumps(dict(r, meta_loss=r["meta_loss"] + 0.3 + 0.01 * spec.seed))
+                                                + "\n" for r in rows))
+            c = json.loads((dst / "meta_curve.json").read_text())
+            for row in c["curve"]:
+                row["mean"] += 0.3 + 0.01 * spec.seed
+            (dst / "meta_curve.json").write_text(json.dumps(c))
+    res3 = D.load_grid(grid3, root)
+    assert D.record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c") == "reproduced"
+    rec = claims.load_records(tmp_path / "c")["adam_preconditioning"][0]
+    assert rec.status == "reproduced" and "fmnist8_mlp32 (not a task of the paper)" in rec.evidence
+    assert rec.anchor == "indist-app3" and rec.chapter == "book/in_distribution"
+    assert "[pass] lower PES meta-loss than No Pre." in capsys.readouterr().out
