@@ -295,7 +295,8 @@ def _sweep(args) -> int:
         print(json.dumps(grid.compute_estimate(args.estimate)))
         return 0
     status = sweep.run_sweep(grid, args.root, figure=args.figure, seeds=seeds, train=not args.no_train,
-                             post=not args.no_post, progress=not args.no_progress, dry_run=args.dry_run)
+                             post=not args.no_post, progress=not args.no_progress, dry_run=args.dry_run,
+                             busy_after_s=args.busy_after)
     print(json.dumps({"grid": grid.name, "scale": grid.scale, "status": status}))
     return 0
 
@@ -313,6 +314,9 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--dry-run", action="store_true", help="list the runs and what would be done")
     sw.add_argument("--estimate", type=float, default=None, metavar="INNER_STEPS_PER_S",
                     help="print the grid's meta-training compute at this inner-step rate and exit")
+    sw.add_argument("--busy-after", type=float, default=900.0, metavar="SECONDS",
+                    help="an unfinished run folder written to within this many seconds belongs to another "
+                         "process and is skipped (default 900); lower it to resume a run you stopped yourself")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_sweep)
 

@@ -228,7 +228,7 @@ for _g in (
     Grid(name="remedies", scale="cpu", folder="results/metatrain/fmnist_remedies", task="fmnist_mlp",
          members=(Member("star_out0.1_bc_eps1e-4", 0.1), Member("star_out0.1_bc_eps1e-4", 0.1, lr=1e-3),
                   Member("star_bc_eps1e-4", 0.1), Member("star_out0.1", 0.1)),
-         seeds=(0,), outer_steps=100, num_tasks=8, lr=1e-4, init="nominal", checkpoint_every=20, eval_steps=(2000,),
+         seeds=(0,), outer_steps=60, num_tasks=8, lr=1e-4, init="nominal", checkpoint_every=20, eval_steps=(2000,),
          curve_seeds=4, notes=_REMEDY_NOTES),
     Grid(name="indist_conv", scale="paper", folder="results/metatrain/cifar10_grid_paper", task="cifar10_conv",
          members=tuple(Member(o, w) for o, w in FIGURES["fig3"]), seeds=(0, 1, 2), outer_steps=5000, num_tasks=8,
