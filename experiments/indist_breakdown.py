@@ -11,12 +11,16 @@ Writes ``results/metatrain/breakdown/mechanism.json`` (with provenance): on the 
   and our variants;
 * ``groups``: σ = 0.01 perturbations restricted to one group of meta-parameters at a time;
 * ``sigma``: perturbations of all meta-parameters against σ, for the paper's STAR and our variants;
-* ``warm_start``: optimizers meta-trained on the small task, applied to the paper's MLP.
+* ``warm_start``: optimizers meta-trained on the small task, applied to the paper's MLP;
+
+and with ``--part interventions`` ``interventions.json``: the same runs with the blackbox term switched off on
+the first layer, everywhere else, or where no gradient has been seen (``v = 0``).
 
 Every run starts from the nominal meta-parameters of ``meta-train --seed 0`` and trains from the same
 initialisation on the same batches (key 5). Usage::
 
     STAR_SCALE=cpu python experiments/indist_breakdown.py            # about 15 minutes on 2 cores
+    STAR_SCALE=cpu python experiments/indist_breakdown.py --part interventions   # interventions.json
     STAR_SCALE=smoke python experiments/indist_breakdown.py --out /tmp/m.json   # seconds, for the tests
 """
 
@@ -48,10 +52,54 @@ def _curves(losses, block):
     return np.asarray(losses[:, :n], np.float64).reshape(len(losses), -1, block).mean(axis=2).round(4).tolist()
 
 
+def interventions(out: str, argv) -> int:
+    """``interventions.json``: the blackbox term switched off on some weights (star.breakdown.INTERVENTIONS),
+    for head d's output bias at ±2e-3 and for σ = 0.01 perturbations of all meta-parameters."""
+    t0 = time.perf_counter()
+    steps = pick(smoke=12, cpu=300, paper=300)
+    seeds = list(range(pick(smoke=2, cpu=8, paper=16)))
+    tail = min(50, steps)
+    key = jax.random.key(5)
+    task = get_task("fmnist_mlp")
+    cfg = preset("star")
+    theta = B.nominal_theta(cfg)
+    stack = jax.tree.map(lambda a, b: np.concatenate([a, b]), B.with_direction_bias(theta, [2e-3, -2e-3]),
+                         B.perturb(theta, 1e-2, seeds))
+    labels = ["d bias +2e-3", "d bias -2e-3"] + [f"sigma 0.01, seed {s}" for s in seeds]
+    nominal = float(np.mean(B.train_many(task, cfg, B.with_direction_bias(theta, [0.0]), key, steps)[0, -tail:]))
+    report = {"settings": {"task": "fmnist_mlp", "optimizer": "star", "inner_steps": steps, "tail": tail,
+                           "data_key": 5, "runs": labels}, "nominal_final": nominal, "interventions": {}}
+    for name in B.INTERVENTIONS:
+        print(f"[{time.perf_counter() - t0:6.0f}s] intervention {name}", flush=True)
+        losses, dead = B.train_many_intervened(task, cfg, stack, key, steps, name)
+        report["interventions"][name] = {
+            "final": np.mean(losses[:, -tail:], axis=1).tolist(), "dead_first_layer_units": dead.tolist(),
+            "outcome": [B.classify(row, task.num_classes, nominal, tail=tail) for row in losses]}
+    _finish(report, out, argv, t0)
+    return 0
+
+
+def _finish(report, out, argv, t0):
+    from star.__main__ import _device_info, _git_commit
+
+    report["provenance"] = {"command": "python experiments/indist_breakdown.py " + " ".join(argv or sys.argv[1:]),
+                            "git_commit": _git_commit(), "scale": get_scale().value, "device": _device_info(),
+                            "wall_s": time.perf_counter() - t0,
+                            "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, report)
+    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(REPO / "results/metatrain/breakdown/mechanism.json"))
+    ap.add_argument("--part", default="mechanism", choices=("mechanism", "interventions"))
+    ap.add_argument("--out", default=None, help="default: results/metatrain/breakdown/<part>.json")
     args = ap.parse_args(argv)
+    out = args.out or str(REPO / f"results/metatrain/breakdown/{args.part}.json")
+    if args.part == "interventions":
+        return interventions(out, argv)
+    args.out = out
     t0 = time.perf_counter()
     steps = pick(smoke=12, cpu=300, paper=300)
     seeds = list(range(pick(smoke=2, cpu=8, paper=16)))
@@ -115,15 +163,7 @@ def main(argv=None) -> int:
         losses = B.train_many(task, preset("star"), _stack(th), key, steps)
         report["warm_start"][run] = {"final": float(np.mean(losses[0, -tail:])),
                                      "outcome": outcome(losses, task, ref)[0], "curve": _curves(losses, block)[0]}
-    from star.__main__ import _device_info, _git_commit
-
-    report["provenance"] = {"command": "python experiments/indist_breakdown.py " + " ".join(argv or sys.argv[1:]),
-                            "git_commit": _git_commit(), "scale": get_scale().value, "device": _device_info(),
-                            "wall_s": time.perf_counter() - t0,
-                            "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, report)
-    print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
+    _finish(report, args.out, argv, t0)
     return 0
 
 

@@ -43,7 +43,7 @@ from star.optim.star import apply_star, effective_decays
 from star.train import batch_at, train_keys, train_step
 
 __all__ = ["GROUPS", "train_many", "perturb", "with_direction_bias", "classify", "step_anatomy",
-           "gradient_profile", "nominal_theta", "OUTCOMES"]
+           "gradient_profile", "nominal_theta", "OUTCOMES", "INTERVENTIONS", "train_many_intervened"]
 
 OUTCOMES = ("ok", "degraded", "dead", "diverged")
 
@@ -242,3 +242,70 @@ def nominal_theta(cfg: StarConfig, seed: int = 0) -> dict:
 
     return init_meta_params(cfg, jax.random.PRNGKey(seed + 1), init="nominal")
 
+
+
+#: Where :func:`train_many_intervened` lets the blackbox term act (``none``: everywhere, the real update).
+INTERVENTIONS = ("none", "no_blackbox_first_layer", "blackbox_first_layer_only", "no_blackbox_where_v_is_0")
+
+
+def _blackbox_mask(intervention: str, name: str, v):
+    first = name.startswith("Dense_0")
+    if intervention == "none":
+        return 1.0
+    if intervention == "no_blackbox_first_layer":
+        return 0.0 if first else 1.0
+    if intervention == "blackbox_first_layer_only":
+        return 1.0 if first else 0.0
+    if intervention == "no_blackbox_where_v_is_0":  # weights that have never had a non-zero gradient
+        return (v > 0).astype(v.dtype)
+    raise ValueError(f"intervention must be one of {INTERVENTIONS}; got {intervention!r}")
+
+
+@functools.lru_cache(maxsize=16)
+def _intervened_program(cfg: StarConfig, num_steps: int, intervention: str):
+    bb_cfg = dataclasses.replace(cfg, nominal_stepsize=0.0)
+
+    def run(task, thetas, params0, data_key):
+        num = jax.tree.leaves(thetas)[0].shape[0]
+        states = jax.vmap(lambda th: star_optimizer(cfg, th, 2000).init(params0))(thetas)
+        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num,) + x.shape), params0)
+
+        def one(th, p, s, batch):
+            loss, g = jax.value_and_grad(task.loss)(p, batch)
+            decays = effective_decays(cfg, th)
+            full, new_s = apply_star(cfg, th["mlp"], decays, g, s, p)
+            bb_only, _ = apply_star(bb_cfg, th["mlp"], decays, g, s, p)
+            flat_full, treedef = jax.tree_util.tree_flatten_with_path(full)
+            out = []
+            for (path, f), b, q, v in zip(flat_full, jax.tree.leaves(bb_only), jax.tree.leaves(p),
+                                          jax.tree.leaves(new_s.rms)):
+                name = "/".join(str(getattr(k, "key", k)) for k in path)
+                out.append(f + (_blackbox_mask(intervention, name, v) - 1.0) * (b - q))
+            return jax.tree_util.tree_unflatten(treedef, out), new_s, loss
+
+        def body(carry, t):
+            p, s = carry
+            batch = batch_at(task, data_key, t)
+            p, s, loss = jax.vmap(lambda th, p, s: one(th, p, s, batch))(thetas, p, s)
+            return (p, s), loss
+
+        (p, _), losses = jax.lax.scan(body, (params, states), jnp.arange(num_steps))
+        batch = batch_at(task, data_key, num_steps)
+        x = batch["image"].reshape(batch["image"].shape[0], -1)
+        dead = jax.vmap(lambda q: jnp.mean(jnp.all(x @ q["Dense_0"]["kernel"] + q["Dense_0"]["bias"] <= 0, axis=0)))(p)
+        return losses.T, dead
+
+    return jax.jit(run)
+
+
+def train_many_intervened(task, cfg: StarConfig, thetas: Mapping, key, num_steps: int, intervention: str):
+    """As :func:`train_many`, with the blackbox term switched off on some weights (:data:`INTERVENTIONS`):
+    on the first layer, everywhere but the first layer, or where ``v = 0`` (no non-zero gradient seen yet —
+    the sparse-input weights). The nominal term is untouched. Returns ``(losses [runs, steps], fraction of
+    first-layer units dead on the next batch [runs])``; for MLP tasks (flax ``Dense_0`` first)."""
+    if intervention not in INTERVENTIONS:
+        raise ValueError(f"intervention must be one of {INTERVENTIONS}; got {intervention!r}")
+    init_key, data_key = train_keys(key)
+    params0 = task.init(init_key)
+    losses, dead = _intervened_program(cfg, int(num_steps), intervention)(task, thetas, params0, data_key)
+    return np.asarray(losses), np.asarray(dead)

@@ -157,8 +157,9 @@ def meta_objective(results: GridResults, m: Member) -> tuple[np.ndarray, np.ndar
     by_seed = {s: r for s, r in results.runs[m.label].items() if r.meta_curve is not None}
     if not by_seed:
         return np.zeros(0), np.zeros((0, 0))
-    steps = np.asarray([row["step"] for row in next(iter(by_seed.values())).meta_curve["curve"]])
-    return steps, np.stack([[row["mean"] for row in by_seed[s].meta_curve["curve"]] for s in sorted(by_seed)])
+    curves = {s: {row["step"]: row["mean"] for row in r.meta_curve["curve"]} for s, r in by_seed.items()}
+    steps = sorted(set.intersection(*(set(c) for c in curves.values())))  # snapshots every seed evaluated
+    return np.asarray(steps), np.asarray([[curves[s][t] for t in steps] for s in sorted(curves)])
 
 
 def nominal_objective(results: GridResults) -> float | None:
@@ -652,3 +653,17 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
                         f"scale (settings: {results.grid.name} grid): {text}", scale=results.grid.scale,
                         chapter=chapter, anchor=f"indist-{figure}", claims_folder=claims_folder)
     return status
+
+
+def format_interventions(iv: Mapping) -> str:
+    """``interventions.json`` as text: per intervention, the outcome of the ±2e-3 bias runs and how many of the
+    σ = 0.01 perturbations end dead or diverged."""
+    labels = iv["settings"]["runs"]
+    lines = [f"{iv['settings']['inner_steps']} inner steps on {iv['settings']['task']}, "
+             f"nominal optimizer {iv['nominal_final']:.3f}"]
+    for name, r in iv["interventions"].items():
+        bias = [f"{lab[7:]}: {o} ({f:.2f})" for lab, o, f in zip(labels, r["outcome"], r["final"]) if lab.startswith("d bias")]
+        sig = [o for lab, o in zip(labels, r["outcome"]) if lab.startswith("sigma")]
+        lines.append(f"  {name:26s} {'; '.join(bias)}; σ = 0.01: {sum(o in ('dead', 'diverged') for o in sig)} of "
+                     f"{len(sig)} broken")
+    return "\n".join(lines)

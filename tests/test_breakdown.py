@@ -59,6 +59,7 @@ def test_classify():
     assert B.classify(np.r_[np.full(59, 0.4), np.nan], 10, 0.4) == "diverged"
 
 
+@pytest.mark.slow
 def test_the_blackbox_step_is_the_direction_output_where_the_preconditioner_is_capped(theta):
     """Step 1 on the small MLP with d = +2e-3 everywhere: v_1 = 1e-3 g² < 1e-6 for |g| < 0.032, so the
     blackbox step is −s d / sqrt(1e-6) = −d on those weights — the same for every weight. With our
@@ -86,3 +87,19 @@ def test_train_many_uses_common_random_numbers(theta):
     np.testing.assert_array_equal(losses[0], losses[1])  # same θ, same init, same batches
     assert losses[0, 0] == losses[2, 0]  # the first loss is before any update
     assert np.mean(losses[2, -10:]) > np.mean(losses[0, -10:]) + 0.3  # d = 3e-2 breaks training
+
+
+@pytest.mark.slow
+def test_interventions_locate_the_fatal_weights(theta):
+    """With d = +3e-2 the small MLP dies; without the blackbox term on its first layer it trains, and the
+    unintervened run equals train_many's."""
+    task = get_task("fmnist8_mlp32")
+    st = B.with_direction_bias(theta, [3e-2])
+    ref = B.train_many(task, preset("star"), st, jax.random.key(5), 40)
+    same, dead = B.train_many_intervened(task, preset("star"), st, jax.random.key(5), 40, "none")
+    np.testing.assert_allclose(same, ref, rtol=1e-5, atol=1e-6)
+    saved, dead_saved = B.train_many_intervened(task, preset("star"), st, jax.random.key(5), 40,
+                                                "no_blackbox_first_layer")
+    assert np.mean(saved[0, -10:]) < np.mean(same[0, -10:]) - 0.3 and dead_saved[0] < dead[0]
+    with pytest.raises(ValueError, match="intervention must be one of"):
+        B.train_many_intervened(task, preset("star"), st, jax.random.key(5), 4, "elsewhere")
