@@ -81,7 +81,19 @@ class GridResults:
         return sorted(self.runs.get(m.label, {}))
 
     def total_wall_s(self) -> float:
+        """Seconds of meta-training, summed over the runs (``provenance.json``)."""
         return sum(r.provenance.get("wall_s_total") or 0.0 for by_seed in self.runs.values() for r in by_seed.values())
+
+    def post_wall_s(self) -> float:
+        """Seconds of post-processing (meta-curves and evaluations) summed over the runs, plus the baselines."""
+        total = 0.0
+        for by_seed in self.runs.values():
+            for r in by_seed.values():
+                docs = ([r.meta_curve] if r.meta_curve else []) + list(r.evals.values())
+                total += sum(d.get("provenance", {}).get("wall_s") or 0.0 for d in docs)
+        if self.baselines:
+            total += self.baselines.get("provenance", {}).get("wall_s") or 0.0
+        return total
 
 
 def _reader(root):

@@ -169,3 +169,9 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
     assert rec.status == "reproduced" and "fmnist8_mlp32 (not a task of the paper)" in rec.evidence
     assert rec.anchor == "indist-app3" and rec.chapter == "book/in_distribution"
     assert "[pass] lower PES meta-loss than No Pre." in capsys.readouterr().out
+
+
+def test_wall_times_are_summed_from_the_files(tmp_path):
+    res = D.load_grid(fake_grid(tmp_path), tmp_path)
+    assert res.total_wall_s() == 10.0 * 3  # three finished runs of 10 s each
+    assert res.post_wall_s() == 0.0  # the fake files carry no provenance
