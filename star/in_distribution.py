@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,8 @@ from star.sweep import FIGURES, Grid, Member
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_rows", "evidence", "paired_lower",
-    "steps_to_reach", "complete", "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term",
+    "steps_to_reach", "complete", "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning",
+    "verdict_nominal_term",
     "VERDICT_RULES", "EMA",
 ]
 
@@ -331,7 +332,8 @@ def verdict_fig3(ev: Mapping) -> tuple[dict, str]:
     checks = {"lower PES meta-loss over meta-training than Blackbox": ok1,
               "reaches Blackbox's final meta-loss within half the outer steps": ok2,
               "lower unperturbed meta-objective at the end than Blackbox": ok3}
-    text = f"{t1}; STAR reaches Blackbox's final EMA meta-loss {target:.3f} at outer step {hit} of {ev['outer_steps']}; {t3}"
+    text = (f"{t1}; STAR reaches Blackbox's final EMA meta-loss {target:.3f} at outer step {hit} of "
+            f"{ev['outer_steps']}; {t3}")
     return checks, text
 
 
@@ -349,7 +351,8 @@ def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[dict, str
     ok2, t2 = _cmp(ev, "star_wd0.1", "star_wd1.0", "final_objective", "final meta-objective")
     ok3, t3 = _cmp(ev, "star_wd0.5", "star_wd1.0", "final_objective", "final meta-objective")
     checks = {f"wd 0.1 and 0.5 stay within {tolerance}x of their horizon loss at the long evaluation": ok1,
-              "wd 1.0 has a worse meta-objective than wd 0.1": ok2, "wd 1.0 has a worse meta-objective than wd 0.5": ok3}
+              "wd 1.0 has a worse meta-objective than wd 0.1": ok2,
+              "wd 1.0 has a worse meta-objective than wd 0.5": ok3}
     ratios = ", ".join(f"wd {w}: {[round(v, 2) for v in m[f'star_wd{w}']['beyond_horizon'].values()]}"
                        for w in ("0.0", "0.1", "0.5", "1.0") if f"star_wd{w}" in m)
     return checks, f"loss at the long evaluation / loss at the horizon per seed — {ratios}; {t2}; {t3}"
@@ -445,7 +448,8 @@ def plot_inner_training(ax, results: GridResults, members: Sequence[Member], ste
                     label=label(m))
     b = results.baselines
     if b is not None:
-        for key, name in (("adam", f"Adam, tuned lr {b['adam_search']['best_lr']:g}"), ("nominal", "nominal optimizer")):
+        adam = f"Adam, tuned lr {b['adam_search']['best_lr']:g}"
+        for key, name in (("adam", adam), ("nominal", "nominal optimizer")):
             if str(steps) in b[key]:
                 c = _eval_curves([b[key][str(steps)]])
                 block = steps // c.shape[1]
@@ -674,7 +678,8 @@ def format_interventions(iv: Mapping) -> str:
     lines = [f"{iv['settings']['inner_steps']} inner steps on {iv['settings']['task']}, "
              f"nominal optimizer {iv['nominal_final']:.3f}"]
     for name, r in iv["interventions"].items():
-        bias = [f"{lab[7:]}: {o} ({f:.2f})" for lab, o, f in zip(labels, r["outcome"], r["final"]) if lab.startswith("d bias")]
+        bias = [f"{lab[7:]}: {o} ({f:.2f})" for lab, o, f in zip(labels, r["outcome"], r["final"])
+                if lab.startswith("d bias")]
         sig = [o for lab, o in zip(labels, r["outcome"]) if lab.startswith("sigma")]
         lines.append(f"  {name:26s} {'; '.join(bias)}; σ = 0.01: {sum(o in ('dead', 'diverged') for o in sig)} of "
                      f"{len(sig)} broken")

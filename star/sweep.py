@@ -33,8 +33,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -119,7 +119,7 @@ class Grid:
     adam_lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     notes: str = ""
 
-    def runs(self, *, figure: str | None = None, seeds: Sequence[int] | None = None) -> list["RunSpec"]:
+    def runs(self, *, figure: str | None = None, seeds: Sequence[int] | None = None) -> list[RunSpec]:
         """The grid's runs in run order (every member of seed 0, then seed 1, ...).
 
         ``figure`` keeps the members of one figure (:data:`FIGURES`); ``seeds`` a subset of the seeds.
@@ -217,7 +217,7 @@ _REMEDY_NOTES = (
 
 GRIDS: dict[tuple, Grid] = {}
 for _g in (
-    Grid(name="indist", scale="smoke", folder="results/metatrain/smoke_grid", task="fmnist8_mlp32",
+    Grid(name="indist", scale="smoke", folder="results/metatrain/fmnist8_smoke_grid", task="fmnist8_mlp32",
          members=(Member("star", 0.1), Member("hyperparam", 0.0)), seeds=(0,), outer_steps=2, num_tasks=2,
          trunc=5, horizon=10, lr=1e-3, checkpoint_every=1, eval_steps=(10, 20), eval_seeds=(100,),
          curve_seeds=2, adam_lrs=(1e-3, 1e-2), notes=_SMOKE_NOTES),
@@ -244,7 +244,7 @@ def grid_names() -> tuple:
     return tuple(sorted({name for name, _ in GRIDS}))
 
 
-def get_grid(name: str, scale: "str | Scale | None" = None) -> Grid:
+def get_grid(name: str, scale: str | Scale | None = None) -> Grid:
     """The grid ``name`` at ``scale`` (default ``$STAR_SCALE``).
 
     Raises:
@@ -516,11 +516,11 @@ def _provenance(extra: dict | None = None, t0: float | None = None) -> dict:
 def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress: bool = False) -> Path:
     """Train the run's task with its learned optimizer (``theta_final.npz``) for ``steps`` steps on the
     grid's evaluation seeds; write ``evaluate_<steps>.json`` into the run folder (see :func:`train_curves`)."""
+    import jax
+
     from star.metatrain import atomic_write_json, load_theta
     from star.optim import init_meta_params, preset
     from star.tasks import get_task
-
-    import jax
 
     t0 = time.perf_counter()
     g, out = spec.grid, spec.folder(root)
@@ -640,8 +640,8 @@ def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
                 return "diverged" if any(x is None for x in v) else f"{np.mean(v):.3f}"
 
             lines.append(f"- {steps} inner steps with the learned optimizer (`evaluate_{steps}.json`, seeds "
-                         f"{ev['eval_seeds']}): final training loss {m('final_train_loss')}, test loss {m('test_loss')}, "
-                         f"test accuracy {m('test_accuracy')}.")
+                         f"{ev['eval_seeds']}): final training loss {m('final_train_loss')}, "
+                         f"test loss {m('test_loss')}, test accuracy {m('test_accuracy')}.")
     lines += ["", "Files: `config.json`, `log.jsonl`, `thetas/` (θ at step 0 and every checkpoint), `theta_final.npz`, "
               "`meta_params.msgpack`, `provenance.json`, `meta_curve.json`, "
               + ", ".join(f"`evaluate_{s}.json`" for s in g.eval_steps) + "; `checkpoints/` is not committed.", ""]

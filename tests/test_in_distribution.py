@@ -11,9 +11,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from star import claims
+from star import claims, sweep
 from star import in_distribution as D
-from star import sweep
 
 RNG = np.random.default_rng(0)
 STEPS = 200
