@@ -14,13 +14,15 @@ Writes ``results/metatrain/breakdown/mechanism.json`` (with provenance): on the 
 * ``warm_start``: optimizers meta-trained on the small task, applied to the paper's MLP;
 
 and with ``--part interventions`` ``interventions.json``: the same runs with the blackbox term switched off on
-the first layer, everywhere else, or where no gradient has been seen (``v = 0``).
+the first layer, everywhere else, or where no gradient has been seen (``v = 0``); with ``--part second_moments``
+``second_moments.json``: how often each eps dominates the preconditioner along a whole training run.
 
 Every run starts from the nominal meta-parameters of ``meta-train --seed 0`` and trains from the same
 initialisation on the same batches (key 5). Usage::
 
     STAR_SCALE=cpu python experiments/indist_breakdown.py            # about 15 minutes on 2 cores
     STAR_SCALE=cpu python experiments/indist_breakdown.py --part interventions   # interventions.json
+    STAR_SCALE=cpu python experiments/indist_breakdown.py --part second_moments  # second_moments.json
     STAR_SCALE=smoke python experiments/indist_breakdown.py --out /tmp/m.json   # seconds, for the tests
 """
 
@@ -79,6 +81,22 @@ def interventions(out: str, argv) -> int:
     return 0
 
 
+def moments(out: str, argv) -> int:
+    """``second_moments.json``: along one 2000-step run of the nominal optimizer on each MLP, the fraction of
+    weights whose second moment lies below the blackbox preconditioner's eps (1e-6, the paper's; 1e-4, ours)."""
+    t0 = time.perf_counter()
+    checkpoints = pick(smoke=(1, 5), cpu=(1, 10, 100, 1000, 2000), paper=(1, 10, 100, 1000, 2000))
+    cfg = preset("star")
+    report = {"settings": {"optimizer": "star, nominal init (meta-train --seed 0)", "data_key": 5,
+                           "checkpoints": list(checkpoints), "eps": [1e-6, 1e-4]}, "tasks": {}}
+    for name in ("fmnist_mlp", "fmnist8_mlp32"):
+        print(f"[{time.perf_counter() - t0:6.0f}s] {name}", flush=True)
+        report["tasks"][name] = B.second_moment_profile(get_task(name), cfg, B.nominal_theta(cfg), jax.random.key(5),
+                                                        checkpoints)
+    _finish(report, out, argv, t0)
+    return 0
+
+
 def _finish(report, out, argv, t0):
     from star.__main__ import _device_info, _git_commit
 
@@ -93,12 +111,14 @@ def _finish(report, out, argv, t0):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", default="mechanism", choices=("mechanism", "interventions"))
+    ap.add_argument("--part", default="mechanism", choices=("mechanism", "interventions", "second_moments"))
     ap.add_argument("--out", default=None, help="default: results/metatrain/breakdown/<part>.json")
     args = ap.parse_args(argv)
     out = args.out or str(REPO / f"results/metatrain/breakdown/{args.part}.json")
     if args.part == "interventions":
         return interventions(out, argv)
+    if args.part == "second_moments":
+        return moments(out, argv)
     args.out = out
     t0 = time.perf_counter()
     steps = pick(smoke=12, cpu=300, paper=300)

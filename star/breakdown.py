@@ -43,7 +43,7 @@ from star.optim.star import apply_star, effective_decays
 from star.train import batch_at, train_keys, train_step
 
 __all__ = ["GROUPS", "train_many", "perturb", "with_direction_bias", "classify", "step_anatomy",
-           "gradient_profile", "nominal_theta", "OUTCOMES", "INTERVENTIONS", "train_many_intervened"]
+           "gradient_profile", "nominal_theta", "OUTCOMES", "INTERVENTIONS", "train_many_intervened", "second_moment_profile"]
 
 OUTCOMES = ("ok", "degraded", "dead", "diverged")
 
@@ -309,3 +309,29 @@ def train_many_intervened(task, cfg: StarConfig, thetas: Mapping, key, num_steps
     params0 = task.init(init_key)
     losses, dead = _intervened_program(cfg, int(num_steps), intervention)(task, thetas, params0, data_key)
     return np.asarray(losses), np.asarray(dead)
+
+
+def second_moment_profile(task, cfg: StarConfig, theta: Mapping, key, checkpoints: Sequence[int],
+                          eps_values: Sequence[float] = (1e-6, 1e-4), *, horizon: int = 2000) -> dict:
+    """How often each eps dominates the blackbox preconditioner along one training run.
+
+    Trains ``task`` with the optimizer at ``theta`` and, after each step in ``checkpoints``, reports per
+    parameter tensor the fraction of weights whose second moment ``v`` (raw, and bias-corrected) is below each
+    eps — where ``(v + eps)^{-1/2}`` is set by eps rather than by the gradient scale. For eps = 1e-4 this is
+    the part of the update where our variant is no longer an Adam-style normalization: what it costs.
+    """
+    from star.train import train
+
+    c = float(np.clip(np.asarray(effective_decays(cfg, theta)["rms"])[0], 0.0, 1.0))
+    out, done, params, state = [], 0, None, None
+    for step in sorted(int(s) for s in checkpoints):
+        res = train(task, lambda th: star_optimizer(cfg, th, horizon), step, key, meta_params=theta,
+                    chunk_size=min(250, step), progress=False)
+        rows = {}
+        for path, v in jax.tree_util.tree_flatten_with_path(res.opt_state.rms)[0]:
+            v = np.asarray(v, np.float64)
+            vh = v / (1.0 - c**step)
+            rows["/".join(str(getattr(k, "key", k)) for k in path)] = {
+                f"{kind}_below_{e:g}": float(np.mean(x < e)) for e in eps_values for kind, x in (("v", v), ("v_hat", vh))}
+        out.append({"step": step, "layers": rows})
+    return {"rms_decay": c, "checkpoints": out}

@@ -684,3 +684,17 @@ def format_interventions(iv: Mapping) -> str:
         lines.append(f"  {name:26s} {'; '.join(bias)}; σ = 0.01: {sum(o in ('dead', 'diverged') for o in sig)} of "
                      f"{len(sig)} broken")
     return "\n".join(lines)
+
+
+def format_second_moments(sm: Mapping) -> str:
+    """``second_moments.json`` as text: per task and step, for each weight matrix, the fraction of weights with
+    ``v < 1e-6`` (the paper's preconditioner at its cap) and with bias-corrected ``v̂ < 1e-4`` (our variant's
+    eps dominates)."""
+    lines = []
+    for task, r in sm["tasks"].items():
+        lines.append(f"{task} (nominal optimizer; fraction of weights): v < 1e-6 | v_hat < 1e-4")
+        for c in r["checkpoints"]:
+            cells = [f"{k.split('/')[0]} {v['v_below_1e-06']:.2f} | {v['v_hat_below_0.0001']:.2f}"
+                     for k, v in c["layers"].items() if k.endswith("kernel")]
+            lines.append(f"  after {c['step']:5d} steps: " + ";  ".join(cells))
+    return "\n".join(lines)
