@@ -43,7 +43,8 @@ from star.optim.star import apply_star, effective_decays
 from star.train import batch_at, train_keys, train_step
 
 __all__ = ["GROUPS", "train_many", "perturb", "with_direction_bias", "classify", "step_anatomy",
-           "gradient_profile", "nominal_theta", "OUTCOMES", "INTERVENTIONS", "train_many_intervened", "second_moment_profile"]
+           "gradient_profile", "nominal_theta", "OUTCOMES", "INTERVENTIONS", "train_many_intervened",
+           "second_moment_profile"]
 
 OUTCOMES = ("ok", "degraded", "dead", "diverged")
 
@@ -323,7 +324,7 @@ def second_moment_profile(task, cfg: StarConfig, theta: Mapping, key, checkpoint
     from star.train import train
 
     c = float(np.clip(np.asarray(effective_decays(cfg, theta)["rms"])[0], 0.0, 1.0))
-    out, done, params, state = [], 0, None, None
+    out = []
     for step in sorted(int(s) for s in checkpoints):
         res = train(task, lambda th: star_optimizer(cfg, th, horizon), step, key, meta_params=theta,
                     chunk_size=min(250, step), progress=False)
@@ -332,6 +333,7 @@ def second_moment_profile(task, cfg: StarConfig, theta: Mapping, key, checkpoint
             v = np.asarray(v, np.float64)
             vh = v / (1.0 - c**step)
             rows["/".join(str(getattr(k, "key", k)) for k in path)] = {
-                f"{kind}_below_{e:g}": float(np.mean(x < e)) for e in eps_values for kind, x in (("v", v), ("v_hat", vh))}
+                f"{kind}_below_{e:g}": float(np.mean(x < e))
+                for e in eps_values for kind, x in (("v", v), ("v_hat", vh))}
         out.append({"step": step, "layers": rows})
     return {"rms_decay": c, "checkpoints": out}
