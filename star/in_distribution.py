@@ -604,10 +604,11 @@ def load_remedies(root: str | Path | None = None) -> dict:
 
     read = _reader(root)
     runs = {"STAR, the paper's settings": "results/metatrain/star_fmnist_cpu_paper_sigma"}
-    g = get_grid("remedies", "cpu")
-    for spec in g.runs():
-        runs[f"ours: {spec.member.optimizer}" + ("" if spec.member.lr is None else f", lr {spec.member.lr:g}")] = \
-            f"{g.folder}/{spec.name}"
+    for name, suffix in (("remedies", ""), ("remedies_long", ", 200 steps")):
+        g = get_grid(name, "cpu")
+        for spec in g.runs():
+            lr = "" if spec.member.lr is None else f", lr {spec.member.lr:g}"
+            runs[f"ours: {spec.member.optimizer}{lr}{suffix}"] = f"{g.folder}/{spec.name}"
     out = {}
     for lab, folder in runs.items():
         c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
