@@ -699,3 +699,12 @@ def format_second_moments(sm: Mapping) -> str:
                      for k, v in c["layers"].items() if k.endswith("kernel")]
             lines.append(f"  after {c['step']:5d} steps: " + ";  ".join(cells))
     return "\n".join(lines)
+
+
+def remedy_nominal(remedies: Mapping) -> float | None:
+    """The nominal optimizer's meta-objective on the remedies' common episodes (the same in every run)."""
+    for r in remedies.values():
+        nom = r["curve"].get("baselines", {}).get("nominal")
+        if nom:
+            return float(nom["mean"])
+    return None
