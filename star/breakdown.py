@@ -249,24 +249,20 @@ def nominal_theta(cfg: StarConfig, seed: int = 0) -> dict:
 INTERVENTIONS = ("none", "no_blackbox_first_layer", "blackbox_first_layer_only", "no_blackbox_where_v_is_0")
 
 
-def _blackbox_mask(intervention: str, name: str, v):
-    first = name.startswith("Dense_0")
-    if intervention == "none":
-        return 1.0
-    if intervention == "no_blackbox_first_layer":
-        return 0.0 if first else 1.0
-    if intervention == "blackbox_first_layer_only":
-        return 1.0 if first else 0.0
-    if intervention == "no_blackbox_where_v_is_0":  # weights that have never had a non-zero gradient
-        return (v > 0).astype(v.dtype)
-    raise ValueError(f"intervention must be one of {INTERVENTIONS}; got {intervention!r}")
+def _blackbox_mask(index, name: str, v):
+    """The multiplier of the blackbox step for intervention ``INTERVENTIONS[index]`` (``index`` may be traced,
+    so that one compiled program serves every intervention)."""
+    first = 1.0 if name.startswith("Dense_0") else 0.0
+    options = jnp.stack([jnp.ones_like(v), jnp.full_like(v, 1.0 - first), jnp.full_like(v, first),
+                         (v > 0).astype(v.dtype)])  # the last: weights that have had a non-zero gradient
+    return options[index]
 
 
 @functools.lru_cache(maxsize=16)
-def _intervened_program(cfg: StarConfig, num_steps: int, intervention: str):
+def _intervened_program(cfg: StarConfig, num_steps: int):
     bb_cfg = dataclasses.replace(cfg, nominal_stepsize=0.0)
 
-    def run(task, thetas, params0, data_key):
+    def run(task, thetas, params0, data_key, index):
         num = jax.tree.leaves(thetas)[0].shape[0]
         states = jax.vmap(lambda th: star_optimizer(cfg, th, 2000).init(params0))(thetas)
         params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num,) + x.shape), params0)
@@ -281,7 +277,7 @@ def _intervened_program(cfg: StarConfig, num_steps: int, intervention: str):
             for (path, f), b, q, v in zip(flat_full, jax.tree.leaves(bb_only), jax.tree.leaves(p),
                                           jax.tree.leaves(new_s.rms)):
                 name = "/".join(str(getattr(k, "key", k)) for k in path)
-                out.append(f + (_blackbox_mask(intervention, name, v) - 1.0) * (b - q))
+                out.append(f + (_blackbox_mask(index, name, v) - 1.0) * (b - q))
             return jax.tree_util.tree_unflatten(treedef, out), new_s, loss
 
         def body(carry, t):
@@ -308,7 +304,8 @@ def train_many_intervened(task, cfg: StarConfig, thetas: Mapping, key, num_steps
         raise ValueError(f"intervention must be one of {INTERVENTIONS}; got {intervention!r}")
     init_key, data_key = train_keys(key)
     params0 = task.init(init_key)
-    losses, dead = _intervened_program(cfg, int(num_steps), intervention)(task, thetas, params0, data_key)
+    index = jnp.int32(INTERVENTIONS.index(intervention))
+    losses, dead = _intervened_program(cfg, int(num_steps))(task, thetas, params0, data_key, index)
     return np.asarray(losses), np.asarray(dead)
 
 

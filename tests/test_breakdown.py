@@ -62,8 +62,7 @@ def test_classify():
 @pytest.mark.slow
 def test_the_blackbox_step_is_the_direction_output_where_the_preconditioner_is_capped(theta):
     """Step 1 on the small MLP with d = +2e-3 everywhere: v_1 = 1e-3 g² < 1e-6 for |g| < 0.032, so the
-    blackbox step is −s d / sqrt(1e-6) = −d on those weights — the same for every weight. With our
-    bias-corrected eps-1e-4 preconditioner the gain is at most 100 and the drift ten times smaller."""
+    blackbox step is −s d / sqrt(1e-6) = −d on those weights — the same for every weight."""
     task = get_task("fmnist8_mlp32")
     th = jax.tree.map(lambda x: x[0], B.with_direction_bias(theta, [2e-3]))
     paper = B.step_anatomy(task, preset("star"), th, jax.random.key(5), 1)["steps"][0]
@@ -72,8 +71,7 @@ def test_the_blackbox_step_is_the_direction_output_where_the_preconditioner_is_c
     np.testing.assert_allclose(k["blackbox_mean"], -2e-3, rtol=0.05)  # v is not exactly 0
     assert k["blackbox_std"] < 0.1 * 2e-3  # nearly the same drift on every weight
     assert abs(k["blackbox_mean"]) > 5 * k["nominal_rms"]  # larger than the nominal step itself
-    ours = B.step_anatomy(task, preset("star_bc_eps1e-4"), th, jax.random.key(5), 1)["steps"][0]
-    assert abs(ours["layers"]["Dense_0/kernel"]["blackbox_mean"]) < 0.1 * 2e-3 + 1e-9
+    # (our bias-corrected eps-1e-4 preconditioner caps the gain at 100: tests/test_optim_variants.py)
     prof = B.gradient_profile(task, jax.random.key(5))
     assert prof["input_dim"] == 64 and 10 < prof["input_l1_mean"] < 30  # 8x8 pixels in [0, 1]
     assert prof["layers"]["Dense_0/kernel"]["below_sqrt_eps_over_1e-3"] > 0.99
