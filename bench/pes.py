@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from star import pes
-from star.__main__ import build_problem
+from star.inner import build_problem
 from star.train import train_step
 
 

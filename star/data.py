@@ -437,17 +437,6 @@ def to_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32)
 
 
-def _check_key(key, name: str = "key"):
-    if isinstance(key, (jax.Array, np.ndarray)):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-            return
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return
-        raise ValueError(f"{name} must be a single PRNG key (jax.random.key(seed)); "
-                         f"got an array of dtype {key.dtype} and shape {tuple(key.shape)}")
-    raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)); got {type(key).__name__}")
-
-
 def sample_batch(split: ImageSplit, key, batch_size: int) -> dict:
     """A batch ``{"image": float32 [B, H, W, C] in [0, 1], "label": int32 [B]}`` drawn from a key.
 
@@ -455,7 +444,7 @@ def sample_batch(split: ImageSplit, key, batch_size: int) -> dict:
     ``vmap`` (``batch_size`` must be a Python int).
     """
     _checks.integer("batch_size", batch_size)
-    _check_key(key)
+    _checks.key("key", key)
     idx = jax.random.randint(key, (batch_size,), 0, split.labels.shape[0])
     return {"image": to_float(split.images[idx]), "label": split.labels[idx]}
 
@@ -525,7 +514,7 @@ def sample_text_batch(tokens: jax.Array, key, batch_size: int, seq_len: int) -> 
     """
     _checks.integer("batch_size", batch_size)
     _checks.integer("seq_len", seq_len)
-    _check_key(key)
+    _checks.key("key", key)
     n = tokens.shape[0]
     if seq_len + 1 > n:
         raise ValueError(f"seq_len must be at most {n - 1} for a corpus of {n} tokens; got {seq_len}")

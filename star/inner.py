@@ -13,10 +13,14 @@ outer loop) and implement :class:`star.pes.TruncatedProblem`:
 
 Both are pytrees (array data are leaves, settings are static), so the estimator passes them to
 ``jax.jit`` as arguments instead of baking large data sets into the compiled program as constants.
+
+:func:`build_problem` is the registry the command line, the experiments and the chapters share: an optimizer
+name and a task name give ``(problem, theta0, optimizer_config)``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -110,3 +114,75 @@ class LearnedOptimizerProblem:
         opt = self.make_optimizer(theta, self.horizon)
         params, opt_state, loss = train_step(self.task, opt, params, opt_state, self.task.sample_batch(key))
         return (params, opt_state), self.task.normalizer(loss).astype(jnp.float32), jnp.asarray(True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the registry of (optimizer, task) pairs
+
+#: the linear learned optimizer θ = (α, P) of Eq. (6); goes with the task :data:`NQM_TASK` only
+LINEAR_OPTIMIZER = "linear"
+#: the noisy quadratic model of App. B.1 as a task name
+NQM_TASK = "nqm"
+
+
+def optimizer_names() -> tuple:
+    """The STAR-family presets (:data:`star.optim.PRESETS`) and ``"linear"``."""
+    from star.optim import PRESETS
+
+    return tuple(PRESETS) + (LINEAR_OPTIMIZER,)
+
+
+def task_names() -> tuple:
+    """The registered tasks (:func:`star.tasks.list_tasks`) and ``"nqm"``."""
+    from star.tasks import list_tasks
+
+    return tuple(list_tasks()) + (NQM_TASK,)
+
+
+def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, init: str = "nominal"):
+    """``(problem, theta0, optimizer_config)`` for an optimizer/task pair (the command line's names).
+
+    ``optimizer`` is a STAR-family preset (``star``, ``hyperparam``, ``blackbox``, ``star_nopre``,
+    ``star_nonom``) with a registered task, or ``linear`` with ``nqm``. ``init`` picks the STAR-family
+    initialisation (:data:`star.optim.star.INITS`): ``nominal`` (zero output layer: STAR starts as its
+    nominal optimizer, so meta-training can start; the default) or ``reference`` (diverges on the
+    Fashion-MNIST MLP, see the STAR chapter). The STAR-family θ0 is drawn from ``jax.random.key(seed + 1)``;
+    the linear optimizer starts at α = 0.1, P = 0 (``optimizer_config`` is then ``None``).
+
+    Raises:
+        ValueError: unknown optimizer or task, or an incompatible pair.
+        star.data.DataUnavailableError: the task's data set is not on this machine.
+    """
+    if task == NQM_TASK or optimizer == LINEAR_OPTIMIZER:
+        if not (task == NQM_TASK and optimizer == LINEAR_OPTIMIZER):
+            raise ValueError(f"optimizer {LINEAR_OPTIMIZER!r} goes with task {NQM_TASK!r} only; got "
+                             f"optimizer={optimizer!r}, task={task!r}")
+        problem = NQMProblem(nqm_lib.paper_nqm(), horizon=horizon)
+        theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
+        return problem, theta0, None
+
+    from star.optim import PRESETS, init_meta_params, preset, star_optimizer
+    from star.optim.star import INITS
+    from star.tasks import get_task, list_tasks
+
+    if optimizer not in PRESETS:
+        raise ValueError(f"optimizer must be one of {optimizer_names()}; got {optimizer!r}")
+    if task not in list_tasks():
+        raise ValueError(f"task must be one of {task_names()}; got {task!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+    cfg = preset(optimizer)
+    # jax.random.key and the older PRNGKey give identical draws here (same threefry bits).
+    theta0 = init_meta_params(cfg, jax.random.key(seed + 1), init=init)
+    problem = LearnedOptimizerProblem(task=get_task(task), make_optimizer=functools.partial(star_optimizer, cfg),
+                                      horizon=horizon)
+    return problem, theta0, cfg
+
+
+def data_sources(problem) -> dict | None:
+    """``{data set name: where it was read from}`` for a problem's task (e.g. ``{"fashion_mnist": "idx files
+    in /usr/share/datasets/fashion-mnist"}``: ``$STAR_DATA_DIR``, the Debian package or tensorflow-datasets),
+    for provenance; ``None`` for problems without a data set (the NQM)."""
+    data = getattr(getattr(problem, "task", None), "data", None)
+    name, source = getattr(data, "name", None), getattr(data, "source", None)
+    return {name: source} if name and source else None

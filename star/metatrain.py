@@ -15,11 +15,16 @@ before clipping; a diverging inner problem therefore cannot poison the meta-para
 
 State and checkpoints. The complete state — step, meta-parameters θ, the AdamW state, the PES state
 (inner states of all ``2N`` unrolls, iteration counters, accumulators ξ) and the PRNG key — is one pytree,
-:class:`MetaState`. Every ``checkpoint_every`` steps it is written atomically (temporary file in the same
-folder, ``fsync``, ``os.replace``, ``fsync`` of the folder) with a SHA-256 digest of its payload; on resume
-the newest checkpoint whose digest verifies is used, and a corrupted or truncated one is skipped with a
-warning. Because every outer step is a pure function of the state, a resumed run is bit-identical to an
-uninterrupted one.
+:class:`MetaState`. :func:`meta_train` keeps it in a run folder (:mod:`star.runs`: atomic files, checkpoints
+with a SHA-256 digest and the run's identity, the log, θ snapshots, provenance, a lock against a second
+writer); on resume the newest checkpoint whose digest verifies is used, a corrupted or truncated one is
+skipped with a warning, and one of another run is refused. Because every outer step is a pure function of
+the state, a resumed run is bit-identical to an uninterrupted one. The state's key stays a raw ``uint32[2]``
+key (``jax.random.PRNGKey``) rather than a typed ``jax.random.key``: checkpoints store every leaf as a numpy
+array, and the checkpoints of existing runs hold raw keys (both kinds give the same random numbers).
+
+This module also holds :func:`meta_objective`, the unperturbed meta-objective that PES estimates the gradient
+of: it belongs to the outer loop's definition, and ``python -m star meta-curve`` evaluates it on θ snapshots.
 
 Devices. The ``N`` inner problems are sharded over all local devices with a 1-D mesh (axis ``"tasks"``)
 and ``NamedSharding``: the PES state is split along its leading (problem) axis, θ and the optimizer state
@@ -34,14 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import io
 import json
 import math
 import os
-import re
-import struct as _struct
-import tempfile
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -53,13 +54,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from star import _checks
 from star import pes as pes_lib
+from star import runs
 
 PyTree = Any
 
 CLIP_MODES = ("value", "global_norm", "none")
-CHECKPOINT_MAGIC = b"STARCKPT"
-_CKPT_RE = re.compile(r"^ckpt_(\d{8})\.ckpt$")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -109,10 +110,10 @@ class MetaTrainConfig:
     def __post_init__(self):
         pes_lib.check_settings(num_tasks=self.num_tasks, trunc_length=self.trunc_length, std=self.std,
                                estimator=self.estimator)
-        pes_lib._check_positive_int("outer_steps", self.outer_steps)
-        pes_lib._check_positive_int("checkpoint_every", self.checkpoint_every)
-        pes_lib._check_positive_int("keep_checkpoints", self.keep_checkpoints, minimum=2)
-        pes_lib._check_positive_int("seed", self.seed, minimum=0)
+        _checks.integer("outer_steps", self.outer_steps)
+        _checks.integer("checkpoint_every", self.checkpoint_every)
+        _checks.integer("keep_checkpoints", self.keep_checkpoints, minimum=2)
+        _checks.integer("seed", self.seed, minimum=0)
         _positive_float("lr", self.lr)
         _positive_float("clip", self.clip)
         _positive_float("weight_decay", self.weight_decay, allow_zero=True)
@@ -267,245 +268,7 @@ def _cached_outer_step(key, mesh, treedef):
 
 
 # ----------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is corrupted, truncated, or does not fit the run's state."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync dir."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
-
-
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def encode_checkpoint(state: PyTree, meta: dict) -> bytes:
-    """Serialise a pytree: ``MAGIC | payload length (8 bytes) | SHA-256 (32 bytes) | npz payload``."""
-    leaves = jax.tree.leaves(jax.device_get(state))
-    arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True, default=_json_default).encode(), np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    payload = buf.getvalue()
-    return CHECKPOINT_MAGIC + _struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
-
-
-def decode_checkpoint(data: bytes, template: PyTree) -> tuple[PyTree, dict]:
-    """Inverse of :func:`encode_checkpoint`; verifies the digest and that leaves match ``template``.
-
-    Raises:
-        CheckpointError: bad magic, truncated payload, digest mismatch, or leaves that do not fit.
-    """
-    head = len(CHECKPOINT_MAGIC) + 8 + 32
-    if len(data) < head or not data.startswith(CHECKPOINT_MAGIC):
-        raise CheckpointError("not a STAR checkpoint (bad magic or shorter than its header)")
-    (length,) = _struct.unpack("<Q", data[len(CHECKPOINT_MAGIC):len(CHECKPOINT_MAGIC) + 8])
-    digest = data[len(CHECKPOINT_MAGIC) + 8:head]
-    payload = data[head:]
-    if len(payload) != length:
-        raise CheckpointError(f"truncated checkpoint: payload has {len(payload)} bytes, header says {length}")
-    if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError("checkpoint digest mismatch (corrupted file)")
-    with np.load(io.BytesIO(payload)) as z:
-        meta = json.loads(bytes(z["meta_json"]).decode())
-        names = sorted(k for k in z.files if k.startswith("leaf_"))
-        loaded = [z[k] for k in names]
-    t_leaves, treedef = jax.tree.flatten(template)
-    if len(loaded) != len(t_leaves):
-        raise CheckpointError(f"checkpoint has {len(loaded)} arrays, the run's state has {len(t_leaves)}")
-    for i, (a, t) in enumerate(zip(loaded, t_leaves)):
-        if a.shape != np.shape(t) or a.dtype != np.asarray(t).dtype:
-            raise CheckpointError(f"checkpoint array {i} has shape {a.shape} {a.dtype}, the run's state "
-                                  f"{np.shape(t)} {np.asarray(t).dtype}")
-    return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in loaded]), meta
-
-
-def checkpoint_path(ckpt_dir: str | os.PathLike, step: int) -> Path:
-    return Path(ckpt_dir) / f"ckpt_{int(step):08d}.ckpt"
-
-
-def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Checkpoints in ``ckpt_dir`` as ``(step, path)``, newest first."""
-    d = Path(ckpt_dir)
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), d / n) for n in os.listdir(d) if (m := _CKPT_RE.match(n))]
-    return sorted(found, reverse=True)
-
-
-def save_checkpoint(ckpt_dir: str | os.PathLike, state: MetaState, meta: dict, keep: int = 3) -> Path:
-    """Atomically write ``state`` as ``ckpt_<step>.ckpt`` and delete all but the newest ``keep``."""
-    ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    step = int(state.step)
-    path = checkpoint_path(ckpt_dir, step)
-    atomic_write_bytes(path, encode_checkpoint(state, dict(meta, step=step)))
-    for _, old in list_checkpoints(ckpt_dir)[keep:]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def load_latest_checkpoint(ckpt_dir: str | os.PathLike, template: PyTree):
-    """The newest checkpoint that verifies, as ``(state, meta, path)``, or ``None`` if there is none.
-
-    Corrupted or truncated files are skipped with a ``UserWarning`` naming them; the previous good one
-    is used.
-    """
-    for step, path in list_checkpoints(ckpt_dir):
-        try:
-            state, meta = decode_checkpoint(path.read_bytes(), template)
-        except (CheckpointError, OSError, ValueError, KeyError) as err:
-            warnings.warn(f"skipping unreadable checkpoint {path} ({err}); falling back to the previous one",
-                          UserWarning, stacklevel=2)
-            continue
-        return state, meta, path
-    return None
-
-
-# ----------------------------------------------------------------------------------------------------
-# run folders
-
-
-def _config_diff(old: dict, new: dict, ignore=()) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: saved {old.get(k)!r} != requested {new.get(k)!r}" for k in keys
-            if k not in ignore and old.get(k) != new.get(k)]
-
-
-def prepare_run_dir(out_dir: str | os.PathLike, run_config: dict, resume: bool,
-                    ignore=MetaTrainConfig.RESUMABLE_CHANGES) -> Path:
-    """Create or validate an output folder; write ``config.json`` for a new run. Never overwrites a run.
-
-    Raises:
-        ValueError: the folder is not writable, is a file, holds a different run or other files (without
-            ``resume``), has nothing to resume, or its saved configuration differs from ``run_config``.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir {str(out)!r} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
-        probe.close()
-    except OSError as err:
-        raise ValueError(f"out_dir {str(out)!r} is not writable ({err.strerror or err})") from None
-    cfg_path = out / "config.json"
-    json_config = json.loads(json.dumps(run_config, default=_json_default))
-    if cfg_path.exists():
-        saved = json.loads(cfg_path.read_text())
-        if not resume:
-            raise ValueError(f"out_dir {str(out)!r} already holds a run (config.json); pass resume=True "
-                             "(--resume) to continue it or choose another folder; nothing was overwritten")
-        diff = _config_diff(saved, json_config, ignore)
-        if diff:
-            raise ValueError("cannot resume: the configuration differs from the saved run in "
-                             + "; ".join(diff))
-        if saved != json_config:  # only resumable fields changed: record the new values
-            atomic_write_json(cfg_path, json_config)
-        return out
-    if resume:
-        raise ValueError(f"cannot resume: out_dir {str(out)!r} holds no run (no config.json)")
-    others = [n for n in os.listdir(out) if not n.startswith(".write-test-")]
-    if others:
-        raise ValueError(f"out_dir {str(out)!r} is not empty and holds no run ({', '.join(sorted(others)[:5])}); "
-                         "choose an empty or new folder; nothing was overwritten")
-    atomic_write_json(cfg_path, json_config)
-    return out
-
-
-def _truncate_log(log_path: Path, last_step: int) -> list[dict]:
-    """Keep the log lines of steps <= ``last_step`` (lines written after the checkpoint are redone)."""
-    if not log_path.exists():
-        return []
-    kept = []
-    for line in log_path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut by a kill
-        if rec.get("step", 0) <= last_step:
-            kept.append(rec)
-    atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
-    return kept
-
-
-def save_theta(path: str | os.PathLike, theta: PyTree) -> None:
-    """Save meta-parameters as an ``.npz`` keyed by pytree path (atomic)."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(theta))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_theta(path: str | os.PathLike, template: PyTree) -> PyTree:
-    """Load meta-parameters saved by :func:`save_theta` into the structure of ``template``."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    with np.load(path) as z:
-        missing = [jax.tree_util.keystr(k) for k, _ in flat if jax.tree_util.keystr(k) not in z.files]
-        if missing:
-            raise ValueError(f"meta-parameters in {str(path)!r} do not fit the template (missing {missing[:3]})")
-        return jax.tree.unflatten(treedef, [jnp.asarray(z[jax.tree_util.keystr(k)]) for k, _ in flat])
-
-
-THETA_SNAPSHOT_DIR = "thetas"
-_SNAP_RE = re.compile(r"^theta_(\d{8})\.npz$")
-
-
-def theta_snapshot_path(run_dir: str | os.PathLike, step: int) -> Path:
-    """Where :func:`meta_train` keeps θ after ``step`` outer steps (step 0 and every checkpoint)."""
-    return Path(run_dir) / THETA_SNAPSHOT_DIR / f"theta_{int(step):08d}.npz"
-
-
-def list_theta_snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``[(step, path), ...]`` of a run folder's θ snapshots, sorted by step."""
-    d = Path(run_dir) / THETA_SNAPSHOT_DIR
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _SNAP_RE.match(p.name))]
-    return sorted(found)
+# the unperturbed meta-objective
 
 
 @functools.lru_cache(maxsize=16)
@@ -542,23 +305,10 @@ def meta_objective(problem, theta: PyTree, key: jax.Array, *, num_seeds: int = 4
     Returns:
         ``[num_seeds]`` float array: each episode's mean meta-loss.
     """
-    pes_lib._check_problem(problem)
-    num_seeds = pes_lib._check_positive_int("num_seeds", num_seeds)
-    num_steps = problem.horizon if num_steps is None else pes_lib._check_positive_int("num_steps", num_steps)
+    pes_lib.check_problem(problem)
+    num_seeds = _checks.integer("num_seeds", num_seeds)
+    num_steps = problem.horizon if num_steps is None else _checks.integer("num_steps", num_steps)
     return np.asarray(_jitted_objective(num_seeds, num_steps)(problem, theta, key))
-
-
-def load_log(run_dir: str | os.PathLike) -> dict:
-    """The per-step metrics of a run folder's ``log.jsonl`` as ``{name: np.ndarray}`` (``None`` → NaN).
-
-    For the book: ``log = load_log("results/metatrain/star_fmnist_cpu"); plt.plot(log["step"], log["meta_loss"])``.
-    """
-    path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
-        raise ValueError(f"run_dir {str(run_dir)!r} has no log.jsonl")
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    keys = sorted({k for r in recs for k in r})
-    return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], dtype=np.float64) for k in keys}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -584,51 +334,66 @@ def _finite_or_none(x):
 
 def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | os.PathLike | None = None,
                resume: bool = False, run_config: dict | None = None, progress: bool = True,
-               devices=None, callback: Callable[[dict], None] | None = None) -> MetaTrainResult:
+               devices=None, callback: Callable[[dict], None] | None = None, command: str | None = None,
+               seeds: dict | None = None, data: dict | None = None) -> MetaTrainResult:
     """Meta-train ``theta0`` on a :class:`star.pes.TruncatedProblem` with PES and AdamW.
 
     Args:
         problem: the truncated inner problem (a pytree, e.g. :class:`star.inner.LearnedOptimizerProblem`).
         theta0: initial meta-parameters.
         cfg: :class:`MetaTrainConfig`.
-        out_dir: folder for ``config.json``, ``log.jsonl`` (one JSON object per outer step),
-            ``checkpoints/`` and ``theta_final.npz``; ``None`` keeps everything in memory.
-        resume: continue the run in ``out_dir`` from its newest good checkpoint.
+        out_dir: a run folder (:mod:`star.runs`) for ``config.json``, ``log.jsonl`` (one JSON object per outer
+            step), ``checkpoints/``, ``thetas/``, ``theta_final.npz`` and ``provenance.json``; ``None`` keeps
+            everything in memory.
+        resume: continue the run in ``out_dir`` from its newest good checkpoint (which must carry this run's
+            identity, :func:`star.runs.run_identity`).
         run_config: the configuration recorded in (and checked against) ``config.json``; defaults to
             ``cfg.to_dict()`` (the command line adds task, optimizer and horizon).
         progress: show a tqdm progress bar.
         devices: devices to shard the problems over (default: all local devices).
         callback: called with each step's metrics dict (after it is logged).
+        command, seeds, data: recorded in ``provenance.json`` (the command that started this session, the
+            seeds, the data sources); defaults: this process's command line, ``{"seed": cfg.seed}``, none.
 
     Returns:
         :class:`MetaTrainResult`.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(cfg, MetaTrainConfig):
         raise ValueError(f"cfg must be a MetaTrainConfig; got {type(cfg).__name__}")
-    pes_lib._check_problem(problem)
+    pes_lib.check_problem(problem)
     pes_lib.check_settings(trunc_length=cfg.trunc_length, horizon=problem.horizon)
     run_config = cfg.to_dict() if run_config is None else dict(run_config)
-    if out_dir is not None:
-        out = prepare_run_dir(out_dir, run_config, resume)
-    elif resume:
-        raise ValueError("resume=True needs an out_dir")
-    else:
-        out = None
+    if out_dir is None:
+        if resume:
+            raise ValueError("resume=True needs an out_dir")
+        return _meta_train(problem, theta0, cfg, None, False, run_config, progress, devices, callback, None)
+    session = {"command": command or runs.command_line(sys.argv, prog=("python",)),
+               "git_commit": runs.git_commit(), "started_utc": runs.utc_now(), "status": "running"}
+    record = functools.partial(runs.write_session_provenance, seeds=seeds or {"seed": cfg.seed}, data=data)
+    with runs.writing_run(out_dir, run_config, resume=resume, resumable=cfg.RESUMABLE_CHANGES,
+                          total_steps=cfg.outer_steps) as run:
+        return _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback,
+                           (session, record))
 
+
+def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback, prov):
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    identity = runs.run_identity(run_config, cfg.RESUMABLE_CHANGES)
     state = init_meta_state(problem, theta0, cfg)
     history: list[dict] = []
     resumed_from = None
-    if out is not None and resume:
-        found = load_latest_checkpoint(out / "checkpoints", state)
+    if run is not None and resume:
+        found = runs.load_latest_checkpoint(run.checkpoint_dir, state, identity=identity, config=run_config,
+                                            resumable=cfg.RESUMABLE_CHANGES)
         if found is not None:
             state, meta, _ = found
             state = _canonical(state)
             resumed_from = int(state.step)
-            history = _truncate_log(out / "log.jsonl", resumed_from)
+            history = runs.truncate_log(run.log_path, resumed_from)
         else:
-            history = _truncate_log(out / "log.jsonl", 0)
+            history = runs.truncate_log(run.log_path, 0)
 
     devs = jax.local_devices() if devices is None else list(devices)
     mesh = None
@@ -642,10 +407,18 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
     step_fn = make_outer_step(cfg, mesh, state)
     inner_per_step = 2 * cfg.num_tasks * cfg.trunc_length
 
-    log_file = open(out / "log.jsonl", "a") if out is not None else None
+    def write_provenance(**fields):
+        if prov is not None:
+            session, record = prov
+            session.update(fields)
+            record(run.path, session, identity=identity,
+                   first_meta_loss=history[0]["meta_loss"] if history else None,
+                   last_meta_loss=history[-1]["meta_loss"] if history else None)
+
+    log_file = open(run.log_path, "a") if run is not None else None
     start = int(state.step)
-    if out is not None and start == 0:
-        save_theta(theta_snapshot_path(out, 0), state.theta)
+    if run is not None and start == 0:
+        runs.save_theta(runs.theta_snapshot_path(run.path, 0), state.theta)
     bar = tqdm(total=cfg.outer_steps, initial=min(start, cfg.outer_steps), disable=not progress,
                desc="meta-train", unit="step")
     t_run = time.perf_counter()
@@ -664,19 +437,24 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
             if log_file is not None:
                 log_file.write(json.dumps(rec) + "\n")
                 log_file.flush()
+                if rec["step"] == start + 1:  # a killed session still leaves its record
+                    write_provenance(first_step=rec["step"])
             if callback is not None:
                 callback(rec)
             bar.update(1)
             bar.set_postfix(meta_loss=rec["meta_loss"], nan=rec["nan_count"])
-            if out is not None and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
-                save_theta(theta_snapshot_path(out, rec["step"]), state.theta)
-                save_checkpoint(out / "checkpoints", state, {"config": run_config}, keep=cfg.keep_checkpoints)
+            if run is not None and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
+                runs.save_theta(runs.theta_snapshot_path(run.path, rec["step"]), state.theta)
+                runs.save_checkpoint(run.checkpoint_dir, state, {"config": run_config, "identity": identity},
+                                     keep=cfg.keep_checkpoints)
     finally:
         bar.close()
         if log_file is not None:
             log_file.close()
     wall = time.perf_counter() - t_run
-    if out is not None:
-        save_theta(out / "theta_final.npz", state.theta)
-    return MetaTrainResult(theta=state.theta, state=state, history=history, out_dir=out,
-                           resumed_from=resumed_from, wall_s=wall)
+    if run is not None:
+        runs.save_theta(run.final_theta_path, state.theta)
+        write_provenance(status="finished", wall_s=time.perf_counter() - t_start, resumed_from_step=resumed_from,
+                         final_step=int(state.step))
+    return MetaTrainResult(theta=state.theta, state=state, history=history,
+                           out_dir=None if run is None else run.path, resumed_from=resumed_from, wall_s=wall)

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from star._checks import integer as _check_positive_int
+from star import _checks
 
 PyTree = Any
 
@@ -119,11 +119,11 @@ class PESOutput(NamedTuple):
 def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None, estimator=None) -> None:
     """Validate estimator settings at the public boundary (raises ``ValueError`` naming the argument)."""
     if num_tasks is not None:
-        _check_positive_int("num_tasks", num_tasks)
+        _checks.integer("num_tasks", num_tasks)
     if horizon is not None:
-        _check_positive_int("horizon", horizon)
+        _checks.integer("horizon", horizon)
     if trunc_length is not None:
-        trunc_length = _check_positive_int("trunc_length", trunc_length)
+        trunc_length = _checks.integer("trunc_length", trunc_length)
         if horizon is not None and trunc_length > int(horizon):
             raise ValueError(
                 f"trunc_length must be in [1, horizon={int(horizon)}] (at most one episode reset per "
@@ -140,11 +140,12 @@ def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None,
         raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
 
 
-def _check_problem(problem) -> None:
+def check_problem(problem) -> None:
+    """Raise ``ValueError`` unless ``problem`` implements :class:`TruncatedProblem` with an integer horizon >= 1."""
     for attr in ("init", "step", "horizon"):
         if not hasattr(problem, attr):
             raise ValueError(f"problem must implement the TruncatedProblem protocol (missing {attr!r}); got {problem!r}")
-    _check_positive_int("problem.horizon", problem.horizon)
+    _checks.integer("problem.horizon", problem.horizon)
 
 
 def sample_perturbations(theta: PyTree, key: jax.Array, std: float, num: int) -> PyTree:
@@ -312,7 +313,7 @@ class TruncatedPES:
     random_offset: bool = True
 
     def __post_init__(self):
-        _check_problem(self.problem)
+        check_problem(self.problem)
         check_settings(num_tasks=self.num_tasks, trunc_length=self.trunc_length,
                        horizon=self.problem.horizon, std=self.std, estimator=self.estimator)
 
@@ -355,8 +356,8 @@ def es_ideal_signal_fraction(num_tasks: int, dim: int) -> float:
     fraction of the squared norm that is signal is :math:`N/(N+D+1)`, the best any ES estimate with ``N``
     antithetic pairs in ``D`` dimensions can do (curvature, chaos and data noise only lower it).
     """
-    num_tasks = _check_positive_int("num_tasks", num_tasks)
-    dim = _check_positive_int("dim", dim)
+    num_tasks = _checks.integer("num_tasks", num_tasks)
+    dim = _checks.integer("dim", dim)
     return num_tasks / (num_tasks + dim + 1)
 
 

@@ -27,7 +27,7 @@ import optax
 from tqdm.std import tqdm
 
 from star import _checks
-from star.data import _check_key, to_float
+from star.data import to_float
 from star.tasks.base import Task
 
 __all__ = ["TrainResult", "train_keys", "batch_at", "train_step", "train", "evaluate"]
@@ -66,7 +66,7 @@ def _as_extra_args(optimizer):
 
 def train_keys(key):
     """``(init_key, data_key)``: how :func:`train` splits its key (parameters, then batches)."""
-    _check_key(key)
+    _checks.key("key", key)
     init_key, data_key = jax.random.split(key)
     return init_key, data_key
 
@@ -171,7 +171,7 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
         opt = _as_extra_args(optimizer)
     _checks.integer("num_steps", num_steps)
     _checks.integer("chunk_size", chunk_size)
-    _check_key(key)
+    _checks.key("key", key)
     start = time.perf_counter()
     init_key, data_key = train_keys(key)
     if params is None:

@@ -20,8 +20,11 @@ from star import nqm
 from star.__main__ import main as cli_main
 from star.inner import NQMProblem
 from star.metatrain import (
-    CheckpointError, MetaTrainConfig, decode_checkpoint, encode_checkpoint, gradient_clipping, init_meta_state,
-    load_latest_checkpoint, load_log, load_theta, meta_train, outer_optimizer, save_checkpoint, zero_nonfinite,
+    MetaTrainConfig, gradient_clipping, init_meta_state, meta_train, outer_optimizer, zero_nonfinite,
+)
+from star.runs import (
+    CheckpointError, decode_checkpoint, encode_checkpoint, load_latest_checkpoint, load_log, load_theta,
+    save_checkpoint,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -303,7 +306,8 @@ def test_meta_objective_is_an_unbiased_sample_of_the_closed_form_eq8():
 
 
 def test_cli_meta_curve_evaluates_every_theta_snapshot(tmp_path, capsys):
-    from star.metatrain import list_theta_snapshots, meta_objective
+    from star.metatrain import meta_objective
+    from star.runs import list_theta_snapshots
 
     out = tmp_path / "run"
     assert cli_main(_cli_args(out, steps=7)) == 0  # checkpoint_every 3 → θ snapshots at 0, 3, 6 and the end

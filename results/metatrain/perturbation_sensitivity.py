@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from star import pes
-from star.__main__ import _device_info, _git_commit
-from star.metatrain import atomic_write_json
+from star.runs import device_info as _device_info, git_commit as _git_commit
+from star.runs import atomic_write_json
 from star.optim import init_meta_params, preset, star_optimizer
 from star.scale import get_scale
 from star.tasks import get_task

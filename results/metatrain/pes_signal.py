@@ -28,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from star import pes
-from star.__main__ import _device_info, _git_commit, build_problem
-from star.metatrain import atomic_write_json
+from star.inner import build_problem
+from star.runs import device_info as _device_info, git_commit as _git_commit
+from star.runs import atomic_write_json
 from star.scale import get_scale, pick
 
 SIGMAS = (1e-5, 1e-4, 1e-3, 1e-2)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from star.metatrain import atomic_write_json, load_log
+from star.runs import atomic_write_json, load_log
 
 
 def summarize(run_dir):

@@ -35,7 +35,8 @@ from star.optim import features as F
 
 NOMINAL_GRAD_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
 IMPLEMENTATIONS = ("fused", "matmul")
-INITS = ("reference", "nominal")
+#: meta-parameter initialisations of :func:`init_meta_params` (the command line starts from "nominal")
+INITS = ("nominal", "reference")
 
 
 def _as_tuple(name: str, value, length: int | None = None) -> tuple:

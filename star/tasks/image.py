@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from star.data import ImageDataset, _check_key, sample_batch
+from star import _checks
+from star.data import ImageDataset, sample_batch
 from star.tasks.base import Batch, Params, clip_normalizer
 
 __all__ = ["truncated_normal_fan_in", "MLP", "ConvNet", "ImageClassificationTask",
@@ -101,7 +102,7 @@ class ImageClassificationTask:
 
     def init(self, key) -> Params:
         """Parameters (a dict of Dense/Conv kernels and biases) drawn from ``key``."""
-        _check_key(key)
+        _checks.key("key", key)
         dummy = jnp.zeros((1, *self.image_shape), jnp.float32)
         return self.model.init(key, dummy)["params"]
 
