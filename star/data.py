@@ -37,6 +37,7 @@ import os
 import shutil
 import socket
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -191,14 +192,19 @@ def read_idx(path: "str | os.PathLike") -> np.ndarray:
     """Read an idx file (optionally gzip-compressed, detected from its first bytes).
 
     Raises:
-        ValueError: if the header or the payload size is inconsistent (a corrupt or truncated file).
+        ValueError: if the file cannot be decompressed or its header and payload size are inconsistent (a
+            corrupt or truncated file); the message names the file.
     """
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(2)
     opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, zlib.error) as err:  # a cut or damaged .gz
+        raise ValueError(f"{path}: cannot be decompressed, the file is truncated or corrupt "
+                         f"({type(err).__name__}: {err}); download or install it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an idx file (magic bytes {raw[:4]!r}; expected 00 00 TT NN)")
     code, ndim = raw[2], raw[3]

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from star import nqm as nqm_lib
+from star.tasks.base import meta_loss_max
 from star.train import train_step
 
 PyTree = Any
@@ -104,6 +105,11 @@ class LearnedOptimizerProblem:
     task: Any
     make_optimizer: Callable = struct.field(pytree_node=False)
     horizon: int = struct.field(pytree_node=False)
+
+    @property
+    def loss_ceiling(self) -> float:
+        """The normaliser's clip ``1.5 ln C``: a step reporting it diverged (see :class:`star.pes.PESOutput`)."""
+        return meta_loss_max(self.task.num_classes)
 
     def init(self, theta, key):
         params = self.task.init(key)

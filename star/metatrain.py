@@ -256,6 +256,7 @@ def _cached_outer_step(key, mesh, treedef):
             "theta_norm": optax.tree.norm(theta),
             "nan_count": nan_count,
             "nonfinite_problems": out.nonfinite_problems,
+            "diverged_losses": out.diverged,
             "resets": jnp.sum(out.reset),
         }
         return MetaState(state.step + 1, theta, opt_state, pes_state, key), metrics
@@ -325,6 +326,13 @@ class MetaTrainResult:
     out_dir: Path | None
     resumed_from: int | None
     wall_s: float = 0.0
+
+
+def _zero_gradient_message(rec, inner_per_step) -> str:
+    return (f"outer step {rec['step']}: the meta-gradient is exactly 0, so θ does not move "
+            f"({rec['diverged_losses']} of {inner_per_step} inner losses diverged, i.e. were non-finite or at the "
+            f"meta-loss ceiling; {rec['nan_count']} non-finite gradient entries were zeroed); lower --lr/--std "
+            "or check the initialisation")
 
 
 def _finite_or_none(x):
@@ -413,8 +421,11 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
             session.update(fields)
             record(run.path, session, identity=identity,
                    first_meta_loss=history[0]["meta_loss"] if history else None,
-                   last_meta_loss=history[-1]["meta_loss"] if history else None)
+                   last_meta_loss=history[-1]["meta_loss"] if history else None,
+                   diverged_losses_total=sum(h.get("diverged_losses", 0) for h in history),
+                   zero_gradient_steps=sum(h.get("grad_norm") == 0.0 for h in history))
 
+    zero_steps: list[int] = []
     log_file = open(run.log_path, "a") if run is not None else None
     start = int(state.step)
     if run is not None and start == 0:
@@ -442,7 +453,12 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
             if callback is not None:
                 callback(rec)
             bar.update(1)
-            bar.set_postfix(meta_loss=rec["meta_loss"], nan=rec["nan_count"])
+            bar.set_postfix(meta_loss=rec["meta_loss"], nan=rec["nan_count"],
+                            diverged=f'{rec["diverged_losses"]}/{inner_per_step}')
+            if rec["grad_norm"] == 0.0:
+                zero_steps.append(rec["step"])
+                if len(zero_steps) == 1:
+                    warnings.warn(_zero_gradient_message(rec, inner_per_step), UserWarning, stacklevel=3)
             if run is not None and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
                 runs.save_theta(runs.theta_snapshot_path(run.path, rec["step"]), state.theta)
                 runs.save_checkpoint(run.checkpoint_dir, state, {"config": run_config, "identity": identity},
@@ -452,6 +468,9 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
         if log_file is not None:
             log_file.close()
     wall = time.perf_counter() - t_run
+    if len(zero_steps) > 1:
+        warnings.warn(f"the meta-gradient was exactly 0 in {len(zero_steps)} of {int(state.step) - start} outer "
+                      f"steps (first at step {zero_steps[0]}): θ did not move in them", UserWarning, stacklevel=3)
     if run is not None:
         runs.save_theta(run.final_theta_path, state.theta)
         write_provenance(status="finished", wall_s=time.perf_counter() - t_start, resumed_from_step=resumed_from,

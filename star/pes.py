@@ -75,6 +75,11 @@ class TruncatedProblem(Protocol):
             is the normalised meta-loss of this step (a float32 scalar), ``valid`` a bool scalar saying
             whether the step counts in the meta-objective. ``key`` determines the data batch and all
             other randomness of the step; it is shared between the two antithetic sides.
+
+    Optional attribute:
+        loss_ceiling: the largest meta-loss a step can report (a normaliser's clip, e.g. ``1.5 ln C``); a
+            loss at the ceiling counts as diverged in :attr:`PESOutput.diverged`. Without it only
+            non-finite losses count.
     """
 
     horizon: int
@@ -107,6 +112,9 @@ class PESOutput(NamedTuple):
         num_valid: ``[N]`` number of valid steps per problem.
         reset: ``[N]`` whether problem ``i`` started a new episode in this truncation.
         nonfinite_problems: number of problems whose Δ was NaN or ±inf.
+        diverged: number of the ``2 N K`` inner losses of this truncation (valid steps only) that diverged:
+            non-finite, or at the problem's ``loss_ceiling`` (where the normaliser clips a diverging loss).
+            When all of them did, both antithetic sides report the same loss and the estimate is exactly 0.
     """
 
     loss: jax.Array
@@ -114,6 +122,7 @@ class PESOutput(NamedTuple):
     num_valid: jax.Array
     reset: jax.Array
     nonfinite_problems: jax.Array
+    diverged: jax.Array
 
 
 def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None, estimator=None) -> None:
@@ -272,8 +281,17 @@ def estimate_gradient(problem: TruncatedProblem, theta: PyTree, state: PESState,
         num_valid=num_valid,
         reset=did_reset,
         nonfinite_problems=jnp.sum(~jnp.isfinite(d_old + d_new)),
+        diverged=diverged_count(loss, valid, getattr(problem, "loss_ceiling", None)),
     )
     return grad, PESState(inner=inner, iteration=iteration, accumulator=new_acc), out
+
+
+def diverged_count(loss: jax.Array, valid: jax.Array, ceiling: float | None = None) -> jax.Array:
+    """How many valid entries of ``loss`` diverged: non-finite, or ``>= ceiling`` (a clipped loss), int32."""
+    bad = ~jnp.isfinite(loss)
+    if ceiling is not None:
+        bad = bad | (loss >= jnp.asarray(ceiling, loss.dtype))
+    return jnp.sum(bad & valid).astype(jnp.int32)
 
 
 @functools.lru_cache(maxsize=64)

@@ -277,12 +277,7 @@ def encode_checkpoint(state: PyTree, meta: dict) -> bytes:
     return CHECKPOINT_MAGIC + _struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
 
 
-def decode_checkpoint(data: bytes, template: PyTree) -> tuple[PyTree, dict]:
-    """Inverse of :func:`encode_checkpoint`; verifies the digest and that leaves match ``template``.
-
-    Raises:
-        CheckpointError: bad magic, truncated payload, digest mismatch, or leaves that do not fit.
-    """
+def _verified_payload(data: bytes) -> bytes:
     head = len(CHECKPOINT_MAGIC) + 8 + 32
     if len(data) < head or not data.startswith(CHECKPOINT_MAGIC):
         raise CheckpointError("not a STAR checkpoint (bad magic or shorter than its header)")
@@ -293,7 +288,31 @@ def decode_checkpoint(data: bytes, template: PyTree) -> tuple[PyTree, dict]:
         raise CheckpointError(f"truncated checkpoint: payload has {len(payload)} bytes, header says {length}")
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError("checkpoint digest mismatch (corrupted file)")
-    with np.load(io.BytesIO(payload)) as z:
+    return payload
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """The metadata of a checkpoint file (its digest verified), without decoding the state.
+
+    Raises:
+        CheckpointError: the file is corrupted or truncated.
+    """
+    try:
+        with np.load(io.BytesIO(_verified_payload(Path(path).read_bytes()))) as z:
+            return json.loads(bytes(z["meta_json"]).decode())
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"unreadable checkpoint ({type(err).__name__}: {err})") from None
+
+
+def decode_checkpoint(data: bytes, template: PyTree) -> tuple[PyTree, dict]:
+    """Inverse of :func:`encode_checkpoint`; verifies the digest and that leaves match ``template``.
+
+    Raises:
+        CheckpointError: bad magic, truncated payload, digest mismatch, or leaves that do not fit.
+    """
+    with np.load(io.BytesIO(_verified_payload(data))) as z:
         meta = json.loads(bytes(z["meta_json"]).decode())
         names = sorted(k for k in z.files if k.startswith("leaf_"))
         loaded = [z[k] for k in names]
@@ -355,20 +374,23 @@ def load_latest_checkpoint(ckpt_dir: str | os.PathLike, template: PyTree, *, ide
                           UserWarning, stacklevel=2)
             continue
         if identity is not None:
-            saved_cfg = meta.get("config")
-            found = meta.get("identity") or (run_identity(saved_cfg, resumable) if isinstance(saved_cfg, dict)
-                                             else None)
-            if found is None:
-                raise RunError(f"checkpoint {str(path)!r} records no run identity or configuration; it cannot be "
-                               "shown to belong to this run: remove it (or the checkpoints/ folder) to start over")
-            if found != identity:
-                diff = (config_diff(saved_cfg, config, resumable)
-                        if isinstance(saved_cfg, dict) and config is not None else [])
-                detail = f" ({'; '.join(diff)})" if diff else ""
-                raise RunError(f"checkpoint {str(path)!r} belongs to another run: identity {found} != this "
-                               f"run's {identity}{detail}; refusing to resume from it")
+            check_checkpoint_identity(path, meta, identity, config, resumable)
         return state, meta, path
     return None
+
+
+def check_checkpoint_identity(path, meta: dict, identity: str, config: dict | None = None, resumable=()) -> None:
+    """Refuse (:class:`RunError`) a checkpoint whose metadata show another run than ``identity``."""
+    saved_cfg = meta.get("config")
+    found = meta.get("identity") or (run_identity(saved_cfg, resumable) if isinstance(saved_cfg, dict) else None)
+    if found is None:
+        raise RunError(f"checkpoint {str(path)!r} records no run identity or configuration; it cannot be "
+                       "shown to belong to this run: remove it (or the checkpoints/ folder) to start over")
+    if found != identity:
+        diff = config_diff(saved_cfg, config, resumable) if isinstance(saved_cfg, dict) and config else []
+        detail = f" ({'; '.join(diff)})" if diff else ""
+        raise RunError(f"checkpoint {str(path)!r} belongs to another run: identity {found} != this "
+                       f"run's {identity}{detail}; refusing to resume from it")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -438,10 +460,19 @@ class RunFolder:
                            "with 'meta-curve'")
         return load_theta(self.final_theta_path, template)
 
+    def newest_checkpoint(self) -> tuple[int, Path, dict] | None:
+        """``(step, path, meta)`` of the newest checkpoint whose digest verifies, or ``None``."""
+        for step, path in list_checkpoints(self.checkpoint_dir):
+            try:
+                return step, path, read_checkpoint_meta(path)
+            except CheckpointError:
+                continue
+        return None
+
     def steps_done(self) -> int:
-        """Steps a resume would keep: the newest checkpoint's, or the last logged step of a finished run."""
-        ckpts = list_checkpoints(self.checkpoint_dir)
-        done = ckpts[0][0] if ckpts else 0
+        """Steps a resume would keep: the newest good checkpoint's, or the last logged step of a finished run."""
+        newest = self.newest_checkpoint()
+        done = newest[0] if newest else 0
         if self.finished() and self.log_path.exists():
             steps = self.log().get("step")
             if steps is not None and steps.size:
@@ -489,7 +520,8 @@ def writing_run(out_dir: str | os.PathLike, config: dict, *, resume: bool, resum
 
     A new run needs a new or empty folder and writes ``config.json``. A resume needs the folder's saved
     configuration to equal ``config`` except in ``resumable`` fields (recorded anew only once everything is
-    checked) and, with ``total_steps``, at least as many steps as the run has done (:meth:`RunFolder.steps_done`).
+    checked) and, with ``total_steps``, at least as many steps as the run has done (:meth:`RunFolder.steps_done`);
+    its newest good checkpoint must carry the run's identity (:func:`check_checkpoint_identity`).
     Never overwrites a run; a refusal leaves no folder behind that was not there before.
 
     Raises:
@@ -524,6 +556,10 @@ def writing_run(out_dir: str | os.PathLike, config: dict, *, resume: bool, resum
                 if diff:
                     raise RunError("cannot resume: the configuration differs from the saved run in "
                                    + "; ".join(diff))
+                newest = run.newest_checkpoint()
+                if newest is not None:
+                    check_checkpoint_identity(newest[1], newest[2], run_identity(json_config, resumable),
+                                              json_config, resumable)
                 done = run.steps_done()
                 if total_steps is not None and int(total_steps) < done:
                     raise RunError(f"cannot resume: run {str(out)!r} has already done {done} steps; asking for "

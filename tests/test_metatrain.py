@@ -55,10 +55,12 @@ def test_nan_storm_is_zeroed_counted_and_training_continues():
     settings as CFG, so the compiled outer step is shared with the other tests.)"""
     theta = {"alpha": jnp.asarray(1e4, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
     cfg = MetaTrainConfig(**dict(CFG.to_dict(), outer_steps=3))
-    res = meta_train(PROBLEM, theta, cfg, progress=False)
+    with pytest.warns(UserWarning, match="meta-gradient is exactly 0"):
+        res = meta_train(PROBLEM, theta, cfg, progress=False)
     assert int(res.state.step) == 3
     assert all(h["nan_count"] > 0 for h in res.history)
     assert all(h["nonfinite_problems"] > 0 for h in res.history)
+    assert all(h["diverged_losses"] > 0 for h in res.history)  # the non-finite inner losses are counted
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves((res.theta, res.state.opt_state)))
     assert all(h["grad_norm"] is not None and np.isfinite(h["grad_norm"]) for h in res.history)
 
@@ -261,6 +263,7 @@ def test_cli_evaluate_nqm_run(tmp_path, capsys):
     log = load_log(out)
     np.testing.assert_array_equal(log["step"], np.arange(1, 7))
     assert np.all(np.isfinite(log["meta_loss"])) and np.all(log["nan_count"] == 0)
+    assert np.all(log["diverged_losses"] == 0)  # a healthy run: no inner loss diverged
 
 
 def test_cli_smoke_star_on_fashion_mnist_mlp(tmp_path, capsys):
