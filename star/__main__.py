@@ -166,6 +166,34 @@ def _meta_curve(args) -> int:
     return 0
 
 
+def _summarize(args) -> int:
+    from star import runs
+    from star.metatrain import summarize_run
+
+    run, _ = runs.open_run(args.run)
+    summary = summarize_run(args.run)
+    runs.atomic_write_json(Path(args.out) if args.out else run.path / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _index(args) -> int:
+    from star import runs
+
+    root = Path(args.root)
+    readme = root / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    new = runs.update_index(text, root, Path(args.book))
+    if args.check:
+        if new != text:
+            raise runs.RunError(f"{readme} is out of date: run 'python -m star index' and commit it")
+        print(f"{readme} is up to date ({len(runs.list_runs(root))} stored results)")
+        return 0
+    runs.atomic_write_bytes(readme, new.encode())
+    print(f"wrote {readme}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from star.optim.star import INITS
 
@@ -212,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--out", default=None, help="JSON report (default: RUN/meta_curve.json)")
     mc.add_argument("--no-progress", action="store_true")
     mc.set_defaults(func=_meta_curve)
+    sm = sub.add_parser("summarize", help="window means and stationary slope of a run's PES meta-loss")
+    sm.add_argument("--run", required=True, help="a meta-train output folder")
+    sm.add_argument("--out", default=None, help="JSON report (default: RUN/summary.json)")
+    sm.set_defaults(func=_summarize)
+    ix = sub.add_parser("index", help="write (or --check) the index of stored results, results/README.md")
+    ix.add_argument("--root", default="results", help="the results folder")
+    ix.add_argument("--book", default="book", help="the chapters, searched for the results they use")
+    ix.add_argument("--check", action="store_true", help="only check that the index is up to date (exit 2 if not)")
+    ix.set_defaults(func=_index)
     return parser
 
 

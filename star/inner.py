@@ -6,7 +6,8 @@ outer loop) and implement :class:`star.pes.TruncatedProblem`:
 * :class:`NQMProblem` — the noisy quadratic model of §4 with the linear learned optimizer
   :math:`\\phi_{t+1}=\\phi_t-(\\alpha I+P)\\nabla_t` (Eq. 6), meta-parameters ``{"alpha": α, "P": P}``
   (or only ``{"P": P}`` with a fixed nominal ``alpha``). Its expected meta-loss over a full episode is the
-  closed form Eq. (8) of :func:`star.nqm.expected_loss`; the dynamics are :func:`star.nqm.unroll`.
+  closed form Eq. (8) of :func:`star.nqm.expected_loss` (arguments from :meth:`NQMProblem.closed_form_args`);
+  the dynamics are :func:`star.nqm.unroll`.
 * :class:`LearnedOptimizerProblem` — a :class:`star.tasks.base.Task` trained by a learned optimizer built
   from the meta-parameters (e.g. STAR, ``star.optim.star_optimizer``); the per-step meta-loss is the task's
   normalised training loss on the step's batch (REFERENCE §5.1–5.2, ``meta_loss_split=None``).
@@ -80,11 +81,11 @@ class NQMProblem:
                                        momentum=self.momentum)
         return (state, noise_key), losses[0].astype(jnp.float32), jnp.asarray(True)
 
-    def expected_loss(self, theta, T: int | None = None):
-        """The closed-form meta-loss Eq. (8) over a full episode (``T`` defaults to the horizon)."""
+    def closed_form_args(self, theta) -> dict:
+        """The arguments of the closed form :func:`star.nqm.expected_loss` (Eq. 8) for ``theta``: the episode's
+        expected meta-loss is ``nqm.expected_loss(problem.nqm, T=problem.horizon, **problem.closed_form_args(θ))``."""
         alpha, P = self._alpha_P(theta)
-        return nqm_lib.expected_loss(self.nqm, alpha, P, self.horizon if T is None else T,
-                                     optimizer=self.optimizer, momentum=self.momentum)
+        return {"alpha": alpha, "P": P, "optimizer": self.optimizer, "momentum": self.momentum}
 
 
 @struct.dataclass
@@ -186,9 +187,10 @@ def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, ini
 
 
 def data_sources(problem) -> dict | None:
-    """``{data set name: where it was read from}`` for a problem's task (e.g. ``{"fashion_mnist": "idx files
-    in /usr/share/datasets/fashion-mnist"}``: ``$STAR_DATA_DIR``, the Debian package or tensorflow-datasets),
-    for provenance; ``None`` for problems without a data set (the NQM)."""
-    data = getattr(getattr(problem, "task", None), "data", None)
+    """``{data set name: where it was read from}`` for a problem's task, or for a task itself (e.g.
+    ``{"fashion_mnist": "idx files in /usr/share/datasets/fashion-mnist"}``: ``$STAR_DATA_DIR``, the Debian
+    package or tensorflow-datasets), for provenance; ``None`` without a data set (the NQM)."""
+    task = getattr(problem, "task", problem)
+    data = getattr(task, "data", None)
     name, source = getattr(data, "name", None), getattr(data, "source", None)
     return {name: source} if name and source else None

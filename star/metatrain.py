@@ -312,6 +312,41 @@ def meta_objective(problem, theta: PyTree, key: jax.Array, *, num_seeds: int = 4
     return np.asarray(_jitted_objective(num_seeds, num_steps)(problem, theta, key))
 
 
+def summarize_run(run_dir: str | os.PathLike) -> dict:
+    """Is a run's PES meta-loss trending down? Window means and the slope over the stationary part of its log.
+
+    The per-step meta-loss mixes inner problems at different points of their episodes. At the start all ``N``
+    problems are fresh networks (the random initial offset only shortens their first episode), so the early
+    decline is inner training, not meta-learning; only after every problem has reset once (after
+    ``horizon / trunc_length`` outer steps) is the mixture stationary. We therefore report the least-squares
+    slope of the meta-loss over the stationary part, with its standard error, besides window means
+    (``python -m star summarize`` writes this as ``summary.json``).
+    """
+    run = runs.RunFolder(run_dir)
+    cfg = run.config()
+    log = run.log()
+    step, loss = log["step"], log["meta_loss"]
+    warm = cfg["horizon"] // cfg["trunc_length"]
+    sel = step > warm
+    out = {"run": str(run_dir), "steps_logged": int(step.size), "stationary_after_step": warm,
+           "meta_loss_first_10_mean": float(np.nanmean(loss[:10])),
+           "meta_loss_last_10_mean": float(np.nanmean(loss[-10:])),
+           "nan_count_total": int(np.nansum(log["nan_count"])),
+           "inner_steps_per_s_median": float(np.nanmedian(log["inner_steps_per_s"][1:]))}
+    if "diverged_losses" in log:
+        out["diverged_losses_total"] = int(np.nansum(log["diverged_losses"]))
+    if sel.sum() >= 5:
+        x, y = step[sel], loss[sel]
+        A = np.stack([np.ones_like(x), x - x.mean()], 1)
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        se = np.sqrt(resid @ resid / (len(y) - 2) / np.sum((x - x.mean()) ** 2))
+        out.update(stationary_steps=int(sel.sum()), stationary_meta_loss_mean=float(y.mean()),
+                   stationary_slope_per_step=float(coef[1]), stationary_slope_se=float(se),
+                   stationary_slope_z=float(coef[1] / se))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # the loop
 

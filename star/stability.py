@@ -370,7 +370,7 @@ def lemma5_bound(nqm, alpha, P=None, T: int | None = None) -> float:
     Uses :math:`\|A^k\|_2\le\kappa\rho^k` instead of the false equality (A.14). ``inf`` when
     :math:`\rho\ge1` or A is not diagonalizable.
     """
-    n = _nqm._check_nqm(nqm)
+    n = _nqm.check_nqm(nqm)
     alpha = _alpha(alpha, positive=False)
     _checks.square_matrix("P", np.zeros((n, n)) if P is None else P, n)
     if T is not None:
@@ -478,7 +478,7 @@ def momentum_spectral_radius_grid(H, alphas, betas, *, optimizer: str = "heavy_b
         Hj, Pj = jnp.asarray(H), jnp.asarray(P)
 
         def rho(a, b):
-            A = _nqm._augmented(Hj, a * jnp.eye(n) + Pj, b, optimizer)[0]
+            A = _nqm.augmented_system(Hj, a, Pj, optimizer=optimizer, momentum=b)[0]
             return jnp.max(jnp.abs(jnp.linalg.eigvals(A)))
 
         grid = jax.vmap(lambda b: jax.vmap(lambda a: rho(a, b))(jnp.asarray(alphas)))(jnp.asarray(betas))

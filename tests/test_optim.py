@@ -149,7 +149,7 @@ def test_reference_init_first_step_is_huge_and_nominal_is_small():
     """The divergence hazard's mechanism (issue 3, §1): at t = 1, v = 1e-3 g^2 (no bias correction), so
     the Adam-normalized blackbox step s d e^{beta a} / sqrt(v + 1e-6) ~ |d| for small gradients,
     O(0.1-1) per element with a random MLP, while the nominal step is at most alpha_nom * 0.1 * 31.6.
-    (Fashion-MNIST consequences: ``bench/optim_hazard.py``, ``results/optim_hazard/``.)"""
+    (Fashion-MNIST consequences: ``experiments/optim_hazard.py``, ``results/optim_hazard/``.)"""
     b = batched_first_update()
     largest = np.max(np.stack([np.abs(np.asarray(x)).reshape(16, -1).max(axis=1)
                                for x in jax.tree_util.tree_leaves(b["updates"])]), axis=0)

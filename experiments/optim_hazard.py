@@ -10,25 +10,24 @@ For each configuration and initialization this trains the paper's task (784-128-
 batches, for ``--seeds`` meta-parameter seeds (vmapped), and writes
 ``results/optim_hazard/hazard.json`` with the loss curves and provenance.
 
-    python bench/optim_hazard.py [--steps 20] [--seeds 16]
+    python experiments/optim_hazard.py [--steps 20] [--seeds 16]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
+import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from star import runs
+from star.inner import data_sources
 from star.optim import init_meta_params, preset, star_optimizer
+from star.optim.star import INITS
 from star.tasks import get_task
 
 CONFIGS = ("star", "star_nonom", "star_nopre", "blackbox", "hyperparam")
@@ -53,23 +52,26 @@ def losses_for_thetas(task, cfg, thetas, params0, data_key, steps):
     return np.asarray(jax.jit(jax.vmap(run))(thetas))
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--task", default="fmnist_mlp")
+    ap.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
     ap.add_argument("--out", default="results/optim_hazard/hazard.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
-    start = time.time()
-    task = get_task("fmnist_mlp")
-    key = jax.random.PRNGKey(0)
+    start = time.perf_counter()
+    task = get_task(args.task)
+    key = jax.random.key(0)
     init_key, data_key, theta_key = jax.random.split(key, 3)
     params0 = task.init(init_key)
     theta_keys = jax.random.split(theta_key, args.seeds)
-    out = {"task": "fmnist_mlp", "steps": args.steps, "seeds": args.seeds, "runs": {}}
-    for name in CONFIGS:
+    out = {"description": __doc__.splitlines()[0], "task": args.task, "steps": args.steps, "seeds": args.seeds,
+           "runs": {}}
+    for name in args.configs:
         cfg = preset(name)
-        for init in ("reference", "nominal"):
+        for init in INITS:
             thetas = jax.vmap(lambda k: init_meta_params(cfg, k, init=init))(theta_keys)
             losses = losses_for_thetas(task, cfg, thetas, params0, data_key, args.steps)
             first5 = losses[:, : min(6, args.steps)].max(axis=1)  # losses at steps 0..5 (after <= 5 updates)
@@ -85,25 +87,12 @@ def main():
                   f"max(loss, <=5 updates) median {np.median(first5):9.2f} max {first5.max():9.2f}  "
                   f">10x initial: {summary['fraction_above_10x_initial_within_5_updates']:.2f}  "
                   f"final median {summary['final_loss_median']:.3f}", flush=True)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench/optim_hazard.py", "star/optim"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        if dirty:
-            commit += " (with uncommitted changes to the script or star/optim)"
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    out["provenance"] = {
-        "command": f"python bench/optim_hazard.py --steps {args.steps} --seeds {args.seeds}",
-        "commit": commit,
-        "seeds": "network init, data and meta-parameter keys from jax.random.PRNGKey(0) split 3 ways",
-        "wall_time_s": round(time.time() - start, 1),
-        "device": f"{jax.devices()[0].platform} ({platform.machine()}, {os.cpu_count()} CPUs), jax {jax.__version__}",
-    }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}")
+    out["provenance"] = runs.provenance(
+        runs.command_line(sys.argv if argv is None else ["experiments/optim_hazard.py", *argv], prog=("python",)),
+        seeds="network init, data and meta-parameter keys from jax.random.key(0) split 3 ways",
+        wall_s=round(time.perf_counter() - start, 1), data=data_sources(task))
+    runs.atomic_write_json(args.out, out)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
