@@ -50,13 +50,16 @@ def _meta_train(args) -> int:
     _checks.integer("--seed", args.seed, minimum=0)
     run_config = dict(cfg.to_dict(), optimizer=args.optimizer, task=args.task, horizon=args.horizon,
                       init=args.init)
-    if args.resume:  # refuse a resume of nothing before loading any data
+    lead = _start_distributed(args) == 0  # process 0 (the only one without --distributed) owns the folder
+    if args.resume and lead:  # refuse a resume of nothing before loading any data
         runs.open_run(args.out)
     problem, theta0, opt_cfg = build_problem(args.optimizer, args.task, args.horizon, seed=args.seed, init=args.init)
     out = Path(args.out)
     result = meta_train(problem, theta0, cfg, out_dir=out, resume=args.resume, run_config=run_config,
                         progress=not args.no_progress, command=runs.command_line(args.argv),
                         seeds={"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1}, data=data_sources(problem))
+    if not lead:
+        return 0
     if opt_cfg is not None:
         from star.optim.convert import save_meta_params
 
@@ -66,6 +69,20 @@ def _meta_train(args) -> int:
     print(json.dumps({"out": str(out), "steps": int(result.state.step), "wall_s": result.wall_s,
                       "last_meta_loss": hist[-1]["meta_loss"] if hist else None}))
     return 0
+
+
+def _start_distributed(args) -> int:
+    """``jax.distributed.initialize`` for ``--distributed`` (before any computation); this process's index."""
+    import jax
+
+    if not args.distributed:
+        for flag in ("coordinator", "num_processes", "process_id"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} needs --distributed")
+        return 0
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+    return jax.process_index()
 
 
 def _evaluate(args) -> int:
@@ -221,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--out", required=True, help="output folder (new, empty, or with --resume)")
     mt.add_argument("--resume", action="store_true", help="continue the run in --out from its last good checkpoint")
     mt.add_argument("--no-progress", action="store_true")
+    mt.add_argument("--distributed", action="store_true",
+                    help="one process per host under jax.distributed (the problems are sharded over all their "
+                         "devices; process 0 writes the run folder); without the three flags below JAX reads them "
+                         "from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU)")
+    mt.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (with --distributed)")
+    mt.add_argument("--num-processes", type=int, default=None, help="number of processes (with --distributed)")
+    mt.add_argument("--process-id", type=int, default=None, help="this process's index (with --distributed)")
     mt.set_defaults(func=_meta_train)
 
     ev = sub.add_parser("evaluate", help="train a task with a saved optimizer and report losses")

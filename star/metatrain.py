@@ -28,11 +28,15 @@ of: it belongs to the outer loop's definition, and ``python -m star meta-curve``
 
 Devices. The ``N`` inner problems are sharded over all local devices with a 1-D mesh (axis ``"tasks"``)
 and ``NamedSharding``: the PES state is split along its leading (problem) axis, θ and the optimizer state
-are replicated, and the mean over problems in the estimator becomes an all-reduce. Multi-host: call
-``jax.distributed.initialize()`` on every host first; ``jax.devices()`` then spans all hosts and a mesh
-built from it (``make_mesh(jax.devices())``) shards the problems across hosts, with the PES state created
-by the same jitted ``init`` on every process (global arrays from identical keys). ``N`` must be divisible
-by the number of devices.
+are replicated, and the mean over problems in the estimator becomes an all-reduce. ``N`` must be divisible
+by the number of devices (otherwise one device is used, with a warning).
+
+Several processes (hosts). Under JAX's multi-controller runtime — every process runs the same program after
+``jax.distributed.initialize()`` (``python -m star meta-train --distributed``) — the mesh spans the devices of
+all processes, so each process holds and advances one shard of the problems. Process 0 owns the run folder:
+it reads the checkpoint on resume and broadcasts the state, so every process continues from identical θ;
+for a checkpoint the sharded PES state is gathered from all processes and process 0 writes it. The other
+processes write nothing. θ is replicated, hence identical on every process after every step.
 """
 
 from __future__ import annotations
@@ -393,7 +397,8 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
         run_config: the configuration recorded in (and checked against) ``config.json``; defaults to
             ``cfg.to_dict()`` (the command line adds task, optimizer and horizon).
         progress: show a tqdm progress bar.
-        devices: devices to shard the problems over (default: all local devices).
+        devices: devices to shard the problems over (default: all local devices; under ``jax.distributed``
+            with several processes, all devices of all processes).
         callback: called with each step's metrics dict (after it is logged).
         command, seeds, data: recorded in ``provenance.json`` (the command that started this session, the
             seeds, the data sources); defaults: this process's command line, ``{"seed": cfg.seed}``, none.
@@ -409,20 +414,48 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
     if out_dir is None:
         if resume:
             raise ValueError("resume=True needs an out_dir")
-        return _meta_train(problem, theta0, cfg, None, False, run_config, progress, devices, callback, None)
+        return _meta_train(problem, theta0, cfg, None, False, run_config, progress, devices, callback, None, False)
+    if jax.process_index() != 0:  # multi-process: the run folder belongs to process 0
+        return _meta_train(problem, theta0, cfg, None, resume, run_config, False, devices, callback, None, True)
     session = {"command": command or runs.command_line(sys.argv, prog=("python",)),
                "git_commit": runs.git_commit(), "started_utc": runs.utc_now(), "status": "running"}
     record = functools.partial(runs.write_session_provenance, seeds=seeds or {"seed": cfg.seed}, data=data)
     with runs.writing_run(out_dir, run_config, resume=resume, resumable=cfg.RESUMABLE_CHANGES,
                           total_steps=cfg.outer_steps) as run:
         return _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback,
-                           (session, record))
+                           (session, record), True)
 
 
-def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback, prov):
+def _from_process_0(state: MetaState, resumed_from: int | None):
+    """Every process continues from process 0's state (the one that read the checkpoint): identical θ."""
+    from jax.experimental import multihost_utils
+
+    flag = np.asarray(-1 if resumed_from is None else resumed_from, np.int32)
+    host, flag = multihost_utils.broadcast_one_to_all((jax.device_get(state), flag))
+    return _canonical(host), (None if int(flag) < 0 else int(flag))
+
+
+def _global_arrays(tree, shardings):
+    """Global arrays with ``shardings`` from a pytree that holds the same values on every process."""
+    host = jax.device_get(tree)
+    return jax.tree.map(lambda x, sh: jax.make_array_from_callback(np.shape(x), sh, lambda idx: np.asarray(x)[idx]),
+                        host, shardings)
+
+
+def _host_state(state: MetaState, gather: bool) -> MetaState:
+    """The state with every leaf on this host: the PES state is gathered from all processes when sharded."""
+    if not gather:
+        return state
+    from jax.experimental import multihost_utils
+
+    return state._replace(pes_state=multihost_utils.process_allgather(state.pes_state, tiled=True))
+
+
+def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback, prov, has_folder):
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
+    multi = jax.process_count() > 1
     identity = runs.run_identity(run_config, cfg.RESUMABLE_CHANGES)
     state = init_meta_state(problem, theta0, cfg)
     history: list[dict] = []
@@ -437,16 +470,24 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
             history = runs.truncate_log(run.log_path, resumed_from)
         else:
             history = runs.truncate_log(run.log_path, 0)
+    if multi:
+        state, resumed_from = _from_process_0(state, resumed_from)
 
-    devs = jax.local_devices() if devices is None else list(devices)
+    devs = (jax.devices() if multi else jax.local_devices()) if devices is None else list(devices)
     mesh = None
     if cfg.shard and len(devs) > 1:
         if cfg.num_tasks % len(devs) == 0:
             mesh = make_mesh(devs)
-            state = jax.device_put(state, state_shardings(state, mesh))
+            if multi:  # global arrays from the same host values on every process
+                rep = NamedSharding(mesh, PartitionSpec())
+                problem = _global_arrays(problem, jax.tree.map(lambda _: rep, problem))
+                state = _global_arrays(state, state_shardings(state, mesh))
+            else:
+                state = jax.device_put(state, state_shardings(state, mesh))
         else:
-            warnings.warn(f"num_tasks={cfg.num_tasks} is not divisible by the {len(devs)} local devices; "
-                          "running on one device", UserWarning, stacklevel=2)
+            warnings.warn(f"num_tasks={cfg.num_tasks} is not divisible by the {len(devs)} devices; "
+                          "running on one device" + (" in each process" if multi else ""), UserWarning, stacklevel=2)
+    gather = multi and mesh is not None
     step_fn = make_outer_step(cfg, mesh, state)
     inner_per_step = 2 * cfg.num_tasks * cfg.trunc_length
 
@@ -494,10 +535,12 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
                 zero_steps.append(rec["step"])
                 if len(zero_steps) == 1:
                     warnings.warn(_zero_gradient_message(rec, inner_per_step), UserWarning, stacklevel=3)
-            if run is not None and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
-                runs.save_theta(runs.theta_snapshot_path(run.path, rec["step"]), state.theta)
-                runs.save_checkpoint(run.checkpoint_dir, state, {"config": run_config, "identity": identity},
-                                     keep=cfg.keep_checkpoints)
+            if has_folder and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
+                host = _host_state(state, gather)  # every process takes part in the gather
+                if run is not None:
+                    runs.save_theta(runs.theta_snapshot_path(run.path, rec["step"]), host.theta)
+                    runs.save_checkpoint(run.checkpoint_dir, host, {"config": run_config, "identity": identity},
+                                         keep=cfg.keep_checkpoints)
     finally:
         bar.close()
         if log_file is not None:
