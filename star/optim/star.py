@@ -34,6 +34,7 @@ import optax
 from star.optim import features as F
 
 NOMINAL_GRAD_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
+#: "fused" is the implementation; "matmul" is the reference's formulation, kept as a parity oracle
 IMPLEMENTATIONS = ("fused", "matmul")
 #: meta-parameter initialisations of :func:`init_meta_params` (the command line starts from "nominal")
 INITS = ("nominal", "reference")
@@ -297,7 +298,7 @@ def _mlp_layers(mlp: Mapping) -> list:
 
 
 def _heads_matmul(layers, p, g, stats, iteration):
-    """MLP on the materialized ``(*shape', 39)`` feature matrix, the reference's operation order."""
+    """Parity oracle: the MLP on the materialized ``(*shape', 39)`` feature matrix, the reference's operation order."""
     _, net = F.feature_matrix(p, g, stats, iteration)
     for i, (w, b) in enumerate(layers):
         net = net @ w + b
@@ -439,9 +440,12 @@ def apply_star(cfg: StarConfig, mlp: Mapping, decays: Mapping, grads, state: Sta
 
 
 def debug_features(cfg: StarConfig, mlp: Mapping, decays: Mapping, grads, state: StarState, params):
-    """Per tensor: ``(raw (…,28), features (…,39), mlp_out (…,n_out))`` of the update from ``state``.
+    """Parity oracle, not for training: per tensor ``(raw (…,28), features (…,39), mlp_out (…,n_out))`` of the
+    update from ``state``, computed the reference's way (materialised feature matrix, then the MLP).
 
-    Shapes follow the parity file's ``debug`` arrays (scalars as ``(1,)``); for localizing mismatches.
+    Shapes follow the parity file's ``debug`` arrays (scalars as ``(1,)``); ``tests/test_optim_parity.py``
+    compares them with the reference's intermediate values to localise a mismatch. :func:`star_optimizer`
+    never calls it.
     """
     layers = _mlp_layers(mlp)
     p_leaves, treedef = jax.tree_util.tree_flatten(params)
@@ -477,8 +481,10 @@ def star_optimizer(cfg: StarConfig, theta: Mapping, num_steps: int, *, implement
         cfg: a :class:`StarConfig` (e.g. ``preset("star")``).
         theta: meta-parameters from :func:`init_meta_params` (or converted from the reference).
         num_steps: the inner-training length, > 0 (stored in the state, as in the reference).
-        implementation: ``"fused"`` (per-element arithmetic, the default) or ``"matmul"`` (the
-            reference's materialized ``[n, 39]`` feature matrix); they agree to float32 rounding.
+        implementation: ``"fused"`` (per-element arithmetic, the default and the one to train with) or
+            ``"matmul"``, a *parity oracle*: the reference's materialized ``[n, 39]`` feature matrix times the
+            MLP, kept so the parity tests and ``bench/optim_step.py`` can check the fused path against the
+            reference's formulation; the two agree to float32 rounding.
     """
     if not isinstance(cfg, StarConfig):
         raise ValueError(f"cfg must be a StarConfig; got {type(cfg).__name__}")
