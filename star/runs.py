@@ -811,7 +811,7 @@ def index_rows(root: str | os.PathLike, book_dir: str | os.PathLike) -> list[dic
         scales = sorted({m.scale for m in members if m.scale})
         used = sorted({c for m in members for c in chapters_using(m.name, patterns)} |
                       set(chapters_using(g, patterns)))
-        rows.append({"name": g, "kind": f"sweep of {len(members)} runs", "description": desc,
+        rows.append({"name": g, "kind": "sweep: one row for all its runs", "description": desc,
                      "command": members[0].command, "scale": ", ".join(scales) or None, "chapters": used})
     return sorted(rows, key=lambda row: row["name"])
 
