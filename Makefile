@@ -1,6 +1,6 @@
 # Two commands do the whole setup on a fresh machine:
 #   make book   -> .venv, install, build the book at STAR_SCALE=cpu (real data, minutes per chapter)
-#   make test   -> .venv, install, pytest + nbval over book/ at STAR_SCALE=smoke
+#   make test   -> .venv, install, ruff, pytest + nbval over book/ at STAR_SCALE=smoke
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,11 +11,12 @@ export JAX_PLATFORMS ?= cpu
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup sysdeps data book book-smoke test test-py test-nb bench clean
+.PHONY: help setup sysdeps data book book-smoke lint test test-py test-nb bench clean
 
 help:
 	@echo "make book   build the book (STAR_SCALE=cpu by default)"
-	@echo "make test   unit/property tests + nbval over book/ at STAR_SCALE=smoke"
+	@echo "make test   ruff, then unit/property tests + nbval over book/ at STAR_SCALE=smoke"
+	@echo "make lint   ruff over star/, tests/, bench/, experiments/ (configuration in pyproject.toml)"
 	@echo "make bench  run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
@@ -65,7 +66,11 @@ test-nb: setup sysdeps
 	  STAR_SCALE=smoke $(PY) -m pytest --nbval-lax book -q -p no:cacheprovider $(XDIST); \
 	else echo "no notebooks in book/"; fi
 
-test: test-py test-nb
+# ruff (pinned in the test extra); its configuration, including what it skips, is in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check star tests bench experiments
+
+test: lint test-py test-nb
 
 bench: setup
 	$(PY) bench/nqm.py
