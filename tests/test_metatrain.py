@@ -20,10 +20,20 @@ from star import nqm
 from star.__main__ import main as cli_main
 from star.inner import NQMProblem
 from star.metatrain import (
-    MetaTrainConfig, gradient_clipping, init_meta_state, meta_train, outer_optimizer, zero_nonfinite,
+    MetaTrainConfig,
+    gradient_clipping,
+    init_meta_state,
+    meta_train,
+    outer_optimizer,
+    zero_nonfinite,
 )
 from star.runs import (
-    CheckpointError, decode_checkpoint, encode_checkpoint, load_latest_checkpoint, load_log, load_theta,
+    CheckpointError,
+    decode_checkpoint,
+    encode_checkpoint,
+    load_latest_checkpoint,
+    load_log,
+    load_theta,
     save_checkpoint,
 )
 
@@ -289,6 +299,9 @@ def test_cli_smoke_star_on_fashion_mnist_mlp(tmp_path, capsys):
     prov = json.loads((out / "provenance.json").read_text())
     for key in ("command", "git_commit", "scale", "seeds", "wall_s_total", "device"):
         assert key in prov
+    # which Fashion-MNIST source was read ($STAR_DATA_DIR, the Debian package or tensorflow-datasets)
+    assert list(prov["data"]) == ["fashion_mnist"] and prov["data"]["fashion_mnist"].startswith("idx files in")
+    assert prov["diverged_losses_total"] == 0 and prov["zero_gradient_steps"] == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["optimizer"] == "star" and cfg["weight_decay"] == 0.1 and cfg["horizon"] == 4
     opt_cfg, theta = load_meta_params(out / "meta_params.msgpack")
