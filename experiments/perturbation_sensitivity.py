@@ -38,7 +38,8 @@ def measure(task_name, steps, sigmas, seeds):
     rows = []
     for sigma in sigmas:
         for seed in seeds if sigma else (0,):
-            eps = jax.tree.map(lambda e: e[0], pes.sample_perturbations(theta, jax.random.key(seed), max(sigma, 1e-30), 1))
+            eps = pes.sample_perturbations(theta, jax.random.key(seed), max(sigma, 1e-30), 1)
+            eps = jax.tree.map(lambda e: e[0], eps)
             th = jax.tree.map(lambda a, e: a + e, theta, eps) if sigma else theta
             losses = np.asarray(train(problem.task, factory, steps, jax.random.key(DATA_KEY), meta_params=th,
                                       progress=False).losses)

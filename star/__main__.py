@@ -15,7 +15,8 @@ Examples::
 
 An output folder holds ``config.json`` (every setting), ``log.jsonl`` (one JSON object per outer step:
 meta-loss, gradient norm, NaN count, inner steps/s, …), ``checkpoints/`` (complete state, atomic),
-``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and ``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
+``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and
+``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
 ``provenance.json`` (command, git commit, scale, seeds, wall time, device). A folder that already holds a
 run is never overwritten: continue it with ``--resume`` (same configuration) or choose another folder.
 """
@@ -33,7 +34,8 @@ from star.inner import LINEAR_OPTIMIZER, NQM_TASK, build_problem, data_sources, 
 
 
 def _meta_train(args) -> int:
-    from star import _checks, pes as pes_lib, runs
+    from star import _checks, runs
+    from star import pes as pes_lib
     from star.metatrain import MetaTrainConfig, meta_train
 
     # Validate everything cheap before touching the folder or loading data.

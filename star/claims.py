@@ -26,8 +26,8 @@ import json
 import os
 import posixpath
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from star.scale import Scale, get_scale
 
@@ -107,7 +107,7 @@ class ClaimRecord:
     evidence: str
     scale: str
     chapter: str
-    anchor: "str | None" = None
+    anchor: str | None = None
     recorded_at: str = ""
 
 
@@ -120,7 +120,7 @@ class StatusRow:
     records: tuple[ClaimRecord, ...]
 
 
-def find_book_root(start: "str | os.PathLike | None" = None) -> "Path | None":
+def find_book_root(start: str | os.PathLike | None = None) -> Path | None:
     """The first folder at or above ``start`` (default: the working directory) that holds ``_toc.yml``."""
     here = Path(start if start is not None else os.getcwd()).resolve()
     for folder in (here, *here.parents):
@@ -129,7 +129,7 @@ def find_book_root(start: "str | os.PathLike | None" = None) -> "Path | None":
     return None
 
 
-def claims_dir(scale: "str | Scale | None" = None, start: "str | os.PathLike | None" = None) -> Path:
+def claims_dir(scale: str | Scale | None = None, start: str | os.PathLike | None = None) -> Path:
     """Where the records of the book built at ``scale`` (default ``$STAR_SCALE``) live; see the module doc."""
     scale = get_scale(scale).value
     override = os.environ.get("STAR_CLAIMS_DIR")
@@ -186,9 +186,9 @@ def combine_statuses(statuses: Sequence[str]) -> str:
     return distinct.pop() if len(distinct) == 1 else "partly"
 
 
-def record_claim(claim_id: str, status: str, evidence: str, scale: "str | Scale | None" = None,
-                 chapter: str = "", *, anchor: "str | None" = None,
-                 claims_folder: "str | os.PathLike | None" = None) -> Path:
+def record_claim(claim_id: str, status: str, evidence: str, scale: str | Scale | None = None,
+                 chapter: str = "", *, anchor: str | None = None,
+                 claims_folder: str | os.PathLike | None = None) -> Path:
     """Record what ``chapter`` found about the paper's claim ``claim_id``; returns the JSON file written.
 
     Args:
@@ -228,7 +228,7 @@ def record_claim(claim_id: str, status: str, evidence: str, scale: "str | Scale 
     return path
 
 
-def load_records(claims_folder: "str | os.PathLike | None" = None) -> dict[str, list[ClaimRecord]]:
+def load_records(claims_folder: str | os.PathLike | None = None) -> dict[str, list[ClaimRecord]]:
     """All records in ``claims_folder`` (default :func:`claims_dir`), by claim id, sorted by chapter.
 
     Raises:
@@ -253,8 +253,8 @@ def load_records(claims_folder: "str | os.PathLike | None" = None) -> dict[str, 
     return out
 
 
-def status_rows(claims_folder: "str | os.PathLike | None" = None,
-                chapters: "Sequence[str] | None" = None) -> list[StatusRow]:
+def status_rows(claims_folder: str | os.PathLike | None = None,
+                chapters: Sequence[str] | None = None) -> list[StatusRow]:
     """One :class:`StatusRow` per claim in :data:`CLAIMS` order.
 
     ``chapters``: the pages the book contains (e.g. from ``_toc.yml``); records from other pages
@@ -272,8 +272,8 @@ _COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "refuted": "#cf222e", 
 
 
 def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
-                       linkable: "Sequence[str] | None" = None,
-                       titles: "Mapping[str, str] | None" = None) -> str:
+                       linkable: Sequence[str] | None = None,
+                       titles: Mapping[str, str] | None = None) -> str:
     """The status table as HTML. Evidence links are relative to ``page``; a chapter is linked only if
     it is in ``linkable`` (default: every chapter), so the table never holds a broken link.
     ``titles`` maps a page (``"book/proofs"``) to the name shown (default: its file name)."""
@@ -308,7 +308,7 @@ def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
     return "\n".join(out)
 
 
-def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
+def toc_pages(root: str | os.PathLike) -> list[str] | None:
     """Every page named in ``<root>/_toc.yml`` (``root:`` and ``file:`` entries, in order), or None if
     there is no such file."""
     try:
@@ -320,7 +320,7 @@ def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
     return [_normalize_chapter(p) for p in pages]
 
 
-def page_title(root: "str | os.PathLike", page: str) -> "str | None":
+def page_title(root: str | os.PathLike, page: str) -> str | None:
     """The first level-1 heading of ``<root>/<page>.ipynb`` or ``.md``, without MyST markup; None if absent."""
     base = Path(root) / _normalize_chapter(page)
     for path in (base.with_suffix(".ipynb"), base.with_suffix(".md")):
@@ -335,7 +335,7 @@ def page_title(root: "str | os.PathLike", page: str) -> "str | None":
     return None
 
 
-def show_status(scale: "str | Scale | None" = None):
+def show_status(scale: str | Scale | None = None):
     """Display the status table for the book built at ``scale`` (default ``$STAR_SCALE``) in a notebook."""
     from IPython.display import HTML  # only where a notebook displays it
 

@@ -39,7 +39,6 @@ import socket
 import subprocess
 import zlib
 from pathlib import Path
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -188,7 +187,7 @@ _IDX_DTYPES = {
 }
 
 
-def read_idx(path: "str | os.PathLike") -> np.ndarray:
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an idx file (optionally gzip-compressed, detected from its first bytes).
 
     Raises:
@@ -225,7 +224,7 @@ def read_idx(path: "str | os.PathLike") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _find_idx(directory: Path, stem: str) -> Optional[Path]:
+def _find_idx(directory: Path, stem: str) -> Path | None:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
         p = directory / name
         if p.is_file():

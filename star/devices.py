@@ -14,7 +14,7 @@ _INSTALL_HINT = ('for an NVIDIA GPU install the CUDA build of JAX, pip install -
                  'for a TPU, pip install -U "jax[tpu]"; then restart the kernel')
 
 
-def describe_devices(scale: "str | Scale | None" = None) -> list[str]:
+def describe_devices(scale: str | Scale | None = None) -> list[str]:
     """Lines describing the JAX backend and devices, the scale, and a warning for ``paper`` on a CPU.
 
     Args:
@@ -42,6 +42,6 @@ def describe_devices(scale: "str | Scale | None" = None) -> list[str]:
     return lines
 
 
-def print_devices(scale: "str | Scale | None" = None) -> None:
+def print_devices(scale: str | Scale | None = None) -> None:
     """Print :func:`describe_devices` (a chapter's first visible cell where run time matters)."""
     print("\n".join(describe_devices(scale)))

@@ -22,7 +22,8 @@ name and a task name give ``(problem, theta0, optimizer_config)``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

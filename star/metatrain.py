@@ -1,7 +1,8 @@
 """The outer loop of meta-training: PES gradients → NaN guard → clipping → AdamW, with checkpoints.
 
 Settings (REFERENCE §5.1): AdamW with learning rate 1e-4; weight decay given as a *multiple of the
-learning rate* — exactly ``optax.adamw``'s semantics, :math:`\\theta \\leftarrow \\theta - \\eta(\\hat m/(\\sqrt{\\hat v}
+learning rate* — exactly ``optax.adamw``'s semantics,
+:math:`\\theta \\leftarrow \\theta - \\eta(\\hat m/(\\sqrt{\\hat v}
 +\\epsilon) + \\lambda\\theta)`, so with η = 1e-4 and λ ∈ [0.1, 0.5] θ shrinks by 1e-5–5e-5 per step (STAR's
 "heavy weight decay" towards its nominal optimizer); gradient clipping at 1.0.
 
@@ -49,8 +50,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,9 +60,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from star import _checks
+from star import _checks, runs
 from star import pes as pes_lib
-from star import runs
 
 PyTree = Any
 

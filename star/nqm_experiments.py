@@ -31,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +41,8 @@ from flax import struct
 from jax import lax
 from scipy import optimize
 
-from star import _checks
-from star import metatrain
+from star import _checks, metatrain, stability
 from star import nqm as nqm_lib
-from star import stability
 from star.inner import NQMProblem
 
 __all__ = [
@@ -227,7 +226,8 @@ def meta_gradient_variance_grid(key, nqm: nqm_lib.NQM, alphas, horizons=PAPER_HO
     horizon in ``horizons`` and every α in ``alphas`` (P fixed, default 0), over ``num_seeds`` seeds.
 
     Exactly equal (up to rounding) to ``star.nqm.gradient_variance_trace(star.nqm.meta_gradients(key, nqm, α,
-    P, T, num_seeds))`` for each (T, α), on the same draws (:func:`star.nqm.seed_draws`), but computed in one pass: the longest trajectory contains all shorter
+    P, T, num_seeds))`` for each (T, α), on the same draws (:func:`star.nqm.seed_draws`), but computed in one
+    pass: the longest trajectory contains all shorter
     horizons, so one scan over T = max(horizons) steps carries the forward-mode tangents of the state
     with respect to the 1 + N² parameters (written out by hand, vectorized over α and seeds) and the running
     sum of ∂ℓ_t/∂θ, recorded at every horizon. The N×N structure is unrolled (cost ~N⁴), so N ≤ 8.

@@ -16,7 +16,9 @@ Vicol et al. 2021) and works on any *truncated inner problem* (:class:`Truncated
   before the reset, :math:`D^{\\rm new}_i` over the steps from the reset on, both divided by the number of
   valid steps in the whole truncation, and
 
-  .. math:: \\hat g = \\frac1N \\sum_i \\frac{1}{2\\sigma^2}\\big(D^{\\rm old}_i\\,\\xi_i + D^{\\rm new}_i\\,\\epsilon_i\\big).
+  .. math::
+
+     \\hat g = \\frac1N \\sum_i \\frac{1}{2\\sigma^2}\\big(D^{\\rm old}_i\\,\\xi_i + D^{\\rm new}_i\\,\\epsilon_i\\big).
 
   If problem ``i`` reset in this truncation, :math:`\\xi_i \\leftarrow \\epsilon_i` for the next one.
 
@@ -48,7 +50,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -153,7 +156,8 @@ def check_problem(problem) -> None:
     """Raise ``ValueError`` unless ``problem`` implements :class:`TruncatedProblem` with an integer horizon >= 1."""
     for attr in ("init", "step", "horizon"):
         if not hasattr(problem, attr):
-            raise ValueError(f"problem must implement the TruncatedProblem protocol (missing {attr!r}); got {problem!r}")
+            raise ValueError(f"problem must implement the TruncatedProblem protocol (missing {attr!r}); "
+                             f"got {problem!r}")
     _checks.integer("problem.horizon", problem.horizon)
 
 
@@ -353,7 +357,8 @@ class TruncatedPES:
 
     def gradient(self, theta: PyTree, state: PESState, key: jax.Array):
         """Jitted :func:`estimate_gradient`; estimators with equal settings share the compiled program."""
-        return _jitted_gradient(float(self.std), int(self.trunc_length), self.estimator)(self.problem, theta, state, key)
+        gradient = _jitted_gradient(float(self.std), int(self.trunc_length), self.estimator)
+        return gradient(self.problem, theta, state, key)
 
     @property
     def inner_steps_per_gradient(self) -> int:

@@ -55,7 +55,8 @@ from star import _checks
 from star import nqm as _nqm
 
 __all__ = [
-    "spectral_radius", "curvature_step_eigenvalues", "exact_stability_margins", "exact_stability_criterion", "theorem1_conditions",
+    "spectral_radius", "curvature_step_eigenvalues", "exact_stability_margins", "exact_stability_criterion",
+    "theorem1_conditions",
     "theorem1_holds", "lemma2_dynamics_matrix", "lemma2_holds", "robust_bounds_hold", "max_robust_gain",
     "cancellation_dynamics_matrix", "lemma4_gap", "lemma4_holds", "eigenvector_condition_number",
     "power_norm_bound", "symmetric_kappa", "lemma5_bound", "momentum_matrix", "momentum_spectral_radius",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -135,7 +135,7 @@ def _run_chunk(static_optimizer, task, meta_params, params, opt_state, data_key,
 
 
 def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, params=None,
-          chunk_size: int = 100, progress: bool = True, desc: Optional[str] = None) -> TrainResult:
+          chunk_size: int = 100, progress: bool = True, desc: str | None = None) -> TrainResult:
     """Train ``task`` with ``optimizer`` for ``num_steps`` steps; return the loss curve.
 
     Args:

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from star import claims
-from star.claims import (CLAIMS, claims_dir, combine_statuses, load_records, record_claim,
-                         render_status_html, status_from_checks, status_rows)
+from star.claims import (
+    CLAIMS,
+    claims_dir,
+    combine_statuses,
+    load_records,
+    record_claim,
+    render_status_html,
+    status_from_checks,
+    status_rows,
+)
 
 
 def _rec(folder, cid="nqm_fig2a_variance", status="reproduced", chapter="nqm", **kw):

@@ -119,7 +119,8 @@ def test_nominal_init_starts_as_the_nominal_optimizer(name):
         updates, state = step(theta, g, state, params)
         for t in params:
             # the update is recovered as (p - step) - p, so allow a few ulps of |p| (|p| < 2 here)
-            np.testing.assert_allclose(np.asarray(updates[t]), expected[k][t], rtol=1e-5, atol=5e-7, err_msg=f"{name} {t} step {k}")
+            np.testing.assert_allclose(np.asarray(updates[t]), expected[k][t], rtol=1e-5, atol=5e-7,
+                                       err_msg=f"{name} {t} step {k}")
         params = optax.apply_updates(params, updates)
 
 
@@ -138,7 +139,8 @@ def batched_first_update():
             return star_optimizer(cfg, theta, 10).update(g, state, params, loss=jnp.float32(2.0))
 
         keys = jax.random.split(jax.random.PRNGKey(7), 8)
-        thetas = {init: jax.vmap(lambda k: init_meta_params(cfg, k, init=init))(keys) for init in ("reference", "nominal")}
+        thetas = {init: jax.vmap(lambda k: init_meta_params(cfg, k, init=init))(keys)
+                  for init in ("reference", "nominal")}
         both = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), thetas["reference"], thetas["nominal"])
         ub, sb = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))(both, g, state, params)
         _BATCH.update(cfg=cfg, one=one, thetas=both, updates=ub, states=sb, g=g, state=state, params=params)
@@ -231,7 +233,8 @@ def test_unknown_preset():
         ("nominal_stepsize", -1e-3, "nominal_stepsize must be a finite number >= 0; got -0.001"),
         ("step_mult", -0.1, "step_mult must be a finite number >= 0"),
         ("weight_decay", float("nan"), "weight_decay must be a finite number >= 0"),
-        ("initial_momentum_decays", (0.9, 1.0, 0.999), r"initial_momentum_decays must lie in the open interval \(0, 1\)"),
+        ("initial_momentum_decays", (0.9, 1.0, 0.999),
+         r"initial_momentum_decays must lie in the open interval \(0, 1\)"),
         ("initial_rms_decays", (0.0,), r"initial_rms_decays must lie in the open interval \(0, 1\)"),
         ("initial_adafactor_decays", (0.9, 0.99), "initial_adafactor_decays must have 3 entries"),
         ("exp_mult", (1e-3, 1e-3), "exp_mult must have 3 entries"),

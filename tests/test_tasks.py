@@ -12,8 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from star import data
-from star.tasks import (TASKS, ConvNet, ImageClassificationTask, Task, clip_normalizer, get_task,
-                        list_tasks, meta_loss_max, truncated_normal_fan_in)
+from star.tasks import (
+    TASKS,
+    ConvNet,
+    ImageClassificationTask,
+    Task,
+    clip_normalizer,
+    get_task,
+    list_tasks,
+    meta_loss_max,
+    truncated_normal_fan_in,
+)
 from star.tasks.image import TRUNCATED_NORMAL_STD
 
 LN10 = math.log(10.0)

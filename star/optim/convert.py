@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,8 @@ def load_meta_params(path: str | os.PathLike, cfg: StarConfig | None = None):
         theta = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), payload["theta"])
         validate_meta_params(stored, theta)
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"path {os.fspath(path)!r}: its meta-parameters or configuration are damaged ({err})") from None
+        raise ValueError(f"path {os.fspath(path)!r}: its meta-parameters or configuration are damaged "
+                         f"({err})") from None
     if cfg is None:
         return stored, theta
     try:

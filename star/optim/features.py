@@ -18,7 +18,8 @@ the tests move the axis.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +53,7 @@ FACTORED_EPS = 1e-30  # added to g^2 in the factored accumulators
 NORMALIZER_EPS = 1e-5  # second-moment normalization of the feature channels
 
 
-def factored_dims(shape: Sequence[int]) -> Optional[Tuple[int, int]]:
+def factored_dims(shape: Sequence[int]) -> tuple[int, int] | None:
     """The two axes ``(d1, d0)`` that Adafactor factors over, or ``None`` for tensors with ``ndim < 2``.
 
     ``d0`` is the largest axis and ``d1`` the second largest; ties keep index order (a stable sort).
@@ -123,8 +124,8 @@ class LeafStatistics(NamedTuple):
 
     acc: LeafAccumulators  # the updated accumulators
     fac_g: jax.Array  # (3, *shape) factored-normalized gradients y_i
-    row_factor: Optional[jax.Array]  # (3, *shape without d0), factored tensors only
-    col_factor: Optional[jax.Array]  # (3, *shape without d1), factored tensors only
+    row_factor: jax.Array | None  # (3, *shape without d0), factored tensors only
+    col_factor: jax.Array | None  # (3, *shape without d1), factored tensors only
 
 
 def _safe_rsqrt(x):
@@ -195,10 +196,10 @@ class FeatureChannels(NamedTuple):
     """
 
     elementwise: list
-    row: Optional[jax.Array]
-    col: Optional[jax.Array]
-    diag: Optional[list]
-    dims: Optional[Tuple[int, int]]
+    row: jax.Array | None
+    col: jax.Array | None
+    diag: list | None
+    dims: tuple[int, int] | None
 
 
 def feature_channels(p: jax.Array, g: jax.Array, stats: LeafStatistics) -> FeatureChannels:

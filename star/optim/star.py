@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -118,7 +119,8 @@ class StarConfig:
                 raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
             set_(name, int(v))
         if self.num_outputs not in (2, 4):
-            raise ValueError(f"num_outputs must be 4 (STAR heads d, a, b, c) or 2 (blackbox d, a); got {self.num_outputs!r}")
+            raise ValueError("num_outputs must be 4 (STAR heads d, a, b, c) or 2 (blackbox d, a); "
+                             f"got {self.num_outputs!r}")
         if self.num_outputs == 2:
             bad = {
                 k: getattr(self, k)
@@ -139,7 +141,7 @@ class StarConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "StarConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> StarConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -189,7 +191,8 @@ def meta_param_shapes(cfg: StarConfig) -> dict:
 
 def num_meta_params(cfg: StarConfig) -> int:
     """Number of meta-parameters (207 for STAR, 197 for Blackbox; REFERENCE §4.2)."""
-    return int(sum(math.prod(s) for s in jax.tree_util.tree_leaves(meta_param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))))
+    shapes = jax.tree_util.tree_leaves(meta_param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))
+    return int(sum(math.prod(s) for s in shapes))
 
 
 def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -> dict:
@@ -214,7 +217,8 @@ def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -
     mlp = {}
     for i in range(n_layers):
         fan_in, fan_out = shapes["mlp"][f"w{i}"]
-        w = jax.random.truncated_normal(keys[i], -2.0, 2.0, (fan_in, fan_out), jnp.float32) / np.float32(np.sqrt(fan_in))
+        w = jax.random.truncated_normal(keys[i], -2.0, 2.0, (fan_in, fan_out), jnp.float32)
+        w = w / np.float32(np.sqrt(fan_in))
         if init == "nominal" and i == n_layers - 1:
             w = jnp.zeros_like(w)
         mlp[f"w{i}"] = w
@@ -403,7 +407,8 @@ def leaf_step(cfg: StarConfig, layers, decays, p, g, acc: F.LeafAccumulators, it
 
 
 def _split_state(state: StarState, treedef):
-    fields = [treedef.flatten_up_to(x) for x in (state.momentum, state.rms, state.fac_v_row, state.fac_v_col, state.fac_v_diag)]
+    fields = [treedef.flatten_up_to(x)
+              for x in (state.momentum, state.rms, state.fac_v_row, state.fac_v_col, state.fac_v_diag)]
     return [F.LeafAccumulators(*vals) for vals in zip(*fields)]
 
 
