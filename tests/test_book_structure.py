@@ -9,7 +9,8 @@ import nbformat
 import pytest
 import yaml
 
-from star.claims import CLAIMS, toc_pages
+from star.book.claims import CLAIMS
+from star.book.pages import toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "book" / "references.bib"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from star.claims import toc_pages
+from star.book.pages import toc_pages
 
 pytestmark = pytest.mark.slow
 

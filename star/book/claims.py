@@ -1,12 +1,17 @@
-"""The paper's claims and what this book's chapters found about each (the "Reproduction status" page).
+"""The paper's claims, the verdicts the chapters record on them, and the "Reproduction status" page.
 
-A chapter that tests a claim computes its verdict from its own results and records it::
+A chapter that tests a claim states its checks — each one a yes/no question about its own results — and
+records them; the verdict follows from the checks by one rule (:data:`RULE`), never typed in::
 
-    from star import claims
-    ok = {"variance grows >= 100x past 2/lambda_max": ratio >= 100, "finite inside": finite}
-    claims.record_claim("nqm_fig2a_variance", claims.status_from_checks(ok),
-                        evidence=f"trace ratio {ratio:.3g} at T=50", chapter="nqm_experiments",
-                        anchor="fig2a")
+    from star.book import claims
+    checks = {"variance grows >= 100x from mid-range to past 2/lambda_max (T >= 50)": ratio >= 100,
+              "finite at every stable step size": finite}
+    claims.record_claim("nqm_fig2a_variance", checks, evidence=f"trace ratio {ratio:.3g} at T=50",
+                        chapter="nqm_experiments", anchor="fig2a")
+
+:func:`record_claim` returns a :class:`Verdict`, which a notebook displays as the claim, the rule, every
+check with its outcome and the resulting status. The rules of each claim live in
+:mod:`star.book.verdicts`, where tests feed them evidence that must flip the verdict.
 
 Records are small JSON files, one per (claim, chapter), in ``claims_dir(scale)``:
 ``$STAR_CLAIMS_DIR/<scale>/`` when that variable is set, else ``<book root>/_build/claims/<scale>/``
@@ -29,18 +34,21 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from star.book.pages import find_book_root, normalize_page, page_title, toc_pages
 from star.scale import Scale, get_scale
 
 __all__ = [
-    "CLAIMS", "STATUSES", "RECORDABLE_STATUSES", "Claim", "ClaimRecord", "StatusRow",
-    "record_claim", "status_from_checks", "combine_statuses", "claims_dir", "find_book_root",
-    "load_records", "status_rows", "toc_pages", "page_title", "render_status_html", "show_status",
+    "CLAIMS", "STATUSES", "RECORDABLE_STATUSES", "RULE", "Claim", "ClaimRecord", "StatusRow", "Verdict",
+    "record_claim", "status_from_checks", "combine_statuses", "claims_dir", "load_records", "status_rows",
+    "render_status_html", "show_status",
 ]
 
 STATUSES = ("reproduced", "partly", "refuted", "not yet")
 RECORDABLE_STATUSES = STATUSES[:3]
-_CHAPTER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+RULE = ("reproduced when every check passes, refuted when none passes, partly otherwise; "
+        "a claim recorded by several chapters is partly unless they agree")
 _ANCHOR_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "refuted": "#cf222e", "not yet": "#6e7781"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +76,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
           "stated size; the nominal term gives the margin."),
     Claim("nqm_fig2a_variance", "Meta-gradient variance explodes at the stability edge",
           "Fig. 2a; App. B.1",
-          "On the NQM the variance of the meta-gradient grows with the horizon T and by orders of "
-          "magnitude as the step size α approaches 2/λ_max(H)."),
+          "On the NQM the variance of the meta-gradient grows by orders of magnitude as the step size α "
+          "approaches 2/λ_max(H), and more steeply for longer horizons T."),
     Claim("nqm_metatraining_stability", "NQM meta-training stays stable with a nominal term",
           "Fig. 2b–c; App. B.1",
           "Meta-trained with ES, a learned P alone drifts towards the stability boundary, while a "
@@ -109,6 +117,7 @@ class ClaimRecord:
     chapter: str
     anchor: "str | None" = None
     recorded_at: str = ""
+    checks: "dict[str, bool]" = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,15 +127,6 @@ class StatusRow:
     claim: Claim
     status: str
     records: tuple[ClaimRecord, ...]
-
-
-def find_book_root(start: "str | os.PathLike | None" = None) -> "Path | None":
-    """The first folder at or above ``start`` (default: the working directory) that holds ``_toc.yml``."""
-    here = Path(start if start is not None else os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").is_file():
-            return folder
-    return None
 
 
 def claims_dir(scale: "str | Scale | None" = None, start: "str | os.PathLike | None" = None) -> Path:
@@ -141,32 +141,28 @@ def claims_dir(scale: "str | Scale | None" = None, start: "str | os.PathLike | N
     return root / "_build" / "claims" / scale
 
 
-def _normalize_chapter(chapter: str) -> str:
-    if not isinstance(chapter, str) or not _CHAPTER_RE.match(chapter) or ".." in chapter:
-        raise ValueError(
-            f"chapter must be a book page name such as 'nqm_experiments' or 'book/nqm_experiments' "
-            f"(letters, digits, '_', '-', '/', '.'); got {chapter!r}")
-    for ext in (".ipynb", ".md"):
-        if chapter.endswith(ext):
-            chapter = chapter[: -len(ext)]
-    return chapter if "/" in chapter else f"book/{chapter}"
+def _check_checks(checks) -> dict[str, bool]:
+    if not isinstance(checks, Mapping) or len(checks) == 0:
+        raise ValueError(f"checks must be a non-empty mapping of check name to bool; got {checks!r}")
+    out = {}
+    for name, ok in checks.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"checks must be named by non-empty strings; got {name!r}")
+        if type(ok).__name__ not in ("bool", "bool_"):  # Python or numpy bool
+            raise ValueError(f"checks[{name!r}] must be a bool; got {ok!r} of type {type(ok).__name__}")
+        out[name.strip()] = bool(ok)
+    return out
 
 
 def status_from_checks(checks: Mapping[str, bool]) -> str:
-    """The status implied by a chapter's pass/fail checks of a claim.
+    """The status implied by a chapter's pass/fail checks of a claim (:data:`RULE`).
 
     All checks pass → ``"reproduced"``; none → ``"refuted"``; otherwise ``"partly"``.
 
     Raises:
         ValueError: if ``checks`` is empty or a value is not a bool (numpy bools are accepted).
     """
-    if not isinstance(checks, Mapping) or len(checks) == 0:
-        raise ValueError(f"checks must be a non-empty mapping of check name to bool; got {checks!r}")
-    values = []
-    for name, ok in checks.items():
-        if type(ok).__name__ not in ("bool", "bool_"):  # Python or numpy bool
-            raise ValueError(f"checks[{name!r}] must be a bool; got {ok!r} of type {type(ok).__name__}")
-        values.append(bool(ok))
+    values = list(_check_checks(checks).values())
     if all(values):
         return "reproduced"
     return "refuted" if not any(values) else "partly"
@@ -186,15 +182,53 @@ def combine_statuses(statuses: Sequence[str]) -> str:
     return distinct.pop() if len(distinct) == 1 else "partly"
 
 
-def record_claim(claim_id: str, status: str, evidence: str, scale: "str | Scale | None" = None,
-                 chapter: str = "", *, anchor: "str | None" = None,
-                 claims_folder: "str | os.PathLike | None" = None) -> Path:
-    """Record what ``chapter`` found about the paper's claim ``claim_id``; returns the JSON file written.
+def _badge(status: str) -> str:
+    return f'<strong style="color:{_COLOURS[status]}">{html.escape(status)}</strong>'
+
+
+def _checks_html(checks: Mapping[str, bool]) -> str:
+    items = "".join(f'<li><span style="color:{_COLOURS["reproduced" if ok else "refuted"]}">'
+                    f'{"&#10003; pass" if ok else "&#10007; fail"}</span>: {html.escape(name)}</li>'
+                    for name, ok in checks.items())
+    return f'<ul class="star-checks">{items}</ul>'
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """A recorded verdict, as a chapter displays it: the claim, the rule, the checks and the status."""
+
+    record: ClaimRecord
+    path: Path
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    def _repr_html_(self) -> str:
+        r, claim = self.record, CLAIMS[self.record.claim]
+        return (f'<div class="star-verdict"><p><strong>Verdict on the paper\'s claim "{html.escape(claim.title)}"'
+                f"</strong> ({html.escape(claim.paper)}): {_badge(r.status)}</p>"
+                f"<p><em>Claim.</em> {html.escape(claim.statement)}</p>"
+                f"<p><em>Rule.</em> {html.escape(RULE.split(';')[0])}. Checks, computed above at "
+                f"<code>{html.escape(r.scale)}</code> scale:</p>{_checks_html(r.checks)}"
+                f"<p><em>Evidence.</em> {html.escape(r.evidence)}</p></div>")
+
+    def __repr__(self) -> str:
+        r = self.record
+        lines = [f"Verdict on {r.claim!r}: {r.status} ({RULE.split(';')[0]})"]
+        lines += [f"  {'PASS' if ok else 'FAIL'} {name}" for name, ok in r.checks.items()]
+        return "\n".join(lines + [f"  evidence: {r.evidence}"])
+
+
+def record_claim(claim_id: str, checks: Mapping[str, bool], evidence: str,
+                 scale: "str | Scale | None" = None, chapter: str = "", *, anchor: "str | None" = None,
+                 claims_folder: "str | os.PathLike | None" = None) -> Verdict:
+    """Record what ``chapter`` found about the paper's claim ``claim_id``; the status follows from ``checks``.
 
     Args:
         claim_id: a key of :data:`CLAIMS`.
-        status: ``"reproduced"``, ``"partly"`` or ``"refuted"`` — computed from the chapter's results
-            (see :func:`status_from_checks`), never typed in.
+        checks: ``{question about the chapter's results: answer}``, e.g. from a rule of
+            :mod:`star.book.verdicts`. The status is :func:`status_from_checks` of them.
         evidence: one or two sentences with the measured numbers.
         scale: the scale the evidence was computed at (default ``$STAR_SCALE``); may differ from the
             scale of the build when the evidence is a stored result under ``results/``.
@@ -202,30 +236,37 @@ def record_claim(claim_id: str, status: str, evidence: str, scale: "str | Scale 
         anchor: optional label of the section or figure on that page (the link target).
         claims_folder: where to write (default :func:`claims_dir` of the current ``$STAR_SCALE``).
 
+    Returns:
+        The :class:`Verdict` (displayed by a notebook as the claim, the rule, the checks and the status).
+
     Raises:
-        ValueError: unknown claim, status not recordable, empty evidence, bad scale, chapter or anchor.
+        ValueError: unknown claim, checks not a non-empty mapping of bools (a status string is refused:
+            verdicts are computed), empty evidence, bad scale, chapter or anchor. Nothing is written.
     """
     if claim_id not in CLAIMS:
         raise ValueError(f"claim_id must be one of {', '.join(CLAIMS)}; got {claim_id!r}")
-    if status not in RECORDABLE_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(RECORDABLE_STATUSES)}; got {status!r}")
+    if isinstance(checks, str):
+        raise ValueError(f"checks must be a mapping of check name to bool, from which the status is "
+                         f"computed; got the string {checks!r}")
+    checks = _check_checks(checks)
     if not isinstance(evidence, str) or not evidence.strip():
         raise ValueError(f"evidence must be a non-empty string stating what was measured; got {evidence!r}")
     evidence_scale = get_scale(scale).value
-    page = _normalize_chapter(chapter)
+    page = normalize_page(chapter)
     if anchor is not None and (not isinstance(anchor, str) or not _ANCHOR_RE.match(anchor)):
         raise ValueError(f"anchor must be a label like 'fig2a' (letters, digits, '_', '-', '.', ':'); "
                          f"got {anchor!r}")
     folder = Path(claims_folder) if claims_folder is not None else claims_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    rec = ClaimRecord(claim=claim_id, status=status, evidence=evidence.strip(), scale=evidence_scale,
-                      chapter=page, anchor=anchor,
-                      recorded_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    rec = ClaimRecord(claim=claim_id, status=status_from_checks(checks), evidence=evidence.strip(),
+                      scale=evidence_scale, chapter=page, anchor=anchor,
+                      recorded_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                      checks=checks)
     path = folder / f"{claim_id}--{page.replace('/', '__')}.json"
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(dataclasses.asdict(rec), indent=1, sort_keys=True), encoding="utf-8")
     tmp.replace(path)
-    return path
+    return Verdict(rec, path)
 
 
 def load_records(claims_folder: "str | os.PathLike | None" = None) -> dict[str, list[ClaimRecord]]:
@@ -244,9 +285,9 @@ def load_records(claims_folder: "str | os.PathLike | None" = None) -> dict[str, 
             raw = json.loads(path.read_text(encoding="utf-8"))
             rec = ClaimRecord(**{k: v for k, v in raw.items() if k in fields})
         except (json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"claim record {path} is not valid: {err}") from None
+            raise ValueError(f"claim record {path.name} is not valid: {err}") from None
         if rec.claim not in CLAIMS or rec.status not in RECORDABLE_STATUSES:
-            raise ValueError(f"claim record {path} has unknown claim {rec.claim!r} or status {rec.status!r}")
+            raise ValueError(f"claim record {path.name} has unknown claim {rec.claim!r} or status {rec.status!r}")
         out[rec.claim].append(rec)
     for recs in out.values():
         recs.sort(key=lambda r: r.chapter)
@@ -260,7 +301,7 @@ def status_rows(claims_folder: "str | os.PathLike | None" = None,
     ``chapters``: the pages the book contains (e.g. from ``_toc.yml``); records from other pages
     (a chapter renamed or removed since it wrote them) are ignored. ``None`` keeps all records.
     """
-    keep = None if chapters is None else {_normalize_chapter(c) for c in chapters}
+    keep = None if chapters is None else {normalize_page(c) for c in chapters}
     rows = []
     for cid, recs in load_records(claims_folder).items():
         recs = [r for r in recs if keep is None or r.chapter in keep]
@@ -268,25 +309,24 @@ def status_rows(claims_folder: "str | os.PathLike | None" = None,
     return rows
 
 
-_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "refuted": "#cf222e", "not yet": "#6e7781"}
-
-
 def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
                        linkable: "Sequence[str] | None" = None,
                        titles: "Mapping[str, str] | None" = None) -> str:
-    """The status table as HTML. Evidence links are relative to ``page``; a chapter is linked only if
-    it is in ``linkable`` (default: every chapter), so the table never holds a broken link.
-    ``titles`` maps a page (``"book/proofs"``) to the name shown (default: its file name)."""
-    link_ok = None if linkable is None else {_normalize_chapter(c) for c in linkable}
+    """The status table as HTML: per claim, its status and, per chapter, the checks behind its verdict.
+
+    Evidence links are relative to ``page``; a chapter is linked only if it is in ``linkable`` (default:
+    every chapter), so the table never holds a broken link. ``titles`` maps a page (``"book/proofs"``) to
+    the name shown (default: its file name)."""
+    link_ok = None if linkable is None else {normalize_page(c) for c in linkable}
     titles = titles or {}
     here = posixpath.dirname(page)
     e = html.escape
-    out = ['<table class="table star-claims">',
+    out = ['<table class="table star-claims star-table">',
+           '<colgroup><col style="width:30%"/><col style="width:12%"/><col style="width:10%"/>'
+           '<col style="width:48%"/></colgroup>',
            "<thead><tr><th>Claim</th><th>In the paper</th><th>Status</th><th>Evidence</th></tr></thead>",
            "<tbody>"]
     for row in rows:
-        colour = _COLOURS[row.status]
-        badge = f'<strong style="color:{colour}">{e(row.status)}</strong>'
         if row.records:
             items = []
             for r in row.records:
@@ -298,41 +338,15 @@ def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
                     where = f'<a href="{e(href)}">{e(name)}</a>'
                 else:
                     where = e(name)
-                items.append(f"<li>{where} ({e(r.scale)} scale, {e(r.status)}): {e(r.evidence)}</li>")
+                checks = _checks_html(r.checks) if r.checks else ""
+                items.append(f"<li>{where} ({e(r.scale)} scale, {_badge(r.status)}): {e(r.evidence)}{checks}</li>")
             evidence = "<ul>" + "".join(items) + "</ul>"
         else:
-            evidence = "<em>no chapter has recorded this claim yet</em>"
+            evidence = "<em>no chapter of this build tests this claim</em>"
         out.append(f"<tr><td><strong>{e(row.claim.title)}</strong><br/>{e(row.claim.statement)}</td>"
-                   f"<td>{e(row.claim.paper)}</td><td>{badge}</td><td>{evidence}</td></tr>")
+                   f"<td>{e(row.claim.paper)}</td><td>{_badge(row.status)}</td><td>{evidence}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
-
-
-def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
-    """Every page named in ``<root>/_toc.yml`` (``root:`` and ``file:`` entries, in order), or None if
-    there is no such file."""
-    try:
-        text = (Path(root) / "_toc.yml").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    # A regex rather than a YAML parser keeps PyYAML out of the package's dependencies.
-    pages = re.findall(r"^\s*(?:-\s*)?(?:file|root)\s*:\s*['\"]?([^'\"\s#]+)", text, flags=re.M)
-    return [_normalize_chapter(p) for p in pages]
-
-
-def page_title(root: "str | os.PathLike", page: str) -> "str | None":
-    """The first level-1 heading of ``<root>/<page>.ipynb`` or ``.md``, without MyST markup; None if absent."""
-    base = Path(root) / _normalize_chapter(page)
-    for path in (base.with_suffix(".ipynb"), base.with_suffix(".md")):
-        if not path.is_file():
-            continue
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".ipynb":
-            cells = json.loads(text).get("cells", [])
-            text = "\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "markdown")
-        m = re.search(r"^#\s+(.+?)\s*$", text, flags=re.M)
-        return re.sub(r"[`*$]", "", m.group(1)) if m else None
-    return None
 
 
 def show_status(scale: "str | Scale | None" = None):
@@ -346,6 +360,6 @@ def show_status(scale: "str | Scale | None" = None):
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     note = (f"<p>Book built at <code>STAR_SCALE={html.escape(scale.value)}</code>: "
-            f"{html.escape(summary)} (of {len(rows)} claims).</p>")
+            f"{html.escape(summary)} (of {len(rows)} claims). Rule: {html.escape(RULE)}.</p>")
     titles = {p: page_title(root, p) for p in pages} if pages else {}
     return HTML(note + render_status_html(rows, linkable=pages, titles={k: v for k, v in titles.items() if v}))
