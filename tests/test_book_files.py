@@ -49,6 +49,7 @@ def test_stored_run_reads_a_run_folder(tmp_path, monkeypatch):
     (run / "thetas").mkdir(parents=True)
     (tmp_path / "_toc.yml").write_text("root: book/intro\n")
     (run / "log.jsonl").write_text('{"step": 1, "meta_loss": 2.0}\n{"step": 2, "meta_loss": null}\n')
+    (run / "config.json").write_text('{"num_tasks": 8}')
     (run / "provenance.json").write_text('{"command": "python -m star meta-train", "git_commit": "abcdef123", '
                                          '"wall_s_total": 12.0, "device": {"count": 1, "platform": "cpu"}}')
     import numpy as np
@@ -56,6 +57,7 @@ def test_stored_run_reads_a_run_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = book.stored_run("r1")
     assert list(r.log["step"]) == [1, 2] and np.isnan(r.log["meta_loss"][1]) and r.curve is None
+    assert r.config == {"num_tasks": 8}
     assert r.theta(20)["w"].tolist() == [1, 1, 1]
     assert r.describe() == ("results/metatrain/r1: python -m star meta-train (commit abcdef1, 12 s on 1 cpu "
                             "device(s))")

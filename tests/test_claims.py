@@ -184,3 +184,14 @@ def test_records_written_before_checks_were_stored_still_load(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"claim": "nominal_term", "status": "partly", "evidence": "e",
                                                    "scale": "cpu", "chapter": "book/c"}))
     assert load_records(tmp_path)["nominal_term"][0].checks == {}
+
+
+def test_findings_summarize_the_verdicts_with_their_failed_checks(tmp_path):
+    from star.book.claims import render_findings_html
+    _rec(tmp_path, status="partly", anchor="fig2a")
+    _rec(tmp_path, cid="theorem1_stability", chapter="proofs")
+    rows = status_rows(tmp_path)
+    page = render_findings_html(rows, "cpu", linkable=["book/nqm", "book/proofs"])
+    assert "of the paper's 10 claims, 1 reproduced, 1 partly, 0 refuted, 8 not yet" in page
+    assert '<a href="nqm.html#fig2a">' in page and "not confirmed: finite" in page
+    assert "too small to settle" not in page and "too small to settle" in render_findings_html(rows, "smoke")

@@ -23,10 +23,12 @@ What plain configuration cannot do:
 
 4. **Wide display math and wide tables stay readable** (``static/starbook.css``).
 
-5. **The reproduction-status page is read last, on every build.** Its table is computed from the
-   claim records that the chapters write while they execute (``star.claims``). Sphinx reads documents
-   in alphabetical order and skips unchanged ones, so the pages listed in ``starbook_read_last`` are
-   marked outdated on every build and moved to the end of the reading order.
+5. **The pages that summarize the verdicts are read last, on every build.** The introduction's "what this
+   book found" and the reproduction-status table are computed from the claim records that the chapters
+   write while they execute (``star.book.claims``). Sphinx reads documents in alphabetical order and skips
+   unchanged ones, so the pages listed in ``starbook_read_last`` are marked outdated on every build and
+   moved to the end of the reading order; their notebooks ask for ``execution_mode: force`` (the execution
+   cache keys a notebook by its code, which does not change when the records do).
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def _read_last(app, env, docnames):
 
 
 def setup(app):
-    app.add_config_value("starbook_read_last", ["book/status"], "env")
+    app.add_config_value("starbook_read_last", ["book/intro", "book/status"], "env")
     app.add_config_value("starbook_scale", "", "env")
     app.connect("config-inited", _setup_mathjax)
     app.connect("config-inited", _scale_aware_cache)

@@ -40,7 +40,7 @@ from star.scale import Scale, get_scale
 __all__ = [
     "CLAIMS", "STATUSES", "RECORDABLE_STATUSES", "RULE", "Claim", "ClaimRecord", "StatusRow", "Verdict",
     "record_claim", "status_from_checks", "combine_statuses", "claims_dir", "load_records", "status_rows",
-    "render_status_html", "show_status",
+    "render_status_html", "show_status", "render_findings_html", "show_findings",
 ]
 
 STATUSES = ("reproduced", "partly", "refuted", "not yet")
@@ -183,7 +183,7 @@ def combine_statuses(statuses: Sequence[str]) -> str:
 
 
 def _badge(status: str) -> str:
-    return f'<strong style="color:{_COLOURS[status]}">{html.escape(status)}</strong>'
+    return f'<strong style="color:{_COLOURS[status]};white-space:nowrap">{html.escape(status)}</strong>'
 
 
 def _checks_html(checks: Mapping[str, bool]) -> str:
@@ -264,7 +264,7 @@ def record_claim(claim_id: str, checks: Mapping[str, bool], evidence: str,
                       checks=checks)
     path = folder / f"{claim_id}--{page.replace('/', '__')}.json"
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(dataclasses.asdict(rec), indent=1, sort_keys=True), encoding="utf-8")
+    tmp.write_text(json.dumps(dataclasses.asdict(rec), indent=1), encoding="utf-8")  # checks keep their order
     tmp.replace(path)
     return Verdict(rec, path)
 
@@ -349,17 +349,61 @@ def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
     return "\n".join(out)
 
 
+def _this_build(scale):
+    """``(scale, book root, pages of the toc, status rows)`` for the book built at ``scale``."""
+    scale = get_scale(scale)
+    root = find_book_root()
+    pages = toc_pages(root) if root is not None else None
+    return scale, root, pages, status_rows(claims_dir(scale), chapters=pages)
+
+
 def show_status(scale: "str | Scale | None" = None):
     """Display the status table for the book built at ``scale`` (default ``$STAR_SCALE``) in a notebook."""
     from IPython.display import HTML  # only where a notebook displays it
 
-    scale = get_scale(scale)
-    root = find_book_root()
-    pages = toc_pages(root) if root is not None else None
-    rows = status_rows(claims_dir(scale), chapters=pages)
+    scale, root, pages, rows = _this_build(scale)
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     note = (f"<p>Book built at <code>STAR_SCALE={html.escape(scale.value)}</code>: "
             f"{html.escape(summary)} (of {len(rows)} claims). Rule: {html.escape(RULE)}.</p>")
     titles = {p: page_title(root, p) for p in pages} if pages else {}
     return HTML(note + render_status_html(rows, linkable=pages, titles={k: v for k, v in titles.items() if v}))
+
+
+def render_findings_html(rows: Sequence[StatusRow], scale: str, page: str = "book/intro",
+                         linkable: "Sequence[str] | None" = None) -> str:
+    """A short summary of the status table for the book's first page: how many claims came out how, and for
+    each claim that did not reproduce, the checks that failed."""
+    e = html.escape
+    link_ok = None if linkable is None else {normalize_page(c) for c in linkable}
+    here = posixpath.dirname(page)
+    counts = {s: [r for r in rows if r.status == s] for s in STATUSES}
+    caveat = "; at this scale the experiments are too small to settle anything" if scale == "smoke" else ""
+    out = [f"<p><strong>What this book found</strong> (computed from the chapters when this book was built, at "
+           f"<code>{e(scale)}</code> scale{caveat}): of the paper's {len(rows)} claims, "
+           + ", ".join(f"{len(v)} {s}" for s, v in counts.items()) + ".</p>", "<ul>"]
+    for status in ("reproduced", "partly", "refuted", "not yet"):
+        if not counts[status]:
+            continue
+        items = []
+        for row in counts[status]:
+            text = e(row.claim.title)
+            rec = next((r for r in row.records if link_ok is None or r.chapter in link_ok), None)
+            if rec is not None:
+                href = posixpath.relpath(rec.chapter, here or ".") + ".html" + (f"#{rec.anchor}" if rec.anchor else "")
+                text = f'<a href="{e(href)}">{text}</a>'
+            failed = [name for r in row.records for name, ok in r.checks.items() if not ok]
+            if failed:
+                text += " — not confirmed: " + "; ".join(e(f) for f in failed)
+            items.append(text)
+        out.append(f"<li>{_badge(status)}: " + " · ".join(items) + "</li>")
+    out.append("</ul>")
+    return "\n".join(out)
+
+
+def show_findings(scale: "str | Scale | None" = None):
+    """Display :func:`render_findings_html` for the book built at ``scale`` (default ``$STAR_SCALE``)."""
+    from IPython.display import HTML
+
+    scale, _, pages, rows = _this_build(scale)
+    return HTML(render_findings_html(rows, scale.value, linkable=pages))

@@ -2,7 +2,7 @@
 
 A chapter that shows a stored artefact calls ``repo_file("results/metatrain/star_cpu/log.jsonl")``, or
 ``stored_run("star_cpu")`` for a whole meta-training run folder.
-In a checkout (``make book``, nbval, CI) that is the file under the book root — the first folder above
+In a checkout (``make book``, ``make test``, CI) that is the file under the book root — the first folder above
 the working directory holding ``_toc.yml``. Where there is no checkout (Colab installs only the
 package), the file is downloaded once from the repository on GitHub into ``~/.cache/star/`` so that the
 chapter runs there too.
@@ -84,12 +84,14 @@ class StoredRun:
     """A meta-training run folder under ``results/metatrain/``, as a chapter reads it.
 
     ``log``: the per-step metrics (``{name: array}``, see :func:`star.metatrain.load_log`);
-    ``provenance``: command, commit, scale, seeds, wall time, device; ``curve``: ``meta_curve.json`` (the
-    unperturbed meta-objective of each stored θ snapshot) or None when the run has none.
+    ``config``: the run's settings (``config.json``); ``provenance``: command, commit, scale, seeds, wall time,
+    device; ``curve``: ``meta_curve.json`` (the unperturbed meta-objective of each stored θ snapshot) or None
+    when the run has none.
     """
 
     name: str
     log: dict
+    config: dict
     provenance: dict
     curve: "dict | None"
 
@@ -118,7 +120,7 @@ class StoredRun:
 
 
 def stored_run(name: str) -> StoredRun:
-    """Load the stored run ``results/metatrain/<name>`` (log, provenance and, if present, meta-curve).
+    """Load the stored run ``results/metatrain/<name>`` (log, config, provenance and, if present, meta-curve).
 
     Raises:
         ValueError: ``name`` is not a folder name.
@@ -135,4 +137,4 @@ def stored_run(name: str) -> StoredRun:
         curve = repo_json(f"{folder}/meta_curve.json")
     except FileNotFoundError:
         curve = None
-    return StoredRun(name, log, repo_json(f"{folder}/provenance.json"), curve)
+    return StoredRun(name, log, repo_json(f"{folder}/config.json"), repo_json(f"{folder}/provenance.json"), curve)
