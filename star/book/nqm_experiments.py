@@ -234,7 +234,7 @@ def plot_fig2c(run, L_star: Mapping, names: Sequence[str], ema: float = 0.95):
         i = index[name]
         mean, lo, hi = plotting.mean_stderr_band(run.meta_loss[i], coefficient=ema)
         ax0.plot(x, mean, color=f"C{c}", label=name)
-        ax0.fill_between(x, lo, hi, color=f"C{c}", alpha=0.25)
+        ax0.fill_between(x, lo, hi, color=f"C{c}", alpha=0.12)
         settled.append(np.concatenate([lo[n // 20:], hi[n // 20:]]))
         excess = run.exact_loss[i] - L_star[name]
         m, lo, hi = plotting.mean_stderr_band(excess)

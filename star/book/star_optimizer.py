@@ -218,7 +218,8 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
     bottom = 0.8 * min(lows)
     ax0.set_ylim(bottom, ceiling)
     for k, (label, colour, top) in enumerate(off_scale):
-        ax0.annotate(f"{label}: off the scale, up to {top:.3g}", xy=(0.98, 0.97 - 0.07 * k), xycoords="axes fraction",
+        ax0.annotate(f"{label}: off the scale (its mean reaches {top:.3g})", xy=(0.98, 0.97 - 0.07 * k),
+                     xycoords="axes fraction",
                      ha="right", va="top", fontsize=8, color=colour)
     ax0.axhline(np.log(10), color="0.5", ls=":", lw=1)
     ax0.set(yscale="log", xlabel="inner step", ylabel=f"training loss (EMA {ema:g})",
@@ -229,7 +230,7 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
         axis.set_major_formatter(FormatStrFormatter("%.1f"))
         axis.set_minor_formatter(FormatStrFormatter("%.1f"))
     ax1.set(yscale="log", xlabel="inner step", title="full range")
-    ax0.legend(fontsize=7, loc="lower left")
+    ax0.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     return fig
 
