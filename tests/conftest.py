@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_ALLOWED = tuple(str(Path(p).resolve()) for p in {
+# Folders whose files any test may open; one that contains the checkout itself (a clone in /tmp) is not
+# allowed wholesale, or it would hide the checkout's siblings.
+_ALLOWED = tuple(a for a in (str(Path(p).resolve()) for p in {
     sys.prefix, sys.base_prefix, sys.exec_prefix, tempfile.gettempdir(),
     *(sysconfig.get_paths().get(k) for k in ("purelib", "platlib", "stdlib", "data"))} if p)
+    if not (str(ROOT) + os.sep).startswith(a + os.sep))
 _outside: list[str] = []
 
 
