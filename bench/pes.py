@@ -1,5 +1,5 @@
 """Benchmark: one PES outer gradient for STAR on the Fashion-MNIST MLP vs the same inner steps as plain
-vectorised STAR training (issue 4 §6). Not a test; the machine may be shared, so numbers are noisy.
+vectorised STAR training. Not a test; the machine may be shared, so numbers are noisy.
 
 Setting: 8 inner problems, truncation 50, antithetic (2 × 8 × 50 = 800 inner steps per outer gradient),
 horizon 2000, σ = 0.01. The baseline runs the same 16 × 50 inner steps with ``vmap`` over 16 problems and

@@ -2,7 +2,7 @@
 
 Examples::
 
-    # the paper's STAR setting on the Fashion-MNIST MLP (REFERENCE §5.1, §5.3)
+    # the paper's STAR setting on the Fashion-MNIST MLP (App. B)
     python -m star meta-train --optimizer star --task fmnist_mlp --outer-steps 200 --num-tasks 8 \\
         --trunc 50 --horizon 2000 --std 0.01 --lr 1e-4 --wd 0.1 --seed 0 --out results/metatrain/star_cpu
     python -m star meta-train ... --out results/metatrain/star_cpu --resume      # continue after a crash
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m star", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    mt = sub.add_parser("meta-train", help="meta-train a learned optimizer with PES (REFERENCE §5)")
+    mt = sub.add_parser("meta-train", help="meta-train a learned optimizer with PES (App. B)")
     mt.add_argument("--optimizer", required=True, help="star, hyperparam, blackbox, star_nopre, star_nonom, linear")
     mt.add_argument("--task", required=True, help="a registered task (fmnist_mlp, ...) or nqm")
     mt.add_argument("--outer-steps", type=int, required=True)

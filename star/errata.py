@@ -1,4 +1,4 @@
-"""The errata E1–E12 of the appendix proofs (REFERENCE §2.9), each with a computed demonstration.
+"""The errata E1–E12 of the appendix proofs (errata table, proofs chapter), each with a computed demonstration.
 
 :func:`errata` returns one :class:`Erratum` per item; ``confirmed`` is ``True`` when the computation shows what
 the erratum claims, ``None`` for purely notational items that have nothing to compute (E6, E12). Every number

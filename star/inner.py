@@ -10,7 +10,7 @@ outer loop) and implement :class:`star.pes.TruncatedProblem`:
   the dynamics are :func:`star.nqm.unroll`.
 * :class:`LearnedOptimizerProblem` — a :class:`star.tasks.base.Task` trained by a learned optimizer built
   from the meta-parameters (e.g. STAR, ``star.optim.star_optimizer``); the per-step meta-loss is the task's
-  normalised training loss on the step's batch (REFERENCE §5.1–5.2, ``meta_loss_split=None``).
+  normalised training loss on the step's batch (appendix "PES in the code", ``meta_loss_split=None``).
 
 Both are pytrees (array data are leaves, settings are static), so the estimator passes them to
 ``jax.jit`` as arguments instead of baking large data sets into the compiled program as constants.
@@ -38,7 +38,7 @@ PyTree = Any
 
 @struct.dataclass
 class NQMProblem:
-    """The NQM as a truncated inner problem (REFERENCE §2, App. B.1).
+    """The NQM as a truncated inner problem (App. B.1).
 
     Attributes:
         nqm: a :class:`star.nqm.NQM` (e.g. ``star.nqm.paper_nqm()``).

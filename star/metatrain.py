@@ -1,6 +1,6 @@
 """The outer loop of meta-training: PES gradients → NaN guard → clipping → AdamW, with checkpoints.
 
-Settings (REFERENCE §5.1): AdamW with learning rate 1e-4; weight decay given as a *multiple of the
+Settings (App. B): AdamW with learning rate 1e-4; weight decay given as a *multiple of the
 learning rate* — exactly ``optax.adamw``'s semantics,
 :math:`\\theta \\leftarrow \\theta - \\eta(\\hat m/(\\sqrt{\\hat v}
 +\\epsilon) + \\lambda\\theta)`, so with η = 1e-4 and λ ∈ [0.1, 0.5] θ shrinks by 1e-5–5e-5 per step (STAR's
@@ -74,7 +74,7 @@ CLIP_MODES = ("value", "global_norm", "none")
 
 @dataclasses.dataclass(frozen=True)
 class MetaTrainConfig:
-    """Settings of the outer loop and the estimator (defaults: the paper's, REFERENCE §5.1–5.3).
+    """Settings of the outer loop and the estimator (defaults: the paper's, App. B).
 
     Attributes:
         outer_steps: number of outer (meta-gradient) steps, >= 1.

@@ -1,6 +1,6 @@
 r"""The noisy quadratic model (NQM) of §4 and App. A/B.1 of Harrison, Metz & Sohl-Dickstein (2022).
 
-Model (REFERENCE §2.1–2.3, ½ convention)
+Model (App. A–B.1, ½ convention)
 ----------------------------------------
 Parameters :math:`\phi\in\mathbb R^N`, curvature :math:`H=H^\top\succ0`, per-step minibatch loss
 :math:`\ell_t(\phi)=\tfrac12(\phi-\xi_t)^\top H(\phi-\xi_t)` with :math:`\xi_t\sim\mathcal N(0,\Sigma_\xi)` i.i.d.,
@@ -301,7 +301,7 @@ def expected_losses(nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", momen
 
     :math:`\mathbb E\,\ell_t=\tfrac12\operatorname{tr}\big(H(C_t+\Sigma_\xi)\big)` with the second moment
     :math:`C_t=\mathbb E\phi_t\phi_t^\top=A^t C_0 (A^t)^\top+\Sigma_t`, :math:`C_0=m_0m_0^\top+S_0`, where
-    :math:`\Sigma_t=A\Sigma_{t-1}A^\top+(I-A)\Sigma_\xi(I-A)^\top` (REFERENCE §2.3, (A.10)). For momentum
+    :math:`\Sigma_t=A\Sigma_{t-1}A^\top+(I-A)\Sigma_\xi(I-A)^\top` ((A.10)). For momentum
     the same recursion runs on the 2N-dimensional :func:`augmented_system`. Prefix means of this vector
     give Eq. (8) for every shorter horizon.
     """
@@ -341,7 +341,7 @@ def lyapunov_covariance(A, Q):
     r"""The solution :math:`X` of the discrete Lyapunov equation :math:`X=AXA^\top+Q`.
 
     For :math:`\rho(A)<1` and :math:`Q\succeq0` it is the unique PSD solution and the limit of
-    :math:`\Sigma_t` (REFERENCE §2.8). Solved as a dense (d², d²) linear system (d is small here).
+    :math:`\Sigma_t` (Lemma 5, App. A.1). Solved as a dense (d², d²) linear system (d is small here).
     """
     _checks.square_matrix("A", A)
     _checks.psd_matrix("Q", Q, int(np.shape(A)[0]))
@@ -362,7 +362,7 @@ def _asymptotic_loss(model, alpha, P, beta, optimizer):
 
 def asymptotic_loss(nqm: NQM, alpha, P, *, optimizer: str = "sgd", momentum=0.0):
     r""":math:`\lim_{T\to\infty}L(\theta;T)=\tfrac12\operatorname{tr}\big(H(\Sigma_\infty+\Sigma_\xi)\big)`,
-    with :math:`\Sigma_\infty` from the discrete Lyapunov equation (Lemma 5, REFERENCE §2.8); the
+    with :math:`\Sigma_\infty` from the discrete Lyapunov equation (Lemma 5, App. A.1); the
     initial-state term vanishes in the time average. ``inf`` when :math:`\rho(\mathcal A)\ge1`
     (checked with the eigenvalues, which are evaluated on CPU)."""
     n = check_nqm(nqm)

@@ -155,7 +155,7 @@ PAPER_HORIZONS = (1, 2, 3, 4, 5, 10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 
 def fig2a_alphas(H=nqm_lib.PAPER_H, num: int = 50) -> np.ndarray:
     """The α grid we use for Fig. 2a: ``num`` points from 0.02 to 1.05 · 2/λmax(H) (≈1.428 for A.30).
 
-    The paper states only "50 values of α"; this range reproduces the columns of REFERENCE §3's table.
+    The paper states only "50 values of α"; this range puts the last points just past the edge 2/λmax.
     """
     _checks.spd_matrix("H", H)
     num = _checks.horizon("num", num)

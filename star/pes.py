@@ -1,6 +1,6 @@
 """Truncated Persistent Evolution Strategies (PES) and antithetic ES meta-gradient estimators.
 
-The estimator follows REFERENCE §5.2 (``learned_optimization/outer_trainers/truncated_pes.py``, after
+The estimator follows appendix "PES in the code" (``learned_optimization/outer_trainers/truncated_pes.py``, after
 Vicol et al. 2021) and works on any *truncated inner problem* (:class:`TruncatedProblem`):
 
 * ``N`` parallel inner problems ``i``, each with a positive and a negative inner state.
@@ -243,7 +243,7 @@ def estimate_gradient(problem: TruncatedProblem, theta: PyTree, state: PESState,
                       std: float, trunc_length: int, estimator: str = "pes") -> tuple[PyTree, PESState, PESOutput]:
     """One truncated PES (or truncated ES) meta-gradient estimate; pure and jit-able.
 
-    Implements steps 1–7 of REFERENCE §5.2 (see the module docstring for the formula). ``estimator``
+    Implements steps 1–5 of appendix "PES in the code" (see the module docstring for the formula). ``estimator``
     is ``"pes"`` (accumulated perturbations ξ) or ``"tes"`` (truncated ES, ξ ≡ ε).
 
     Returns:

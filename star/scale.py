@@ -3,7 +3,7 @@
 Every long experiment in the book takes a scale, read from the environment variable ``STAR_SCALE``:
 
 ``smoke``
-    CI and nbval: tiny sizes, each chapter runs well under two minutes on two CPU cores.
+    CI and make test: tiny sizes, each chapter runs well under two minutes on two CPU cores.
 ``cpu``
     The default for ``make book``: real data, minutes per experiment, results meaningful.
 ``paper``

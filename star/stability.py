@@ -8,7 +8,7 @@ Paper results
 -------------
 * :func:`spectral_radius` — :math:`\rho(A)`; the system is stable iff :math:`\rho(A)<1`.
 * :func:`exact_stability_criterion` — for symmetric P: :math:`\rho(A)<1\iff 0\prec\alpha I+P\prec2H^{-1}`
-  (REFERENCE §2.4: :math:`MH` is similar to :math:`H^{1/2}MH^{1/2}`).
+  (Proposition A of the proofs chapter: :math:`MH` is similar to :math:`H^{1/2}MH^{1/2}`).
 * :func:`theorem1_conditions` / :func:`theorem1_holds` — Theorem 1, conditions (9)
   :math:`-\alpha\le\lambda_{\min}(P)` and (10) :math:`\alpha+\lambda_{\max}(P)\le2/\lambda_{\max}(H)`, which
   give :math:`\rho(A)\le1` (strict inequalities give :math:`\rho(A)<1`; erratum E7).
@@ -20,7 +20,7 @@ Paper results
   :math:`\tilde P` (erratum E11), with the :math:`\lambda_{\max}(\tilde P)\le0` case repaired (E10).
 * :func:`robust_exact_criterion` — the exact robust region for the same error model (vertex check of a
   convex LMI set), against which (16)–(17) are conservative; :func:`region_masks` tabulates all regions.
-* :func:`cancellation_dynamics_matrix` — the "cancellation" example (REFERENCE §2.7):
+* :func:`cancellation_dynamics_matrix` — the "cancellation" example (§A.3; the proofs chapter):
   :math:`\tilde P=-\alpha I+Q`, :math:`\Delta=(1+\varepsilon)I` gives :math:`A=I+\varepsilon\alpha H-(1+\varepsilon)QH`.
 * :func:`lemma4_gap` / :func:`lemma4_holds` — Lemma 4, :math:`\bar L\le L`, with the corrected identity
   :math:`L-\bar L=\frac1T\sum_t\tfrac12\operatorname{tr}(H(\Sigma_t+\Sigma_\xi))\ge0` (erratum E1).
@@ -120,7 +120,7 @@ def exact_stability_margins(H, alpha, P=None):
 
 
 def exact_stability_criterion(H, alpha, P=None) -> bool:
-    r"""Exact stability for symmetric P: :math:`0\prec\alpha I+P\prec2H^{-1}\iff\rho(A)<1` (REFERENCE §2.4)."""
+    r"""Exact stability for symmetric P: :math:`0\prec\alpha I+P\prec2H^{-1}\iff\rho(A)<1` (proofs chapter, Proposition A)."""
     lo, hi = exact_stability_margins(H, alpha, P)
     return lo > 0 and hi > 0
 
@@ -297,7 +297,7 @@ def region_masks(H, alphas, p_values, direction, d_bars=()):
 
 
 def cancellation_dynamics_matrix(H, alpha, Q, eps) -> np.ndarray:
-    r"""The cancellation example (REFERENCE §2.7, the :math:`\varepsilon\alpha H` term of §A.3): the learned
+    r"""The cancellation example (the proofs chapter, the :math:`\varepsilon\alpha H` term of §A.3): the learned
     term cancels the nominal step, :math:`\tilde P=-\alpha I+Q`, and suffers :math:`\Delta=(1+\varepsilon)I`:
 
     .. math:: A=I+\varepsilon\alpha H-(1+\varepsilon)QH .

@@ -1,6 +1,6 @@
 """Inner training: run an optax optimizer (Adam, STAR, …) on a task and record the loss curve.
 
-One inner step (the unit that PES unrolls, REFERENCE §5.2) is
+One inner step (the unit that PES unrolls, appendix "PES in the code") is
 
 .. math::  \\ell_t = L(p_t; B_t), \\quad g_t = \\nabla_p L(p_t; B_t), \\quad
            (u_t, s_{t+1}) = \\mathrm{opt.update}(g_t, s_t, p_t, \\text{value}=\\ell_t), \\quad

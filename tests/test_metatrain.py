@@ -100,7 +100,7 @@ def test_zero_nonfinite_and_clipping_modes():
 
 
 def test_weight_decay_is_a_multiple_of_the_learning_rate():
-    """With a zero gradient AdamW's update is exactly −lr·wd·θ (optax semantics, REFERENCE §5.1)."""
+    """With a zero gradient AdamW's update is exactly −lr·wd·θ (optax semantics; the book's appendix)."""
     cfg = MetaTrainConfig(lr=1e-4, weight_decay=0.5)
     opt = outer_optimizer(cfg)
     theta = {"a": jnp.array([2.0, -4.0])}

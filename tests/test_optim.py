@@ -39,7 +39,7 @@ def grads_at(key, params, k):
 
 
 def test_presets_match_the_paper_settings():
-    """REFERENCE §4.3-4.4: beta = s = alpha_nom = 1e-3; the ablations switch single terms off."""
+    """The paper's settings (App. B.2, C.2): beta = s = alpha_nom = 1e-3; the ablations switch single terms off."""
     assert set(PRESETS) == set(NAMES)
     star = preset("star")
     assert star.exp_mult == (1e-3, 1e-3, 1e-3) and star.step_mult == 1e-3 and star.nominal_stepsize == 1e-3
@@ -54,7 +54,7 @@ def test_presets_match_the_paper_settings():
 
 
 def test_meta_parameter_counts():
-    """REFERENCE §4.2: 207 = 156+4+16+4+16+4 + 7 decay logits for STAR; 197 for Blackbox (2 heads)."""
+    """The book's appendix: 207 = 156+4+16+4+16+4 + 7 decay logits for STAR; 197 for Blackbox (2 heads)."""
     for name in NAMES:
         cfg = preset(name)
         theta = jax.eval_shape(lambda k: init_meta_params(cfg, k), jax.random.PRNGKey(0))
@@ -83,7 +83,7 @@ def test_reference_initialization():
 
 
 def nominal_adamaggmo_updates(grads_seq, params, lr=1e-3):
-    """Independent float64 NumPy AdamAggMo without bias correction (REFERENCE §4.2, `AdamAggMo`)."""
+    """Independent float64 NumPy AdamAggMo without bias correction (the book's appendix, `AdamAggMo`)."""
     b = np.array([0.9, 0.99, 0.999])
     c = 0.999
     out = []
@@ -148,7 +148,7 @@ def batched_first_update():
 
 
 def test_reference_init_first_step_is_huge_and_nominal_is_small():
-    """The divergence hazard's mechanism (issue 3, §1): at t = 1, v = 1e-3 g^2 (no bias correction), so
+    """The divergence hazard's mechanism (the STAR chapter): at t = 1, v = 1e-3 g^2 (no bias correction), so
     the Adam-normalized blackbox step s d e^{beta a} / sqrt(v + 1e-6) ~ |d| for small gradients,
     O(0.1-1) per element with a random MLP, while the nominal step is at most alpha_nom * 0.1 * 31.6.
     (Fashion-MNIST consequences: ``experiments/optim_hazard.py``, ``results/optim_hazard/``.)"""

@@ -33,7 +33,7 @@ def fmnist_mlp():
     return get_task("fmnist_mlp")
 
 
-# --- normalizer (REFERENCE §5.1) ------------------------------------------------------------
+# --- normalizer (the book's appendix) --------------------------------------------------------
 
 
 def test_normalizer_clips_and_maps_nonfinite_to_the_maximum():

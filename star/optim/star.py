@@ -1,6 +1,6 @@
 """STAR, Hyperparam, Blackbox and the ablations as optax gradient transformations.
 
-One configuration (:class:`StarConfig`) and one update cover the family (REFERENCE §4.2-4.4).  Per
+One configuration (:class:`StarConfig`) and one update cover the family (appendix "STAR in the code"; App. B.2).  Per
 element of every parameter tensor, a small MLP maps 39 features (see :mod:`star.optim.features`) to
 the heads ``(d, a, b, c)`` = (direction, magnitude, nominal magnitude, regularization magnitude), and
 
@@ -13,7 +13,7 @@ the heads ``(d, a, b, c)`` = (direction, magnitude, nominal magnitude, regulariz
 with the bracket only when ``normalize_blackbox`` (the Adam-style preconditioner), ``s`` = ``step_mult``,
 ``alpha_nom`` = ``nominal_stepsize``, ``beta`` = ``exp_mult`` and ``\\hat g`` the nominal direction
 (default AdamAggMo, the mean of ``m_i / sqrt(v + 1e-6)`` over the three momentum timescales).  With a
-zero MLP output the update is exactly the nominal optimizer (REFERENCE §4.1), which is what
+zero MLP output the update is exactly the nominal optimizer (appendix "STAR in the code"), which is what
 ``init_meta_params(..., init="nominal")`` starts from.
 
 ``Blackbox`` is ``learned_optimization``'s ``AdafacMLPLOpt`` (``small_fc_lopt``): the same features, an
@@ -150,7 +150,7 @@ class StarConfig:
 
 
 PRESETS: dict[str, StarConfig] = {
-    # REFERENCE §4.3-4.4: beta_i = s = alpha_nom = 1e-3, Adam-normalized blackbox, nominal controller.
+    # The paper's settings (App. B.2, C.2): beta_i = s = alpha_nom = 1e-3, Adam-normalized blackbox, nominal controller.
     "star": StarConfig(),
     # Blackbox head removed: nominal AdamAggMo term with its magnitude controller only.
     "hyperparam": StarConfig(step_mult=0.0, normalize_blackbox=False),
@@ -164,7 +164,7 @@ PRESETS: dict[str, StarConfig] = {
 
 
 def preset(name: str, **overrides) -> StarConfig:
-    """The named configuration of REFERENCE §4.3-4.4, optionally with fields replaced."""
+    """The named configuration of the paper's settings (App. B.2, C.2), optionally with fields replaced."""
     if name not in PRESETS:
         raise ValueError(f"preset name must be one of {sorted(PRESETS)}; got {name!r}")
     return dataclasses.replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
@@ -190,7 +190,7 @@ def meta_param_shapes(cfg: StarConfig) -> dict:
 
 
 def num_meta_params(cfg: StarConfig) -> int:
-    """Number of meta-parameters (207 for STAR, 197 for Blackbox; REFERENCE §4.2)."""
+    """Number of meta-parameters (207 for STAR, 197 for Blackbox; appendix "STAR in the code")."""
     shapes = jax.tree_util.tree_leaves(meta_param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))
     return int(sum(math.prod(s) for s in shapes))
 
@@ -205,7 +205,7 @@ def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -
             standard deviations, std 1/sqrt(fan-in); zero biases; zero decay logits).  With it STAR's
             first blackbox steps are huge (see the hazard in the chapter).  ``"nominal"`` = the same
             hidden layers but a zero output layer, so every head is 0 and STAR starts exactly as its
-            nominal optimizer (REFERENCE §4.1); Blackbox then starts with a zero update.
+            nominal optimizer (the book's appendix); Blackbox then starts with a zero update.
     """
     if not isinstance(cfg, StarConfig):
         raise ValueError(f"cfg must be a StarConfig; got {type(cfg).__name__}")
@@ -257,7 +257,7 @@ def validate_meta_params(cfg: StarConfig, theta: Any, name: str = "theta") -> No
 
 
 def effective_decays(cfg: StarConfig, theta: Mapping) -> dict:
-    """The float32 accumulator decays ``1 - (1 - d_init) exp(10 logit)`` (REFERENCE §4.2)."""
+    """The float32 accumulator decays ``1 - (1 - d_init) exp(10 logit)`` (appendix "STAR in the code")."""
     lg = theta["decay_logits"]
     return {
         "momentum": F.decays_from_logits(cfg.initial_momentum_decays, lg["momentum"]),
@@ -353,7 +353,7 @@ def _heads_fused(layers, p, g, stats, iteration):
 
 
 def leaf_step(cfg: StarConfig, layers, decays, p, g, acc: F.LeafAccumulators, iteration, implementation="fused"):
-    """Update one parameter tensor: accumulators, features, MLP heads, Eq. of REFERENCE §4.2.
+    """Update one parameter tensor: accumulators, features, MLP heads (appendix "STAR in the code").
 
     Returns ``(new_p, new_acc)``.
     """

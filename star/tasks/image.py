@@ -125,7 +125,7 @@ class ImageClassificationTask:
         return sample_batch(self.data.split(split), key, self.batch_size)
 
     def normalizer(self, loss: jax.Array) -> jax.Array:
-        """Clip to ``[0, 1.5 ln(num_classes)]``, NaN/inf → the maximum (REFERENCE §5.1)."""
+        """Clip to ``[0, 1.5 ln(num_classes)]``, NaN/inf → the maximum (appendix "Outer loop and task losses")."""
         return clip_normalizer(loss, self.num_classes)
 
     def num_params(self, params: Params) -> int:
