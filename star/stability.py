@@ -120,7 +120,8 @@ def exact_stability_margins(H, alpha, P=None):
 
 
 def exact_stability_criterion(H, alpha, P=None) -> bool:
-    r"""Exact stability for symmetric P: :math:`0\prec\alpha I+P\prec2H^{-1}\iff\rho(A)<1` (proofs chapter, Proposition A)."""
+    r"""Exact stability for symmetric P: :math:`0\prec\alpha I+P\prec2H^{-1}\iff\rho(A)<1`
+    (proofs chapter, Proposition A)."""
     lo, hi = exact_stability_margins(H, alpha, P)
     return lo > 0 and hi > 0
 

@@ -27,7 +27,7 @@ _ALLOWED = tuple(a for a in (str(Path(p).resolve()) for p in {
 _outside: list[str] = []
 
 
-def outside_repository(path) -> "str | None":
+def outside_repository(path) -> str | None:
     """``path`` as an absolute string if it lies beside the repository (under its parent folder, outside it,
     not hidden, not the interpreter's or the temporary folder); else None."""
     if isinstance(path, int):

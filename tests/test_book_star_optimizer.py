@@ -47,7 +47,8 @@ def test_training_curves_are_not_scaled_by_a_diverged_run():
 
 
 def _run(name, curve_means, nominal, per_seed_end):
-    curve = {"num_seeds": len(per_seed_end), "baselines": {"nominal": {"mean": nominal, "per_seed": [nominal] * len(per_seed_end)}},
+    curve = {"num_seeds": len(per_seed_end),
+             "baselines": {"nominal": {"mean": nominal, "per_seed": [nominal] * len(per_seed_end)}},
              "curve": [{"step": 20 * i, "mean": m, "stderr": 0.01, "per_seed": [m] * len(per_seed_end)}
                        for i, m in enumerate(curve_means)]}
     curve["curve"][-1]["per_seed"] = per_seed_end

@@ -67,7 +67,7 @@ PAGES = toc_pages(ROOT)
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 
 
-def _source(page: str) -> "Path | None":
+def _source(page: str) -> Path | None:
     for ext in (".ipynb", ".md"):
         if (ROOT / f"{page}{ext}").is_file():
             return ROOT / f"{page}{ext}"
@@ -202,7 +202,7 @@ def test_the_cell_check_catches_an_error_and_an_unexecuted_cell(tmp_path):
 # Every page, in Chromium
 
 
-def expected_images(source: "Path | None") -> int:
+def expected_images(source: Path | None) -> int:
     """How many images the page of ``source`` must show: its figure cells (not removed) and Markdown figures."""
     if source is None:
         return 0
@@ -227,7 +227,8 @@ LAYOUT_SCRIPT = """<script>
     var box = art.getBoundingClientRect(), out = [];
     art.querySelectorAll('table, img, figure, div.output pre, div.cell_output pre').forEach(function (el) {
       var b = el.getBoundingClientRect();
-      var what = el.tagName.toLowerCase() + ' "' + (el.textContent || el.getAttribute('src') || '').trim().slice(0, 50) + '"';
+      var text = (el.textContent || el.getAttribute('src') || '').trim().slice(0, 50);
+      var what = el.tagName.toLowerCase() + ' "' + text + '"';
       if (b.width > 0 && (b.right > box.right + 2 || b.left < box.left - 2)) {
         out.push(what + ' is ' + Math.round(b.width) + ' px wide in an article of ' + Math.round(box.width) + ' px');
       } else if (el.tagName === 'PRE' && el.scrollWidth > el.clientWidth + 2) {

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from star.book import pages
-from star.book.claims import (CLAIMS, RULE, claims_dir, combine_statuses, load_records, record_claim,
-                              render_status_html, status_from_checks, status_rows)
+from star.book.claims import (
+    CLAIMS,
+    RULE,
+    claims_dir,
+    combine_statuses,
+    load_records,
+    record_claim,
+    render_status_html,
+    status_from_checks,
+    status_rows,
+)
 
 CHECKS = {"reproduced": {"grows 100x": True, "finite": True}, "partly": {"grows 100x": True, "finite": False},
           "refuted": {"grows 100x": False, "finite": False}}

@@ -2,9 +2,8 @@
 
 import sys
 
-import pytest
-
 import conftest
+import pytest
 from conftest import ROOT, outside_repository
 
 
