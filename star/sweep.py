@@ -28,7 +28,6 @@ tasks and outer learning rate and are meant for an accelerator; ``smoke`` is a t
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from star.scale import Scale, get_scale
 
 __all__ = [
     "Member", "Grid", "RunSpec", "GRIDS", "FIGURES", "get_grid", "grid_names", "run_status", "run_sweep",
-    "post_process", "evaluate_run", "write_baselines", "write_note", "SweepError",
+    "post_process", "evaluate_run", "write_baselines", "write_note", "write_grid_note", "SweepError",
 ]
 
 #: The members each figure compares (optimizer preset, outer weight decay as a multiple of the outer lr).
@@ -276,7 +275,8 @@ def run_status(spec: RunSpec, root: str | os.PathLike = ".", *, now: float | Non
     Raises:
         SweepError: the folder holds a different run (the differences are named) or is not a folder.
     """
-    from star.metatrain import MetaTrainConfig, _config_diff
+    from star.metatrain import MetaTrainConfig
+    from star.runs import config_diff as _config_diff
 
     out = spec.folder(root)
     if not out.exists():
@@ -387,6 +387,7 @@ def run_sweep(grid: Grid, root: str | os.PathLike = ".", *, figure: str | None =
         status[spec.name] = st
     if post:
         write_baselines(grid, root, progress=progress, log=log)
+        write_grid_note(grid, root)
     return status
 
 
@@ -505,15 +506,12 @@ def _finite(x):
     return x if math.isfinite(x) else None
 
 
-def _provenance(extra: dict | None = None, t0: float | None = None) -> dict:
-    from star.__main__ import _device_info, _git_commit
+def _provenance(command: str, t0: float, task, seeds) -> dict:
+    from star import runs
+    from star.inner import data_sources
 
-    out = {"git_commit": _git_commit(), "scale": get_scale().value, "device": _device_info(),
-           "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    if t0 is not None:
-        out["wall_s"] = time.perf_counter() - t0
-    out.update(extra or {})
-    return out
+    return runs.provenance(command, seeds={"evaluation": list(seeds)}, wall_s=time.perf_counter() - t0,
+                           data=data_sources(task))
 
 
 def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress: bool = False) -> Path:
@@ -521,8 +519,8 @@ def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress
     grid's evaluation seeds; write ``evaluate_<steps>.json`` into the run folder (see :func:`train_curves`)."""
     import jax
 
-    from star.metatrain import atomic_write_json, load_theta
     from star.optim import init_meta_params, preset
+    from star.runs import atomic_write_json, load_theta
     from star.tasks import get_task
 
     t0 = time.perf_counter()
@@ -536,7 +534,8 @@ def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress
                              f"mean training loss over blocks of {EVAL_BLOCK} steps; test = the 10 000 test images",
               **train_curves(task, _factory(spec.member.optimizer, g.horizon), theta, steps, g.eval_seeds,
                              chunk=_chunk(g), progress=progress)}
-    report["provenance"] = _provenance({"command": f"python -m star sweep --grid {g.name} (post-processing)"}, t0)
+    report["provenance"] = _provenance(f"python -m star sweep --grid {g.name} --scale {g.scale} (post-processing)",
+                                       t0, task, g.eval_seeds)
     path = out / f"evaluate_{steps}.json"
     atomic_write_json(path, report)
     return path
@@ -553,8 +552,8 @@ def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool
     """
     import jax
 
-    from star.metatrain import atomic_write_json
     from star.optim import init_meta_params, preset
+    from star.runs import atomic_write_json
     from star.tasks import get_task
 
     path = Path(root) / grid.folder / "baselines.json"
@@ -573,23 +572,62 @@ def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool
         search[_num(lr)] = float(np.mean([np.inf if v is None else v for v in vals]))
     best = min(search, key=search.get)
     nominal = init_meta_params(preset("star"), jax.random.PRNGKey(1), init="nominal")
-    report = {"settings": settings, "adam_search": {"criterion": f"mean training loss over {grid.horizon} steps, "
-                                                                 "mean over the evaluation seeds",
-                                                    "mean_train_loss": search, "best_lr": float(best)},
-              "adam": {}, "nominal": {}}
+    search_doc = {"criterion": f"mean training loss over {grid.horizon} steps, mean over the evaluation seeds",
+                  "mean_train_loss": search, "best_lr": float(best)}
+    report = {"description": f"baselines on {grid.task}: Adam with its learning rate tuned over a half-decade grid, "
+                             "and the nominal optimizer (STAR with a zero output layer), on the grid's evaluation "
+                             "seeds", "settings": settings, "adam_search": search_doc, "adam": {}, "nominal": {}}
     for steps in grid.eval_steps:
         report["adam"][str(steps)] = train_curves(task, _adam_factory(), float(best), steps, grid.eval_seeds,
                                                   chunk=_chunk(grid), progress=progress)
         report["nominal"][str(steps)] = train_curves(task, _factory("star", grid.horizon), nominal, steps,
                                                      grid.eval_seeds, chunk=_chunk(grid), progress=progress)
-    report["provenance"] = _provenance({"command": f"python -m star sweep --grid {grid.name} --scale "
-                                                   f"{grid.scale} (baselines)"}, t0)
+    report["provenance"] = _provenance(f"python -m star sweep --grid {grid.name} --scale {grid.scale} (baselines)",
+                                       t0, task, grid.eval_seeds)
     atomic_write_json(path, report)
     return path
 
 
 # ----------------------------------------------------------------------------------------------------
 # NOTE.md, computed from the run's files
+
+
+#: What each grid is for (the first line of its folder's NOTE.md).
+PURPOSE = {"indist": "Fig. 3 and Figs. App.1–App.4 (STAR, Hyperparam, Blackbox, outer weight decay, No Pre., No Nom.)",
+           "indist_conv": "Fig. 3 on the ConvNet",
+           "remedies": "our variants of STAR that survive PES at the paper's σ on the paper's MLP",
+           "remedies_long": "our combined variant for 200 outer steps on the paper's MLP"}
+
+
+def write_grid_note(grid: Grid, root: str | os.PathLike = ".") -> bool:
+    """Write the grid folder's ``NOTE.md`` (what the grid is, its settings, which runs are finished, their
+    summed wall time and the command that regenerates it), computed from the folder; returns whether it changed."""
+    from star.runs import atomic_write_bytes
+
+    folder = Path(root) / grid.folder
+    if not folder.is_dir():
+        return False
+    specs = grid.runs()
+    done = [s for s in specs if run_status(s, root) == "finished"]
+    wall = sum(json.loads((s.folder(root) / "provenance.json").read_text()).get("wall_s_total") or 0.0 for s in done)
+    members = ", ".join(f"`{m.label}`" for m in grid.members)
+    lines = [f"# Grid `{grid.name}` ({grid.scale} scale) on `{grid.task}`: {PURPOSE.get(grid.name, grid.name)}", "",
+             "Written by `python -m star sweep` from this folder.", "",
+             f"Members: {members}; seeds {list(grid.seeds)}; {len(done)} of {len(specs)} runs finished, "
+             f"{wall / 60:.0f} min of meta-training summed over them.", "",
+             f"Settings: {grid.outer_steps} outer steps, N = {grid.num_tasks}, truncation {grid.trunc}, horizon "
+             f"{grid.horizon}, σ = {grid.std}, outer lr {grid.lr} (unless a member's name says otherwise), init "
+             f"`{grid.init}`. {grid.notes}", "",
+             "Each run folder has its own NOTE.md, `meta_curve.json` and "
+             + ", ".join(f"`evaluate_{t}.json`" for t in grid.eval_steps)
+             + "; `baselines.json` holds tuned Adam and the nominal optimizer on the same evaluation seeds.", "",
+             "Regenerate (resumable; finished runs are skipped):", "",
+             f"    STAR_SCALE={grid.scale} python -m star sweep --grid {grid.name} --scale {grid.scale}", ""]
+    path, text = folder / "NOTE.md", "\n".join(lines).encode()
+    if path.exists() and path.read_bytes() == text:
+        return False
+    atomic_write_bytes(path, text)
+    return True
 
 
 def _mean_last(values, n):
@@ -601,7 +639,7 @@ def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
     """Write ``NOTE.md`` for a finished run from its ``provenance.json``, ``log.jsonl`` and post-processing
     files (numbers computed here, nothing typed in). Returns whether the file changed (an unchanged note is
     not rewritten)."""
-    from star.metatrain import atomic_write_bytes, load_log
+    from star.runs import atomic_write_bytes, load_log
 
     g, out = spec.grid, spec.folder(root)
     prov = json.loads((out / "provenance.json").read_text())

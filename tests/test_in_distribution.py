@@ -1,4 +1,4 @@
-"""star.in_distribution: the verdict rules of Fig. 3 and Figs. App.2-App.4 flip when their evidence does;
+"""star.book.in_distribution: the verdict rules of Fig. 3 and Figs. App.2-App.4 flip when their evidence does;
 loading a grid's run folders; the figures draw from them."""
 
 import dataclasses
@@ -11,8 +11,9 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from star import claims, sweep
-from star import in_distribution as D
+from star import sweep
+from star.book import claims
+from star.book import in_distribution as D
 
 RNG = np.random.default_rng(0)
 STEPS = 200
@@ -138,10 +139,10 @@ def test_load_grid_and_figures(tmp_path):
     assert "STAR (wd 0.1)" in D.format_rows(rows)
 
 
-def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_path, capsys):
+def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_path):
     grid = fake_grid(tmp_path)
     res = D.load_grid(grid, tmp_path)
-    assert D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c") == "not recorded"
+    assert "not recorded" in D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c")
     assert not (tmp_path / "c").exists()
     # three complete seeds of STAR and No Pre.: the rule decides, and the record says on which task
     grid3 = dataclasses.replace(grid, members=(sweep.Member("star", 0.1), sweep.Member("star_nopre", 0.1)),
@@ -163,11 +164,11 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
                 row["mean"] += 0.3 + 0.01 * spec.seed
             (dst / "meta_curve.json").write_text(json.dumps(c))
     res3 = D.load_grid(grid3, root)
-    assert D.record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c") == "reproduced"
+    assert D.record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c").status == "reproduced"
     rec = claims.load_records(tmp_path / "c")["adam_preconditioning"][0]
     assert rec.status == "reproduced" and "fmnist8_mlp32 (not a task of the paper)" in rec.evidence
     assert rec.anchor == "indist-app3" and rec.chapter == "book/in_distribution"
-    assert "[pass] lower PES meta-loss than No Pre." in capsys.readouterr().out
+    assert rec.checks == {"lower PES meta-loss than No Pre.": True, "lower final meta-objective than No Pre.": True}
 
 
 def test_wall_times_are_summed_from_the_files(tmp_path):

@@ -137,6 +137,8 @@ def test_smoke_sweep_runs_skips_and_post_processes(tmp_path, monkeypatch):
     ev = json.loads((out / "evaluate_20.json").read_text())
     assert ev["steps"] == 20 and len(ev["per_seed"][0]["curve"]) == 2
     assert 0.0 <= ev["per_seed"][0]["test_accuracy"] <= 1.0
+    grid_note = (tmp_path / grid.folder / "NOTE.md").read_text()
+    assert grid_note.startswith("# Grid `indist` (smoke scale)") and "1 of 1 runs finished" in grid_note
     base = json.loads((tmp_path / grid.folder / "baselines.json").read_text())
     assert base["adam_search"]["best_lr"] in grid.adam_lrs and set(base["nominal"]) == {"10", "20"}
     # NOTE.md carries numbers computed from the run's own files

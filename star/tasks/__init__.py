@@ -23,11 +23,11 @@ Registered names (``list_tasks()``):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from star.data import load_cifar10, load_fashion_mnist
 from star.tasks.base import Batch, Params, Task, clip_normalizer, meta_loss_max
-from star.tasks.image import ConvNet, ImageClassificationTask, MLP, truncated_normal_fan_in
+from star.tasks.image import MLP, ConvNet, ImageClassificationTask, truncated_normal_fan_in
 
 __all__ = [
     "Task", "Params", "Batch", "ImageClassificationTask", "MLP", "ConvNet",
@@ -45,7 +45,7 @@ class TaskSpec:
     batch_size: int
     description: str
     reference: str
-    image_size: Optional[tuple] = None
+    image_size: tuple | None = None
     uses_data_dir: bool = True
 
 
@@ -77,7 +77,7 @@ def list_tasks() -> list:
     return sorted(TASKS)
 
 
-def get_task(name: str, *, batch_size: Optional[int] = None, data_dir=None) -> ImageClassificationTask:
+def get_task(name: str, *, batch_size: int | None = None, data_dir=None) -> ImageClassificationTask:
     """Build the registered task ``name`` (see the module docstring for the list).
 
     Args:

@@ -1,0 +1,708 @@
+"""What the chapter "In-distribution meta-training" computes and draws (``book/in_distribution.ipynb``): the
+runs of a sweep's grid (Fig. 3, Figs. App.1–App.4) read back, their figures and tables, the verdict rules of
+the four claims it records, and the figures of the breakdown on the paper's MLP and of our remedies.
+
+:func:`load_grid` reads the run folders of a :class:`star.sweep.Grid` (``log.jsonl``, ``meta_curve.json``,
+``evaluate_<T>.json``, ``provenance.json``) and the grid's ``baselines.json``. The figure functions draw
+
+* the PES meta-loss against the outer step, each seed EMA-smoothed with 0.98 (App. B.2), mean ± one standard
+  error over meta-training seeds (:func:`plot_meta_loss`; individual seeds, Fig. App.1: :func:`plot_seeds`);
+* the unperturbed meta-objective of the θ snapshots (:func:`plot_meta_objective`) — at σ = 0.01 the PES
+  meta-loss, the loss of the *perturbed* θ ± ε, can move differently from the optimizer's own objective;
+* inner training with every learned optimizer at the horizon and far beyond it, against tuned Adam and the
+  nominal optimizer (:func:`plot_inner_training`).
+
+The verdict rules (:func:`verdict_fig3`, :func:`verdict_weight_decay`, :func:`verdict_preconditioning`,
+:func:`verdict_nominal_term`) turn the evidence (:func:`evidence`) into named pass/fail checks for
+:func:`star.claims.status_from_checks`; each compares paired seeds (the same meta-training seeds for every
+member) and passes only if the difference exceeds two standard errors of the paired difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from star.plotting import ema, mean_stderr_band
+from star.sweep import FIGURES, Grid, Member
+
+__all__ = [
+    "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
+    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_rows", "evidence", "paired_lower",
+    "steps_to_reach", "complete", "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning",
+    "verdict_nominal_term",
+    "VERDICT_RULES", "EMA",
+]
+
+EMA = 0.98  # App. B.2: "In all plots, we apply EMA smoothing with a coefficient of 0.98."
+K_SE = 2.0  # a difference counts when it exceeds this many standard errors of the paired difference
+
+_NAMES = {"star": "STAR", "hyperparam": "Hyperparam", "blackbox": "Blackbox", "star_nopre": "STAR No Pre.",
+          "star_nonom": "STAR No Nom."}
+COLORS = {"star_wd0.1": "#de2d26", "hyperparam_wd0.0": "#fd8d3c", "blackbox_wd0.0": "#756bb1",
+          "star_nopre_wd0.1": "#31a354", "star_nonom_wd0.1": "#3182bd", "star_wd0.0": "#fcbba1",
+          "star_wd0.5": "#a50f15", "star_wd1.0": "#3f007d", "adam": "#08519c", "nominal": "0.2"}
+
+
+def label(member: Member) -> str:
+    """How a member is named in figures: ``STAR (wd 0.1)``, ``Blackbox``, ..."""
+    name = _NAMES.get(member.optimizer, member.optimizer)
+    return f"{name} (wd {member.weight_decay:g})" if member.optimizer == "star" else name
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What the chapter needs of one run folder."""
+
+    name: str
+    member: Member
+    seed: int
+    log: dict
+    provenance: dict
+    meta_curve: dict | None
+    evals: dict  # {inner steps: evaluate_<steps>.json}
+
+
+@dataclasses.dataclass
+class GridResults:
+    """Every finished run of a grid that is stored, by member label and seed, plus the grid's baselines."""
+
+    grid: Grid
+    runs: dict  # {member label: {seed: RunResult}}
+    baselines: dict | None
+    missing: list
+
+    def member(self, optimizer: str, weight_decay: float) -> Member:
+        return Member(optimizer, float(weight_decay))
+
+    def seeds(self, m: Member) -> list:
+        return sorted(self.runs.get(m.label, {}))
+
+    def total_wall_s(self) -> float:
+        """Seconds of meta-training, summed over the runs (``provenance.json``)."""
+        return sum(r.provenance.get("wall_s_total") or 0.0 for by_seed in self.runs.values() for r in by_seed.values())
+
+    def post_wall_s(self) -> float:
+        """Seconds of post-processing (meta-curves and evaluations) summed over the runs, plus the baselines."""
+        total = 0.0
+        for by_seed in self.runs.values():
+            for r in by_seed.values():
+                docs = ([r.meta_curve] if r.meta_curve else []) + list(r.evals.values())
+                total += sum(d.get("provenance", {}).get("wall_s") or 0.0 for d in docs)
+        if self.baselines:
+            total += self.baselines.get("provenance", {}).get("wall_s") or 0.0
+        return total
+
+
+def _reader(root):
+    """``relpath -> Path | None``: files under ``root``, else through :func:`star.book.repo_file` (Colab)."""
+    if root is not None:
+        def read(rel):
+            p = Path(root) / rel
+            return p if p.is_file() else None
+        return read
+    from star.book.files import repo_file
+
+    def read(rel):
+        try:
+            return repo_file(rel)
+        except (FileNotFoundError, OSError):
+            return None
+    return read
+
+
+def _log(path: Path) -> dict:
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    keys = sorted({k for r in recs for k in r})
+    return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], np.float64) for k in keys}
+
+
+def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:
+    """Read the stored runs of ``grid`` (from ``root``, default: the repository, fetched on Colab).
+
+    Runs without a complete log (not finished) are listed in ``missing``; post-processing files that do not
+    exist yet are ``None`` / absent.
+    """
+    read = _reader(root)
+    runs, missing = {}, []
+    for spec in grid.runs():
+        base = f"{grid.folder}/{spec.name}"
+        log_path, prov_path = read(f"{base}/log.jsonl"), read(f"{base}/provenance.json")
+        if log_path is None or prov_path is None or read(f"{base}/theta_final.npz") is None:
+            missing.append(spec.name)
+            continue
+        log = _log(log_path)
+        if len(log.get("step", [])) < grid.outer_steps:
+            missing.append(spec.name)
+            continue
+        curve = read(f"{base}/meta_curve.json")
+        evals = {}
+        for steps in grid.eval_steps:
+            p = read(f"{base}/evaluate_{steps}.json")
+            if p is not None:
+                evals[steps] = json.loads(p.read_text())
+        runs.setdefault(spec.member.label, {})[spec.seed] = RunResult(
+            spec.name, spec.member, spec.seed, log, json.loads(prov_path.read_text()),
+            json.loads(curve.read_text()) if curve is not None else None, evals)
+    b = read(f"{grid.folder}/baselines.json")
+    return GridResults(grid, runs, json.loads(b.read_text()) if b is not None else None, missing)
+
+
+# ----------------------------------------------------------------------------------------------------
+# evidence arrays
+
+
+def _members(results: GridResults, figure: str) -> list:
+    return [Member(o, float(w)) for o, w in FIGURES[figure] if Member(o, float(w)).label in results.runs]
+
+
+def meta_loss_curves(results: GridResults, m: Member, coefficient: float = EMA) -> np.ndarray:
+    """``[seeds, outer steps]`` PES meta-loss of every stored seed, each EMA-smoothed."""
+    by_seed = results.runs[m.label]
+    return np.stack([ema(by_seed[s].log["meta_loss"], coefficient) for s in sorted(by_seed)])
+
+
+def meta_objective(results: GridResults, m: Member) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, [seeds, snapshots])``: each seed's unperturbed meta-objective (mean over the common episodes)."""
+    by_seed = {s: r for s, r in results.runs[m.label].items() if r.meta_curve is not None}
+    if not by_seed:
+        return np.zeros(0), np.zeros((0, 0))
+    curves = {s: {row["step"]: row["mean"] for row in r.meta_curve["curve"]} for s, r in by_seed.items()}
+    steps = sorted(set.intersection(*(set(c) for c in curves.values())))  # snapshots every seed evaluated
+    return np.asarray(steps), np.asarray([[curves[s][t] for t in steps] for s in sorted(curves)])
+
+
+def nominal_objective(results: GridResults) -> float | None:
+    """The nominal optimizer's meta-objective on the same episodes (identical in every run's meta_curve.json)."""
+    for by_seed in results.runs.values():
+        for r in by_seed.values():
+            if r.meta_curve and "nominal" in r.meta_curve.get("baselines", {}):
+                return float(r.meta_curve["baselines"]["nominal"]["mean"])
+    return None
+
+
+def _eval_curves(evals: Sequence[dict]) -> np.ndarray:
+    return np.asarray([[np.nan if x is None else x for x in row["curve"]] for ev in evals for row in ev["per_seed"]],
+                      np.float64)
+
+
+def inner_curves(results: GridResults, m: Member, steps: int) -> np.ndarray:
+    """``[meta seeds × eval seeds, blocks]`` training-loss curves (block means) of the learned optimizers."""
+    evs = [r.evals[steps] for r in results.runs[m.label].values() if steps in r.evals]
+    return _eval_curves(evs) if evs else np.zeros((0, 0))
+
+
+def _per_meta_seed(results: GridResults, m: Member, steps: int, key: str) -> np.ndarray:
+    """Per meta-training seed, the mean over evaluation seeds of ``key`` (NaN if any run diverged)."""
+    out = []
+    for s in sorted(results.runs[m.label]):
+        ev = results.runs[m.label][s].evals.get(steps)
+        if ev is not None:
+            vals = [r[key] for r in ev["per_seed"]]
+            out.append(np.nan if any(v is None for v in vals) else float(np.mean(vals)))
+    return np.asarray(out)
+
+
+def beyond_horizon_ratio(results: GridResults, m: Member) -> np.ndarray:
+    """Per meta-training seed: training loss over the last 5 % of the longest evaluation divided by the loss
+    over the last 5 % of the horizon, in the same runs (the first horizon steps of the long run are the
+    horizon-length run). Above 1: the learned optimizer makes things worse once it trains past its horizon."""
+    g = results.grid
+    long = max(g.eval_steps)
+    out = []
+    for s in sorted(results.runs[m.label]):
+        ev = results.runs[m.label][s].evals.get(long)
+        if ev is None:
+            continue
+        block = ev["block"]
+        h = g.horizon // block
+        tail_h, tail_l = max(1, h // 20), max(1, (long // block) // 20)
+        ratios = []
+        for row in ev["per_seed"]:
+            c = np.asarray([np.nan if x is None else x for x in row["curve"]], np.float64)
+            ratios.append(np.mean(c[-tail_l:]) / np.mean(c[h - tail_h:h]))
+        out.append(float(np.mean(ratios)))
+    return np.asarray(out)
+
+
+def evidence(results: GridResults) -> dict:
+    """What the verdict rules read, per member label and meta-training seed: ``meta_loss`` (the EMA-smoothed
+    PES meta-loss curve), ``final_objective`` (the unperturbed meta-objective at the last snapshot) and
+    ``beyond_horizon`` (:func:`beyond_horizon_ratio`), each a ``{seed: value}`` dict holding the seeds whose
+    files exist; and the grid's ``outer_steps`` and ``task``."""
+    out = {"outer_steps": results.grid.outer_steps, "task": results.grid.task, "members": {}}
+    for lab, by_seed in results.runs.items():
+        seeds = sorted(by_seed)
+        m = by_seed[seeds[0]].member
+        curves = meta_loss_curves(results, m)
+        final = {s: float(np.mean(by_seed[s].meta_curve["curve"][-1]["mean"]))
+                 for s in seeds if by_seed[s].meta_curve is not None}
+        beyond = {}
+        for s in seeds:
+            r = beyond_horizon_ratio(_only(results, lab, s), m)
+            if r.size:
+                beyond[s] = float(r[0])
+        out["members"][lab] = {"meta_loss": dict(zip(seeds, curves)), "final_objective": final,
+                               "beyond_horizon": beyond}
+    return out
+
+
+def _only(results: GridResults, lab: str, seed: int) -> GridResults:
+    return dataclasses.replace(results, runs={lab: {seed: results.runs[lab][seed]}})
+
+
+def complete(ev: Mapping, figure: str, min_seeds: int = 3) -> list[str]:
+    """What the evidence for ``figure`` lacks: members with fewer than ``min_seeds`` seeds of every kind."""
+    lacking = []
+    for o, w in FIGURES[figure]:
+        lab = Member(o, float(w)).label
+        m = ev["members"].get(lab)
+        for key in ("meta_loss", "final_objective") + (("beyond_horizon",) if figure == "app2" else ()):
+            n = 0 if m is None else len(m[key])
+            if n < min_seeds:
+                lacking.append(f"{lab}: {key} for {n} of {min_seeds} seeds")
+    return lacking
+
+
+# ----------------------------------------------------------------------------------------------------
+# verdict rules
+
+
+def paired_lower(a, b, k: float = K_SE) -> tuple[bool, float, float]:
+    """Is ``a`` lower than ``b``, paired by seed? ``(passes, mean difference a − b, its standard error)``.
+
+    Passes when the mean paired difference is below −``k`` standard errors (needs at least two pairs; a NaN,
+    e.g. a diverged run, counts against ``a``).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be paired 1-D arrays of equal length; got shapes {a.shape} and {b.shape}")
+    if a.size < 2:
+        return False, float("nan"), float("nan")
+    d = np.where(np.isnan(a), np.inf, a) - b
+    if not np.all(np.isfinite(d)):
+        return False, float(np.mean(d)), float("nan")
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
+    return bool(mean + k * se < 0), mean, se
+
+
+def steps_to_reach(curve, target: float) -> int | None:
+    """First outer step (1-based) at which ``curve`` is at or below ``target``; None if never."""
+    hit = np.nonzero(np.asarray(curve) <= target)[0]
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def _common(ev: Mapping, a: str, b: str, key: str):
+    """The two members' values on the seeds both have (paired by seed)."""
+    x, y = ev["members"][a][key], ev["members"][b][key]
+    seeds = sorted(set(x) & set(y))
+    return np.asarray([x[s] for s in seeds], np.float64), np.asarray([y[s] for s in seeds], np.float64)
+
+
+def _area(curves):
+    return np.asarray(curves, np.float64).mean(axis=-1)
+
+
+def _cmp(ev, a, b, key, what):
+    x, y = _common(ev, a, b, key)
+    if key == "meta_loss":
+        x, y = _area(x), _area(y)
+    ok, mean, se = paired_lower(x, y)
+    return ok, f"{what}: {a} − {b} = {mean:+.3f} ± {se:.3f} over {len(x)} seeds"
+
+
+def verdict_fig3(ev: Mapping) -> tuple[dict, str]:
+    """Fig. 3: STAR meta-trains faster than the blackbox optimizer and reaches a lower meta-loss.
+
+    Checks: (1) the EMA PES meta-loss averaged over all outer steps (area under the curve) is lower for STAR
+    than for Blackbox; (2) the seed-mean STAR curve reaches the Blackbox curve's final value within half of
+    the outer steps; (3) the unperturbed meta-objective after the last outer step is lower for STAR. (1) and
+    (3) are paired by seed and need more than two standard errors.
+    """
+    s, bb = "star_wd0.1", "blackbox_wd0.0"
+    ok1, t1 = _cmp(ev, s, bb, "meta_loss", "mean EMA meta-loss")
+    star_mean = np.mean(list(ev["members"][s]["meta_loss"].values()), axis=0)
+    target = float(np.mean(list(ev["members"][bb]["meta_loss"].values()), axis=0)[-1])
+    hit = steps_to_reach(star_mean, target)
+    ok2 = hit is not None and hit <= ev["outer_steps"] // 2
+    ok3, t3 = _cmp(ev, s, bb, "final_objective", "final unperturbed meta-objective")
+    checks = {"lower PES meta-loss over meta-training than Blackbox": ok1,
+              "reaches Blackbox's final meta-loss within half the outer steps": ok2,
+              "lower unperturbed meta-objective at the end than Blackbox": ok3}
+    text = (f"{t1}; STAR reaches Blackbox's final EMA meta-loss {target:.3f} at outer step {hit} of "
+            f"{ev['outer_steps']}; {t3}")
+    return checks, text
+
+
+def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[dict, str]:
+    """Fig. App.2: outer weight decay 0.1–0.5 × lr keeps STAR stable beyond the horizon; 1.0 over-damps.
+
+    Checks: (1) for wd 0.1 and 0.5, on every meta-training seed, the training loss at the end of the long
+    evaluation is at most ``tolerance`` × its value at the horizon (:func:`beyond_horizon_ratio`); (2) wd 1.0
+    has a higher final unperturbed meta-objective than wd 0.1 and (3) than wd 0.5 (paired, > 2 s.e.).
+    """
+    m = ev["members"]
+    r01 = np.asarray(list(m["star_wd0.1"]["beyond_horizon"].values()))
+    r05 = np.asarray(list(m["star_wd0.5"]["beyond_horizon"].values()))
+    ok1 = bool(len(r01) and len(r05) and np.all(r01 <= tolerance) and np.all(r05 <= tolerance))
+    ok2, t2 = _cmp(ev, "star_wd0.1", "star_wd1.0", "final_objective", "final meta-objective")
+    ok3, t3 = _cmp(ev, "star_wd0.5", "star_wd1.0", "final_objective", "final meta-objective")
+    checks = {f"wd 0.1 and 0.5 stay within {tolerance}x of their horizon loss at the long evaluation": ok1,
+              "wd 1.0 has a worse meta-objective than wd 0.1": ok2,
+              "wd 1.0 has a worse meta-objective than wd 0.5": ok3}
+    ratios = ", ".join(f"wd {w}: {[round(v, 2) for v in m[f'star_wd{w}']['beyond_horizon'].values()]}"
+                       for w in ("0.0", "0.1", "0.5", "1.0") if f"star_wd{w}" in m)
+    return checks, f"loss at the long evaluation / loss at the horizon per seed — {ratios}; {t2}; {t3}"
+
+
+def verdict_preconditioning(ev: Mapping) -> tuple[dict, str]:
+    """Fig. App.3: the Adam-style preconditioner of the blackbox term gives a better meta-loss.
+
+    Checks: STAR below STAR No Pre. in (1) the EMA PES meta-loss averaged over meta-training and (2) the final
+    unperturbed meta-objective (paired, > 2 s.e.).
+    """
+    ok1, t1 = _cmp(ev, "star_wd0.1", "star_nopre_wd0.1", "meta_loss", "mean EMA meta-loss")
+    ok2, t2 = _cmp(ev, "star_wd0.1", "star_nopre_wd0.1", "final_objective", "final meta-objective")
+    return {"lower PES meta-loss than No Pre.": ok1, "lower final meta-objective than No Pre.": ok2}, f"{t1}; {t2}"
+
+
+def verdict_nominal_term(ev: Mapping) -> tuple[dict, str]:
+    """Fig. App.4: without the nominal term meta-training is slower and ends worse.
+
+    Checks: STAR below STAR No Nom. in (1) the EMA PES meta-loss averaged over meta-training (slower) and (2)
+    the final unperturbed meta-objective (worse), paired, > 2 s.e.
+    """
+    ok1, t1 = _cmp(ev, "star_wd0.1", "star_nonom_wd0.1", "meta_loss", "mean EMA meta-loss")
+    ok2, t2 = _cmp(ev, "star_wd0.1", "star_nonom_wd0.1", "final_objective", "final meta-objective")
+    return {"No Nom. meta-trains slower": ok1, "No Nom. ends with a worse meta-objective": ok2}, f"{t1}; {t2}"
+
+
+#: claim id of star.claims -> (figure, verdict rule)
+VERDICT_RULES = {
+    "star_faster_metatraining": ("fig3", verdict_fig3),
+    "weight_decay_tradeoff": ("app2", verdict_weight_decay),
+    "adam_preconditioning": ("app3", verdict_preconditioning),
+    "nominal_term": ("app4", verdict_nominal_term),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# figures
+
+
+def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
+    """PES meta-loss against the outer step: mean ± one standard error over seeds of the EMA-smoothed curves."""
+    for m in members:
+        curves = meta_loss_curves(results, m, coefficient)
+        steps = np.arange(1, curves.shape[1] + 1)
+        color = COLORS.get(m.label)
+        if len(curves) >= 2:
+            mean, lo, hi = mean_stderr_band(curves)
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.25, lw=0)
+        else:
+            mean = curves[0]
+        ax.plot(steps, mean, color=color, label=f"{label(m)} ({len(curves)} seeds)")
+    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (EMA {coefficient})", title="PES meta-loss (loss of θ ± ε)")
+    ax.legend(fontsize=7)
+
+
+def plot_seeds(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
+    """Fig. App.1: every seed's EMA-smoothed PES meta-loss."""
+    for m in members:
+        curves = meta_loss_curves(results, m, coefficient)
+        for i, c in enumerate(curves):
+            ax.plot(np.arange(1, len(c) + 1), c, color=COLORS.get(m.label), lw=0.9, alpha=0.8,
+                    label=label(m) if i == 0 else None)
+    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (EMA {coefficient})", title="individual seeds (Fig. App.1)")
+    ax.legend(fontsize=7)
+
+
+def plot_meta_objective(ax, results: GridResults, members: Sequence[Member]):
+    """Unperturbed meta-objective of the θ snapshots, mean ± s.e. over meta-training seeds; nominal dashed."""
+    for m in members:
+        steps, obj = meta_objective(results, m)
+        if obj.size == 0:
+            continue
+        se = obj.std(axis=0, ddof=1) / np.sqrt(len(obj)) if len(obj) > 1 else np.zeros(obj.shape[1])
+        ax.errorbar(steps, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), marker="o", ms=3, capsize=2,
+                    label=label(m))
+    nom = nominal_objective(results)
+    if nom is not None:
+        ax.axhline(nom, color=COLORS["nominal"], ls="--", lw=1, label="nominal optimizer")
+    ax.set(xlabel="outer step", ylabel="mean training loss over the episode",
+           title="meta-objective of θ itself (no perturbation)")
+    ax.legend(fontsize=7)
+
+
+def plot_inner_training(ax, results: GridResults, members: Sequence[Member], steps: int):
+    """Inner training for ``steps`` steps with each learned optimizer (mean over meta × evaluation seeds, EMA
+    over the stored block means), tuned Adam and the nominal optimizer; the horizon dotted."""
+    for m in members:
+        c = inner_curves(results, m, steps)
+        if c.size:
+            block = steps // c.shape[1]
+            ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS.get(m.label),
+                    label=label(m))
+    b = results.baselines
+    if b is not None:
+        adam = f"Adam, tuned lr {b['adam_search']['best_lr']:g}"
+        for key, name in (("adam", adam), ("nominal", "nominal optimizer")):
+            if str(steps) in b[key]:
+                c = _eval_curves([b[key][str(steps)]])
+                block = steps // c.shape[1]
+                ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS[key],
+                        ls="--", lw=1.2, label=name)
+    if steps > results.grid.horizon:
+        ax.axvline(results.grid.horizon, color="0.5", ls=":", lw=1)
+    ax.set(xlabel="inner step", ylabel="training loss", yscale="log", title=f"inner training, {steps} steps")
+    ax.legend(fontsize=7)
+
+
+def plot_figure(results: GridResults, figure: str):
+    """One of the paper's figures at our scale: PES meta-loss, meta-objective of θ, inner training at the
+    horizon and at the longest evaluation (four panels)."""
+    import matplotlib.pyplot as plt
+
+    members = _members(results, figure)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    plot_meta_loss(axes[0, 0], results, members)
+    plot_meta_objective(axes[0, 1], results, members)
+    steps = sorted(results.grid.eval_steps)
+    plot_inner_training(axes[1, 0], results, members, steps[0])
+    plot_inner_training(axes[1, 1], results, members, steps[-1])
+    fig.suptitle(f"{figure}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def summary_rows(results: GridResults, figure: str | None = None) -> list[dict]:
+    """Per member: seeds, final unperturbed meta-objective, and per evaluation length the final training loss,
+    test loss and accuracy (means over meta-training seeds, each a mean over evaluation seeds), plus the
+    baselines. For a table in the chapter."""
+    members = _members(results, figure) if figure else [next(iter(v.values())).member for v in results.runs.values()]
+    rows = []
+    for m in members:
+        _, obj = meta_objective(results, m)
+        row = {"optimizer": label(m), "seeds": len(results.runs[m.label]),
+               "meta_objective": float(np.mean(obj[:, -1])) if obj.size else float("nan")}
+        for steps in results.grid.eval_steps:
+            for key in ("final_train_loss", "test_loss", "test_accuracy"):
+                row[f"{key}@{steps}"] = float(np.mean(_per_meta_seed(results, m, steps, key)))
+        rows.append(row)
+    b = results.baselines
+    if b is not None:
+        for key, name in (("adam", f"Adam (lr {b['adam_search']['best_lr']:g})"), ("nominal", "nominal optimizer")):
+            row = {"optimizer": name, "seeds": len(b["settings"]["eval_seeds"]), "meta_objective": float("nan")}
+            for steps in results.grid.eval_steps:
+                per = b[key].get(str(steps), {"per_seed": []})["per_seed"]
+                for k in ("final_train_loss", "test_loss", "test_accuracy"):
+                    vals = [r[k] for r in per]
+                    row[f"{k}@{steps}"] = float("nan") if not vals or None in vals else float(np.mean(vals))
+            rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """:func:`summary_rows` as a fixed-width text table."""
+    if not rows:
+        return "(no runs)"
+    cols = list(rows[0])
+    width = {c: max(len(c), 8) for c in cols}
+    width["optimizer"] = max(len(r["optimizer"]) for r in rows)
+    lines = ["  ".join(c.rjust(width[c]) if c != "optimizer" else c.ljust(width[c]) for c in cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(v.ljust(width[c]) if isinstance(v, str) else
+                         (f"{v:d}" if isinstance(v, int) else f"{v:.3f}").rjust(width[c]))
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the breakdown on the paper's MLP (results/metatrain/breakdown/mechanism.json) and the remedies
+
+_CFG_COLORS = {"star": "#de2d26", "star_bc_eps1e-4": "#3182bd", "star_out0.1": "#31a354",
+               "star_out0.1_bc_eps1e-4": "#756bb1"}
+_CFG_NAMES = {"star": "STAR (paper)", "star_bc_eps1e-4": "ours: bias-corrected, eps 1e-4",
+              "star_out0.1": "ours: output layer ×0.1", "star_out0.1_bc_eps1e-4": "ours: both"}
+
+
+def broken_fraction(outcomes: Sequence[str]) -> float:
+    """Fraction of runs that are ``dead`` or ``diverged`` (:func:`star.breakdown.classify`)."""
+    return float(np.mean([o in ("dead", "diverged") for o in outcomes])) if len(outcomes) else float("nan")
+
+
+def plot_anatomy(axes, mech: Mapping, layer: str = "Dense_0/kernel"):
+    """Left: the blackbox drift of the first layer's weights per step (|mean|, its spread) against the
+    nominal step, for the paper's preconditioner and ours; right: loss and dead first-layer units."""
+    ax0, ax1 = axes
+    for name, an in mech["anatomy"]["fmnist_mlp"].items():
+        rows = an["steps"]
+        t = [r["step"] for r in rows]
+        c = _CFG_COLORS.get(name)
+        ax0.semilogy(t, [abs(r["layers"][layer]["blackbox_mean"]) for r in rows], color=c, marker="o", ms=3,
+                     label=f"|mean blackbox step|, {_CFG_NAMES.get(name, name)}")
+        if name == "star":
+            ax0.semilogy(t, [r["layers"][layer]["blackbox_std"] for r in rows], color=c, ls=":",
+                         label="its std over the weights")
+            ax0.semilogy(t, [r["layers"][layer]["nominal_rms"] for r in rows], color="0.2", ls="--",
+                         label="RMS nominal step")
+        ax1.plot(t, [r["dead_first_layer_units"] for r in rows], color=c, marker="o", ms=3,
+                 label=f"dead units, {_CFG_NAMES.get(name, name)}")
+    ax0.set(xlabel="inner step", ylabel="per-weight step", title=f"first layer ({layer}), d = +2e-3")
+    ax0.legend(fontsize=6)
+    ax1.set(xlabel="inner step", ylabel="fraction of first-layer units dead on the batch", ylim=(-0.05, 1.05),
+            title="the first ReLU layer dies")
+    ax1.legend(fontsize=6)
+
+
+def plot_direction_bias(ax, mech: Mapping):
+    """Loss after the measured steps against the direction head's output bias, per preconditioner and task."""
+    chance = math.log(10)
+    for task, by_cfg in mech["direction_bias"].items():
+        for name, row in by_cfg.items():
+            ls = "-" if task == "fmnist_mlp" else "--"
+            ax.plot(row["values"], np.minimum(row["final"], 10.0), color=_CFG_COLORS.get(name), ls=ls, marker="o",
+                    ms=3, label=f"{_CFG_NAMES.get(name, name)}, {task}")
+        ax.axhline(mech["nominal"][task]["final"], color="0.2", lw=0.8, ls=":" if task == "fmnist_mlp" else "-.")
+    ax.axhline(chance, color="0.5", lw=1, label="ln 10 (no training)")
+    ax.set(xscale="symlog", xlabel="output bias of the direction head d", yscale="log",
+           ylabel=f"training loss, last {mech['settings']['tail']} of {mech['settings']['inner_steps']} steps",
+           title="how large may d be?")
+    ax.set_xscale("symlog", linthresh=1e-4)
+    ax.legend(fontsize=6)
+
+
+def plot_sensitivity(ax, mech: Mapping):
+    """Fraction of broken runs (dead or diverged) against the PES perturbation σ of all meta-parameters."""
+    for task, by_cfg in mech["sigma"].items():
+        for name, rows in by_cfg.items():
+            sig = sorted(rows, key=float)
+            ax.plot([float(s) for s in sig], [broken_fraction(rows[s]["outcome"]) for s in sig],
+                    color=_CFG_COLORS.get(name), ls="-" if task == "fmnist_mlp" else "--", marker="o", ms=3,
+                    label=f"{_CFG_NAMES.get(name, name)}, {task}")
+    n = len(mech["settings"]["perturbation_seeds"])
+    ax.set(xscale="log", xlabel="σ of the perturbation (all meta-parameters)", ylim=(-0.05, 1.05),
+           ylabel=f"fraction broken ({n} perturbations)", title="PES-sized perturbations of the nominal θ")
+    ax.legend(fontsize=6)
+
+
+def group_rows(mech: Mapping) -> list[tuple]:
+    """``(group, fraction broken, outcomes)`` of the σ = 0.01 perturbations restricted to one group."""
+    return [(g, broken_fraction(r["outcome"]), r["outcome"]) for g, r in mech["groups"].items()]
+
+
+def load_remedies(root: str | Path | None = None) -> dict:
+    """The paper's STAR on the paper's MLP (stored run ``star_fmnist_cpu_paper_sigma``) and our variants
+    (the ``remedies`` grid), as ``{label: {"curve", "provenance", "log"}}`` for those that are stored."""
+    from star.sweep import get_grid
+
+    read = _reader(root)
+    runs = {"STAR, the paper's settings": "results/metatrain/star_fmnist_cpu_paper_sigma"}
+    for name, suffix in (("remedies", ""), ("remedies_long", ", 200 steps")):
+        g = get_grid(name, "cpu")
+        for spec in g.runs():
+            lr = "" if spec.member.lr is None else f", lr {spec.member.lr:g}"
+            runs[f"ours: {spec.member.optimizer}{lr}{suffix}"] = f"{g.folder}/{spec.name}"
+    out = {}
+    for lab, folder in runs.items():
+        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
+        if c is None or p is None:
+            continue
+        out[lab] = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
+                    "log": _log(lg) if lg is not None else None}
+    return out
+
+
+def plot_remedies(ax, remedies: Mapping, max_step: int | None = None):
+    """Unperturbed meta-objective of θ snapshots on the paper's MLP: the paper's STAR and our variants."""
+    colors = iter(["#de2d26", "#756bb1", "#3182bd", "#31a354", "#fd8d3c", "0.4"])
+    nominal = None
+    for lab, r in remedies.items():
+        rows = [row for row in r["curve"]["curve"] if max_step is None or row["step"] <= max_step]
+        se = [row.get("stderr") or 0.0 for row in rows]
+        ax.errorbar([row["step"] for row in rows], [row["mean"] for row in rows], yerr=se, marker="o", ms=3,
+                    capsize=2, color=next(colors), label=lab)
+        nominal = r["curve"].get("baselines", {}).get("nominal", {}).get("mean", nominal)
+    if nominal is not None:
+        ax.axhline(nominal, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
+    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
+    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
+           title="paper's MLP: meta-objective of θ (common episodes)")
+    ax.legend(fontsize=7)
+
+
+# ----------------------------------------------------------------------------------------------------
+# recording the verdicts
+
+PAPER_TASKS = {"fmnist_mlp": "the paper's Fashion-MNIST MLP", "cifar10_conv": "the paper's CIFAR-10 ConvNet"}
+
+
+def task_description(task: str) -> str:
+    """``fmnist8_mlp32 (not a task of the paper)`` or ``fmnist_mlp (the paper's Fashion-MNIST MLP)``."""
+    return f"{task} ({PAPER_TASKS.get(task, 'not a task of the paper')})"
+
+
+def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution",
+                   min_seeds: int = 3, claims_folder=None):
+    """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with
+    :func:`star.book.claims.record_claim`, which derives the status; returns its ``Verdict`` (a notebook shows
+    the claim, the rule, the checks and the status). Nothing is recorded — a line saying why is returned —
+    while the evidence has fewer than ``min_seeds`` seeds of a member (:func:`complete`)."""
+    from star.book import claims
+
+    figure, rule = VERDICT_RULES[claim_id]
+    ev = evidence(results)
+    lacking = complete(ev, figure, min_seeds)
+    if lacking:
+        return f"{claim_id}: not recorded, the evidence is incomplete ({'; '.join(lacking)})"
+    checks, text = rule(ev)
+    return claims.record_claim(claim_id, checks, f"Tested on {task_description(results.grid.task)}, "
+                               f"{results.grid.scale} scale ({results.grid.name} grid): {text}",
+                               scale=results.grid.scale, chapter=chapter, anchor=f"indist-{figure}",
+                               claims_folder=claims_folder)
+
+
+def format_interventions(iv: Mapping) -> str:
+    """``interventions.json`` as text: per intervention, the outcome of the ±2e-3 bias runs and how many of the
+    σ = 0.01 perturbations end dead or diverged."""
+    labels = iv["settings"]["runs"]
+    lines = [f"{iv['settings']['inner_steps']} inner steps on {iv['settings']['task']}, "
+             f"nominal optimizer {iv['nominal_final']:.3f}"]
+    for name, r in iv["interventions"].items():
+        bias = [f"{lab[7:]}: {o} ({f:.2f})" for lab, o, f in zip(labels, r["outcome"], r["final"])
+                if lab.startswith("d bias")]
+        sig = [o for lab, o in zip(labels, r["outcome"]) if lab.startswith("sigma")]
+        lines.append(f"  {name:26s} {'; '.join(bias)}; σ = 0.01: {sum(o in ('dead', 'diverged') for o in sig)} of "
+                     f"{len(sig)} broken")
+    return "\n".join(lines)
+
+
+def format_second_moments(sm: Mapping) -> str:
+    """``second_moments.json`` as text: per task and step, for each weight matrix, the fraction of weights with
+    ``v < 1e-6`` (the paper's preconditioner at its cap) and with bias-corrected ``v̂ < 1e-4`` (our variant's
+    eps dominates)."""
+    lines = []
+    for task, r in sm["tasks"].items():
+        lines.append(f"{task} (nominal optimizer; fraction of weights): v < 1e-6 | v_hat < 1e-4")
+        for c in r["checkpoints"]:
+            cells = [f"{k.split('/')[0]} {v['v_below_1e-06']:.2f} | {v['v_hat_below_0.0001']:.2f}"
+                     for k, v in c["layers"].items() if k.endswith("kernel")]
+            lines.append(f"  after {c['step']:5d} steps: " + ";  ".join(cells))
+    return "\n".join(lines)
+
+
+def remedy_nominal(remedies: Mapping) -> float | None:
+    """The nominal optimizer's meta-objective on the remedies' common episodes (the same in every run)."""
+    for r in remedies.values():
+        nom = r["curve"].get("baselines", {}).get("nominal")
+        if nom:
+            return float(nom["mean"])
+    return None
