@@ -664,7 +664,12 @@ def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
         text = (f"- Unperturbed meta-objective (`meta_curve.json`, {c['num_seeds']} common episodes from seed "
                 f"{c['eval_seed']}): {first['mean']:.3f} at step {first['step']}, {last['mean']:.3f} at step "
                 f"{last['step']}")
-        if nom:
+        from star.optim import preset
+
+        if nom and preset(spec.member.optimizer).nominal_stepsize == 0:
+            text += (f"; the same optimizer with a zero output layer (no nominal term: the zero update) "
+                     f"{nom['mean']:.3f}")
+        elif nom:
             d = np.asarray(last["per_seed"]) - np.asarray(nom["per_seed"])
             se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
             text += (f"; the nominal optimizer {nom['mean']:.3f}, learned minus nominal {d.mean():+.3f} ± {se:.3f} "

@@ -175,3 +175,18 @@ def test_wall_times_are_summed_from_the_files(tmp_path):
     res = D.load_grid(fake_grid(tmp_path), tmp_path)
     assert res.total_wall_s() == 10.0 * 3  # three finished runs of 10 s each
     assert res.post_wall_s() == 0.0  # the fake files carry no provenance
+
+
+def test_the_nominal_yardstick_comes_from_a_member_with_a_nominal_term(tmp_path):
+    grid = dataclasses.replace(sweep.get_grid("indist", "smoke"),
+                               members=(sweep.Member("blackbox", 0.0), sweep.Member("star", 0.1)))
+    root = tmp_path / "g"
+    src = fake_grid(tmp_path)
+    import shutil
+    for spec in grid.runs():
+        shutil.copytree(src.runs()[0].folder(tmp_path), spec.folder(root))
+    bb = grid.runs()[0].folder(root) / "meta_curve.json"
+    c = json.loads(bb.read_text())
+    c["baselines"]["nominal"]["mean"] = 2.32  # Blackbox's zero-output start does not train
+    bb.write_text(json.dumps(c))
+    assert D.nominal_objective(D.load_grid(grid, root)) == 0.7

@@ -178,10 +178,15 @@ def meta_objective(results: GridResults, m: Member) -> tuple[np.ndarray, np.ndar
 
 
 def nominal_objective(results: GridResults) -> float | None:
-    """The nominal optimizer's meta-objective on the same episodes (identical in every run's meta_curve.json)."""
+    """The nominal optimizer's meta-objective on the common episodes, from a run of a member that has the nominal
+    term (``meta-curve``'s "nominal" baseline is the run's optimizer with a zero output layer, which for Blackbox
+    and No Nom. is the zero update, not the nominal optimizer)."""
+    from star.optim import preset
+
     for by_seed in results.runs.values():
         for r in by_seed.values():
-            if r.meta_curve and "nominal" in r.meta_curve.get("baselines", {}):
+            if preset(r.member.optimizer).nominal_stepsize > 0 and r.meta_curve \
+                    and "nominal" in r.meta_curve.get("baselines", {}):
                 return float(r.meta_curve["baselines"]["nominal"]["mean"])
     return None
 
