@@ -626,8 +626,9 @@ def load_remedies(root: str | Path | None = None) -> dict:
     return out
 
 
-def plot_remedies(ax, remedies: Mapping, max_step: int | None = None):
-    """Unperturbed meta-objective of θ snapshots on the paper's MLP: the paper's STAR and our variants."""
+def plot_remedies(ax, remedies: Mapping, max_step: int | None = None, ylim=None):
+    """Unperturbed meta-objective of θ snapshots on the paper's MLP: the paper's STAR and our variants
+    (``ylim`` zooms in; the colours follow the order of ``remedies``)."""
     colors = iter(["#de2d26", "#756bb1", "#3182bd", "#31a354", "#fd8d3c", "0.4"])
     nominal = None
     for lab, r in remedies.items():
@@ -640,8 +641,10 @@ def plot_remedies(ax, remedies: Mapping, max_step: int | None = None):
         ax.axhline(nominal, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
     ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
     ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
-           title="paper's MLP: meta-objective of θ (common episodes)")
-    ax.legend(fontsize=7)
+           title="paper's MLP: meta-objective of θ (common episodes)" + (" — zoom" if ylim else ""))
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=6)
 
 
 # ----------------------------------------------------------------------------------------------------
