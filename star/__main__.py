@@ -308,10 +308,10 @@ def _ood(args) -> int:
     if args.released:
         from star.optim import released
 
-        names = released.PAPER_RELEASED if args.released == ["default"] else args.released
+        names = released.DEFAULT_RELEASED if args.released in ([], ["default"]) else args.released
         for rname in names:
             try:
-                learned.append(released.load_released_optimizer(rname))
+                learned.append(ood.released_learned(rname))
             except released.ReleasedUnavailableError as err:
                 print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
     cfg = ood.suite_config()

@@ -38,7 +38,7 @@ from star import baselines
 from star.batched import train_batched
 from star.scale import get_scale
 
-__all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "run_task", "load_results",
+__all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task", "load_results",
            "final_loss", "summarize", "ood_verdict", "VERDICT_RULES", "DEFAULT_LEARNED", "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
@@ -96,8 +96,8 @@ def suite_config(scale=None) -> SuiteConfig:
         return SuiteConfig(num_steps=20, adam_lr_range=(1e-3, 1e-2), nadamw_samples=3, tune_seeds=(1000,),
                            eval_seeds=(0, 1, 2), width=6, chunk_size=10)
     if s == "cpu":
-        return SuiteConfig(num_steps=1000, adam_lr_range=(1e-5, 1e-1), nadamw_samples=24,
-                           tune_seeds=(1000, 1001), eval_seeds=(0, 1, 2), width=12, chunk_size=100)
+        return SuiteConfig(num_steps=1000, adam_lr_range=(1e-5, 1e-1), nadamw_samples=16,
+                           tune_seeds=(1000,), eval_seeds=(0, 1, 2), width=9, chunk_size=100)
     return SuiteConfig(num_steps=10000, adam_lr_range=(1e-7, 1.0), nadamw_samples=1000,
                        tune_seeds=(1000, 1001, 1002, 1003, 1004), eval_seeds=(0, 1, 2, 3, 4), width=100,
                        chunk_size=500)
@@ -163,6 +163,24 @@ def load_learned(name: str, run_dirs: Sequence, *, root: "str | os.PathLike" = "
         sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit})
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)
     return LearnedOptimizer(name=name, cfg=cfg0, thetas=stacked, sources=tuple(sources))
+
+
+def released_learned(name: str, **kwargs) -> LearnedOptimizer:
+    """A released checkpoint of the paper (:func:`star.optim.released.load_released`) as a row
+    ``released_<preset>`` (e.g. ``released_star``); ``kwargs`` go to ``load_released``.
+
+    Raises:
+        star.optim.released.ReleasedUnavailableError: offline without a local or cached copy.
+    """
+    from star.optim import released
+
+    rel = released.load_released(name, **kwargs)
+    digest = hashlib.sha256(json.dumps(jax.tree.map(lambda x: np.asarray(x).tolist(), rel.theta),
+                                       sort_keys=True).encode()).hexdigest()
+    source = {"path": f"{released.BUCKET_URL}/{name}/params", "sha256": digest, "metatrain_commit": None,
+              "loaded_from": rel.source, "step": rel.step, "settings": rel.settings}
+    return LearnedOptimizer(name=f"released_{rel.preset}", cfg=rel.cfg,
+                            thetas=jax.tree.map(lambda x: jnp.asarray(x)[None], rel.theta), sources=(source,))
 
 
 # ------------------------------------------------------------------------------------------- one task

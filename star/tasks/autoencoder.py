@@ -15,6 +15,7 @@ biases zero. Both tasks implement :class:`star.tasks.base.Task` and are pytrees 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -137,4 +138,4 @@ class VAETask:
 
     def normalizer(self, loss: jax.Array) -> jax.Array:
         """Clip to [0, 1.5 ln 2] nats per pixel (1.5 × an uninformed Bernoulli); NaN/inf → the top."""
-        return _normalize_to_unit(loss, 1.5 * float(jnp.log(2.0)))
+        return _normalize_to_unit(loss, 1.5 * math.log(2.0))

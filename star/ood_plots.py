@@ -1,0 +1,124 @@
+"""Figures of the out-of-distribution chapter: the per-task loss curves (Figs. App.5–App.6) and a summary.
+
+Both take what :func:`star.ood.load_results` returns (``{task: (record, curves)}``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from star.ood import failed_runs, final_loss, summarize
+from star.plotting import mean_stderr_band
+
+__all__ = ["LABELS", "plot_curves_grid", "plot_summary", "optimizer_order"]
+
+LABELS = {
+    "adam": ("Adam (tuned learning rate)", "C0", "-"),
+    "nadamw": ("NAdamW (random search)", "C1", "-"),
+    "star": ("STAR", "C3", "-"),
+    "star_wd0.5": ("STAR (outer wd 0.5)", "C4", "--"),
+    "hyperparam": ("Hyperparam", "C2", "-"),
+    "blackbox": ("Blackbox", "C7", "-"),
+    "released_star": ("STAR, released", "C3", ":"),
+    "released_hyperparam": ("Hyperparam, released", "C2", ":"),
+    "released_star_nonom": ("No Nom., released", "C5", ":"),
+}
+
+
+def optimizer_order(names) -> list:
+    """Known optimizers in :data:`LABELS` order, then any others alphabetically."""
+    known = [n for n in LABELS if n in names]
+    return known + sorted(set(names) - set(known))
+
+
+def _style(name):
+    return LABELS.get(name, (name, None, "-"))
+
+
+def plot_curves_grid(results: Mapping, tasks: Optional[Sequence[str]] = None, *, ncols: int = 4,
+                     coefficient: float = 0.98):
+    """One panel per task: training loss against step, mean ± one standard error over the evaluation
+    runs, EMA-smoothed with ``coefficient`` as the paper's plots (App. B: 0.98). The y-range ends a
+    little above the initial loss, so a diverging optimizer leaves the panel at the top."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(tasks if tasks is not None else results)
+    nrows = max(1, math.ceil(len(tasks) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows), squeeze=False)
+    handles = {}
+    for ax, name in zip(axes.flat, tasks):
+        rec, curves = results[name]
+        init = float(np.nanmedian(np.asarray(curves["adam"])[:, 0]))
+        lows = []
+        for opt in optimizer_order(curves):
+            c = np.asarray(curves[opt], np.float64)
+            c = np.where(np.isfinite(c), c, np.nan)
+            mean, lo, hi = mean_stderr_band(np.minimum(c, 1e6), coefficient=coefficient)
+            label, colour, ls = _style(opt)
+            x = np.arange(1, c.shape[1] + 1)
+            (h,) = ax.plot(x, mean, color=colour, ls=ls, lw=1.3, label=label)
+            ax.fill_between(x, lo, hi, color=h.get_color(), alpha=0.2, lw=0)
+            handles.setdefault(label, h)
+            if np.isfinite(mean).any():
+                lows.append(np.nanmin(mean))
+        top = init * 1.15
+        bottom = min(lows) if lows else 0.0
+        ax.set_ylim(max(0.0, bottom - 0.05 * (top - bottom)), top)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("step", fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
+               fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None):
+    """Per task, each optimizer's final loss divided by tuned Adam's (log scale; < 1 is better than Adam).
+
+    Filled markers: every evaluation run was stable; hollow: some run ended above its initial loss;
+    a cross at the right edge: some run diverged (non-finite loss).
+    """
+    import matplotlib.pyplot as plt
+
+    tasks = list(tasks if tasks is not None else results)
+    summ = summarize({t: results[t] for t in tasks})
+    opts = optimizer_order({o for t in tasks for o in results[t][1]} - {"adam"})
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(tasks) + 1.6))
+    finite = [r["ratio_to_adam"] for t in tasks for o, r in summ[t].items() if math.isfinite(r["ratio_to_adam"])]
+    hi = max([2.0] + finite) * 1.5
+    lo = min([0.5] + finite) / 1.5
+    offsets = np.linspace(-0.3, 0.3, len(opts)) if len(opts) > 1 else [0.0]
+    for k, opt in enumerate(opts):
+        label, colour, _ = _style(opt)
+        first = True
+        for i, t in enumerate(tasks):
+            if opt not in summ[t]:
+                continue
+            r = summ[t][opt]
+            y = i + offsets[k]
+            c = np.asarray(results[t][1][opt])
+            diverged = not np.all(np.isfinite(final_loss(c)))
+            kw = dict(color=colour, label=label if first else None)
+            if diverged:
+                ax.plot([hi / 1.15], [y], marker="x", ms=7, mew=2, ls="none", **kw)
+            elif r["unstable"] or np.any(failed_runs(c)):
+                ax.plot([r["ratio_to_adam"]], [y], marker="o", ms=6, mfc="none", mew=1.5, ls="none", **kw)
+            else:
+                ax.plot([r["ratio_to_adam"]], [y], marker="o", ms=6, ls="none", **kw)
+            first = False
+    ax.axvline(1.0, color="C0", lw=1, label="tuned Adam")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("final training loss / tuned Adam's (×: diverged, hollow: ended above its initial loss)",
+                  fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
