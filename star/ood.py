@@ -39,7 +39,8 @@ from star.batched import train_batched
 from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task", "load_results",
-           "final_loss", "summarize", "ood_verdict", "VERDICT_RULES", "DEFAULT_LEARNED", "FINAL_FRACTION"]
+           "final_loss", "failed_runs", "summarize", "ood_verdict", "verdict_counts", "evidence_text",
+           "load_stored", "VERDICT_RULES", "DEFAULT_LEARNED", "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
 DEFAULT_LEARNED = {
@@ -418,16 +419,68 @@ def ood_verdict(summary: Mapping) -> tuple:
         missing = [o for o in need if o not in row]
         if missing:
             raise ValueError(f"summary[{name!r}] lacks the optimizers {missing}")
-    n = len(summary)
-    rows = list(summary.values())
-    count = lambda f: sum(bool(f(r)) for r in rows)  # noqa: E731
-    ratio = lambda a, b: a["final"] / b["final"] if b["final"] > 0 else math.inf  # noqa: E731
+    c = verdict_counts(summary)
+    n = c["tasks"]
     checks = {
-        "blackbox unstable": count(lambda r: r["blackbox"]["unstable"]) >= n / 2,
-        "STAR stable": count(lambda r: r["star"]["unstable"]) <= n / 8,
-        "Hyperparam stable": count(lambda r: r["hyperparam"]["unstable"]) <= n / 8,
-        "STAR at least as good as Hyperparam": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 1.05) >= n / 2,
-        "large STAR gains somewhere": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 0.8) >= 1,
-        "STAR competitive with tuned Adam": count(lambda r: r["star"]["ratio_to_adam"] <= 1.25) >= n / 2,
+        "blackbox unstable": c["blackbox_unstable"] >= n / 2,
+        "STAR stable": c["star_unstable"] <= n / 8,
+        "Hyperparam stable": c["hyperparam_unstable"] <= n / 8,
+        "STAR at least as good as Hyperparam": c["star_le_1.05_hyperparam"] >= n / 2,
+        "large STAR gains somewhere": c["star_le_0.8_hyperparam"] >= 1,
+        "STAR competitive with tuned Adam": c["star_le_1.25_adam"] >= n / 2,
     }
     return checks, status_from_checks(checks)
+
+
+def verdict_counts(summary: Mapping) -> dict:
+    """The counts the verdict rules look at: tasks, unstable tasks per learned optimizer, and the number
+    of tasks where STAR's final loss is within the stated factors of Hyperparam's and tuned Adam's."""
+    rows = list(summary.values())
+    count = lambda f: sum(bool(f(r)) for r in rows)  # noqa: E731
+
+    def ratio(a, b):
+        return a["final"] / b["final"] if b["final"] > 0 and math.isfinite(a["final"]) else math.inf
+
+    return {
+        "tasks": len(rows),
+        "blackbox_unstable": count(lambda r: r["blackbox"]["unstable"]),
+        "star_unstable": count(lambda r: r["star"]["unstable"]),
+        "hyperparam_unstable": count(lambda r: r["hyperparam"]["unstable"]),
+        "star_le_1.05_hyperparam": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 1.05),
+        "star_le_0.8_hyperparam": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 0.8),
+        "star_le_1.25_adam": count(lambda r: r["star"]["ratio_to_adam"] <= 1.25),
+    }
+
+
+def evidence_text(summary: Mapping) -> str:
+    """One sentence with the counts behind :func:`ood_verdict`."""
+    c = verdict_counts(summary)
+    n = c["tasks"]
+    return (f"On {n} tasks: unstable (a run diverged or ended above its initial loss) Blackbox on "
+            f"{c['blackbox_unstable']}/{n}, STAR on {c['star_unstable']}/{n}, Hyperparam on "
+            f"{c['hyperparam_unstable']}/{n}; STAR's final loss <= 1.05x Hyperparam's on "
+            f"{c['star_le_1.05_hyperparam']}/{n} and <= 0.8x on {c['star_le_0.8_hyperparam']}/{n}; "
+            f"<= 1.25x tuned Adam's on {c['star_le_1.25_adam']}/{n}.")
+
+
+def load_stored(scale: str = "cpu", tasks: Optional[Sequence[str]] = None, fetch=None) -> tuple:
+    """``(results, missing)``: the stored results ``results/ood/<scale>/<task>.{json,npz}`` of ``tasks``
+    (default: the suite), found with ``fetch(relpath) -> Path`` (default :func:`star.book.repo_file`,
+    which downloads them on Colab); ``missing`` lists the tasks not stored yet."""
+    from star.tasks import OOD_SUITE
+
+    if fetch is None:
+        from star.book import repo_file as fetch
+    results, missing = {}, []
+    for name in tasks if tasks is not None else OOD_SUITE:
+        try:
+            jp = fetch(f"results/ood/{scale}/{name}.json")
+            npz = fetch(f"results/ood/{scale}/{name}.npz")
+        except (FileNotFoundError, OSError):
+            missing.append(name)
+            continue
+        rec = json.loads(Path(jp).read_text())
+        with np.load(npz, allow_pickle=False) as z:
+            curves = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("curves/")}
+        results[name] = (rec, curves)
+    return results, missing

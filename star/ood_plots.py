@@ -122,3 +122,25 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def tasks_table_html(results: Mapping, tasks: Optional[Sequence[str]] = None) -> str:
+    """The suite as an HTML table: task, data, what it is, its ``learned_optimization`` counterpart,
+    parameters, the tuned Adam learning rate (flagged at a grid edge), NAdamW's selected learning rate,
+    and the wall time of the task."""
+    import html
+
+    e = html.escape
+    rows = ["<table class='table'><thead><tr><th>task</th><th>data</th><th>model and loss</th>"
+            "<th>learned_optimization counterpart</th><th>params</th><th>Adam lr</th><th>NAdamW lr</th>"
+            "<th>wall (s)</th></tr></thead><tbody>"]
+    for name in tasks if tasks is not None else results:
+        rec, _ = results[name]
+        edge = " (grid edge)" if rec["adam"]["best_at_grid_edge"] else ""
+        rows.append(
+            f"<tr><td><code>{e(name)}</code></td><td>{e(rec['data'])}</td><td>{e(rec['description'])}</td>"
+            f"<td>{e(rec['reference'])}</td><td>{rec['num_params']:,}</td>"
+            f"<td>{rec['adam']['best_learning_rate']:.0e}{edge}</td>"
+            f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td><td>{rec['wall_s']['total']:.0f}</td></tr>")
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
