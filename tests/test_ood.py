@@ -111,7 +111,7 @@ def _save_learned(folder, name, seed):
 
 def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     runs = {n: _save_learned(tmp_path / "results" / "metatrain" / n, n, i)
-            for i, n in enumerate(("star", "hyperparam", "blackbox"))}
+            for i, n in enumerate(("star", "blackbox"))}
     learned = [ood.load_learned(n, [str(p)]) for n, p in runs.items()]
     assert learned[0].sources[0]["path"] == "results/metatrain/star/meta_params.msgpack"
     cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
@@ -119,7 +119,7 @@ def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     out = tmp_path / "ood"
     rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "test"})
     assert rec["adam"]["learning_rates"] == [1e-3, 3e-3, 1e-2] and len(rec["nadamw"]["samples"]) == 2
-    assert set(rec["optimizers"]) == {"adam", "nadamw", "star", "hyperparam", "blackbox"}
+    assert set(rec["optimizers"]) == {"adam", "nadamw", "star", "blackbox"}
     assert rec["provenance"]["command"] == "test" and rec["wall_s"]["total"] > 0
     assert json.loads((out / "digits_mlp32.json").read_text())["fingerprint"] == rec["fingerprint"]
     results = ood.load_results(out)
@@ -165,3 +165,14 @@ def test_verdict_follows_the_evidence():
     assert ood.ood_verdict(s) == ({k: False for k in ood.VERDICT_RULES}, "refuted")
     with pytest.raises(ValueError, match="lacks the optimizers"):
         ood.ood_verdict({"t": {"adam": {}}})
+
+
+def test_cli_rejects_bad_arguments_before_any_work(capsys):
+    from star.__main__ import main
+
+    assert main(["ood", "--tasks", "no_such_task"]) == 2
+    assert "unknown: ['no_such_task']" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star"]) == 2
+    assert "NAME=RUN_DIR" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star=/nonexistent/run"]) == 2
+    assert "no finished meta-training run" in capsys.readouterr().err
