@@ -176,3 +176,25 @@ def test_cli_rejects_bad_arguments_before_any_work(capsys):
     assert "NAME=RUN_DIR" in capsys.readouterr().err
     assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star=/nonexistent/run"]) == 2
     assert "no finished meta-training run" in capsys.readouterr().err
+
+
+def test_figures_mark_divergence(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from star import ood_plots
+
+    rng = np.random.default_rng(0)
+    base = 2.0 * np.exp(-np.arange(50) / 20.0)[None] + 0.01 * rng.random((3, 50))
+    diverged = base.copy()
+    diverged[:, 30:] = np.nan
+    rec = {"adam": {"best_at_grid_edge": False, "best_learning_rate": 1e-3}, "nadamw": {"best": {"learning_rate": 1e-3}},
+           "data": "d", "description": "x", "reference": "r", "num_params": 10, "wall_s": {"total": 1.0}}
+    results = {f"t{i}": (rec, {"adam": base, "nadamw": base * 0.9, "star": base, "hyperparam": base,
+                               "blackbox": diverged if i == 0 else base * 1.5}) for i in range(3)}
+    fig = ood_plots.plot_curves_grid(results, ncols=2)
+    assert len([a for a in fig.axes if a.axison]) == 3
+    fig = ood_plots.plot_summary(results)
+    markers = {line.get_label(): line.get_marker() for line in fig.axes[0].lines if line.get_label() == "Blackbox"}
+    assert markers == {"Blackbox": "x"}  # the first point drawn for Blackbox is the diverged task
+    assert "<td><code>t0</code></td>" in ood_plots.tasks_table_html(results)
