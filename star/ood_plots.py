@@ -78,11 +78,12 @@ def plot_curves_grid(results: Mapping, tasks: Optional[Sequence[str]] = None, *,
     return fig
 
 
-def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None):
+def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None, *, cap: float = 100.0):
     """Per task, each optimizer's final loss divided by tuned Adam's (log scale; < 1 is better than Adam).
 
     Filled markers: every evaluation run was stable; hollow: some run ended above its initial loss;
-    a cross at the right edge: some run diverged (non-finite loss).
+    a cross at the right edge: some run diverged (non-finite loss); a triangle at an edge: the ratio is
+    beyond ``cap`` (or below ``1/cap``), drawn at the edge.
     """
     import matplotlib.pyplot as plt
 
@@ -91,12 +92,11 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None):
     opts = optimizer_order({o for t in tasks for o in results[t][1]} - {"adam"})
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(tasks) + 1.6))
     finite = [r["ratio_to_adam"] for t in tasks for o, r in summ[t].items() if math.isfinite(r["ratio_to_adam"])]
-    hi = max([2.0] + finite) * 1.5
-    lo = min([0.5] + finite) / 1.5
+    hi = min(max([2.0] + finite), cap) * 1.6
+    lo = max(min([0.5] + finite), 1.0 / cap) / 1.6
     offsets = np.linspace(-0.3, 0.3, len(opts)) if len(opts) > 1 else [0.0]
     for k, opt in enumerate(opts):
-        label, colour, _ = _style(opt)
-        first = True
+        colour = _style(opt)[1]
         for i, t in enumerate(tasks):
             if opt not in summ[t]:
                 continue
@@ -104,22 +104,30 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None):
             y = i + offsets[k]
             c = np.asarray(results[t][1][opt])
             diverged = not np.all(np.isfinite(final_loss(c)))
-            kw = dict(color=colour, label=label if first else None)
+            kw = dict(color=colour)
+            x, marker = r["ratio_to_adam"], "o"
+            if x > cap:
+                x, marker = hi / 1.3, ">"
+            elif x < 1.0 / cap:
+                x, marker = lo * 1.3, "<"
             if diverged:
-                ax.plot([hi / 1.15], [y], marker="x", ms=7, mew=2, ls="none", **kw)
+                ax.plot([hi / 1.1], [y], marker="x", ms=7, mew=2, ls="none", **kw)
             elif r["unstable"] or np.any(failed_runs(c)):
-                ax.plot([r["ratio_to_adam"]], [y], marker="o", ms=6, mfc="none", mew=1.5, ls="none", **kw)
+                ax.plot([x], [y], marker=marker, ms=6, mfc="none", mew=1.5, ls="none", **kw)
             else:
-                ax.plot([r["ratio_to_adam"]], [y], marker="o", ms=6, ls="none", **kw)
-            first = False
-    ax.axvline(1.0, color="C0", lw=1, label="tuned Adam")
+                ax.plot([x], [y], marker=marker, ms=6, ls="none", **kw)
+    from matplotlib.lines import Line2D
+
+    proxies = [Line2D([], [], color=_style(o)[1], marker="o", ls="none", label=_style(o)[0]) for o in opts]
+    ax.axvline(1.0, color="C0", lw=1)
+    proxies.append(Line2D([], [], color="C0", lw=1, label="tuned Adam"))
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("final training loss / tuned Adam's (×: diverged, hollow: ended above its initial loss)",
-                  fontsize=8)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_xlabel(f"final training loss / tuned Adam's (×: diverged; hollow: ended above its initial loss; "
+                  f"▶: beyond {cap:g}×)", fontsize=8)
+    ax.legend(handles=proxies, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
