@@ -40,7 +40,7 @@ from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task", "load_results",
            "final_loss", "failed_runs", "summarize", "ood_verdict", "verdict_counts", "evidence_text",
-           "load_stored", "VERDICT_RULES", "DEFAULT_LEARNED", "FINAL_FRACTION"]
+           "load_stored", "optimizer_counts", "elapsed_minutes", "VERDICT_RULES", "DEFAULT_LEARNED", "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
 DEFAULT_LEARNED = {
@@ -450,6 +450,29 @@ def verdict_counts(summary: Mapping) -> dict:
         "star_le_0.8_hyperparam": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 0.8),
         "star_le_1.25_adam": count(lambda r: r["star"]["ratio_to_adam"] <= 1.25),
     }
+
+
+def optimizer_counts(summary: Mapping) -> dict:
+    """Per optimizer: on how many tasks it was unstable, below tuned Adam, and within 1.25x of it."""
+    opts = sorted({o for row in summary.values() for o in row})
+    out = {}
+    for o in opts:
+        rows = [row[o] for row in summary.values() if o in row]
+        out[o] = {"tasks": len(rows), "unstable": sum(r["unstable"] for r in rows),
+                  "below_adam": sum(r["ratio_to_adam"] < 1.0 for r in rows),
+                  "within_1.25_adam": sum(r["ratio_to_adam"] <= 1.25 for r in rows)}
+    return out
+
+
+def elapsed_minutes(results: Mapping) -> float:
+    """Minutes from the first task's start (finish time minus its wall time) to the last task's finish."""
+    spans = []
+    for rec, _ in results.values():
+        end = _dt.datetime.fromisoformat(rec["provenance"]["finished_utc"])
+        spans.append((end - _dt.timedelta(seconds=rec["wall_s"]["total"]), end))
+    if not spans:
+        return 0.0
+    return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds() / 60.0
 
 
 def evidence_text(summary: Mapping) -> str:
