@@ -1,6 +1,7 @@
 # Two commands do the whole setup on a fresh machine:
 #   make book   -> .venv, install, build the book at STAR_SCALE=cpu (real data, minutes per chapter)
-#   make test   -> .venv, install, pytest + nbval over book/ at STAR_SCALE=smoke
+#   make test   -> .venv, install, ruff, then pytest at STAR_SCALE=smoke: the package's tests, and the book
+#                  built once (every chapter executed once, every cell and every page checked)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,11 +12,12 @@ export JAX_PLATFORMS ?= cpu
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup sysdeps data book book-smoke test test-py test-nb bench clean
+.PHONY: help setup sysdeps data book book-smoke lint test test-py test-nb bench clean
 
 help:
 	@echo "make book   build the book (STAR_SCALE=cpu by default)"
-	@echo "make test   unit/property tests + nbval over book/ at STAR_SCALE=smoke"
+	@echo "make test   ruff, then the package's tests + the book built once at STAR_SCALE=smoke, every cell and page checked"
+	@echo "make lint   ruff over star/, tests/, bench/, experiments/ (configuration in pyproject.toml)"
 	@echo "make bench  run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
@@ -53,19 +55,25 @@ book-smoke: setup sysdeps
 	STAR_SCALE=smoke $(VENV)/bin/jupyter-book build . --path-output _build/smoke $(BOOK_FLAGS)
 
 # Two workers (one per core): most of the suite's time is single-threaded XLA compilation. --dist loadfile
-# keeps each test module (and each notebook's cells, which share one kernel) in a single worker, in order.
+# keeps each test module in a single worker, in order. tests/test_browser.py builds the book at smoke scale:
+# that build is the only execution of the chapters; the module then checks every cell of every executed chapter
+# (what nbval did) and every page in Chromium, while the other worker runs the rest of the suite.
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,)
+PYTEST := STAR_SCALE=smoke $(PY) -m pytest -q -p no:cacheprovider
+
+# ruff (pinned in the test extra); its configuration, including what it skips, is in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check star tests bench experiments
+
+test: lint sysdeps
+	$(PYTEST) tests $(XDIST) --durations=15
 
 test-py: setup sysdeps
-	STAR_SCALE=smoke $(PY) -m pytest tests -q -p no:cacheprovider $(XDIST) --durations=15
+	$(PYTEST) tests $(XDIST) --ignore=tests/test_browser.py
 
 test-nb: setup sysdeps
-	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  STAR_SCALE=smoke $(PY) -m pytest --nbval-lax book -q -p no:cacheprovider $(XDIST); \
-	else echo "no notebooks in book/"; fi
-
-test: test-py test-nb
+	$(PYTEST) tests/test_browser.py
 
 bench: setup
 	$(PY) bench/nqm.py

@@ -68,7 +68,7 @@ def main():
     ap.add_argument("--steps", type=int, default=50, help="steps per round and variant")
     args = ap.parse_args()
 
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     kp, kx, ky, kt = jax.random.split(key, 4)
     params0 = mlp_init(kp)
     x = jax.random.uniform(kx, (BATCH, SIZES[0]))
@@ -111,7 +111,8 @@ def main():
     print(f"device: {jax.devices()[0].platform}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, jax {jax.__version__}")
     for label, m in (("wall", med), ("CPU time", cmed)):
-        print(f"{label} ratios to adam: star fused {m['star_fused'] / m['adam']:.2f}, matmul {m['star_matmul'] / m['adam']:.2f}; "
+        print(f"{label} ratios to adam: star fused {m['star_fused'] / m['adam']:.2f}, "
+              f"matmul {m['star_matmul'] / m['adam']:.2f}; "
               f"blackbox fused {m['blackbox_fused'] / m['adam']:.2f}, matmul {m['blackbox_matmul'] / m['adam']:.2f}")
     out = {
         "adam_ms": round(med["adam"], 4),

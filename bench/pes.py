@@ -1,10 +1,10 @@
 """Benchmark: one PES outer gradient for STAR on the Fashion-MNIST MLP vs the same inner steps as plain
-vectorised STAR training (issue 4 §6). Not a test; the machine may be shared, so numbers are noisy.
+vectorised STAR training. Not a test; the machine may be shared, so numbers are noisy.
 
 Setting: 8 inner problems, truncation 50, antithetic (2 × 8 × 50 = 800 inner steps per outer gradient),
 horizon 2000, σ = 0.01. The baseline runs the same 16 × 50 inner steps with ``vmap`` over 16 problems and
-``lax.scan`` over 50 steps, no perturbations, no resets, no loss bookkeeping; a second baseline gives every problem its own θ, as
-PES must (``pes_overhead_vs_per_problem_theta``). All are timed after
+``lax.scan`` over 50 steps, no perturbations, no resets, no loss bookkeeping; a second baseline gives every
+problem its own θ, as PES must (``pes_overhead_vs_per_problem_theta``). All are timed after
 compilation (median of ``--repeats`` calls), in the same process. Last line: JSON.
 
     python bench/pes.py [--repeats 3] [--num-tasks 8] [--trunc 50] [--task fmnist_mlp]
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from star import pes
-from star.__main__ import build_problem
+from star.inner import build_problem
 from star.train import train_step
 
 
@@ -47,11 +47,11 @@ def main():
     grad_fn = jax.jit(lambda prob, th, st, k: pes.estimate_gradient(prob, th, st, k, std=0.01,
                                                                   trunc_length=args.trunc))
     init_fn = jax.jit(lambda prob, th, k: pes.init_state(prob, th, k, args.num_tasks))
-    state = init_fn(problem, theta, jax.random.PRNGKey(0))
+    state = init_fn(problem, theta, jax.random.key(0))
     t0 = time.perf_counter()
-    jax.block_until_ready(grad_fn(problem, theta, state, jax.random.PRNGKey(1)))
+    jax.block_until_ready(grad_fn(problem, theta, state, jax.random.key(1)))
     compile_pes = time.perf_counter() - t0
-    keys = iter(jax.random.split(jax.random.PRNGKey(2), 1000))
+    keys = iter(jax.random.split(jax.random.key(2), 1000))
     outer_grad_s = _median_time(lambda: grad_fn(problem, theta, state, next(keys)), args.repeats)
 
     # Plain vectorised STAR training of the same 2N problems for K steps.
@@ -69,9 +69,9 @@ def main():
         return jax.vmap(one)(inner, jax.random.split(key, n2))
 
     plain = jax.jit(plain)
-    inner = jax.vmap(problem.init, in_axes=(None, 0))(theta, jax.random.split(jax.random.PRNGKey(3), n2))
+    inner = jax.vmap(problem.init, in_axes=(None, 0))(theta, jax.random.split(jax.random.key(3), n2))
     t0 = time.perf_counter()
-    jax.block_until_ready(plain(problem, theta, inner, jax.random.PRNGKey(4)))
+    jax.block_until_ready(plain(problem, theta, inner, jax.random.key(4)))
     compile_plain = time.perf_counter() - t0
     plain_s = _median_time(lambda: plain(problem, theta, inner, next(keys)), args.repeats)
 
@@ -90,7 +90,7 @@ def main():
 
     plain_batched = jax.jit(plain_batched)
     ths = jax.tree.map(lambda t: t + 0.001 * jnp.ones((n2,) + t.shape, t.dtype), theta)
-    jax.block_until_ready(plain_batched(problem, ths, inner, jax.random.PRNGKey(5)))
+    jax.block_until_ready(plain_batched(problem, ths, inner, jax.random.key(5)))
     plain_batched_s = _median_time(lambda: plain_batched(problem, ths, inner, next(keys)), args.repeats)
 
     steps = est.inner_steps_per_gradient

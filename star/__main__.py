@@ -3,7 +3,7 @@ and ``python -m star ood …`` (the out-of-distribution suite, see :mod:`star.oo
 
 Examples::
 
-    # the paper's STAR setting on the Fashion-MNIST MLP (REFERENCE §5.1, §5.3)
+    # the paper's STAR setting on the Fashion-MNIST MLP (App. B)
     python -m star meta-train --optimizer star --task fmnist_mlp --outer-steps 200 --num-tasks 8 \\
         --trunc 50 --horizon 2000 --std 0.01 --lr 1e-4 --wd 0.1 --seed 0 --out results/metatrain/star_cpu
     python -m star meta-train ... --out results/metatrain/star_cpu --resume      # continue after a crash
@@ -16,7 +16,8 @@ Examples::
 
 An output folder holds ``config.json`` (every setting), ``log.jsonl`` (one JSON object per outer step:
 meta-loss, gradient norm, NaN count, inner steps/s, …), ``checkpoints/`` (complete state, atomic),
-``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and ``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
+``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and
+``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
 ``provenance.json`` (command, git commit, scale, seeds, wall time, device). A folder that already holds a
 run is never overwritten: continue it with ``--resume`` (same configuration) or choose another folder.
 """
@@ -24,188 +25,93 @@ run is never overwritten: continue it with ``--resume`` (same configuration) or 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import functools
 import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
-LINEAR_OPTIMIZER = "linear"
-NQM_TASK = "nqm"
-INITS = ("nominal", "reference")
-
-
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("+dirty" if dirty else "")) or None
-
-
-def _device_info() -> dict:
-    import jax
-
-    devs = jax.devices()
-    return {"platform": devs[0].platform, "count": len(devs), "kind": devs[0].device_kind,
-            "host": platform.node(), "cpu_count": os.cpu_count(), "jax": jax.__version__}
-
-
-def optimizer_names() -> tuple:
-    from star.optim import PRESETS
-
-    return tuple(PRESETS) + (LINEAR_OPTIMIZER,)
-
-
-def task_names() -> tuple:
-    from star.tasks import list_tasks
-
-    return tuple(list_tasks()) + (NQM_TASK,)
-
-
-def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, init: str = "nominal"):
-    """``(problem, theta0, optimizer_config)`` for an optimizer/task pair of the command line.
-
-    ``optimizer`` is a STAR-family preset (``star``, ``hyperparam``, ``blackbox``, ``star_nopre``,
-    ``star_nonom``) with a registered task, or ``linear`` with ``nqm``. ``init`` picks the STAR-family
-    initialisation: ``nominal`` (zero output layer: STAR starts as its nominal optimizer, so meta-training
-    can start; the default) or ``reference`` (diverges on the Fashion-MNIST MLP, see the STAR chapter).
-
-    Raises:
-        ValueError: unknown optimizer or task, or an incompatible pair.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    if task == NQM_TASK or optimizer == LINEAR_OPTIMIZER:
-        if not (task == NQM_TASK and optimizer == LINEAR_OPTIMIZER):
-            raise ValueError(f"optimizer {LINEAR_OPTIMIZER!r} goes with task {NQM_TASK!r} only; got "
-                             f"optimizer={optimizer!r}, task={task!r}")
-        from star import nqm
-        from star.inner import NQMProblem
-
-        problem = NQMProblem(nqm.paper_nqm(), horizon=horizon)
-        theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
-        return problem, theta0, None
-
-    from star.optim import PRESETS, init_meta_params, preset, star_optimizer
-    from star.tasks import get_task, list_tasks
-    from star.inner import LearnedOptimizerProblem
-
-    if optimizer not in PRESETS:
-        raise ValueError(f"optimizer must be one of {tuple(PRESETS) + (LINEAR_OPTIMIZER,)}; got {optimizer!r}")
-    if task not in list_tasks():
-        raise ValueError(f"task must be one of {tuple(list_tasks()) + (NQM_TASK,)}; got {task!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}; got {init!r}")
-    cfg = preset(optimizer)
-    theta0 = init_meta_params(cfg, jax.random.PRNGKey(seed + 1), init=init)
-    problem = LearnedOptimizerProblem(task=get_task(task), make_optimizer=functools.partial(star_optimizer, cfg),
-                                      horizon=horizon)
-    return problem, theta0, cfg
+from star.inner import LINEAR_OPTIMIZER, NQM_TASK, build_problem, data_sources, optimizer_names, task_names
 
 
 def _meta_train(args) -> int:
-    from star.scale import get_scale
+    from star import _checks, runs
+    from star import pes as pes_lib
+    from star.metatrain import MetaTrainConfig, meta_train
 
     # Validate everything cheap before touching the folder or loading data.
     if args.optimizer not in optimizer_names():
         raise ValueError(f"--optimizer must be one of {optimizer_names()}; got {args.optimizer!r}")
     if args.task not in task_names():
         raise ValueError(f"--task must be one of {task_names()}; got {args.task!r}")
-    from star.metatrain import MetaTrainConfig, meta_train, atomic_write_json, save_theta
-    from star import pes as pes_lib
-
     pes_lib.check_settings(horizon=args.horizon)
     cfg = MetaTrainConfig(outer_steps=args.outer_steps, num_tasks=args.num_tasks, trunc_length=args.trunc,
                           std=args.std, lr=args.lr, weight_decay=args.wd, clip=args.clip,
                           clip_mode=args.clip_mode, estimator=args.estimator, seed=args.seed,
                           checkpoint_every=args.checkpoint_every, random_offset=not args.no_offset)
     pes_lib.check_settings(trunc_length=args.trunc, horizon=args.horizon)
+    _checks.integer("--seed", args.seed, minimum=0)
     run_config = dict(cfg.to_dict(), optimizer=args.optimizer, task=args.task, horizon=args.horizon,
                       init=args.init)
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    lead = _start_distributed(args) == 0  # process 0 (the only one without --distributed) owns the folder
+    if args.resume and lead:  # refuse a resume of nothing before loading any data
+        runs.open_run(args.out)
     problem, theta0, opt_cfg = build_problem(args.optimizer, args.task, args.horizon, seed=args.seed, init=args.init)
     out = Path(args.out)
-    prov_path = out / "provenance.json"
-    session = {"command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
-               "git_commit": _git_commit(), "started_utc": started, "status": "running"}
-    t0 = time.perf_counter()
-
-    def write_provenance(history):
-        # Written when the first step is logged and again at the end, so a killed session leaves a record.
-        old = json.loads(prov_path.read_text()).get("sessions", []) if prov_path.exists() else []
-        sessions = [s for s in old if s.get("started_utc") != started] + [session]
-        atomic_write_json(prov_path, {
-            "command": sessions[0]["command"] if len(sessions) == 1 else [s["command"] for s in sessions],
-            "git_commit": session["git_commit"],
-            "scale": get_scale().value,
-            "seeds": {"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1},
-            "wall_s_total": sum(s.get("wall_s") or 0.0 for s in sessions),
-            "device": _device_info(),
-            "sessions": sessions,
-            "first_meta_loss": history[0]["meta_loss"] if history else None,
-            "last_meta_loss": history[-1]["meta_loss"] if history else None,
-        })
-
-    def on_step(rec):
-        if "first_step" not in session:
-            session["first_step"] = rec["step"]
-            write_provenance([rec])
-
-    result = meta_train(problem, theta0, cfg, out_dir=args.out, resume=args.resume, run_config=run_config,
-                        progress=not args.no_progress, callback=on_step)
-    wall = time.perf_counter() - t0
+    result = meta_train(problem, theta0, cfg, out_dir=out, resume=args.resume, run_config=run_config,
+                        progress=not args.no_progress, command=runs.command_line(args.argv),
+                        seeds={"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1}, data=data_sources(problem))
+    if not lead:
+        return 0
     if opt_cfg is not None:
         from star.optim.convert import save_meta_params
 
         save_meta_params(out / "meta_params.msgpack", opt_cfg, result.theta,
                          metadata={"run": str(out), "outer_steps": cfg.outer_steps, "seed": cfg.seed})
     hist = result.history
-    session.update(status="finished", wall_s=wall, resumed_from_step=result.resumed_from,
-                   final_step=int(result.state.step))
-    write_provenance(hist)
-    print(json.dumps({"out": str(out), "steps": int(result.state.step), "wall_s": wall,
+    print(json.dumps({"out": str(out), "steps": int(result.state.step), "wall_s": result.wall_s,
                       "last_meta_loss": hist[-1]["meta_loss"] if hist else None}))
     return 0
 
 
-def _load_run(run_arg: str) -> tuple[Path, dict]:
-    """``(folder, config)`` of a meta-train output folder given as ``--run``."""
-    run = Path(run_arg)
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise ValueError(f"--run {str(run)!r} holds no run (no config.json)")
-    return run, json.loads(cfg_path.read_text())
+def _start_distributed(args) -> int:
+    """``jax.distributed.initialize`` for ``--distributed`` (before any computation); this process's index."""
+    import jax
+
+    if not args.distributed:
+        for flag in ("coordinator", "num_processes", "process_id"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} needs --distributed")
+        return 0
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+    return jax.process_index()
 
 
 def _evaluate(args) -> int:
     import jax
     import numpy as np
 
-    from star.metatrain import load_theta
+    from star import _checks, runs
 
-    run, rc = _load_run(args.run)
+    run, rc = runs.open_run(args.run)
     task = args.task or rc["task"]
-    horizon = args.steps or rc["horizon"]
-    problem, template, opt_cfg = build_problem(rc["optimizer"], task, horizon, seed=rc["seed"], init=rc.get("init", "nominal"))
-    theta = load_theta(run / "theta_final.npz", template)
-    key = jax.random.PRNGKey(args.seed)
-    report = {"run": str(run), "task": task, "optimizer": rc["optimizer"], "steps": horizon, "seed": args.seed}
+    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps)
+    seed = _checks.integer("--seed", args.seed, minimum=0)
+    problem, template, opt_cfg = build_problem(rc["optimizer"], task, horizon, seed=rc["seed"],
+                                               init=rc.get("init", "nominal"))
+    theta = run.final_theta(template)
+    t0 = time.perf_counter()
+    key = jax.random.key(seed)
+    report = {"run": str(run.path), "task": task, "optimizer": rc["optimizer"], "steps": horizon, "seed": seed}
     if task == NQM_TASK:
         from star import nqm
 
-        report["expected_loss_initial"] = float(problem.expected_loss(template))
-        report["expected_loss"] = float(problem.expected_loss(theta))
+        def closed_form(th):
+            return float(nqm.expected_loss(problem.nqm, th["alpha"], th["P"], horizon))
+
+        report["expected_loss_initial"] = closed_form(template)
+        report["expected_loss"] = closed_form(theta)
         report["simulated_loss"] = float(nqm.simulated_loss(key, problem.nqm, theta["alpha"], theta["P"], horizon))
     else:
         from star.optim import star_optimizer
@@ -221,12 +127,11 @@ def _evaluate(args) -> int:
             report[name] = {"final_train_loss_mean_last_50": float(np.mean(losses[-50:])),
                             "mean_train_loss": float(np.mean(losses)), "test_loss": ev["loss"],
                             "test_accuracy": ev["accuracy"], "wall_s": res.wall_time}
-    text = json.dumps(report, indent=2)
     if args.out:
-        from star.metatrain import atomic_write_json
-
-        atomic_write_json(args.out, report)
-    print(text)
+        report["provenance"] = runs.provenance(runs.command_line(args.argv), seeds={"eval_seed": seed},
+                                               wall_s=time.perf_counter() - t0, data=data_sources(problem))
+        runs.atomic_write_json(args.out, report)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -235,26 +140,27 @@ def _meta_curve(args) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from star.metatrain import atomic_write_json, list_theta_snapshots, load_theta, meta_objective
-    from star.pes import _check_positive_int
-    from star.scale import get_scale
+    from star import _checks, runs
+    from star.metatrain import meta_objective
 
-    run, rc = _load_run(args.run)
-    seeds = _check_positive_int("--seeds", args.seeds)
-    every = _check_positive_int("--every", args.every)
-    snaps = list_theta_snapshots(run)
+    run, rc = runs.open_run(args.run)
+    seeds = _checks.integer("--seeds", args.seeds)
+    every = _checks.integer("--every", args.every)
+    eval_seed = _checks.integer("--seed", args.seed, minimum=0)
+    snaps = run.theta_snapshots()
     if not snaps:
-        raise ValueError(f"--run {str(run)!r} has no θ snapshots (thetas/): it was made before snapshots "
-                         "were kept; rerun meta-train")
+        raise runs.RunError(f"--run {str(run.path)!r} has no θ snapshots (thetas/): it was made before snapshots "
+                            "were kept; rerun meta-train")
     snaps = [sp for i, sp in enumerate(snaps) if i % every == 0 or i == len(snaps) - 1]
-    horizon = rc["horizon"] if args.steps is None else _check_positive_int("--steps", args.steps)
+    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps)
     init = rc.get("init", "nominal")
     problem, template, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init=init)
-    key = jax.random.PRNGKey(args.seed)
+    thetas = [(step, runs.load_theta(path, template)) for step, path in snaps]  # every file is read first
+    key = jax.random.key(eval_seed)
     t0 = time.perf_counter()
     rows = []
-    for step, path in tqdm(snaps, desc="meta-objective", unit="θ", disable=args.no_progress):
-        losses = meta_objective(problem, load_theta(path, template), key, num_seeds=seeds)
+    for step, theta in tqdm(thetas, desc="meta-objective", unit="θ", disable=args.no_progress):
+        losses = meta_objective(problem, theta, key, num_seeds=seeds)
         rows.append({"step": step, "per_seed": [float(x) for x in losses], "mean": float(np.mean(losses)),
                      "stderr": float(np.std(losses, ddof=1) / np.sqrt(seeds)) if seeds > 1 else None})
     baselines = {}
@@ -265,18 +171,16 @@ def _meta_curve(args) -> int:
         losses = meta_objective(problem, nominal, key, num_seeds=seeds)
         baselines["nominal"] = {"per_seed": [float(x) for x in losses], "mean": float(np.mean(losses))}
     report = {
-        "run": str(run), "task": rc["task"], "optimizer": rc["optimizer"], "inner_steps": horizon,
-        "num_seeds": seeds, "eval_seed": args.seed,
+        "run": str(run.path), "task": rc["task"], "optimizer": rc["optimizer"], "inner_steps": horizon,
+        "num_seeds": seeds, "eval_seed": eval_seed,
         "description": "meta-objective (mean normalised training loss over the episode) of each θ snapshot, "
                        "unperturbed, on the same fresh episodes (common random numbers)",
         "curve": rows, "baselines": baselines,
-        "provenance": {"command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
-                       "git_commit": _git_commit(), "scale": get_scale().value, "wall_s": time.perf_counter() - t0,
-                       "device": _device_info(),
-                       "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+        "provenance": runs.provenance(runs.command_line(args.argv), seeds={"eval_seed": eval_seed},
+                                      wall_s=time.perf_counter() - t0, data=data_sources(problem)),
     }
-    out = Path(args.out) if args.out else run / "meta_curve.json"
-    atomic_write_json(out, report)
+    out = Path(args.out) if args.out else run.path / "meta_curve.json"
+    runs.atomic_write_json(out, report)
     print(json.dumps({"out": str(out), "first": rows[0]["mean"], "last": rows[-1]["mean"],
                       "nominal": baselines.get("nominal", {}).get("mean")}))
     return 0
@@ -286,7 +190,7 @@ def _ood(args) -> int:
     """``python -m star ood``: tune the baselines and evaluate the learned optimizers on the OOD suite."""
     from tqdm.auto import tqdm
 
-    from star import ood
+    from star import ood, runs
     from star.data import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS
@@ -316,8 +220,8 @@ def _ood(args) -> int:
                 print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
     cfg = ood.suite_config()
     out = Path(args.out or f"results/ood/{get_scale().value}")
-    prov = {"command": " ".join(shlex.quote(a) for a in ["python", "-m", "star"] + args.argv),
-            "git_commit": _git_commit(), "device": _device_info()}
+    prov = {"command": runs.command_line(args.argv), "git_commit": runs.git_commit(),
+            "device": runs.device_info()}
     done, skipped = [], {}
     for name in tqdm(tasks, desc="OOD suite", unit="task", disable=args.no_progress):
         try:
@@ -335,11 +239,41 @@ def _ood(args) -> int:
     return 0
 
 
+def _summarize(args) -> int:
+    from star import runs
+    from star.metatrain import summarize_run
+
+    run, _ = runs.open_run(args.run)
+    summary = summarize_run(args.run)
+    runs.atomic_write_json(Path(args.out) if args.out else run.path / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _index(args) -> int:
+    from star import runs
+
+    root = Path(args.root)
+    readme = root / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    new = runs.update_index(text, root, Path(args.book))
+    if args.check:
+        if new != text:
+            raise runs.RunError(f"{readme} is out of date: run 'python -m star index' and commit it")
+        print(f"{readme} is up to date ({len(runs.list_runs(root))} stored results)")
+        return 0
+    runs.atomic_write_bytes(readme, new.encode())
+    print(f"wrote {readme}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from star.optim.star import INITS
+
     parser = argparse.ArgumentParser(prog="python -m star", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    mt = sub.add_parser("meta-train", help="meta-train a learned optimizer with PES (REFERENCE §5)")
+    mt = sub.add_parser("meta-train", help="meta-train a learned optimizer with PES (App. B)")
     mt.add_argument("--optimizer", required=True, help="star, hyperparam, blackbox, star_nopre, star_nonom, linear")
     mt.add_argument("--task", required=True, help="a registered task (fmnist_mlp, ...) or nqm")
     mt.add_argument("--outer-steps", type=int, required=True)
@@ -360,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--out", required=True, help="output folder (new, empty, or with --resume)")
     mt.add_argument("--resume", action="store_true", help="continue the run in --out from its last good checkpoint")
     mt.add_argument("--no-progress", action="store_true")
+    mt.add_argument("--distributed", action="store_true",
+                    help="one process per host under jax.distributed (the problems are sharded over all their "
+                         "devices; process 0 writes the run folder); without the three flags below JAX reads them "
+                         "from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU)")
+    mt.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (with --distributed)")
+    mt.add_argument("--num-processes", type=int, default=None, help="number of processes (with --distributed)")
+    mt.add_argument("--process-id", type=int, default=None, help="this process's index (with --distributed)")
     mt.set_defaults(func=_meta_train)
 
     ev = sub.add_parser("evaluate", help="train a task with a saved optimizer and report losses")
@@ -395,19 +336,38 @@ def build_parser() -> argparse.ArgumentParser:
     oo.add_argument("--force", action="store_true", help="recompute tasks that are already stored")
     oo.add_argument("--no-progress", action="store_true")
     oo.set_defaults(func=_ood)
+
+    sm = sub.add_parser("summarize", help="window means and stationary slope of a run's PES meta-loss")
+    sm.add_argument("--run", required=True, help="a meta-train output folder")
+    sm.add_argument("--out", default=None, help="JSON report (default: RUN/summary.json)")
+    sm.set_defaults(func=_summarize)
+    ix = sub.add_parser("index", help="write (or --check) the index of stored results, results/README.md")
+    ix.add_argument("--root", default="results", help="the results folder")
+    ix.add_argument("--book", default="book", help="the chapters, searched for the results they use")
+    ix.add_argument("--check", action="store_true", help="only check that the index is up to date (exit 2 if not)")
+    ix.set_defaults(func=_index)
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
+    """Run the command line; a failure the user can cause prints one ``error: ...`` line and returns 2."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad input, unusable files, data not on this machine
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -134,6 +134,20 @@ def vector(name: str, v, n: int):
     return v
 
 
+def key(name: str, value):
+    """A single PRNG key: a typed key (``jax.random.key(seed)``) or a raw ``uint32[2]`` one (``PRNGKey``)."""
+    import jax.numpy as jnp
+
+    if isinstance(value, (jax.Array, np.ndarray)):
+        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key) and value.shape == ():
+            return value
+        if value.dtype == jnp.uint32 and value.shape == (2,):
+            return value
+        raise ValueError(f"{name} must be a single PRNG key (jax.random.key(seed)); "
+                         f"got an array of dtype {value.dtype} and shape {tuple(value.shape)}")
+    raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)); got {type(value).__name__}")
+
+
 def choice(name: str, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")

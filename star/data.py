@@ -39,8 +39,8 @@ import os
 import shutil
 import socket
 import subprocess
+import zlib
 from pathlib import Path
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -190,18 +190,23 @@ _IDX_DTYPES = {
 }
 
 
-def read_idx(path: "str | os.PathLike") -> np.ndarray:
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an idx file (optionally gzip-compressed, detected from its first bytes).
 
     Raises:
-        ValueError: if the header or the payload size is inconsistent (a corrupt or truncated file).
+        ValueError: if the file cannot be decompressed or its header and payload size are inconsistent (a
+            corrupt or truncated file); the message names the file.
     """
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(2)
     opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, zlib.error) as err:  # a cut or damaged .gz
+        raise ValueError(f"{path}: cannot be decompressed, the file is truncated or corrupt "
+                         f"({type(err).__name__}: {err}); download or install it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an idx file (magic bytes {raw[:4]!r}; expected 00 00 TT NN)")
     code, ndim = raw[2], raw[3]
@@ -222,7 +227,7 @@ def read_idx(path: "str | os.PathLike") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _find_idx(directory: Path, stem: str) -> Optional[Path]:
+def _find_idx(directory: Path, stem: str) -> Path | None:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
         p = directory / name
         if p.is_file():
@@ -440,17 +445,6 @@ def to_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32)
 
 
-def _check_key(key, name: str = "key"):
-    if isinstance(key, (jax.Array, np.ndarray)):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-            return
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return
-        raise ValueError(f"{name} must be a single PRNG key (jax.random.key(seed)); "
-                         f"got an array of dtype {key.dtype} and shape {tuple(key.shape)}")
-    raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)); got {type(key).__name__}")
-
-
 def sample_batch(split: ImageSplit, key, batch_size: int) -> dict:
     """A batch ``{"image": float32 [B, H, W, C] in [0, 1], "label": int32 [B]}`` drawn from a key.
 
@@ -458,7 +452,7 @@ def sample_batch(split: ImageSplit, key, batch_size: int) -> dict:
     ``vmap`` (``batch_size`` must be a Python int).
     """
     _checks.integer("batch_size", batch_size)
-    _check_key(key)
+    _checks.key("key", key)
     idx = jax.random.randint(key, (batch_size,), 0, split.labels.shape[0])
     return {"image": to_float(split.images[idx]), "label": split.labels[idx]}
 
@@ -528,7 +522,7 @@ def sample_text_batch(tokens: jax.Array, key, batch_size: int, seq_len: int) -> 
     """
     _checks.integer("batch_size", batch_size)
     _checks.integer("seq_len", seq_len)
-    _check_key(key)
+    _checks.key("key", key)
     n = tokens.shape[0]
     if seq_len + 1 > n:
         raise ValueError(f"seq_len must be at most {n - 1} for a corpus of {n} tokens; got {seq_len}")

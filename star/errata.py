@@ -1,4 +1,4 @@
-"""The errata E1–E12 of the appendix proofs (REFERENCE §2.9), each with a computed demonstration.
+"""The errata E1–E12 of the appendix proofs (errata table, proofs chapter), each with a computed demonstration.
 
 :func:`errata` returns one :class:`Erratum` per item; ``confirmed`` is ``True`` when the computation shows what
 the erratum claims, ``None`` for purely notational items that have nothing to compute (E6, E12). Every number
@@ -72,7 +72,8 @@ def errata() -> list[Erratum]:
         "‖A^k‖₂ ≤ κ(V)ρ(A)^k, so Σ‖A^k‖² ≤ κ(V)²/(1−ρ²).",
         f"α=0.05, P=diag(1.2,0) (Thm 1 holds): ρ(A)={rho:.4f} < 1 < ‖A‖₂={nrm:.3f}; "
         f"Σ_(k<400)‖A^k‖²={lhs:.1f} vs Σρ^2k={rhs:.1f}; κ(V)²/(1−ρ²)={kappa ** 2 / (1 - rho ** 2):.1f}",
-        bool(_st.theorem1_holds(H, 0.05, P2) and rho < 1 < nrm and lhs > rhs + 1 and lhs <= kappa ** 2 / (1 - rho ** 2))))
+        bool(_st.theorem1_holds(H, 0.05, P2) and rho < 1 < nrm and lhs > rhs + 1
+             and lhs <= kappa ** 2 / (1 - rho ** 2))))
 
     ks = np.array([1, 10, 100])
     rho_k = [_st.spectral_radius(np.linalg.matrix_power(A2, int(k))) for k in ks]

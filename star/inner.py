@@ -6,24 +6,31 @@ outer loop) and implement :class:`star.pes.TruncatedProblem`:
 * :class:`NQMProblem` — the noisy quadratic model of §4 with the linear learned optimizer
   :math:`\\phi_{t+1}=\\phi_t-(\\alpha I+P)\\nabla_t` (Eq. 6), meta-parameters ``{"alpha": α, "P": P}``
   (or only ``{"P": P}`` with a fixed nominal ``alpha``). Its expected meta-loss over a full episode is the
-  closed form Eq. (8) of :func:`star.nqm.expected_loss`; the dynamics are :func:`star.nqm.unroll`.
+  closed form Eq. (8) of :func:`star.nqm.expected_loss` (arguments from :meth:`NQMProblem.closed_form_args`);
+  the dynamics are :func:`star.nqm.unroll`.
 * :class:`LearnedOptimizerProblem` — a :class:`star.tasks.base.Task` trained by a learned optimizer built
   from the meta-parameters (e.g. STAR, ``star.optim.star_optimizer``); the per-step meta-loss is the task's
-  normalised training loss on the step's batch (REFERENCE §5.1–5.2, ``meta_loss_split=None``).
+  normalised training loss on the step's batch (appendix "PES in the code", ``meta_loss_split=None``).
 
 Both are pytrees (array data are leaves, settings are static), so the estimator passes them to
 ``jax.jit`` as arguments instead of baking large data sets into the compiled program as constants.
+
+:func:`build_problem` is the registry the command line, the experiments and the chapters share: an optimizer
+name and a task name give ``(problem, theta0, optimizer_config)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from star import nqm as nqm_lib
+from star.tasks.base import meta_loss_max
 from star.train import train_step
 
 PyTree = Any
@@ -31,7 +38,7 @@ PyTree = Any
 
 @struct.dataclass
 class NQMProblem:
-    """The NQM as a truncated inner problem (REFERENCE §2, App. B.1).
+    """The NQM as a truncated inner problem (App. B.1).
 
     Attributes:
         nqm: a :class:`star.nqm.NQM` (e.g. ``star.nqm.paper_nqm()``).
@@ -75,11 +82,11 @@ class NQMProblem:
                                        momentum=self.momentum)
         return (state, noise_key), losses[0].astype(jnp.float32), jnp.asarray(True)
 
-    def expected_loss(self, theta, T: int | None = None):
-        """The closed-form meta-loss Eq. (8) over a full episode (``T`` defaults to the horizon)."""
+    def closed_form_args(self, theta) -> dict:
+        """The arguments of the closed form :func:`star.nqm.expected_loss` (Eq. 8) for ``theta``: the episode's
+        expected meta-loss is ``nqm.expected_loss(problem.nqm, T=problem.horizon, **problem.closed_form_args(θ))``."""
         alpha, P = self._alpha_P(theta)
-        return nqm_lib.expected_loss(self.nqm, alpha, P, self.horizon if T is None else T,
-                                     optimizer=self.optimizer, momentum=self.momentum)
+        return {"alpha": alpha, "P": P, "optimizer": self.optimizer, "momentum": self.momentum}
 
 
 @struct.dataclass
@@ -101,6 +108,11 @@ class LearnedOptimizerProblem:
     make_optimizer: Callable = struct.field(pytree_node=False)
     horizon: int = struct.field(pytree_node=False)
 
+    @property
+    def loss_ceiling(self) -> float:
+        """The normaliser's clip ``1.5 ln C``: a step reporting it diverged (see :class:`star.pes.PESOutput`)."""
+        return meta_loss_max(self.task.num_classes)
+
     def init(self, theta, key):
         params = self.task.init(key)
         return params, self.make_optimizer(theta, self.horizon).init(params)
@@ -110,3 +122,76 @@ class LearnedOptimizerProblem:
         opt = self.make_optimizer(theta, self.horizon)
         params, opt_state, loss = train_step(self.task, opt, params, opt_state, self.task.sample_batch(key))
         return (params, opt_state), self.task.normalizer(loss).astype(jnp.float32), jnp.asarray(True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the registry of (optimizer, task) pairs
+
+#: the linear learned optimizer θ = (α, P) of Eq. (6); goes with the task :data:`NQM_TASK` only
+LINEAR_OPTIMIZER = "linear"
+#: the noisy quadratic model of App. B.1 as a task name
+NQM_TASK = "nqm"
+
+
+def optimizer_names() -> tuple:
+    """The STAR-family presets (:data:`star.optim.PRESETS`) and ``"linear"``."""
+    from star.optim import PRESETS
+
+    return tuple(PRESETS) + (LINEAR_OPTIMIZER,)
+
+
+def task_names() -> tuple:
+    """The registered tasks (:func:`star.tasks.list_tasks`) and ``"nqm"``."""
+    from star.tasks import list_tasks
+
+    return tuple(list_tasks()) + (NQM_TASK,)
+
+
+def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, init: str = "nominal"):
+    """``(problem, theta0, optimizer_config)`` for an optimizer/task pair (the command line's names).
+
+    ``optimizer`` is a STAR-family preset (``star``, ``hyperparam``, ``blackbox``, ``star_nopre``,
+    ``star_nonom``) with a registered task, or ``linear`` with ``nqm``. ``init`` picks the STAR-family
+    initialisation (:data:`star.optim.star.INITS`): ``nominal`` (zero output layer: STAR starts as its
+    nominal optimizer, so meta-training can start; the default) or ``reference`` (diverges on the
+    Fashion-MNIST MLP, see the STAR chapter). The STAR-family θ0 is drawn from ``jax.random.key(seed + 1)``;
+    the linear optimizer starts at α = 0.1, P = 0 (``optimizer_config`` is then ``None``).
+
+    Raises:
+        ValueError: unknown optimizer or task, or an incompatible pair.
+        star.data.DataUnavailableError: the task's data set is not on this machine.
+    """
+    if task == NQM_TASK or optimizer == LINEAR_OPTIMIZER:
+        if not (task == NQM_TASK and optimizer == LINEAR_OPTIMIZER):
+            raise ValueError(f"optimizer {LINEAR_OPTIMIZER!r} goes with task {NQM_TASK!r} only; got "
+                             f"optimizer={optimizer!r}, task={task!r}")
+        problem = NQMProblem(nqm_lib.paper_nqm(), horizon=horizon)
+        theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
+        return problem, theta0, None
+
+    from star.optim import PRESETS, init_meta_params, preset, star_optimizer
+    from star.optim.star import INITS
+    from star.tasks import get_task, list_tasks
+
+    if optimizer not in PRESETS:
+        raise ValueError(f"optimizer must be one of {optimizer_names()}; got {optimizer!r}")
+    if task not in list_tasks():
+        raise ValueError(f"task must be one of {task_names()}; got {task!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+    cfg = preset(optimizer)
+    # jax.random.key and the older PRNGKey give identical draws here (same threefry bits).
+    theta0 = init_meta_params(cfg, jax.random.key(seed + 1), init=init)
+    problem = LearnedOptimizerProblem(task=get_task(task), make_optimizer=functools.partial(star_optimizer, cfg),
+                                      horizon=horizon)
+    return problem, theta0, cfg
+
+
+def data_sources(problem) -> dict | None:
+    """``{data set name: where it was read from}`` for a problem's task, or for a task itself (e.g.
+    ``{"fashion_mnist": "idx files in /usr/share/datasets/fashion-mnist"}``: ``$STAR_DATA_DIR``, the Debian
+    package or tensorflow-datasets), for provenance; ``None`` without a data set (the NQM)."""
+    task = getattr(problem, "task", problem)
+    data = getattr(task, "data", None)
+    name, source = getattr(data, "name", None), getattr(data, "source", None)
+    return {name: source} if name and source else None

@@ -1,7 +1,8 @@
 """The outer loop of meta-training: PES gradients → NaN guard → clipping → AdamW, with checkpoints.
 
-Settings (REFERENCE §5.1): AdamW with learning rate 1e-4; weight decay given as a *multiple of the
-learning rate* — exactly ``optax.adamw``'s semantics, :math:`\\theta \\leftarrow \\theta - \\eta(\\hat m/(\\sqrt{\\hat v}
+Settings (App. B): AdamW with learning rate 1e-4; weight decay given as a *multiple of the
+learning rate* — exactly ``optax.adamw``'s semantics,
+:math:`\\theta \\leftarrow \\theta - \\eta(\\hat m/(\\sqrt{\\hat v}
 +\\epsilon) + \\lambda\\theta)`, so with η = 1e-4 and λ ∈ [0.1, 0.5] θ shrinks by 1e-5–5e-5 per step (STAR's
 "heavy weight decay" towards its nominal optimizer); gradient clipping at 1.0.
 
@@ -15,37 +16,43 @@ before clipping; a diverging inner problem therefore cannot poison the meta-para
 
 State and checkpoints. The complete state — step, meta-parameters θ, the AdamW state, the PES state
 (inner states of all ``2N`` unrolls, iteration counters, accumulators ξ) and the PRNG key — is one pytree,
-:class:`MetaState`. Every ``checkpoint_every`` steps it is written atomically (temporary file in the same
-folder, ``fsync``, ``os.replace``, ``fsync`` of the folder) with a SHA-256 digest of its payload; on resume
-the newest checkpoint whose digest verifies is used, and a corrupted or truncated one is skipped with a
-warning. Because every outer step is a pure function of the state, a resumed run is bit-identical to an
-uninterrupted one.
+:class:`MetaState`. :func:`meta_train` keeps it in a run folder (:mod:`star.runs`: atomic files, checkpoints
+with a SHA-256 digest and the run's identity, the log, θ snapshots, provenance, a lock against a second
+writer); on resume the newest checkpoint whose digest verifies is used, a corrupted or truncated one is
+skipped with a warning, and one of another run is refused. Because every outer step is a pure function of
+the state, a resumed run is bit-identical to an uninterrupted one. The state's key stays a raw ``uint32[2]``
+key (``jax.random.PRNGKey``) rather than a typed ``jax.random.key``: checkpoints store every leaf as a numpy
+array, and the checkpoints of existing runs hold raw keys (both kinds give the same random numbers).
+
+This module also holds :func:`meta_objective`, the unperturbed meta-objective that PES estimates the gradient
+of: it belongs to the outer loop's definition, and ``python -m star meta-curve`` evaluates it on θ snapshots.
 
 Devices. The ``N`` inner problems are sharded over all local devices with a 1-D mesh (axis ``"tasks"``)
 and ``NamedSharding``: the PES state is split along its leading (problem) axis, θ and the optimizer state
-are replicated, and the mean over problems in the estimator becomes an all-reduce. Multi-host: call
-``jax.distributed.initialize()`` on every host first; ``jax.devices()`` then spans all hosts and a mesh
-built from it (``make_mesh(jax.devices())``) shards the problems across hosts, with the PES state created
-by the same jitted ``init`` on every process (global arrays from identical keys). ``N`` must be divisible
-by the number of devices.
+are replicated, and the mean over problems in the estimator becomes an all-reduce. ``N`` must be divisible
+by the number of devices (otherwise one device is used, with a warning).
+
+Several processes (hosts). Under JAX's multi-controller runtime — every process runs the same program after
+``jax.distributed.initialize()`` (``python -m star meta-train --distributed``) — the mesh spans the devices of
+all processes, so each process holds and advances one shard of the problems. Process 0 owns the run folder:
+it reads the checkpoint on resume and broadcasts the state, so every process continues from identical θ;
+for a checkpoint the sharded PES state is gathered from all processes and process 0 writes it. The other
+processes write nothing. θ is replicated, hence identical on every process after every step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import io
 import json
 import math
 import os
-import re
-import struct as _struct
-import tempfile
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,13 +60,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from star import _checks, runs
 from star import pes as pes_lib
 
 PyTree = Any
 
 CLIP_MODES = ("value", "global_norm", "none")
-CHECKPOINT_MAGIC = b"STARCKPT"
-_CKPT_RE = re.compile(r"^ckpt_(\d{8})\.ckpt$")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -68,7 +74,7 @@ _CKPT_RE = re.compile(r"^ckpt_(\d{8})\.ckpt$")
 
 @dataclasses.dataclass(frozen=True)
 class MetaTrainConfig:
-    """Settings of the outer loop and the estimator (defaults: the paper's, REFERENCE §5.1–5.3).
+    """Settings of the outer loop and the estimator (defaults: the paper's, App. B).
 
     Attributes:
         outer_steps: number of outer (meta-gradient) steps, >= 1.
@@ -109,10 +115,10 @@ class MetaTrainConfig:
     def __post_init__(self):
         pes_lib.check_settings(num_tasks=self.num_tasks, trunc_length=self.trunc_length, std=self.std,
                                estimator=self.estimator)
-        pes_lib._check_positive_int("outer_steps", self.outer_steps)
-        pes_lib._check_positive_int("checkpoint_every", self.checkpoint_every)
-        pes_lib._check_positive_int("keep_checkpoints", self.keep_checkpoints, minimum=2)
-        pes_lib._check_positive_int("seed", self.seed, minimum=0)
+        _checks.integer("outer_steps", self.outer_steps)
+        _checks.integer("checkpoint_every", self.checkpoint_every)
+        _checks.integer("keep_checkpoints", self.keep_checkpoints, minimum=2)
+        _checks.integer("seed", self.seed, minimum=0)
         _positive_float("lr", self.lr)
         _positive_float("clip", self.clip)
         _positive_float("weight_decay", self.weight_decay, allow_zero=True)
@@ -255,6 +261,7 @@ def _cached_outer_step(key, mesh, treedef):
             "theta_norm": optax.tree.norm(theta),
             "nan_count": nan_count,
             "nonfinite_problems": out.nonfinite_problems,
+            "diverged_losses": out.diverged,
             "resets": jnp.sum(out.reset),
         }
         return MetaState(state.step + 1, theta, opt_state, pes_state, key), metrics
@@ -267,245 +274,7 @@ def _cached_outer_step(key, mesh, treedef):
 
 
 # ----------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is corrupted, truncated, or does not fit the run's state."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync dir."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
-
-
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def encode_checkpoint(state: PyTree, meta: dict) -> bytes:
-    """Serialise a pytree: ``MAGIC | payload length (8 bytes) | SHA-256 (32 bytes) | npz payload``."""
-    leaves = jax.tree.leaves(jax.device_get(state))
-    arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True, default=_json_default).encode(), np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    payload = buf.getvalue()
-    return CHECKPOINT_MAGIC + _struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
-
-
-def decode_checkpoint(data: bytes, template: PyTree) -> tuple[PyTree, dict]:
-    """Inverse of :func:`encode_checkpoint`; verifies the digest and that leaves match ``template``.
-
-    Raises:
-        CheckpointError: bad magic, truncated payload, digest mismatch, or leaves that do not fit.
-    """
-    head = len(CHECKPOINT_MAGIC) + 8 + 32
-    if len(data) < head or not data.startswith(CHECKPOINT_MAGIC):
-        raise CheckpointError("not a STAR checkpoint (bad magic or shorter than its header)")
-    (length,) = _struct.unpack("<Q", data[len(CHECKPOINT_MAGIC):len(CHECKPOINT_MAGIC) + 8])
-    digest = data[len(CHECKPOINT_MAGIC) + 8:head]
-    payload = data[head:]
-    if len(payload) != length:
-        raise CheckpointError(f"truncated checkpoint: payload has {len(payload)} bytes, header says {length}")
-    if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError("checkpoint digest mismatch (corrupted file)")
-    with np.load(io.BytesIO(payload)) as z:
-        meta = json.loads(bytes(z["meta_json"]).decode())
-        names = sorted(k for k in z.files if k.startswith("leaf_"))
-        loaded = [z[k] for k in names]
-    t_leaves, treedef = jax.tree.flatten(template)
-    if len(loaded) != len(t_leaves):
-        raise CheckpointError(f"checkpoint has {len(loaded)} arrays, the run's state has {len(t_leaves)}")
-    for i, (a, t) in enumerate(zip(loaded, t_leaves)):
-        if a.shape != np.shape(t) or a.dtype != np.asarray(t).dtype:
-            raise CheckpointError(f"checkpoint array {i} has shape {a.shape} {a.dtype}, the run's state "
-                                  f"{np.shape(t)} {np.asarray(t).dtype}")
-    return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in loaded]), meta
-
-
-def checkpoint_path(ckpt_dir: str | os.PathLike, step: int) -> Path:
-    return Path(ckpt_dir) / f"ckpt_{int(step):08d}.ckpt"
-
-
-def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Checkpoints in ``ckpt_dir`` as ``(step, path)``, newest first."""
-    d = Path(ckpt_dir)
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), d / n) for n in os.listdir(d) if (m := _CKPT_RE.match(n))]
-    return sorted(found, reverse=True)
-
-
-def save_checkpoint(ckpt_dir: str | os.PathLike, state: MetaState, meta: dict, keep: int = 3) -> Path:
-    """Atomically write ``state`` as ``ckpt_<step>.ckpt`` and delete all but the newest ``keep``."""
-    ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    step = int(state.step)
-    path = checkpoint_path(ckpt_dir, step)
-    atomic_write_bytes(path, encode_checkpoint(state, dict(meta, step=step)))
-    for _, old in list_checkpoints(ckpt_dir)[keep:]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def load_latest_checkpoint(ckpt_dir: str | os.PathLike, template: PyTree):
-    """The newest checkpoint that verifies, as ``(state, meta, path)``, or ``None`` if there is none.
-
-    Corrupted or truncated files are skipped with a ``UserWarning`` naming them; the previous good one
-    is used.
-    """
-    for step, path in list_checkpoints(ckpt_dir):
-        try:
-            state, meta = decode_checkpoint(path.read_bytes(), template)
-        except (CheckpointError, OSError, ValueError, KeyError) as err:
-            warnings.warn(f"skipping unreadable checkpoint {path} ({err}); falling back to the previous one",
-                          UserWarning, stacklevel=2)
-            continue
-        return state, meta, path
-    return None
-
-
-# ----------------------------------------------------------------------------------------------------
-# run folders
-
-
-def _config_diff(old: dict, new: dict, ignore=()) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: saved {old.get(k)!r} != requested {new.get(k)!r}" for k in keys
-            if k not in ignore and old.get(k) != new.get(k)]
-
-
-def prepare_run_dir(out_dir: str | os.PathLike, run_config: dict, resume: bool,
-                    ignore=MetaTrainConfig.RESUMABLE_CHANGES) -> Path:
-    """Create or validate an output folder; write ``config.json`` for a new run. Never overwrites a run.
-
-    Raises:
-        ValueError: the folder is not writable, is a file, holds a different run or other files (without
-            ``resume``), has nothing to resume, or its saved configuration differs from ``run_config``.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir {str(out)!r} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
-        probe.close()
-    except OSError as err:
-        raise ValueError(f"out_dir {str(out)!r} is not writable ({err.strerror or err})") from None
-    cfg_path = out / "config.json"
-    json_config = json.loads(json.dumps(run_config, default=_json_default))
-    if cfg_path.exists():
-        saved = json.loads(cfg_path.read_text())
-        if not resume:
-            raise ValueError(f"out_dir {str(out)!r} already holds a run (config.json); pass resume=True "
-                             "(--resume) to continue it or choose another folder; nothing was overwritten")
-        diff = _config_diff(saved, json_config, ignore)
-        if diff:
-            raise ValueError("cannot resume: the configuration differs from the saved run in "
-                             + "; ".join(diff))
-        if saved != json_config:  # only resumable fields changed: record the new values
-            atomic_write_json(cfg_path, json_config)
-        return out
-    if resume:
-        raise ValueError(f"cannot resume: out_dir {str(out)!r} holds no run (no config.json)")
-    others = [n for n in os.listdir(out) if not n.startswith(".write-test-")]
-    if others:
-        raise ValueError(f"out_dir {str(out)!r} is not empty and holds no run ({', '.join(sorted(others)[:5])}); "
-                         "choose an empty or new folder; nothing was overwritten")
-    atomic_write_json(cfg_path, json_config)
-    return out
-
-
-def _truncate_log(log_path: Path, last_step: int) -> list[dict]:
-    """Keep the log lines of steps <= ``last_step`` (lines written after the checkpoint are redone)."""
-    if not log_path.exists():
-        return []
-    kept = []
-    for line in log_path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut by a kill
-        if rec.get("step", 0) <= last_step:
-            kept.append(rec)
-    atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
-    return kept
-
-
-def save_theta(path: str | os.PathLike, theta: PyTree) -> None:
-    """Save meta-parameters as an ``.npz`` keyed by pytree path (atomic)."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(theta))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_theta(path: str | os.PathLike, template: PyTree) -> PyTree:
-    """Load meta-parameters saved by :func:`save_theta` into the structure of ``template``."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    with np.load(path) as z:
-        missing = [jax.tree_util.keystr(k) for k, _ in flat if jax.tree_util.keystr(k) not in z.files]
-        if missing:
-            raise ValueError(f"meta-parameters in {str(path)!r} do not fit the template (missing {missing[:3]})")
-        return jax.tree.unflatten(treedef, [jnp.asarray(z[jax.tree_util.keystr(k)]) for k, _ in flat])
-
-
-THETA_SNAPSHOT_DIR = "thetas"
-_SNAP_RE = re.compile(r"^theta_(\d{8})\.npz$")
-
-
-def theta_snapshot_path(run_dir: str | os.PathLike, step: int) -> Path:
-    """Where :func:`meta_train` keeps θ after ``step`` outer steps (step 0 and every checkpoint)."""
-    return Path(run_dir) / THETA_SNAPSHOT_DIR / f"theta_{int(step):08d}.npz"
-
-
-def list_theta_snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``[(step, path), ...]`` of a run folder's θ snapshots, sorted by step."""
-    d = Path(run_dir) / THETA_SNAPSHOT_DIR
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _SNAP_RE.match(p.name))]
-    return sorted(found)
+# the unperturbed meta-objective
 
 
 @functools.lru_cache(maxsize=16)
@@ -542,23 +311,45 @@ def meta_objective(problem, theta: PyTree, key: jax.Array, *, num_seeds: int = 4
     Returns:
         ``[num_seeds]`` float array: each episode's mean meta-loss.
     """
-    pes_lib._check_problem(problem)
-    num_seeds = pes_lib._check_positive_int("num_seeds", num_seeds)
-    num_steps = problem.horizon if num_steps is None else pes_lib._check_positive_int("num_steps", num_steps)
+    pes_lib.check_problem(problem)
+    num_seeds = _checks.integer("num_seeds", num_seeds)
+    num_steps = problem.horizon if num_steps is None else _checks.integer("num_steps", num_steps)
     return np.asarray(_jitted_objective(num_seeds, num_steps)(problem, theta, key))
 
 
-def load_log(run_dir: str | os.PathLike) -> dict:
-    """The per-step metrics of a run folder's ``log.jsonl`` as ``{name: np.ndarray}`` (``None`` → NaN).
+def summarize_run(run_dir: str | os.PathLike) -> dict:
+    """Is a run's PES meta-loss trending down? Window means and the slope over the stationary part of its log.
 
-    For the book: ``log = load_log("results/metatrain/star_fmnist_cpu"); plt.plot(log["step"], log["meta_loss"])``.
+    The per-step meta-loss mixes inner problems at different points of their episodes. At the start all ``N``
+    problems are fresh networks (the random initial offset only shortens their first episode), so the early
+    decline is inner training, not meta-learning; only after every problem has reset once (after
+    ``horizon / trunc_length`` outer steps) is the mixture stationary. We therefore report the least-squares
+    slope of the meta-loss over the stationary part, with its standard error, besides window means
+    (``python -m star summarize`` writes this as ``summary.json``).
     """
-    path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
-        raise ValueError(f"run_dir {str(run_dir)!r} has no log.jsonl")
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    keys = sorted({k for r in recs for k in r})
-    return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], dtype=np.float64) for k in keys}
+    run = runs.RunFolder(run_dir)
+    cfg = run.config()
+    log = run.log()
+    step, loss = log["step"], log["meta_loss"]
+    warm = cfg["horizon"] // cfg["trunc_length"]
+    sel = step > warm
+    out = {"run": str(run_dir), "steps_logged": int(step.size), "stationary_after_step": warm,
+           "meta_loss_first_10_mean": float(np.nanmean(loss[:10])),
+           "meta_loss_last_10_mean": float(np.nanmean(loss[-10:])),
+           "nan_count_total": int(np.nansum(log["nan_count"])),
+           "inner_steps_per_s_median": float(np.nanmedian(log["inner_steps_per_s"][1:]))}
+    if "diverged_losses" in log:
+        out["diverged_losses_total"] = int(np.nansum(log["diverged_losses"]))
+    if sel.sum() >= 5:
+        x, y = step[sel], loss[sel]
+        A = np.stack([np.ones_like(x), x - x.mean()], 1)
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        se = np.sqrt(resid @ resid / (len(y) - 2) / np.sum((x - x.mean()) ** 2))
+        out.update(stationary_steps=int(sel.sum()), stationary_meta_loss_mean=float(y.mean()),
+                   stationary_slope_per_step=float(coef[1]), stationary_slope_se=float(se),
+                   stationary_slope_z=float(coef[1] / se))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -577,6 +368,13 @@ class MetaTrainResult:
     wall_s: float = 0.0
 
 
+def _zero_gradient_message(rec, inner_per_step) -> str:
+    return (f"outer step {rec['step']}: the meta-gradient is exactly 0, so θ does not move "
+            f"({rec['diverged_losses']} of {inner_per_step} inner losses diverged, i.e. were non-finite or at the "
+            f"meta-loss ceiling; {rec['nan_count']} non-finite gradient entries were zeroed); lower --lr/--std "
+            "or check the initialisation")
+
+
 def _finite_or_none(x):
     x = float(x)
     return x if math.isfinite(x) else None
@@ -584,68 +382,131 @@ def _finite_or_none(x):
 
 def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | os.PathLike | None = None,
                resume: bool = False, run_config: dict | None = None, progress: bool = True,
-               devices=None, callback: Callable[[dict], None] | None = None) -> MetaTrainResult:
+               devices=None, callback: Callable[[dict], None] | None = None, command: str | None = None,
+               seeds: dict | None = None, data: dict | None = None) -> MetaTrainResult:
     """Meta-train ``theta0`` on a :class:`star.pes.TruncatedProblem` with PES and AdamW.
 
     Args:
         problem: the truncated inner problem (a pytree, e.g. :class:`star.inner.LearnedOptimizerProblem`).
         theta0: initial meta-parameters.
         cfg: :class:`MetaTrainConfig`.
-        out_dir: folder for ``config.json``, ``log.jsonl`` (one JSON object per outer step),
-            ``checkpoints/`` and ``theta_final.npz``; ``None`` keeps everything in memory.
-        resume: continue the run in ``out_dir`` from its newest good checkpoint.
+        out_dir: a run folder (:mod:`star.runs`) for ``config.json``, ``log.jsonl`` (one JSON object per outer
+            step), ``checkpoints/``, ``thetas/``, ``theta_final.npz`` and ``provenance.json``; ``None`` keeps
+            everything in memory.
+        resume: continue the run in ``out_dir`` from its newest good checkpoint (which must carry this run's
+            identity, :func:`star.runs.run_identity`).
         run_config: the configuration recorded in (and checked against) ``config.json``; defaults to
             ``cfg.to_dict()`` (the command line adds task, optimizer and horizon).
         progress: show a tqdm progress bar.
-        devices: devices to shard the problems over (default: all local devices).
+        devices: devices to shard the problems over (default: all local devices; under ``jax.distributed``
+            with several processes, all devices of all processes).
         callback: called with each step's metrics dict (after it is logged).
+        command, seeds, data: recorded in ``provenance.json`` (the command that started this session, the
+            seeds, the data sources); defaults: this process's command line, ``{"seed": cfg.seed}``, none.
 
     Returns:
         :class:`MetaTrainResult`.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(cfg, MetaTrainConfig):
         raise ValueError(f"cfg must be a MetaTrainConfig; got {type(cfg).__name__}")
-    pes_lib._check_problem(problem)
+    pes_lib.check_problem(problem)
     pes_lib.check_settings(trunc_length=cfg.trunc_length, horizon=problem.horizon)
     run_config = cfg.to_dict() if run_config is None else dict(run_config)
-    if out_dir is not None:
-        out = prepare_run_dir(out_dir, run_config, resume)
-    elif resume:
-        raise ValueError("resume=True needs an out_dir")
-    else:
-        out = None
+    if out_dir is None:
+        if resume:
+            raise ValueError("resume=True needs an out_dir")
+        return _meta_train(problem, theta0, cfg, None, False, run_config, progress, devices, callback, None, False)
+    if jax.process_index() != 0:  # multi-process: the run folder belongs to process 0
+        return _meta_train(problem, theta0, cfg, None, resume, run_config, False, devices, callback, None, True)
+    session = {"command": command or runs.command_line(sys.argv, prog=("python",)),
+               "git_commit": runs.git_commit(), "started_utc": runs.utc_now(), "status": "running"}
+    record = functools.partial(runs.write_session_provenance, seeds=seeds or {"seed": cfg.seed}, data=data)
+    with runs.writing_run(out_dir, run_config, resume=resume, resumable=cfg.RESUMABLE_CHANGES,
+                          total_steps=cfg.outer_steps) as run:
+        return _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback,
+                           (session, record), True)
 
+
+def _from_process_0(state: MetaState, resumed_from: int | None):
+    """Every process continues from process 0's state (the one that read the checkpoint): identical θ."""
+    from jax.experimental import multihost_utils
+
+    flag = np.asarray(-1 if resumed_from is None else resumed_from, np.int32)
+    host, flag = multihost_utils.broadcast_one_to_all((jax.device_get(state), flag))
+    return _canonical(host), (None if int(flag) < 0 else int(flag))
+
+
+def _global_arrays(tree, shardings):
+    """Global arrays with ``shardings`` from a pytree that holds the same values on every process."""
+    host = jax.device_get(tree)
+    return jax.tree.map(lambda x, sh: jax.make_array_from_callback(np.shape(x), sh, lambda idx: np.asarray(x)[idx]),
+                        host, shardings)
+
+
+def _host_state(state: MetaState, gather: bool) -> MetaState:
+    """The state with every leaf on this host: the PES state is gathered from all processes when sharded."""
+    if not gather:
+        return state
+    from jax.experimental import multihost_utils
+
+    return state._replace(pes_state=multihost_utils.process_allgather(state.pes_state, tiled=True))
+
+
+def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback, prov, has_folder):
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    multi = jax.process_count() > 1
+    identity = runs.run_identity(run_config, cfg.RESUMABLE_CHANGES)
     state = init_meta_state(problem, theta0, cfg)
     history: list[dict] = []
     resumed_from = None
-    if out is not None and resume:
-        found = load_latest_checkpoint(out / "checkpoints", state)
+    if run is not None and resume:
+        found = runs.load_latest_checkpoint(run.checkpoint_dir, state, identity=identity, config=run_config,
+                                            resumable=cfg.RESUMABLE_CHANGES)
         if found is not None:
             state, meta, _ = found
             state = _canonical(state)
             resumed_from = int(state.step)
-            history = _truncate_log(out / "log.jsonl", resumed_from)
+            history = runs.truncate_log(run.log_path, resumed_from)
         else:
-            history = _truncate_log(out / "log.jsonl", 0)
+            history = runs.truncate_log(run.log_path, 0)
+    if multi:
+        state, resumed_from = _from_process_0(state, resumed_from)
 
-    devs = jax.local_devices() if devices is None else list(devices)
+    devs = (jax.devices() if multi else jax.local_devices()) if devices is None else list(devices)
     mesh = None
     if cfg.shard and len(devs) > 1:
         if cfg.num_tasks % len(devs) == 0:
             mesh = make_mesh(devs)
-            state = jax.device_put(state, state_shardings(state, mesh))
+            if multi:  # global arrays from the same host values on every process
+                rep = NamedSharding(mesh, PartitionSpec())
+                problem = _global_arrays(problem, jax.tree.map(lambda _: rep, problem))
+                state = _global_arrays(state, state_shardings(state, mesh))
+            else:
+                state = jax.device_put(state, state_shardings(state, mesh))
         else:
-            warnings.warn(f"num_tasks={cfg.num_tasks} is not divisible by the {len(devs)} local devices; "
-                          "running on one device", UserWarning, stacklevel=2)
+            warnings.warn(f"num_tasks={cfg.num_tasks} is not divisible by the {len(devs)} devices; "
+                          "running on one device" + (" in each process" if multi else ""), UserWarning, stacklevel=2)
+    gather = multi and mesh is not None
     step_fn = make_outer_step(cfg, mesh, state)
     inner_per_step = 2 * cfg.num_tasks * cfg.trunc_length
 
-    log_file = open(out / "log.jsonl", "a") if out is not None else None
+    def write_provenance(**fields):
+        if prov is not None:
+            session, record = prov
+            session.update(fields)
+            record(run.path, session, identity=identity,
+                   first_meta_loss=history[0]["meta_loss"] if history else None,
+                   last_meta_loss=history[-1]["meta_loss"] if history else None,
+                   diverged_losses_total=sum(h.get("diverged_losses", 0) for h in history),
+                   zero_gradient_steps=sum(h.get("grad_norm") == 0.0 for h in history))
+
+    zero_steps: list[int] = []
+    log_file = open(run.log_path, "a") if run is not None else None
     start = int(state.step)
-    if out is not None and start == 0:
-        save_theta(theta_snapshot_path(out, 0), state.theta)
+    if run is not None and start == 0:
+        runs.save_theta(runs.theta_snapshot_path(run.path, 0), state.theta)
     bar = tqdm(total=cfg.outer_steps, initial=min(start, cfg.outer_steps), disable=not progress,
                desc="meta-train", unit="step")
     t_run = time.perf_counter()
@@ -664,19 +525,34 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
             if log_file is not None:
                 log_file.write(json.dumps(rec) + "\n")
                 log_file.flush()
+                if rec["step"] == start + 1:  # a killed session still leaves its record
+                    write_provenance(first_step=rec["step"])
             if callback is not None:
                 callback(rec)
             bar.update(1)
-            bar.set_postfix(meta_loss=rec["meta_loss"], nan=rec["nan_count"])
-            if out is not None and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
-                save_theta(theta_snapshot_path(out, rec["step"]), state.theta)
-                save_checkpoint(out / "checkpoints", state, {"config": run_config}, keep=cfg.keep_checkpoints)
+            bar.set_postfix(meta_loss=rec["meta_loss"], nan=rec["nan_count"],
+                            diverged=f'{rec["diverged_losses"]}/{inner_per_step}')
+            if rec["grad_norm"] == 0.0:
+                zero_steps.append(rec["step"])
+                if len(zero_steps) == 1:
+                    warnings.warn(_zero_gradient_message(rec, inner_per_step), UserWarning, stacklevel=3)
+            if has_folder and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
+                host = _host_state(state, gather)  # every process takes part in the gather
+                if run is not None:
+                    runs.save_theta(runs.theta_snapshot_path(run.path, rec["step"]), host.theta)
+                    runs.save_checkpoint(run.checkpoint_dir, host, {"config": run_config, "identity": identity},
+                                         keep=cfg.keep_checkpoints)
     finally:
         bar.close()
         if log_file is not None:
             log_file.close()
     wall = time.perf_counter() - t_run
-    if out is not None:
-        save_theta(out / "theta_final.npz", state.theta)
-    return MetaTrainResult(theta=state.theta, state=state, history=history, out_dir=out,
-                           resumed_from=resumed_from, wall_s=wall)
+    if len(zero_steps) > 1:
+        warnings.warn(f"the meta-gradient was exactly 0 in {len(zero_steps)} of {int(state.step) - start} outer "
+                      f"steps (first at step {zero_steps[0]}): θ did not move in them", UserWarning, stacklevel=3)
+    if run is not None:
+        runs.save_theta(run.final_theta_path, state.theta)
+        write_provenance(status="finished", wall_s=time.perf_counter() - t_start, resumed_from_step=resumed_from,
+                         final_step=int(state.step))
+    return MetaTrainResult(theta=state.theta, state=state, history=history,
+                           out_dir=None if run is None else run.path, resumed_from=resumed_from, wall_s=wall)

@@ -1,6 +1,6 @@
 r"""The noisy quadratic model (NQM) of §4 and App. A/B.1 of Harrison, Metz & Sohl-Dickstein (2022).
 
-Model (REFERENCE §2.1–2.3, ½ convention)
+Model (App. A–B.1, ½ convention)
 ----------------------------------------
 Parameters :math:`\phi\in\mathbb R^N`, curvature :math:`H=H^\top\succ0`, per-step minibatch loss
 :math:`\ell_t(\phi)=\tfrac12(\phi-\xi_t)^\top H(\phi-\xi_t)` with :math:`\xi_t\sim\mathcal N(0,\Sigma_\xi)` i.i.d.,
@@ -45,19 +45,24 @@ All functions follow JAX's default dtype (float32). Beyond the stability edge th
 :math:`\rho(A)^{2T}`; in float32 anything above ~3e38 becomes ``inf`` and the meta-gradient variance becomes
 ``inf``/``nan`` (e.g. Fig. 2a at T=1000, α=1.43 is ~1e171). For float64 without touching the global
 configuration, run the call inside ``with star.nqm.float64():`` (a local ``jax.enable_x64(True)``): the
-``NQM`` stores float64 numpy arrays, which then stay float64. :func:`meta_gradient_variance_grid` does this
-by default.
+``NQM`` stores float64 numpy arrays, which then stay float64. The Fig. 2a grid
+(:func:`star.nqm_experiments.meta_gradient_variance_grid`) does this by default.
 
 API (all differentiable in ``alpha`` and ``P``; ``T`` and ``optimizer`` are static)
 -------------------------------------------------------------------------------------
-* constants: ``PAPER_H`` (A.30), ``PAPER_HORIZONS`` (A.31), :func:`paper_nqm`, :func:`fig2a_alphas`
-* model: :class:`NQM`, :func:`make_nqm`, :func:`dynamics_matrix` (Eq. 6), :func:`augmented_system`
+* constants: ``PAPER_H`` (A.30), :func:`paper_nqm`
+* model: :class:`NQM`, :func:`make_nqm`, :func:`check_nqm`, :func:`dynamics_matrix` (Eq. 6),
+  :func:`augmented_system`
 * closed forms: :func:`expected_losses`, :func:`expected_loss` (Eq. 8), :func:`noise_free_loss`
   (Lemma 4's :math:`\bar L`), :func:`lyapunov_covariance`, :func:`asymptotic_loss` (T → ∞)
 * simulation: :class:`NQMState`, :func:`init_state`, :func:`sample_noise`, :func:`unroll`,
-  :func:`simulate_losses`, :func:`simulated_loss`
-* meta-gradients: :func:`meta_gradients`, :func:`gradient_variance_trace` (A.32–A.33),
-  :func:`meta_gradient_variance_grid` (Fig. 2a)
+  :func:`simulate_losses`, :func:`simulated_loss`, :func:`seed_draws`
+* meta-gradients: :func:`meta_gradients`, :func:`gradient_variance_trace` (A.32–A.33)
+
+:func:`expected_loss` is *the* closed form of Eq. (8): the NQM problems of :mod:`star.inner` and the
+experiments of :mod:`star.nqm_experiments` (Fig. 2) call it rather than carry their own. The experiments
+themselves (the Fig. 2a grid of meta-gradient variances, the ES meta-training of Figs. 2b–c) live in
+:mod:`star.nqm_experiments`.
 """
 
 from __future__ import annotations
@@ -73,19 +78,16 @@ from jax import lax
 from star import _checks
 
 __all__ = [
-    "PAPER_H", "PAPER_HORIZONS", "OPTIMIZERS", "NQM", "NQMState", "make_nqm", "paper_nqm",
-    "fig2a_alphas", "float64", "dynamics_matrix", "augmented_system", "expected_losses",
+    "PAPER_H", "OPTIMIZERS", "NQM", "NQMState", "make_nqm", "paper_nqm", "check_nqm",
+    "float64", "dynamics_matrix", "augmented_system", "expected_losses",
     "expected_loss", "noise_free_loss", "lyapunov_covariance", "asymptotic_loss", "init_state",
-    "sample_noise", "unroll", "simulate_losses", "simulated_loss", "meta_gradients",
-    "gradient_variance_trace", "meta_gradient_variance_grid",
+    "sample_noise", "unroll", "simulate_losses", "simulated_loss", "seed_draws", "meta_gradients",
+    "gradient_variance_trace",
 ]
 
 #: The paper's 2-D curvature, Eq. (A.30). Eigenvalues 0.1253 and 1.4707; 2/λmax = 1.360.
 PAPER_H = np.array([[1.11, 0.596], [0.596, 0.486]], dtype=np.float64)
 PAPER_H.setflags(write=False)
-
-#: The horizons of Fig. 2a, Eq. (A.31).
-PAPER_HORIZONS = (1, 2, 3, 4, 5, 10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 800, 900, 1000)
 
 #: Inner optimizers understood by every function (``"sgd"`` is the paper's Eq. (6)).
 OPTIMIZERS = ("sgd", "heavy_ball", "nesterov")
@@ -155,21 +157,12 @@ def paper_nqm(convention: str = "paper") -> NQM:
     return make_nqm(2.0 * PAPER_H, np.eye(2), S0=100.0 * np.eye(2))
 
 
-def fig2a_alphas(H=PAPER_H, num: int = 50) -> np.ndarray:
-    """The α grid we use for Fig. 2a: ``num`` points from 0.02 to 1.05 · 2/λmax(H) (≈1.428 for A.30).
-
-    The paper states only "50 values of α"; this range reproduces the columns of REFERENCE §3's table.
-    """
-    _checks.spd_matrix("H", H)
-    num = _checks.horizon("num", num)
-    return np.linspace(0.02, 1.05 * 2.0 / np.linalg.eigvalsh(np.asarray(H, np.float64))[-1], num)
-
-
 # ----------------------------------------------------------------------------------------------------
 # validation of the common arguments
 
 
-def _check_nqm(nqm) -> int:
+def check_nqm(nqm) -> int:
+    """Validate an :class:`NQM` (``ValueError`` naming the bad field) and return its dimension N."""
     if not isinstance(nqm, NQM):
         raise ValueError(f"nqm must be a star.nqm.NQM (see make_nqm); got {type(nqm).__name__}")
     _checks.spd_matrix("nqm.H", nqm.H)
@@ -308,11 +301,11 @@ def expected_losses(nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", momen
 
     :math:`\mathbb E\,\ell_t=\tfrac12\operatorname{tr}\big(H(C_t+\Sigma_\xi)\big)` with the second moment
     :math:`C_t=\mathbb E\phi_t\phi_t^\top=A^t C_0 (A^t)^\top+\Sigma_t`, :math:`C_0=m_0m_0^\top+S_0`, where
-    :math:`\Sigma_t=A\Sigma_{t-1}A^\top+(I-A)\Sigma_\xi(I-A)^\top` (REFERENCE §2.3, (A.10)). For momentum
+    :math:`\Sigma_t=A\Sigma_{t-1}A^\top+(I-A)\Sigma_\xi(I-A)^\top` ((A.10)). For momentum
     the same recursion runs on the 2N-dimensional :func:`augmented_system`. Prefix means of this vector
     give Eq. (8) for every shorter horizon.
     """
-    n = _check_nqm(nqm)
+    n = check_nqm(nqm)
     T = _checks.horizon("T", T)
     _check_theta(alpha, P, n, optimizer, momentum)
     return _expected_losses(_model(nqm), alpha, _P(P, n), momentum, T, optimizer)
@@ -330,7 +323,7 @@ def expected_loss(nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", momentu
 def noise_free_loss(nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", momentum=0.0):
     r"""Lemma 4's deterministic loss :math:`\bar L(\theta;T)`: Eq. (8) with :math:`\Sigma_\xi\to0`,
     i.e. :math:`\frac1T\sum_t\tfrac12\operatorname{tr}(HA^tC_0(A^t)^\top)`."""
-    _check_nqm(nqm)
+    check_nqm(nqm)
     quiet = nqm._replace(sigma_xi=jnp.zeros_like(jnp.asarray(nqm.sigma_xi)) if isinstance(
         nqm.sigma_xi, jax.core.Tracer) else np.zeros_like(nqm.sigma_xi))
     return expected_loss(quiet, alpha, P, T, optimizer=optimizer, momentum=momentum)
@@ -348,7 +341,7 @@ def lyapunov_covariance(A, Q):
     r"""The solution :math:`X` of the discrete Lyapunov equation :math:`X=AXA^\top+Q`.
 
     For :math:`\rho(A)<1` and :math:`Q\succeq0` it is the unique PSD solution and the limit of
-    :math:`\Sigma_t` (REFERENCE §2.8). Solved as a dense (d², d²) linear system (d is small here).
+    :math:`\Sigma_t` (Lemma 5, App. A.1). Solved as a dense (d², d²) linear system (d is small here).
     """
     _checks.square_matrix("A", A)
     _checks.psd_matrix("Q", Q, int(np.shape(A)[0]))
@@ -369,10 +362,10 @@ def _asymptotic_loss(model, alpha, P, beta, optimizer):
 
 def asymptotic_loss(nqm: NQM, alpha, P, *, optimizer: str = "sgd", momentum=0.0):
     r""":math:`\lim_{T\to\infty}L(\theta;T)=\tfrac12\operatorname{tr}\big(H(\Sigma_\infty+\Sigma_\xi)\big)`,
-    with :math:`\Sigma_\infty` from the discrete Lyapunov equation (Lemma 5, REFERENCE §2.8); the
+    with :math:`\Sigma_\infty` from the discrete Lyapunov equation (Lemma 5, App. A.1); the
     initial-state term vanishes in the time average. ``inf`` when :math:`\rho(\mathcal A)\ge1`
     (checked with the eigenvalues, which are evaluated on CPU)."""
-    n = _check_nqm(nqm)
+    n = check_nqm(nqm)
     _check_theta(alpha, P, n, optimizer, momentum)
     return _asymptotic_loss(_model(nqm), alpha, _P(P, n), momentum, optimizer)
 
@@ -390,14 +383,14 @@ def _noise(noise_key, model, t0, num):
 
 def sample_noise(noise_key, nqm: NQM, t0, num: int):
     """The noisy minima ξ_{t0}, …, ξ_{t0+num−1} ~ N(0, Σξ), shape (num, N); ξ_t uses ``fold_in(noise_key, t)``."""
-    _check_nqm(nqm)
+    check_nqm(nqm)
     num = _checks.horizon("num", num)
     return _noise(noise_key, _model(nqm), t0, num)
 
 
 def init_state(key, nqm: NQM) -> NQMState:
     """Sample φ0 ~ N(phi0_mean, S0) and return the state at t = 0 (``phi_prev = phi``)."""
-    _check_nqm(nqm)
+    check_nqm(nqm)
     phi0 = _initial_phi(key, _model(nqm))
     return NQMState(phi0, phi0, jnp.zeros((), jnp.int32))
 
@@ -443,7 +436,7 @@ def unroll(nqm: NQM, alpha, P, state: NQMState, noise_key, num_steps: int, *, op
     Returns ``(new_state, losses)`` where ``losses[k] = ℓ_{t+k+1}(φ_{t+k+1})`` (t = ``state.t``). Calling it
     twice with ``num_steps`` K gives exactly the trajectory of one call with 2K (same ``noise_key``).
     """
-    n = _check_nqm(nqm)
+    n = check_nqm(nqm)
     num_steps = _checks.horizon("num_steps", num_steps)
     _check_theta(alpha, P, n, optimizer, momentum)
     if not isinstance(state, NQMState):
@@ -470,7 +463,7 @@ def simulated_loss(key, nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", m
     r"""One Monte-Carlo sample of the meta-loss: :math:`\frac1T\sum_{t=1}^T\ell_t(\phi_t)` for the noise
     and initial state drawn from ``key`` (split into an init key and a noise key). Differentiable in
     ``alpha``, ``P`` (and ``momentum``); its expectation over ``key`` is :func:`expected_loss`."""
-    n = _check_nqm(nqm)
+    n = check_nqm(nqm)
     T = _checks.horizon("T", T)
     _check_theta(alpha, P, n, optimizer, momentum)
     return jnp.mean(_simulate_one(key, _model(nqm), alpha, _P(P, n), momentum, T, optimizer))
@@ -478,6 +471,25 @@ def simulated_loss(key, nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", m
 
 def _seed_keys(key, num_seeds):
     return jax.random.split(key, num_seeds)
+
+
+@functools.partial(jax.jit, static_argnames=("T", "num_seeds"))
+def _seed_draws(key, model, T, num_seeds):
+    def one(k):
+        init_key, noise_key = _split_seed(k)
+        return _initial_phi(init_key, model), _noise(noise_key, model, 0, T + 1)
+
+    return jax.vmap(one)(_seed_keys(key, num_seeds))
+
+
+def seed_draws(key, nqm: NQM, T: int, num_seeds: int):
+    """The random inputs of :func:`simulate_losses`'s ``num_seeds`` runs of horizon ``T``: the initial states
+    φ0, shape (num_seeds, N), and the noisy minima ξ_0..ξ_T, shape (num_seeds, T + 1, N) (seed ``i`` from
+    ``jax.random.split(key, num_seeds)[i]``, exactly as the simulations draw them)."""
+    check_nqm(nqm)
+    T = _checks.horizon("T", T)
+    num_seeds = _checks.horizon("num_seeds", num_seeds)
+    return _seed_draws(key, _model(nqm), T, num_seeds)
 
 
 @functools.partial(jax.jit, static_argnames=("T", "num_seeds", "optimizer"))
@@ -491,7 +503,7 @@ def simulate_losses(key, nqm: NQM, alpha, P, T: int, num_seeds: int, *, optimize
 
     Seed ``i`` uses ``jax.random.split(key, num_seeds)[i]``, as :func:`meta_gradients` does.
     """
-    n = _check_nqm(nqm)
+    n = check_nqm(nqm)
     T = _checks.horizon("T", T)
     num_seeds = _checks.horizon("num_seeds", num_seeds)
     _check_theta(alpha, P, n, optimizer, momentum)
@@ -514,7 +526,7 @@ def meta_gradients(key, nqm: NQM, alpha, P, T: int, num_seeds: int, *, optimizer
     Returns ``(d_alpha, d_P)`` with shapes (num_seeds,) and (num_seeds, N, N); ``P`` is treated as a full
     (not necessarily symmetric) matrix, as in Fig. 2a (``P=None`` means P = 0).
     """
-    n = _check_nqm(nqm)
+    n = check_nqm(nqm)
     T = _checks.horizon("T", T)
     num_seeds = _checks.horizon("num_seeds", num_seeds)
     _check_theta(alpha, P, n, optimizer, momentum)
@@ -540,100 +552,3 @@ def gradient_variance_trace(grads):
         g = jnp.reshape(g, (g.shape[0], -1))
         total = total + jnp.sum(jnp.mean(jnp.square(g - jnp.mean(g, axis=0)), axis=0))
     return total
-
-
-@functools.partial(jax.jit, static_argnames=("horizons", "num_seeds", "optimizer"))
-def _variance_grid(key, model, alphas, P, beta, horizons, num_seeds, optimizer):
-    H = model.H
-    n = H.shape[0]
-    p = 1 + n * n  # θ = (α, vec P)
-    T = max(horizons)
-    num_alphas = alphas.shape[0]
-
-    def seed_inputs(k):  # the same draws as _simulate_one
-        init_key, noise_key = _split_seed(k)
-        return _initial_phi(init_key, model), _noise(noise_key, model, 0, T + 1)
-
-    phi0s, xis = jax.vmap(seed_inputs)(_seed_keys(key, num_seeds))  # (S, n), (S, T+1, n)
-    # The small axes (n, p) are unrolled in Python and every array is an (alpha, seed) grid, so each step is
-    # a handful of fused elementwise loops (reductions over tiny axes are slow on XLA:CPU). Cost ~ N⁴.
-    xis = jnp.transpose(xis, (1, 2, 0))  # (T+1, n, S)
-    Ms = alphas[:, None, None] * jnp.eye(n, dtype=H.dtype) + P  # (a, n, n)
-    MHs = Ms @ H
-    M = [[Ms[:, i, j, None] for j in range(n)] for i in range(n)]  # (a, 1) columns
-    MH = [[MHs[:, i, j, None] for j in range(n)] for i in range(n)]
-    Hs = [[H[i, j] for j in range(n)] for i in range(n)]
-    rows = range(n)
-
-    def body(carry, xs):
-        # phi: (n, a, S); dphi: (n, p, a, S) with θ = (α, P_00, P_01, ..., P_{n-1,n-1}); cum: (p, a, S)
-        phi, phi_prev, dphi, dphi_prev, cum, buf = carry
-        xi, xi_next, t, k = xs  # (n, S), (n, S), step, horizon slot
-        if optimizer == "sgd":
-            base, dbase, u, du = phi, dphi, phi, dphi
-        else:
-            base, dbase = phi + beta * (phi - phi_prev), dphi + beta * (dphi - dphi_prev)
-            u, du = (phi, dphi) if optimizer == "heavy_ball" else (base, dbase)
-        r = [u[j] - xi[j] for j in rows]
-        g = [sum(Hs[i][j] * r[j] for j in rows) for i in rows]  # H (u − ξ)
-        new = [base[i] - sum(M[i][j] * g[j] for j in rows) for i in rows]
-        dnew = []
-        for i in rows:
-            # ∂(M g)/∂θ: component i of column α is g_i; of column P_ij it is g_j (zero for other rows).
-            dmg = [g[i]] + [g[j] if a == i else jnp.zeros_like(g[j]) for a in rows for j in rows]
-            mhdu = sum(MH[i][j] * du[j] for j in rows)  # (p, a, S)
-            dnew.append(dbase[i] - jnp.stack(dmg) - mhdu)
-        d = [new[i] - xi_next[i] for i in rows]
-        Hd = [sum(Hs[i][j] * d[j] for j in rows) for i in rows]
-        cum = cum + sum(Hd[i] * dnew[i] for i in rows)  # Σ_t ∂ℓ_t/∂θ with ℓ_t = ½ dᵀHd
-        buf = lax.dynamic_update_slice(buf, (cum / (t + 1).astype(H.dtype))[None], (k, zero, zero, zero))
-        return (jnp.stack(new), phi, jnp.stack(dnew), dphi, cum, buf), None
-
-    phi = jnp.broadcast_to(phi0s.T[:, None, :], (n, num_alphas, num_seeds))
-    dphi = jnp.zeros((n, p, num_alphas, num_seeds), H.dtype)
-    cum = jnp.zeros((p, num_alphas, num_seeds), H.dtype)
-    # slot[t] = index of the first sorted horizon >= t + 1, so slot k is last written at t + 1 = horizon k.
-    hs = sorted(set(horizons))
-    slot = jnp.searchsorted(jnp.asarray(hs), jnp.arange(1, T + 1), side="left").astype(jnp.int32)
-    zero = jnp.zeros((), jnp.int32)
-    buf = jnp.zeros((len(hs), p, num_alphas, num_seeds), H.dtype)
-    xs = (xis[:-1], xis[1:], jnp.arange(T), slot)
-    buf = lax.scan(body, (phi, phi, dphi, dphi, cum, buf), xs)[0][-1]
-    g = buf[jnp.asarray([hs.index(h) for h in horizons])]  # (K, p, a, S): per-seed meta-gradients
-    # (A.32)-(A.33): trace of the 1/N empirical covariance over seeds.
-    return jnp.sum(jnp.mean(jnp.square(g - jnp.mean(g, axis=-1, keepdims=True)), axis=-1), axis=1)
-
-
-def meta_gradient_variance_grid(key, nqm: NQM, alphas, horizons=PAPER_HORIZONS, num_seeds: int = 500, *,
-                                P=None, optimizer: str = "sgd", momentum=0.0, use_float64: bool = True):
-    r"""Fig. 2a: :math:`\operatorname{tr}\hat\Sigma` (A.32) of the meta-gradient w.r.t. (α, P) for every
-    horizon in ``horizons`` and every α in ``alphas`` (P fixed, default 0), over ``num_seeds`` seeds.
-
-    Exactly equal (up to rounding) to ``gradient_variance_trace(meta_gradients(key, nqm, α, P, T,
-    num_seeds))`` for each (T, α), but computed in one pass: the longest trajectory contains all shorter
-    horizons, so one scan over T = max(horizons) steps carries the forward-mode tangents of the state
-    with respect to the 1 + N² parameters (written out by hand, vectorized over α and seeds) and the running
-    sum of ∂ℓ_t/∂θ, recorded at every horizon. The N×N structure is unrolled (cost ~N⁴), so N ≤ 8.
-    ``use_float64`` (default) runs in a local float64 context, because past the stability edge the values
-    exceed float32's range (~1e171 at T = 1000, α = 1.43).
-
-    Returns:
-      numpy array of shape (len(horizons), len(alphas)).
-    """
-    n = _check_nqm(nqm)
-    if n > 8:
-        raise ValueError(f"nqm.H must be at most 8x8 for the unrolled one-pass grid; got N = {n} "
-                         "(use gradient_variance_trace(meta_gradients(...)) per point instead)")
-    alphas = np.asarray(alphas, dtype=np.float64)
-    if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)):
-        raise ValueError(f"alphas must be a non-empty 1-D array of finite values; got {np.shape(alphas)}")
-    horizons = tuple(_checks.horizon("horizons[i]", h) for h in np.atleast_1d(horizons).tolist())
-    num_seeds = _checks.horizon("num_seeds", num_seeds)
-    _check_theta(0.0, P, n, optimizer, momentum)
-    P = np.zeros((n, n)) if P is None else np.asarray(P, dtype=np.float64)
-    ctx = float64() if use_float64 else jax.enable_x64(jax.config.jax_enable_x64)
-    with ctx:
-        dt = jnp.asarray(nqm.H).dtype
-        out = _variance_grid(key, _model(nqm), jnp.asarray(alphas, dt), jnp.asarray(P, dt), jnp.asarray(momentum, dt),
-                             horizons, num_seeds, optimizer)
-        return np.asarray(out)

@@ -1,8 +1,11 @@
 r"""The NQM experiments of §4 / App. B.1 (Fig. 2) and their momentum extension, as reusable functions.
 
-Fig. 2a (the meta-gradient variance grid) is :func:`star.nqm.meta_gradient_variance_grid`; this module adds
-what Figs. 2b–c and the momentum chapter need on top of :mod:`star.nqm`, :mod:`star.stability`,
+The experiments of Fig. 2 side by side, on top of the model (:mod:`star.nqm`, whose
+:func:`star.nqm.expected_loss` is the one closed form of Eq. (8) used throughout), :mod:`star.stability`,
 :mod:`star.inner`, :mod:`star.pes` and :mod:`star.metatrain`:
+
+* :func:`meta_gradient_variance_grid` — Fig. 2a: the trace of the meta-gradient covariance (A.32–A.33) over
+  the α grid :func:`fig2a_alphas` and the horizons ``PAPER_HORIZONS`` (A.31), in one forward-mode pass.
 
 * :class:`SymmetricNQMProblem` — the NQM with the linear learned optimizer
   :math:`\phi_{t+1}=\phi_t-(\alpha I+P)\nabla_t` (Eq. 6), whose meta-parameters are the
@@ -26,8 +29,10 @@ what Figs. 2b–c and the momentum chapter need on top of :mod:`star.nqm`, :mod:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,15 +41,14 @@ from flax import struct
 from jax import lax
 from scipy import optimize
 
-from star import _checks
-from star import metatrain
+from star import _checks, metatrain, stability
 from star import nqm as nqm_lib
-from star import stability
 from star.inner import NQMProblem
 
 __all__ = [
     "num_free_entries", "symmetric_from_vector", "vector_from_symmetric", "SymmetricNQMProblem",
-    "theorem1_band", "closed_form_loss", "tuned_step_size", "optimal_preconditioner", "ESVariant", "ESMetaTraining",
+    "PAPER_HORIZONS", "fig2a_alphas", "meta_gradient_variance_grid",
+    "theorem1_band", "tuned_step_size", "optimal_preconditioner", "ESVariant", "ESMetaTraining",
     "es_meta_train", "BoundaryVariance", "variance_along_boundary",
 ]
 
@@ -106,9 +110,9 @@ class SymmetricNQMProblem:
     def step(self, theta, inner_state, key):
         return self.problem.step(self.linear_optimizer(theta), inner_state, key)
 
-    def expected_loss(self, theta, T: int | None = None):
-        """Closed-form meta-loss Eq. (8) of the episode (see :meth:`star.inner.NQMProblem.expected_loss`)."""
-        return self.problem.expected_loss(self.linear_optimizer(theta), T)
+    def closed_form_args(self, theta) -> dict:
+        """The arguments of the closed form :func:`star.nqm.expected_loss` (Eq. 8) for ``theta``."""
+        return self.problem.closed_form_args(self.linear_optimizer(theta))
 
 
 def _lambda_max(H) -> float:
@@ -140,6 +144,119 @@ def _check_opt(optimizer, momentum):
         raise ValueError(f"momentum must be 0 for optimizer='sgd'; got {float(momentum)}")
 
 
+# ----------------------------------------------------------------------------------------------------
+# Fig. 2a: the variance of the meta-gradient over α and the horizon T
+
+#: The horizons of Fig. 2a, Eq. (A.31).
+PAPER_HORIZONS = (1, 2, 3, 4, 5, 10, 25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 800, 900, 1000)
+
+
+
+def fig2a_alphas(H=nqm_lib.PAPER_H, num: int = 50) -> np.ndarray:
+    """The α grid we use for Fig. 2a: ``num`` points from 0.02 to 1.05 · 2/λmax(H) (≈1.428 for A.30).
+
+    The paper states only "50 values of α"; this range puts the last points just past the edge 2/λmax.
+    """
+    _checks.spd_matrix("H", H)
+    num = _checks.horizon("num", num)
+    return np.linspace(0.02, 1.05 * 2.0 / np.linalg.eigvalsh(np.asarray(H, np.float64))[-1], num)
+
+
+
+
+@functools.partial(jax.jit, static_argnames=("horizons", "optimizer"))
+def _variance_grid(H, phi0s, xis, alphas, P, beta, horizons, optimizer):
+    n = H.shape[0]
+    p = 1 + n * n  # θ = (α, vec P)
+    T = max(horizons)
+    num_alphas = alphas.shape[0]
+    num_seeds = phi0s.shape[0]  # phi0s (S, n), xis (S, T+1, n): the draws of star.nqm.simulate_losses
+    # The small axes (n, p) are unrolled in Python and every array is an (alpha, seed) grid, so each step is
+    # a handful of fused elementwise loops (reductions over tiny axes are slow on XLA:CPU). Cost ~ N⁴.
+    xis = jnp.transpose(xis, (1, 2, 0))  # (T+1, n, S)
+    Ms = alphas[:, None, None] * jnp.eye(n, dtype=H.dtype) + P  # (a, n, n)
+    MHs = Ms @ H
+    M = [[Ms[:, i, j, None] for j in range(n)] for i in range(n)]  # (a, 1) columns
+    MH = [[MHs[:, i, j, None] for j in range(n)] for i in range(n)]
+    Hs = [[H[i, j] for j in range(n)] for i in range(n)]
+    rows = range(n)
+
+    def body(carry, xs):
+        # phi: (n, a, S); dphi: (n, p, a, S) with θ = (α, P_00, P_01, ..., P_{n-1,n-1}); cum: (p, a, S)
+        phi, phi_prev, dphi, dphi_prev, cum, buf = carry
+        xi, xi_next, t, k = xs  # (n, S), (n, S), step, horizon slot
+        if optimizer == "sgd":
+            base, dbase, u, du = phi, dphi, phi, dphi
+        else:
+            base, dbase = phi + beta * (phi - phi_prev), dphi + beta * (dphi - dphi_prev)
+            u, du = (phi, dphi) if optimizer == "heavy_ball" else (base, dbase)
+        r = [u[j] - xi[j] for j in rows]
+        g = [sum(Hs[i][j] * r[j] for j in rows) for i in rows]  # H (u − ξ)
+        new = [base[i] - sum(M[i][j] * g[j] for j in rows) for i in rows]
+        dnew = []
+        for i in rows:
+            # ∂(M g)/∂θ: component i of column α is g_i; of column P_ij it is g_j (zero for other rows).
+            dmg = [g[i]] + [g[j] if a == i else jnp.zeros_like(g[j]) for a in rows for j in rows]
+            mhdu = sum(MH[i][j] * du[j] for j in rows)  # (p, a, S)
+            dnew.append(dbase[i] - jnp.stack(dmg) - mhdu)
+        d = [new[i] - xi_next[i] for i in rows]
+        Hd = [sum(Hs[i][j] * d[j] for j in rows) for i in rows]
+        cum = cum + sum(Hd[i] * dnew[i] for i in rows)  # Σ_t ∂ℓ_t/∂θ with ℓ_t = ½ dᵀHd
+        buf = lax.dynamic_update_slice(buf, (cum / (t + 1).astype(H.dtype))[None], (k, zero, zero, zero))
+        return (jnp.stack(new), phi, jnp.stack(dnew), dphi, cum, buf), None
+
+    phi = jnp.broadcast_to(phi0s.T[:, None, :], (n, num_alphas, num_seeds))
+    dphi = jnp.zeros((n, p, num_alphas, num_seeds), H.dtype)
+    cum = jnp.zeros((p, num_alphas, num_seeds), H.dtype)
+    # slot[t] = index of the first sorted horizon >= t + 1, so slot k is last written at t + 1 = horizon k.
+    hs = sorted(set(horizons))
+    slot = jnp.searchsorted(jnp.asarray(hs), jnp.arange(1, T + 1), side="left").astype(jnp.int32)
+    zero = jnp.zeros((), jnp.int32)
+    buf = jnp.zeros((len(hs), p, num_alphas, num_seeds), H.dtype)
+    xs = (xis[:-1], xis[1:], jnp.arange(T), slot)
+    buf = lax.scan(body, (phi, phi, dphi, dphi, cum, buf), xs)[0][-1]
+    g = buf[jnp.asarray([hs.index(h) for h in horizons])]  # (K, p, a, S): per-seed meta-gradients
+    # (A.32)-(A.33): trace of the 1/N empirical covariance over seeds.
+    return jnp.sum(jnp.mean(jnp.square(g - jnp.mean(g, axis=-1, keepdims=True)), axis=-1), axis=1)
+
+
+def meta_gradient_variance_grid(key, nqm: nqm_lib.NQM, alphas, horizons=PAPER_HORIZONS, num_seeds: int = 500, *,
+                                P=None, optimizer: str = "sgd", momentum=0.0, use_float64: bool = True):
+    r"""Fig. 2a: :math:`\operatorname{tr}\hat\Sigma` (A.32) of the meta-gradient w.r.t. (α, P) for every
+    horizon in ``horizons`` and every α in ``alphas`` (P fixed, default 0), over ``num_seeds`` seeds.
+
+    Exactly equal (up to rounding) to ``star.nqm.gradient_variance_trace(star.nqm.meta_gradients(key, nqm, α,
+    P, T, num_seeds))`` for each (T, α), on the same draws (:func:`star.nqm.seed_draws`), but computed in one
+    pass: the longest trajectory contains all shorter
+    horizons, so one scan over T = max(horizons) steps carries the forward-mode tangents of the state
+    with respect to the 1 + N² parameters (written out by hand, vectorized over α and seeds) and the running
+    sum of ∂ℓ_t/∂θ, recorded at every horizon. The N×N structure is unrolled (cost ~N⁴), so N ≤ 8.
+    ``use_float64`` (default) runs in a local float64 context, because past the stability edge the values
+    exceed float32's range (~1e171 at T = 1000, α = 1.43).
+
+    Returns:
+      numpy array of shape (len(horizons), len(alphas)).
+    """
+    n = nqm_lib.check_nqm(nqm)
+    if n > 8:
+        raise ValueError(f"nqm.H must be at most 8x8 for the unrolled one-pass grid; got N = {n} "
+                         "(use gradient_variance_trace(meta_gradients(...)) per point instead)")
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)):
+        raise ValueError(f"alphas must be a non-empty 1-D array of finite values; got {np.shape(alphas)}")
+    horizons = tuple(_checks.horizon("horizons[i]", h) for h in np.atleast_1d(horizons).tolist())
+    num_seeds = _checks.horizon("num_seeds", num_seeds)
+    _check_opt(optimizer, momentum)
+    P = np.zeros((n, n)) if P is None else np.asarray(_checks.square_matrix("P", P, n), dtype=np.float64)
+    ctx = nqm_lib.float64() if use_float64 else jax.enable_x64(jax.config.jax_enable_x64)
+    with ctx:
+        dt = jnp.asarray(nqm.H).dtype
+        phi0s, xis = nqm_lib.seed_draws(key, nqm, max(horizons), num_seeds)
+        out = _variance_grid(jnp.asarray(nqm.H), phi0s, xis, jnp.asarray(alphas, dt), jnp.asarray(P, dt),
+                             jnp.asarray(momentum, dt), horizons, optimizer)
+        return np.asarray(out)
+
+
 def _closed_form(nqm, alpha, p, momentum, T, optimizer):
     return nqm_lib.expected_loss(nqm, alpha, symmetric_from_vector(p), T, optimizer=optimizer, momentum=momentum)
 
@@ -154,17 +271,6 @@ def _as_compiled_optimizer(optimizer):
     return "heavy_ball" if optimizer == "sgd" else optimizer
 
 
-def closed_form_loss(nqm: nqm_lib.NQM, alpha, P, T: int, *, optimizer: str = "sgd", momentum=0.0) -> float:
-    r"""The meta-loss Eq. (8), :math:`L(\alpha I+P;T)`, in float64 (:func:`star.nqm.expected_loss`), for a
-    symmetric ``P`` (None: 0); ``inf``/``nan`` past the stability edge are returned as they come."""
-    n = nqm_lib._check_nqm(nqm)
-    T = _checks.horizon("T", T)
-    _checks.finite_scalar("alpha", alpha)
-    _check_opt(optimizer, momentum)
-    p = np.zeros(num_free_entries(n)) if P is None else vector_from_symmetric(P)
-    with nqm_lib.float64():
-        return float(_closed_form_jit(nqm, float(alpha), jnp.asarray(p), float(momentum), T=T,
-                                      optimizer=_as_compiled_optimizer(optimizer)))
 
 
 def tuned_step_size(nqm: nqm_lib.NQM, T: int, *, optimizer: str = "sgd", momentum=0.0) -> float:
@@ -178,7 +284,14 @@ def tuned_step_size(nqm: nqm_lib.NQM, T: int, *, optimizer: str = "sgd", momentu
     else:
         _, upper = stability.momentum_step_interval(momentum, "heavy_ball")
     edge = upper / _lambda_max(nqm.H)
-    res = optimize.minimize_scalar(lambda a: closed_form_loss(nqm, a, None, T, optimizer=optimizer, momentum=momentum),
+    p0 = np.zeros(num_free_entries(nqm_lib.check_nqm(nqm)))
+    compiled = _as_compiled_optimizer(optimizer)
+
+    def loss(a):  # Eq. (8) at α I, in float64
+        with nqm_lib.float64():
+            return float(_closed_form_jit(nqm, float(a), jnp.asarray(p0), float(momentum), T=T, optimizer=compiled))
+
+    res = optimize.minimize_scalar(loss,
                                    bounds=(1e-6 * edge, edge * (1 - 1e-6)), method="bounded",
                                    options={"xatol": 1e-8 * edge})
     return float(res.x)
@@ -192,7 +305,7 @@ def optimal_preconditioner(nqm: nqm_lib.NQM, alpha, T: int, *, optimizer: str = 
     The optimum need not satisfy Theorem 1: on the paper's NQM at T = 50 the best
     :math:`M=\alpha I+P` has eigenvalues ≈ 0.24 and 2.85, while (10) allows at most 1.36.
     """
-    n = nqm_lib._check_nqm(nqm)
+    n = nqm_lib.check_nqm(nqm)
     T = _checks.horizon("T", T)
     _checks.finite_scalar("alpha", alpha)
     _check_opt(optimizer, momentum)
@@ -268,7 +381,7 @@ def es_meta_train(nqm: nqm_lib.NQM, variants: Sequence[ESVariant], seeds: Sequen
     All variants and seeds run in one compiled, vmapped ``lax.scan`` over outer steps; the weight decay is
     applied per variant after the Adam step exactly as ``optax.adamw`` does (decoupled, × lr).
     """
-    n = nqm_lib._check_nqm(nqm)
+    n = nqm_lib.check_nqm(nqm)
     variants = tuple(variants)
     if not variants or not all(isinstance(v, ESVariant) for v in variants):
         raise ValueError(f"variants must be a non-empty sequence of ESVariant; got {variants!r}")
@@ -338,7 +451,8 @@ def _exact_losses(problems, ps):
 
         @jax.jit
         def f(problem, p):
-            return jax.vmap(lambda q: problem.expected_loss({"p": q}))(p)
+            return jax.vmap(lambda q: nqm_lib.expected_loss(problem.problem.nqm, T=problem.horizon,
+                                                            **problem.closed_form_args({"p": q})))(p)
 
         return np.asarray(jax.vmap(f)(probs64, jnp.asarray(ps, jnp.float64)))
 
@@ -366,11 +480,11 @@ def variance_along_boundary(key, nqm: nqm_lib.NQM, momenta, fractions, T: int = 
     r"""Fig. 2a's statistic for heavy ball, at :math:`\alpha=f\cdot2(1+\beta)/\lambda_{\max}(H)` (P = 0).
 
     For every β in ``momenta`` and f in ``fractions``: the trace of the meta-gradient covariance over
-    ``num_seeds`` seeds (:func:`star.nqm.meta_gradient_variance_grid`, float64) and the exact mean gradient
+    ``num_seeds`` seeds (:func:`meta_gradient_variance_grid`, float64) and the exact mean gradient
     :math:`\nabla_{(\alpha,P)}L` of the closed form (float64). f = 1 is the stability edge
     (:func:`star.stability.momentum_step_interval`); β = 0 is plain SGD.
     """
-    n = nqm_lib._check_nqm(nqm)
+    n = nqm_lib.check_nqm(nqm)
     momenta = np.atleast_1d(np.asarray(momenta, np.float64))
     fractions = np.atleast_1d(np.asarray(fractions, np.float64))
     for b in momenta:
@@ -382,7 +496,7 @@ def variance_along_boundary(key, nqm: nqm_lib.NQM, momenta, fractions, T: int = 
     lmax = _lambda_max(nqm.H)
     alphas = np.stack([fractions * stability.momentum_step_interval(b, "heavy_ball")[1] / lmax for b in momenta])
     variance = np.stack([
-        nqm_lib.meta_gradient_variance_grid(key, nqm, a, (T,), num_seeds, optimizer="heavy_ball", momentum=float(b))[0]
+        meta_gradient_variance_grid(key, nqm, a, (T,), num_seeds, optimizer="heavy_ball", momentum=float(b))[0]
         for a, b in zip(alphas, momenta)])
     with nqm_lib.float64():
         grad = jax.grad(lambda a, P, b: nqm_lib.expected_loss(nqm, a, P, T, optimizer="heavy_ball", momentum=b),

@@ -14,8 +14,8 @@ For every task of the suite (:data:`star.tasks.OOD_SUITE`) :func:`run_task`
 
 A run *fails* when its final loss is not finite or is above the loss at its first step (the optimizer
 made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
-evaluation runs fails. :func:`ood_verdict` turns the per-task summary into the verdict on the paper's
-claim with rules stated in :data:`VERDICT_RULES`.
+evaluation runs fails. :func:`summarize` condenses the stored results per task and optimizer; the
+chapter's verdict rules on that summary live in :mod:`star.book.ood`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ from star.batched import train_batched
 from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task", "load_results",
-           "final_loss", "failed_runs", "summarize", "ood_verdict", "verdict_counts", "evidence_text",
-           "load_stored", "optimizer_counts", "elapsed_minutes", "VERDICT_RULES", "DEFAULT_LEARNED", "FINAL_FRACTION"]
+           "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
 DEFAULT_LEARNED = {
@@ -388,82 +387,6 @@ def summarize(results: Mapping) -> dict:
     return out
 
 
-VERDICT_RULES = {
-    "blackbox unstable": "Blackbox is unstable (some evaluation run diverges or ends above its initial loss) "
-                         "on at least half of the tasks",
-    "STAR stable": "STAR is unstable on at most 1/8 of the tasks",
-    "Hyperparam stable": "Hyperparam is unstable on at most 1/8 of the tasks",
-    "STAR at least as good as Hyperparam": "STAR's final loss is at most 1.05x Hyperparam's on at least half "
-                                           "of the tasks",
-    "large STAR gains somewhere": "STAR's final loss is at most 0.8x Hyperparam's on at least one task",
-    "STAR competitive with tuned Adam": "STAR's final loss is at most 1.25x tuned Adam's on at least half "
-                                        "of the tasks",
-}
-
-
-def ood_verdict(summary: Mapping) -> tuple:
-    """``(checks, status)``: the rules of :data:`VERDICT_RULES` evaluated on :func:`summarize` output.
-
-    ``status`` is :func:`star.claims.status_from_checks` of the checks: all pass → ``reproduced``,
-    none → ``refuted``, otherwise ``partly``.
-
-    Raises:
-        ValueError: an empty summary, or a task without star, hyperparam and blackbox rows.
-    """
-    from star.claims import status_from_checks
-
-    if not summary:
-        raise ValueError("summary must hold at least one task")
-    need = ("star", "hyperparam", "blackbox", "adam")
-    for name, row in summary.items():
-        missing = [o for o in need if o not in row]
-        if missing:
-            raise ValueError(f"summary[{name!r}] lacks the optimizers {missing}")
-    c = verdict_counts(summary)
-    n = c["tasks"]
-    checks = {
-        "blackbox unstable": c["blackbox_unstable"] >= n / 2,
-        "STAR stable": c["star_unstable"] <= n / 8,
-        "Hyperparam stable": c["hyperparam_unstable"] <= n / 8,
-        "STAR at least as good as Hyperparam": c["star_le_1.05_hyperparam"] >= n / 2,
-        "large STAR gains somewhere": c["star_le_0.8_hyperparam"] >= 1,
-        "STAR competitive with tuned Adam": c["star_le_1.25_adam"] >= n / 2,
-    }
-    return checks, status_from_checks(checks)
-
-
-def verdict_counts(summary: Mapping) -> dict:
-    """The counts the verdict rules look at: tasks, unstable tasks per learned optimizer, and the number
-    of tasks where STAR's final loss is within the stated factors of Hyperparam's and tuned Adam's."""
-    rows = list(summary.values())
-    count = lambda f: sum(bool(f(r)) for r in rows)  # noqa: E731
-
-    def ratio(a, b):
-        return a["final"] / b["final"] if b["final"] > 0 and math.isfinite(a["final"]) else math.inf
-
-    return {
-        "tasks": len(rows),
-        "blackbox_unstable": count(lambda r: r["blackbox"]["unstable"]),
-        "star_unstable": count(lambda r: r["star"]["unstable"]),
-        "hyperparam_unstable": count(lambda r: r["hyperparam"]["unstable"]),
-        "star_le_1.05_hyperparam": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 1.05),
-        "star_le_0.8_hyperparam": count(lambda r: ratio(r["star"], r["hyperparam"]) <= 0.8),
-        "star_le_1.25_adam": count(lambda r: r["star"]["ratio_to_adam"] <= 1.25),
-    }
-
-
-def optimizer_counts(summary: Mapping) -> dict:
-    """Per optimizer: on how many tasks it was unstable, below tuned Adam, and within 1.25x of it."""
-    opts = sorted({o for row in summary.values() for o in row})
-    out = {}
-    for o in opts:
-        rows = [row[o] for row in summary.values() if o in row]
-        out[o] = {"tasks": len(rows), "unstable": sum(r["unstable"] for r in rows),
-                  "below_adam": sum(r["ratio_to_adam"] < 1.0 for r in rows),
-                  "within_1.25_adam": sum(r["ratio_to_adam"] <= 1.25 for r in rows)}
-    return out
-
-
 def elapsed_minutes(results: Mapping) -> float:
     """Minutes from the first task's start (finish time minus its wall time) to the last task's finish."""
     spans = []
@@ -473,37 +396,3 @@ def elapsed_minutes(results: Mapping) -> float:
     if not spans:
         return 0.0
     return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds() / 60.0
-
-
-def evidence_text(summary: Mapping) -> str:
-    """One sentence with the counts behind :func:`ood_verdict`."""
-    c = verdict_counts(summary)
-    n = c["tasks"]
-    return (f"On {n} tasks: unstable (a run diverged or ended above its initial loss) Blackbox on "
-            f"{c['blackbox_unstable']}/{n}, STAR on {c['star_unstable']}/{n}, Hyperparam on "
-            f"{c['hyperparam_unstable']}/{n}; STAR's final loss <= 1.05x Hyperparam's on "
-            f"{c['star_le_1.05_hyperparam']}/{n} and <= 0.8x on {c['star_le_0.8_hyperparam']}/{n}; "
-            f"<= 1.25x tuned Adam's on {c['star_le_1.25_adam']}/{n}.")
-
-
-def load_stored(scale: str = "cpu", tasks: Optional[Sequence[str]] = None, fetch=None) -> tuple:
-    """``(results, missing)``: the stored results ``results/ood/<scale>/<task>.{json,npz}`` of ``tasks``
-    (default: the suite), found with ``fetch(relpath) -> Path`` (default :func:`star.book.repo_file`,
-    which downloads them on Colab); ``missing`` lists the tasks not stored yet."""
-    from star.tasks import OOD_SUITE
-
-    if fetch is None:
-        from star.book import repo_file as fetch
-    results, missing = {}, []
-    for name in tasks if tasks is not None else OOD_SUITE:
-        try:
-            jp = fetch(f"results/ood/{scale}/{name}.json")
-            npz = fetch(f"results/ood/{scale}/{name}.npz")
-        except (FileNotFoundError, OSError):
-            missing.append(name)
-            continue
-        rec = json.loads(Path(jp).read_text())
-        with np.load(npz, allow_pickle=False) as z:
-            curves = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("curves/")}
-        results[name] = (rec, curves)
-    return results, missing

@@ -1,6 +1,6 @@
 """Truncated Persistent Evolution Strategies (PES) and antithetic ES meta-gradient estimators.
 
-The estimator follows REFERENCE §5.2 (``learned_optimization/outer_trainers/truncated_pes.py``, after
+The estimator follows appendix "PES in the code" (``learned_optimization/outer_trainers/truncated_pes.py``, after
 Vicol et al. 2021) and works on any *truncated inner problem* (:class:`TruncatedProblem`):
 
 * ``N`` parallel inner problems ``i``, each with a positive and a negative inner state.
@@ -16,7 +16,9 @@ Vicol et al. 2021) and works on any *truncated inner problem* (:class:`Truncated
   before the reset, :math:`D^{\\rm new}_i` over the steps from the reset on, both divided by the number of
   valid steps in the whole truncation, and
 
-  .. math:: \\hat g = \\frac1N \\sum_i \\frac{1}{2\\sigma^2}\\big(D^{\\rm old}_i\\,\\xi_i + D^{\\rm new}_i\\,\\epsilon_i\\big).
+  .. math::
+
+     \\hat g = \\frac1N \\sum_i \\frac{1}{2\\sigma^2}\\big(D^{\\rm old}_i\\,\\xi_i + D^{\\rm new}_i\\,\\epsilon_i\\big).
 
   If problem ``i`` reset in this truncation, :math:`\\xi_i \\leftarrow \\epsilon_i` for the next one.
 
@@ -48,13 +50,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from star._checks import integer as _check_positive_int
+from star import _checks
 
 PyTree = Any
 
@@ -75,6 +78,11 @@ class TruncatedProblem(Protocol):
             is the normalised meta-loss of this step (a float32 scalar), ``valid`` a bool scalar saying
             whether the step counts in the meta-objective. ``key`` determines the data batch and all
             other randomness of the step; it is shared between the two antithetic sides.
+
+    Optional attribute:
+        loss_ceiling: the largest meta-loss a step can report (a normaliser's clip, e.g. ``1.5 ln C``); a
+            loss at the ceiling counts as diverged in :attr:`PESOutput.diverged`. Without it only
+            non-finite losses count.
     """
 
     horizon: int
@@ -107,6 +115,9 @@ class PESOutput(NamedTuple):
         num_valid: ``[N]`` number of valid steps per problem.
         reset: ``[N]`` whether problem ``i`` started a new episode in this truncation.
         nonfinite_problems: number of problems whose Δ was NaN or ±inf.
+        diverged: number of the ``2 N K`` inner losses of this truncation (valid steps only) that diverged:
+            non-finite, or at the problem's ``loss_ceiling`` (where the normaliser clips a diverging loss).
+            When all of them did, both antithetic sides report the same loss and the estimate is exactly 0.
     """
 
     loss: jax.Array
@@ -114,16 +125,17 @@ class PESOutput(NamedTuple):
     num_valid: jax.Array
     reset: jax.Array
     nonfinite_problems: jax.Array
+    diverged: jax.Array
 
 
 def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None, estimator=None) -> None:
     """Validate estimator settings at the public boundary (raises ``ValueError`` naming the argument)."""
     if num_tasks is not None:
-        _check_positive_int("num_tasks", num_tasks)
+        _checks.integer("num_tasks", num_tasks)
     if horizon is not None:
-        _check_positive_int("horizon", horizon)
+        _checks.integer("horizon", horizon)
     if trunc_length is not None:
-        trunc_length = _check_positive_int("trunc_length", trunc_length)
+        trunc_length = _checks.integer("trunc_length", trunc_length)
         if horizon is not None and trunc_length > int(horizon):
             raise ValueError(
                 f"trunc_length must be in [1, horizon={int(horizon)}] (at most one episode reset per "
@@ -140,11 +152,13 @@ def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None,
         raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
 
 
-def _check_problem(problem) -> None:
+def check_problem(problem) -> None:
+    """Raise ``ValueError`` unless ``problem`` implements :class:`TruncatedProblem` with an integer horizon >= 1."""
     for attr in ("init", "step", "horizon"):
         if not hasattr(problem, attr):
-            raise ValueError(f"problem must implement the TruncatedProblem protocol (missing {attr!r}); got {problem!r}")
-    _check_positive_int("problem.horizon", problem.horizon)
+            raise ValueError(f"problem must implement the TruncatedProblem protocol (missing {attr!r}); "
+                             f"got {problem!r}")
+    _checks.integer("problem.horizon", problem.horizon)
 
 
 def sample_perturbations(theta: PyTree, key: jax.Array, std: float, num: int) -> PyTree:
@@ -229,7 +243,7 @@ def estimate_gradient(problem: TruncatedProblem, theta: PyTree, state: PESState,
                       std: float, trunc_length: int, estimator: str = "pes") -> tuple[PyTree, PESState, PESOutput]:
     """One truncated PES (or truncated ES) meta-gradient estimate; pure and jit-able.
 
-    Implements steps 1–7 of REFERENCE §5.2 (see the module docstring for the formula). ``estimator``
+    Implements steps 1–5 of appendix "PES in the code" (see the module docstring for the formula). ``estimator``
     is ``"pes"`` (accumulated perturbations ξ) or ``"tes"`` (truncated ES, ξ ≡ ε).
 
     Returns:
@@ -271,8 +285,17 @@ def estimate_gradient(problem: TruncatedProblem, theta: PyTree, state: PESState,
         num_valid=num_valid,
         reset=did_reset,
         nonfinite_problems=jnp.sum(~jnp.isfinite(d_old + d_new)),
+        diverged=diverged_count(loss, valid, getattr(problem, "loss_ceiling", None)),
     )
     return grad, PESState(inner=inner, iteration=iteration, accumulator=new_acc), out
+
+
+def diverged_count(loss: jax.Array, valid: jax.Array, ceiling: float | None = None) -> jax.Array:
+    """How many valid entries of ``loss`` diverged: non-finite, or ``>= ceiling`` (a clipped loss), int32."""
+    bad = ~jnp.isfinite(loss)
+    if ceiling is not None:
+        bad = bad | (loss >= jnp.asarray(ceiling, loss.dtype))
+    return jnp.sum(bad & valid).astype(jnp.int32)
 
 
 @functools.lru_cache(maxsize=64)
@@ -312,7 +335,7 @@ class TruncatedPES:
     random_offset: bool = True
 
     def __post_init__(self):
-        _check_problem(self.problem)
+        check_problem(self.problem)
         check_settings(num_tasks=self.num_tasks, trunc_length=self.trunc_length,
                        horizon=self.problem.horizon, std=self.std, estimator=self.estimator)
 
@@ -334,7 +357,8 @@ class TruncatedPES:
 
     def gradient(self, theta: PyTree, state: PESState, key: jax.Array):
         """Jitted :func:`estimate_gradient`; estimators with equal settings share the compiled program."""
-        return _jitted_gradient(float(self.std), int(self.trunc_length), self.estimator)(self.problem, theta, state, key)
+        gradient = _jitted_gradient(float(self.std), int(self.trunc_length), self.estimator)
+        return gradient(self.problem, theta, state, key)
 
     @property
     def inner_steps_per_gradient(self) -> int:
@@ -355,8 +379,8 @@ def es_ideal_signal_fraction(num_tasks: int, dim: int) -> float:
     fraction of the squared norm that is signal is :math:`N/(N+D+1)`, the best any ES estimate with ``N``
     antithetic pairs in ``D`` dimensions can do (curvature, chaos and data noise only lower it).
     """
-    num_tasks = _check_positive_int("num_tasks", num_tasks)
-    dim = _check_positive_int("dim", dim)
+    num_tasks = _checks.integer("num_tasks", num_tasks)
+    dim = _checks.integer("dim", dim)
     return num_tasks / (num_tasks + dim + 1)
 
 

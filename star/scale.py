@@ -3,7 +3,7 @@
 Every long experiment in the book takes a scale, read from the environment variable ``STAR_SCALE``:
 
 ``smoke``
-    CI and nbval: tiny sizes, each chapter runs well under two minutes on two CPU cores.
+    CI and make test: tiny sizes, each chapter runs well under two minutes on two CPU cores.
 ``cpu``
     The default for ``make book``: real data, minutes per experiment, results meaningful.
 ``paper``
@@ -22,7 +22,7 @@ class Scale(str, enum.Enum):
     PAPER = "paper"
 
 
-def get_scale(value: "str | Scale | None" = None, default: str = "cpu") -> Scale:
+def get_scale(value: str | Scale | None = None, default: str = "cpu") -> Scale:
     """Return the experiment scale: ``value`` if given, else ``$STAR_SCALE``, else ``default``.
 
     Raises:
@@ -38,6 +38,6 @@ def get_scale(value: "str | Scale | None" = None, default: str = "cpu") -> Scale
         raise ValueError(f"STAR_SCALE must be one of {allowed}; got {raw!r}") from None
 
 
-def pick(smoke, cpu, paper, scale: "str | Scale | None" = None):
+def pick(smoke, cpu, paper, scale: str | Scale | None = None):
     """Pick the value for the current scale, e.g. ``num_seeds = pick(10, 500, 500)``."""
     return {Scale.SMOKE: smoke, Scale.CPU: cpu, Scale.PAPER: paper}[get_scale(scale)]

@@ -8,7 +8,7 @@ Paper results
 -------------
 * :func:`spectral_radius` — :math:`\rho(A)`; the system is stable iff :math:`\rho(A)<1`.
 * :func:`exact_stability_criterion` — for symmetric P: :math:`\rho(A)<1\iff 0\prec\alpha I+P\prec2H^{-1}`
-  (REFERENCE §2.4: :math:`MH` is similar to :math:`H^{1/2}MH^{1/2}`).
+  (Proposition A of the proofs chapter: :math:`MH` is similar to :math:`H^{1/2}MH^{1/2}`).
 * :func:`theorem1_conditions` / :func:`theorem1_holds` — Theorem 1, conditions (9)
   :math:`-\alpha\le\lambda_{\min}(P)` and (10) :math:`\alpha+\lambda_{\max}(P)\le2/\lambda_{\max}(H)`, which
   give :math:`\rho(A)\le1` (strict inequalities give :math:`\rho(A)<1`; erratum E7).
@@ -20,7 +20,7 @@ Paper results
   :math:`\tilde P` (erratum E11), with the :math:`\lambda_{\max}(\tilde P)\le0` case repaired (E10).
 * :func:`robust_exact_criterion` — the exact robust region for the same error model (vertex check of a
   convex LMI set), against which (16)–(17) are conservative; :func:`region_masks` tabulates all regions.
-* :func:`cancellation_dynamics_matrix` — the "cancellation" example (REFERENCE §2.7):
+* :func:`cancellation_dynamics_matrix` — the "cancellation" example (§A.3; the proofs chapter):
   :math:`\tilde P=-\alpha I+Q`, :math:`\Delta=(1+\varepsilon)I` gives :math:`A=I+\varepsilon\alpha H-(1+\varepsilon)QH`.
 * :func:`lemma4_gap` / :func:`lemma4_holds` — Lemma 4, :math:`\bar L\le L`, with the corrected identity
   :math:`L-\bar L=\frac1T\sum_t\tfrac12\operatorname{tr}(H(\Sigma_t+\Sigma_\xi))\ge0` (erratum E1).
@@ -55,7 +55,8 @@ from star import _checks
 from star import nqm as _nqm
 
 __all__ = [
-    "spectral_radius", "curvature_step_eigenvalues", "exact_stability_margins", "exact_stability_criterion", "theorem1_conditions",
+    "spectral_radius", "curvature_step_eigenvalues", "exact_stability_margins", "exact_stability_criterion",
+    "theorem1_conditions",
     "theorem1_holds", "lemma2_dynamics_matrix", "lemma2_holds", "robust_bounds_hold", "max_robust_gain",
     "cancellation_dynamics_matrix", "lemma4_gap", "lemma4_holds", "eigenvector_condition_number",
     "power_norm_bound", "symmetric_kappa", "lemma5_bound", "momentum_matrix", "momentum_spectral_radius",
@@ -119,7 +120,8 @@ def exact_stability_margins(H, alpha, P=None):
 
 
 def exact_stability_criterion(H, alpha, P=None) -> bool:
-    r"""Exact stability for symmetric P: :math:`0\prec\alpha I+P\prec2H^{-1}\iff\rho(A)<1` (REFERENCE §2.4)."""
+    r"""Exact stability for symmetric P: :math:`0\prec\alpha I+P\prec2H^{-1}\iff\rho(A)<1`
+    (proofs chapter, Proposition A)."""
     lo, hi = exact_stability_margins(H, alpha, P)
     return lo > 0 and hi > 0
 
@@ -296,7 +298,7 @@ def region_masks(H, alphas, p_values, direction, d_bars=()):
 
 
 def cancellation_dynamics_matrix(H, alpha, Q, eps) -> np.ndarray:
-    r"""The cancellation example (REFERENCE §2.7, the :math:`\varepsilon\alpha H` term of §A.3): the learned
+    r"""The cancellation example (the proofs chapter, the :math:`\varepsilon\alpha H` term of §A.3): the learned
     term cancels the nominal step, :math:`\tilde P=-\alpha I+Q`, and suffers :math:`\Delta=(1+\varepsilon)I`:
 
     .. math:: A=I+\varepsilon\alpha H-(1+\varepsilon)QH .
@@ -370,7 +372,7 @@ def lemma5_bound(nqm, alpha, P=None, T: int | None = None) -> float:
     Uses :math:`\|A^k\|_2\le\kappa\rho^k` instead of the false equality (A.14). ``inf`` when
     :math:`\rho\ge1` or A is not diagonalizable.
     """
-    n = _nqm._check_nqm(nqm)
+    n = _nqm.check_nqm(nqm)
     alpha = _alpha(alpha, positive=False)
     _checks.square_matrix("P", np.zeros((n, n)) if P is None else P, n)
     if T is not None:
@@ -478,7 +480,7 @@ def momentum_spectral_radius_grid(H, alphas, betas, *, optimizer: str = "heavy_b
         Hj, Pj = jnp.asarray(H), jnp.asarray(P)
 
         def rho(a, b):
-            A = _nqm._augmented(Hj, a * jnp.eye(n) + Pj, b, optimizer)[0]
+            A = _nqm.augmented_system(Hj, a, Pj, optimizer=optimizer, momentum=b)[0]
             return jnp.max(jnp.abs(jnp.linalg.eigvals(A)))
 
         grid = jax.vmap(lambda b: jax.vmap(lambda a: rho(a, b))(jnp.asarray(alphas)))(jnp.asarray(betas))

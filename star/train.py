@@ -1,6 +1,6 @@
 """Inner training: run an optax optimizer (Adam, STAR, …) on a task and record the loss curve.
 
-One inner step (the unit that PES unrolls, REFERENCE §5.2) is
+One inner step (the unit that PES unrolls, appendix "PES in the code") is
 
 .. math::  \\ell_t = L(p_t; B_t), \\quad g_t = \\nabla_p L(p_t; B_t), \\quad
            (u_t, s_{t+1}) = \\mathrm{opt.update}(g_t, s_t, p_t, \\text{value}=\\ell_t), \\quad
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ import optax
 from tqdm.std import tqdm
 
 from star import _checks
-from star.data import _check_key, to_float
+from star.data import to_float
 from star.tasks.base import Task
 
 __all__ = ["TrainResult", "train_keys", "batch_at", "train_step", "train", "evaluate"]
@@ -66,7 +66,7 @@ def _as_extra_args(optimizer):
 
 def train_keys(key):
     """``(init_key, data_key)``: how :func:`train` splits its key (parameters, then batches)."""
-    _check_key(key)
+    _checks.key("key", key)
     init_key, data_key = jax.random.split(key)
     return init_key, data_key
 
@@ -135,7 +135,7 @@ def _run_chunk(static_optimizer, task, meta_params, params, opt_state, data_key,
 
 
 def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, params=None,
-          chunk_size: int = 100, progress: bool = True, desc: Optional[str] = None) -> TrainResult:
+          chunk_size: int = 100, progress: bool = True, desc: str | None = None) -> TrainResult:
     """Train ``task`` with ``optimizer`` for ``num_steps`` steps; return the loss curve.
 
     Args:
@@ -171,7 +171,7 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
         opt = _as_extra_args(optimizer)
     _checks.integer("num_steps", num_steps)
     _checks.integer("chunk_size", chunk_size)
-    _check_key(key)
+    _checks.key("key", key)
     start = time.perf_counter()
     init_key, data_key = train_keys(key)
     if params is None:

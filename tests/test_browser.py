@@ -1,18 +1,30 @@
-"""The built book, checked in a real browser (headless Chromium).
+"""The built book: every chapter executed once, every cell checked, every page checked in a real browser.
 
-Builds the book at smoke scale exactly as CI would (``jupyter-book build . -W -n --keep-going``, into
-``_build/smoke`` so its execution cache never feeds the cpu-scale ``make book``), then opens every page
-listed in ``_toc.yml`` from disk with no network and checks what a reader would see: the page loads,
-every figure image is a non-empty, non-blank picture, MathJax (the local copy) has typeset every formula
-and no raw TeX delimiters are left, internal links and anchors resolve, notebook chapters carry Colab
-and Binder launch links. Screenshots go to ``_build/screenshots/``.
+The module builds the book at smoke scale exactly as CI would (``jupyter-book build . -W -n --keep-going``,
+into ``_build/smoke`` so its execution cache never feeds the cpu-scale ``make book``). That build is the only
+execution of the chapters in ``make test``:
 
-Set ``STAR_SKIP_BROWSER=1`` to skip on a machine without Chromium (``make sysdeps`` installs it).
+* every code cell of every executed chapter ran and raised no error (what nbval used to check, without
+  executing the chapters a second time), read from the build's execution cache or, for pages executed on every
+  build and for a failed execution, from ``_build/smoke/_build/jupyter_execute/``;
+* every page listed in ``_toc.yml`` is opened from disk in headless Chromium at 1280 px with no network: it
+  loads; it shows at least as many images as its source has figures (a code cell that calls ``plt.show()``,
+  ``plt.subplots()``, ``plt.figure()`` or a ``plot_*`` function of ``star.book``, a ``{figure}`` directive or a
+  Markdown image — chapters added later are counted by the same rule), and every image is a non-blank picture;
+  nothing in the article is wider than the article (tables, images, text outputs); no machine path shows;
+  MathJax (the local copy) typeset every formula and no raw TeX is left; internal links and anchors resolve;
+  notebook chapters carry Colab and Binder launch links for the repository of ``_config.yml``.
+
+Each check is also run on a deliberately broken input to show that it can fail. Screenshots go to
+``_build/screenshots/``. Set ``STAR_SKIP_BROWSER=1`` to skip the browser part on a machine without Chromium
+(``make sysdeps`` installs it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -24,20 +36,45 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import nbformat
 import pytest
+import yaml
 
-from star.claims import toc_pages
+from star.book.pages import toc_pages
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_OUT = ROOT / "_build" / "smoke"
 HTML = BUILD_OUT / "_build" / "html"
+EXECUTED = BUILD_OUT / "_build" / "jupyter_execute"
+CACHE = BUILD_OUT / "_build" / ".jupyter_cache" / "smoke"  # book/_ext/starbook.py: one cache per scale
 SHOTS = ROOT / "_build" / "screenshots"
 BUILD_TIMEOUT_S = 1500
+WINDOW_WIDTH = 1280
 
 # Raw TeX that MathJax should have consumed; checked in the visible text with formulas removed.
 RAW_TEX_RE = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\[A-Za-z]{2,}|(?<![\w$])\$[A-Za-z\\{]")
+# A code cell that draws a figure, and the Markdown that shows one.
+FIGURE_CELL_RE = re.compile(r"\bplt\.(?:show|subplots|figure)\(|(?<![\w.])(?:\w+\.)?plot_\w+\(")
+FIGURE_MARKDOWN_RE = re.compile(r"^[`:]{3,}\{figure\}|!\[[^\]]*\]\([^)]+\)", re.M)
+# Paths of the machine that built the book, and Python's reprs of paths.
+MACHINE_PATH_RE = re.compile(
+    r"(?<![\w.~-])/(?:home|root|tmp|work|usr|opt|var|mnt|srv|Users|private|scratch)/[\w.@+-]+"
+    r"|PosixPath\(|WindowsPath\(|file://|\b[A-Za-z]:\\\\")
+
+PAGES = toc_pages(ROOT)
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+def _source(page: str) -> Path | None:
+    for ext in (".ipynb", ".md"):
+        if (ROOT / f"{page}{ext}").is_file():
+            return ROOT / f"{page}{ext}"
+    return None
+
+
+NOTEBOOK_PAGES = [p for p in PAGES if (_source(p) or Path()).suffix == ".ipynb"]
 
 
 def _chromium():
@@ -46,9 +83,6 @@ def _chromium():
         if path:
             return path
     return None
-
-
-PAGES = toc_pages(ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +96,156 @@ def chromium():
     return path
 
 
+@dataclasses.dataclass
+class Build:
+    html: Path
+    executed: Path
+    returncode: int
+    log: str
+    seconds: float
+
+
 @pytest.fixture(scope="module")
-def built_book():
-    """Build the book at smoke scale (cached notebooks are reused); one build at a time per checkout."""
+def book_build() -> Build:
+    """Build the book at smoke scale (cached notebooks are reused); one build at a time per checkout. The
+    build's success is a test of its own, so that a failing cell still leaves the other pages to be checked."""
     BUILD_OUT.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, STAR_SCALE="smoke", JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+    env = dict(os.environ, STAR_SCALE="smoke", JAX_PLATFORMS="cpu")
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "--path-output", str(BUILD_OUT),
            "-W", "-n", "--keep-going"]
     with open(ROOT / "_build" / "smoke.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another engineer's or test's build of the same folder
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT_S)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         seconds = time.perf_counter() - t0
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "build succeeded" in log, \
-        f"jupyter-book build failed (exit {proc.returncode}) after {seconds:.0f}s:\n{log[-6000:]}"
     print(f"book built at smoke scale in {seconds:.1f}s")
-    return HTML
+    return Build(HTML, EXECUTED, proc.returncode, proc.stdout + proc.stderr, seconds)
+
+
+def test_the_book_builds_without_warnings(book_build):
+    log = book_build.log
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running over TCP" not in line]
+    assert book_build.returncode == 0 and "build succeeded" in log, \
+        f"jupyter-book build failed (exit {book_build.returncode}) after {book_build.seconds:.0f}s; warnings:\n" + \
+        "\n".join(warnings[:20]) + f"\n--- end of the log:\n{log[-4000:]}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every cell of every executed chapter
+
+
+def executed_notebook(source: Path, written: Path, cache: Path = CACHE):
+    """The executed version of the chapter ``source``: the execution cache's copy when the cache holds one for
+    the current source (it holds only executions that succeeded), else the notebook the build wrote (pages that
+    force their execution, and executions that failed: their outputs up to the error). None if neither exists.
+    (On a cache hit the build writes the *unexecuted* notebook to jupyter_execute, hence the cache first.)"""
+    from jupyter_cache import get_cache
+
+    if cache.is_dir():
+        try:
+            return get_cache(str(cache)).merge_match_into_notebook(nbformat.read(source, as_version=4))[1]
+        except KeyError:
+            pass
+    return nbformat.read(written, as_version=4) if written.is_file() else None
+
+
+def cell_problems(source: Path, executed) -> list[str]:
+    """What went wrong when the chapter ``source`` was executed (``executed``: the executed notebook or None):
+    a code cell that raised (with its error and the start of its source), or that never ran. Empty list:
+    every cell ran cleanly."""
+    if executed is None:
+        return [f"no executed notebook for {source.name}: the chapter was not executed"]
+    src = [c for c in nbformat.read(source, as_version=4).cells if c.cell_type == "code"]
+    ran = [c for c in executed.cells if c.cell_type == "code"]
+    if [c.source for c in src] != [c.source for c in ran]:
+        return [f"the executed notebook is not an execution of the current {source.name} (stale build?)"]
+    problems = []
+    for i, cell in enumerate(ran):
+        head = cell.source.strip().splitlines()[0][:70] if cell.source.strip() else ""
+        for out in cell.outputs:
+            if out.output_type == "error":
+                problems.append(f"code cell {i} ({head!r}) raised {out.ename}: {out.evalue[:300]}")
+        if cell.execution_count is None and cell.source.strip():
+            problems.append(f"code cell {i} ({head!r}) was never executed")
+    return problems
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_every_cell_of_the_chapter_ran_without_error(book_build, page):
+    problems = cell_problems(_source(page), executed_notebook(_source(page), book_build.executed / f"{page}.ipynb"))
+    report = book_build.html / "reports" / f"{Path(page).name}.err.log"
+    detail = f"\n--- traceback ({report.relative_to(ROOT)}):\n{report.read_text()[-3000:]}" if report.is_file() else ""
+    assert problems == [], "\n".join(problems) + detail
+
+
+def test_the_cell_check_catches_an_error_and_an_unexecuted_cell(tmp_path):
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0"), nbformat.v4.new_code_cell("y = 2")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "chapter.ipynb")
+    ran = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) for c in cells])
+    ran.cells[0].execution_count = 1
+    ran.cells[1].execution_count = 2
+    ran.cells[1].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                                                   traceback=[])]
+    nbformat.write(ran, tmp_path / "executed.ipynb")
+    executed = executed_notebook(tmp_path / "chapter.ipynb", tmp_path / "executed.ipynb", cache=tmp_path / "none")
+    problems = cell_problems(tmp_path / "chapter.ipynb", executed)
+    assert problems == ["code cell 1 ('1 / 0') raised ZeroDivisionError: division by zero",
+                        "code cell 2 ('y = 2') was never executed"]
+    assert executed_notebook(tmp_path / "chapter.ipynb", tmp_path / "missing.ipynb", cache=tmp_path) is None
+    assert "not executed" in cell_problems(tmp_path / "chapter.ipynb", None)[0]
+    ran.cells[2].source = "y = 3"
+    assert "stale" in cell_problems(tmp_path / "chapter.ipynb", ran)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every page, in Chromium
+
+
+def expected_images(source: Path | None) -> int:
+    """How many images the page of ``source`` must show: its figure cells (not removed) and Markdown figures."""
+    if source is None:
+        return 0
+    if source.suffix == ".md":
+        return len(FIGURE_MARKDOWN_RE.findall(source.read_text(encoding="utf-8")))
+    count = 0
+    for cell in nbformat.read(source, as_version=4).cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell.cell_type == "markdown":
+            count += len(FIGURE_MARKDOWN_RE.findall(cell.source))
+        elif not tags & {"remove-cell", "remove-output"}:
+            code = "\n".join(line.split("#", 1)[0] for line in cell.source.splitlines())
+            count += bool(FIGURE_CELL_RE.search(code))
+    return count
+
+
+# Measures, once MathJax has typeset the page, what sticks out of the article at this window width.
+LAYOUT_SCRIPT = """<script>
+(function () {
+  function report() {
+    var art = document.querySelector('article') || document.querySelector('main') || document.body;
+    var box = art.getBoundingClientRect(), out = [];
+    art.querySelectorAll('table, img, figure, div.output pre, div.cell_output pre').forEach(function (el) {
+      var b = el.getBoundingClientRect();
+      var text = (el.textContent || el.getAttribute('src') || '').trim().slice(0, 50);
+      var what = el.tagName.toLowerCase() + ' "' + text + '"';
+      if (b.width > 0 && (b.right > box.right + 2 || b.left < box.left - 2)) {
+        out.push(what + ' is ' + Math.round(b.width) + ' px wide in an article of ' + Math.round(box.width) + ' px');
+      } else if (el.tagName === 'PRE' && el.scrollWidth > el.clientWidth + 2) {
+        out.push(what + ' needs ' + el.scrollWidth + ' px, has ' + el.clientWidth + ' px');
+      }
+    });
+    var d = document.createElement('div');
+    d.id = 'star-layout-report';
+    d.setAttribute('data-overflow', JSON.stringify(out));
+    document.body.appendChild(d);
+  }
+  window.addEventListener('load', function () {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) { MathJax.startup.promise.then(report); }
+    else { report(); }
+  });
+})();
+</script>"""
 
 
 def _visit(chromium, url: str, screenshot: Path, budget_ms: int = 5000) -> str:
@@ -89,7 +254,7 @@ def _visit(chromium, url: str, screenshot: Path, budget_ms: int = 5000) -> str:
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                "--disable-extensions", "--mute-audio", f"--user-data-dir={profile}",
-               f"--virtual-time-budget={budget_ms}", "--window-size=1280,2000",
+               f"--virtual-time-budget={budget_ms}", f"--window-size={WINDOW_WIDTH},2000",
                f"--screenshot={screenshot}", "--dump-dom", url]
         env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
@@ -97,20 +262,33 @@ def _visit(chromium, url: str, screenshot: Path, budget_ms: int = 5000) -> str:
     return proc.stdout
 
 
+def visit_with_layout_report(chromium, html_file: Path, screenshot: Path, budget_ms: int = 5000) -> str:
+    """:func:`_visit` a copy of ``html_file`` (beside it, so relative links resolve) with the layout probe."""
+    probe = html_file.with_name(f"_layout_probe_{html_file.name}")
+    text = html_file.read_text(encoding="utf-8")
+    probe.write_text(text.replace("</body>", LAYOUT_SCRIPT + "</body>") if "</body>" in text else text + LAYOUT_SCRIPT,
+                     encoding="utf-8")
+    try:
+        return _visit(chromium, probe.as_uri(), screenshot, budget_ms)
+    finally:
+        probe.unlink()
+
+
 @pytest.fixture(scope="module")
-def rendered(built_book, chromium):
+def rendered(book_build, chromium):
     """{page: (html file, DOM after JavaScript)} for every page of the toc, two browsers at a time."""
     if SHOTS.exists():
         shutil.rmtree(SHOTS)
     SHOTS.mkdir(parents=True)
 
     def one(page):
-        html_file = built_book / f"{page}.html"
-        assert html_file.is_file(), f"{page}: no {html_file.relative_to(ROOT)} in the built book"
+        html_file = book_build.html / f"{page}.html"
+        if not html_file.is_file():
+            return page, (html_file, None)
         shot = SHOTS / (page.replace("/", "__") + ".png")
-        dom = _visit(chromium, html_file.as_uri(), shot)
+        dom = visit_with_layout_report(chromium, html_file, shot)
         if html_file.read_text(encoding="utf-8").count('class="math') > dom.count("<mjx-container"):
-            dom = _visit(chromium, html_file.as_uri(), shot, budget_ms=20000)  # a slow machine
+            dom = visit_with_layout_report(chromium, html_file, shot, budget_ms=20000)  # a slow machine
         return page, (html_file, dom)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -142,8 +320,9 @@ def _local_target(page_file: Path, href: str):
     return target, urllib.parse.unquote(parts.fragment)
 
 
-def page_problems(html_file: Path, dom: str) -> list[str]:
-    """What a reader would find wrong with one rendered page (empty list: nothing)."""
+def page_problems(html_file: Path, dom: str, expected: int = 0) -> list[str]:
+    """What a reader would find wrong with one rendered page (empty list: nothing). ``expected``: the number
+    of figures the page's source draws (:func:`expected_images`)."""
     problems = []
     soup = _soup(dom)
     article = _article(soup)
@@ -153,18 +332,24 @@ def page_problems(html_file: Path, dom: str) -> list[str]:
         problems.append("the page is (almost) empty")
     if soup.select(".output.traceback, .output.error"):
         problems.append("an executed cell shows an error")
-    problems += figure_problems(html_file, article)
+    problems += figure_problems(html_file, article, expected)
+    problems += layout_problems(soup)
+    problems += machine_path_problems(article)
     problems += math_problems(html_file, dom)
     problems += link_problems(html_file, soup)
     return problems
 
 
-def figure_problems(html_file: Path, article) -> list[str]:
-    """Every figure holds an image; every image is a local, non-empty, non-blank file."""
+def figure_problems(html_file: Path, article, expected: int = 0) -> list[str]:
+    """At least ``expected`` images; every figure holds an image; every image is a local, non-blank file."""
     import matplotlib.image as mpimg
-    problems = [f"figure without an image: {str(f)[:80]}" for f in article.find_all("figure")
-                if f.find("img") is None and f.find("svg") is None]
-    for img in article.find_all("img"):
+    images = article.find_all("img")
+    problems = []
+    if len(images) < expected:
+        problems.append(f"shows {len(images)} images, but its source draws {expected} figures")
+    problems += [f"figure without an image: {str(f)[:80]}" for f in article.find_all("figure")
+                 if f.find("img") is None and f.find("svg") is None]
+    for img in images:
         src = img.get("src", "")
         if src.startswith("data:"):
             if len(src) < 100:
@@ -184,6 +369,23 @@ def figure_problems(html_file: Path, article) -> list[str]:
         elif path.suffix.lower() == ".svg" and "<svg" not in path.read_text(errors="replace"):
             problems.append(f"image {src} is not an SVG")
     return problems
+
+
+def layout_problems(soup) -> list[str]:
+    """Anything in the article wider than the article at the test's window width (the probe's report)."""
+    probe = soup.find(id="star-layout-report")
+    if probe is None:
+        return ["the layout probe did not run"]
+    return [f"wider than the page at {WINDOW_WIDTH} px: {x}" for x in json.loads(probe.get("data-overflow", "[]"))]
+
+
+def machine_path_problems(article) -> list[str]:
+    """Paths of the building machine (or Python path reprs) in the visible text of the article."""
+    for tag in article.find_all(["script", "style", "noscript"]):
+        tag.decompose()
+    text = article.get_text(" ", strip=True)
+    hits = [text[max(m.start() - 30, 0): m.end() + 30] for m in MACHINE_PATH_RE.finditer(text)]
+    return [f"machine paths on the page: {hits[:5]}"] if hits else []
 
 
 def math_problems(html_file: Path, dom: str) -> list[str]:
@@ -246,17 +448,29 @@ def link_problems(html_file: Path, soup) -> list[str]:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_correctly_in_chromium(rendered, page):
-    """The page loads; figures are real images; math is typeset locally; internal links resolve."""
+    """The page loads; its figures are all there and real; it fits the window; no machine path; math typeset
+    locally; internal links resolve."""
     html_file, dom = rendered[page]
-    assert page_problems(html_file, dom) == [], page
+    assert dom is not None, f"{page}: no {html_file.relative_to(ROOT)} in the built book"
+    assert page_problems(html_file, dom, expected_images(_source(page))) == [], page
     import matplotlib.image as mpimg
     pixels = mpimg.imread(SHOTS / (page.replace("/", "__") + ".png"))
     assert min(pixels.shape[:2]) >= 1000 and pixels[..., :3].std() > 0.02, f"{page}: blank screenshot"
 
 
+def test_every_chapter_with_figures_shows_them(rendered):
+    """The figures the chapters draw reach the pages at all (a kernel with a non-inline matplotlib backend
+    draws nothing: the book then has no image anywhere)."""
+    counts = {p: (expected_images(_source(p)), len(_article(_soup(dom)).find_all("img")))
+              for p, (_, dom) in rendered.items() if dom is not None}
+    assert sum(e for e, _ in counts.values()) > 0, "no chapter draws a figure?"
+    assert all(shown >= expected for expected, shown in counts.values()), counts
+
+
 def test_the_checks_catch_broken_pages(tmp_path, chromium):
-    """The checks above must be able to fail: a page with unrendered TeX, a CDN MathJax, a broken link,
-    a missing anchor, a missing and a blank image, opened in the same browser."""
+    """The checks above must be able to fail: a page with unrendered TeX, a CDN MathJax, a broken link, a
+    missing anchor, a missing and a blank image, fewer images than figures, a table wider than the page, a
+    printed line too long for it, and machine paths, opened in the same browser."""
     import matplotlib.pyplot as plt
     blank = tmp_path / "blank.png"
     plt.imsave(blank, [[0.5] * 32] * 32, cmap="gray", vmin=0, vmax=1)
@@ -264,14 +478,17 @@ def test_the_checks_catch_broken_pages(tmp_path, chromium):
     page = tmp_path / "page.html"
     page.write_text(
         "<html><head><script src='https://cdn.example.org/mathjax/tex-mml-chtml.js'></script></head><body>"
-        "<article><h1>T</h1><p>" + "words " * 30 + "</p>"
+        "<article style='width: 800px'><h1>T</h1><p>" + "words " * 30 + "</p>"
         "<p>inline <span class='math notranslate nohighlight'>\\(\\alpha\\)</span> and $$x^2$$</p>"
         "<a href='other.html#here'>ok</a> <a href='other.html#nowhere'>bad anchor</a> "
         "<a href='missing.html'>bad</a> <a href='https://example.org/'>external</a>"
         "<figure><img src='blank.png'></figure><img src='gone.png'><figure><p>no image</p></figure>"
+        "<table style='width: 2000px'><tr><td>a wide table</td></tr></table>"
+        "<div class='output'><pre style='overflow: auto'>" + "x" * 400 + "</pre></div>"
+        "<p>saved to PosixPath('/home/someone/_build/claims/smoke/x.json') and /work/main/results</p>"
         "</article></body></html>")
-    dom = _visit(chromium, page.as_uri(), tmp_path / "shot.png", budget_ms=1000)
-    problems = "\n".join(page_problems(page, dom))
+    dom = visit_with_layout_report(chromium, page, tmp_path / "shot.png", budget_ms=1000)
+    problems = "\n".join(page_problems(page, dom, expected=5))
     assert "MathJax comes from the network" in problems
     assert "1 formulas but 0 typeset" in problems
     assert "raw TeX left" in problems and "$$x^2$$" in problems
@@ -279,29 +496,37 @@ def test_the_checks_catch_broken_pages(tmp_path, chromium):
     assert "other.html#here'" not in problems and "example.org" not in problems.replace("cdn.example.org", "")
     assert "blank.png is tiny or a single colour" in problems and "gone.png is missing" in problems
     assert "figure without an image" in problems
+    assert "shows 2 images, but its source draws 5 figures" in problems
+    assert re.search(r"table \"a wide table\" is 2000 px wide in an article of 800 px", problems)
+    assert re.search(r"pre \"x+\" needs \d+ px", problems)
+    assert "PosixPath(" in problems and "/work/main" in problems
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if (ROOT / f"{p}.ipynb").is_file()])
-def test_notebook_pages_have_launch_buttons(rendered, page):
-    _, dom = rendered[page]
-    hrefs = [a["href"] for a in _soup(dom).find_all("a", href=True)]
-    colab = f"https://colab.research.google.com/github/star-book/star/blob/main/{page}.ipynb"
-    assert colab in hrefs, f"{page}: no Colab launch link"
-    assert any(h.startswith("https://mybinder.org/v2/gh/star-book/star/main") for h in hrefs), \
-        f"{page}: no Binder launch link"
-    assert "https://github.com/star-book/star" in hrefs, f"{page}: no repository button"
+def test_an_image_less_page_fails_the_figure_count(tmp_path):
+    """A chapter whose figure cells draw nothing (the MPLBACKEND=Agg failure) is caught by the count."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Chapter\n\n![a diagram](diagram.png)"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt  # no figure here"),
+        nbformat.v4.new_code_cell("fig, ax = plt.subplots()\nax.plot([1, 2])"),
+        nbformat.v4.new_code_cell("fig = F.plot_fig2a(alphas, horizons, var, EDGE)"),
+        nbformat.v4.new_code_cell("# plt.show() only in a comment\nx = 1"),
+        nbformat.v4.new_code_cell("fig = plot_helper()", metadata={"tags": ["remove-cell"]})])
+    nbformat.write(nb, tmp_path / "chapter.ipynb")
+    assert expected_images(tmp_path / "chapter.ipynb") == 3
+    (tmp_path / "page.md").write_text("# P\n\n```{figure} a.png\ncaption\n```\n\n![b](b.png)\n")
+    assert expected_images(tmp_path / "page.md") == 2
+    html = tmp_path / "chapter.html"
+    html.write_text("<html><body><article><h1>Chapter</h1><p>" + "text " * 40 + "</p>"
+                    "<div class='cell_output'><pre>&lt;Figure size 640x480 with 1 Axes&gt;</pre></div></article>"
+                    "<div id='star-layout-report' data-overflow='[]'></div></body></html>")
+    problems = figure_problems(html, _article(_soup(html.read_text())), expected_images(tmp_path / "chapter.ipynb"))
+    assert problems == ["shows 0 images, but its source draws 3 figures"]
 
 
-def test_bibliography_lists_the_paper(rendered):
-    _, dom = rendered["book/bibliography"]
-    text = _article(_soup(dom)).get_text(" ", strip=True)
-    assert "a closer look at learned optimization" in text.lower() and "Harrison" in text
-
-
-def test_the_local_mathjax_typesets_and_errors_are_caught(tmp_path, built_book, chromium):
+def test_the_local_mathjax_typesets_and_errors_are_caught(tmp_path, book_build, chromium):
     """The book's own MathJax copy typesets a formula from disk; an undefined macro and unbalanced
     braces are reported."""
-    mathjax = built_book / "_static" / "mathjax" / "tex-mml-chtml.js"
+    mathjax = book_build.html / "_static" / "mathjax" / "tex-mml-chtml.js"
     assert mathjax.is_file() and mathjax.stat().st_size > 100_000
     page = tmp_path / "page.html"
     page.write_text(
@@ -315,3 +540,34 @@ def test_the_local_mathjax_typesets_and_errors_are_caught(tmp_path, built_book, 
     problems = "\n".join(math_problems(page, _visit(chromium, page.as_uri(), tmp_path / "bad.png")))
     assert "1 undefined TeX macros" in problems and "2 formulas but 1 typeset" in problems
     assert "raw TeX left" in problems
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_notebook_pages_have_launch_buttons(rendered, page):
+    """Colab, Binder and the repository button point at the repository named in _config.yml."""
+    _, dom = rendered[page]
+    assert dom is not None, page
+    repo, branch = CONFIG["repository"]["url"], CONFIG["repository"].get("branch", "main")
+    slug = urllib.parse.urlsplit(repo).path.strip("/")
+    hrefs = [a["href"] for a in _soup(dom).find_all("a", href=True)]
+    assert f"https://colab.research.google.com/github/{slug}/blob/{branch}/{page}.ipynb" in hrefs, \
+        f"{page}: no Colab launch link"
+    assert any(h.startswith(f"https://mybinder.org/v2/gh/{slug}/{branch}") for h in hrefs), \
+        f"{page}: no Binder launch link"
+    assert repo in hrefs, f"{page}: no repository button"
+
+
+def test_bibliography_lists_the_paper(rendered):
+    _, dom = rendered["book/bibliography"]
+    text = _article(_soup(dom)).get_text(" ", strip=True)
+    assert "a closer look at learned optimization" in text.lower() and "Harrison" in text
+
+
+def test_theorem_and_lemma_numbers_match_the_paper(rendered):
+    """The proofs chapter's results read "Lemma 4 (…)", "Theorem 1 (…)" as in the paper, not a count of their own."""
+    _, dom = rendered["book/proofs"]
+    titles = [t.get_text(" ", strip=True) for t in _soup(dom).select("div.proof p.admonition-title")]
+    numbered = [re.match(r"(Lemma|Theorem|Proposition) (\w+) \(", t) for t in titles]
+    assert all(numbered), titles
+    assert [f"{m.group(1)} {m.group(2)}" for m in numbered] == [
+        "Lemma 4", "Lemma 5", "Theorem 1", "Proposition A", "Lemma 2", "Lemma 3", "Proposition B", "Proposition C"]

@@ -1,7 +1,7 @@
 import jax
 import pytest
 
-from star.devices import describe_devices, print_devices
+from star.book.devices import describe_devices, print_devices
 
 
 def test_describe_devices_names_backend_devices_and_scale(capsys):

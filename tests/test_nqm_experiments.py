@@ -16,11 +16,53 @@ EDGE = 2.0 / np.linalg.eigvalsh(nqm.PAPER_H)[-1]  # 2/λmax(H) = 1.360
 
 # ------------------------------------------------------------------------------------------ Fig. 2a
 
+KEY = jax.random.key(0)
+
+
+def test_fig2a_constants():
+    lam = np.linalg.eigvalsh(nqm.PAPER_H)
+    assert len(E.PAPER_HORIZONS) == 20 and E.PAPER_HORIZONS[-1] == 1000
+    alphas = E.fig2a_alphas()
+    assert alphas.shape == (50,) and alphas[-1] == pytest.approx(1.05 * 2 / lam[-1])
+
+
+def test_variance_grid_equals_reverse_mode_per_point():
+    m = nqm.paper_nqm()
+    # The one-pass grid (forward mode, prefix means) equals reverse mode per (T, alpha) point, in float64,
+    # from a stable alpha to far beyond the edge (alpha = 5: rho(A) = 6.35, loss ~ 1e48 at T = 30).
+    horizons, alphas = (7, 30), np.array([0.3, 1.45, 5.0])
+    grid = E.meta_gradient_variance_grid(KEY, m, alphas, horizons, 64)
+    with nqm.float64():
+        for j, a in enumerate(alphas):
+            ref = float(nqm.gradient_variance_trace(nqm.meta_gradients(KEY, m, a, None, 30, 64)))
+            assert grid[1, j] == pytest.approx(ref, rel=1e-9)
+    assert grid[1, 2] > 1e80 and np.all(np.isfinite(grid))
+    # Momentum (Nesterov) tangents as well.
+    g = E.meta_gradient_variance_grid(KEY, m, alphas, horizons, 64, optimizer="nesterov", momentum=0.5)
+    with nqm.float64():
+        ref = nqm.gradient_variance_trace(nqm.meta_gradients(KEY, m, 0.3, None, 30, 64, optimizer="nesterov",
+                                                         momentum=0.5))
+    assert g[1, 0] == pytest.approx(float(ref), rel=1e-9)
+
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: E.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [np.nan], (1,), 2), "alphas must be"),
+    (lambda: E.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [0.1], (0,), 2), "horizons"),
+    (lambda: E.meta_gradient_variance_grid(KEY, nqm.make_nqm(np.eye(9), np.eye(9)), [0.1], (1,), 2), "at most 8x8"),
+    (lambda: E.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [0.1], (1,), 2, momentum=0.5), "momentum must be 0"),
+])
+def test_variance_grid_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+
 
 def test_variance_finite_inside_and_explodes_just_past_the_edge():
     """Fig. 2a: finite at a stable α; orders of magnitude larger just beyond 2/λmax, more so for longer T."""
     alphas = np.array([0.5 * EDGE, 0.9 * EDGE, 1.03 * EDGE])
-    var = nqm.meta_gradient_variance_grid(jax.random.PRNGKey(3), nqm.paper_nqm(), alphas, (50, 100), 200)
+    var = E.meta_gradient_variance_grid(jax.random.PRNGKey(3), nqm.paper_nqm(), alphas, (50, 100), 200)
     assert np.all(np.isfinite(var)) and np.all(var > 0)
     mid, near, past = var[:, 0], var[:, 1], var[:, 2]
     assert np.all(mid < 100.0), mid  # O(1–10) in the middle of the stable range
@@ -69,11 +111,14 @@ def test_problem_delegates_to_nqm_and_heavy_ball_with_zero_momentum_is_sgd():
     np.testing.assert_array_equal(a, _episode(hb0, theta, key, 20))
     np.testing.assert_array_equal(a, _episode(ref, {"alpha": 0.3, "P": jnp.asarray(P, jnp.float32)}, key, 20))
     # The closed form of the wrapped problem is Eq. (8) at M = αI + P (and the heavy-ball one for β > 0).
-    assert float(sgd.expected_loss(theta)) == pytest.approx(float(nqm.expected_loss(m, 0.3, P, 20)), rel=1e-5)
+    def closed_form(problem):
+        return float(nqm.expected_loss(m, T=20, **problem.closed_form_args(theta)))
+
+    assert closed_form(sgd) == pytest.approx(float(nqm.expected_loss(m, 0.3, P, 20)), rel=1e-5)
     hb = E.SymmetricNQMProblem(NQMProblem(m, horizon=20, optimizer="heavy_ball", momentum=0.5), alpha=0.3)
     want = float(nqm.expected_loss(m, 0.3, P, 20, optimizer="heavy_ball", momentum=0.5))
-    assert float(hb.expected_loss(theta)) == pytest.approx(want, rel=1e-5)
-    assert float(hb.expected_loss(theta)) != pytest.approx(float(sgd.expected_loss(theta)), rel=1e-3)
+    assert closed_form(hb) == pytest.approx(want, rel=1e-5)
+    assert closed_form(hb) != pytest.approx(closed_form(sgd), rel=1e-3)
 
 
 def test_nqm_problem_rejects_momentum_with_sgd():
@@ -119,18 +164,21 @@ def test_band_lower_edge_is_necessary_and_upper_edge_is_tight_along_the_top_eige
 
 def test_tuned_step_and_optimal_preconditioner_are_minimisers():
     m = nqm.paper_nqm()
+
+    def closed_form(a, P):  # Eq. (8) in float64
+        with nqm.float64():
+            return float(nqm.expected_loss(m, a, P, 10))
+
     a = E.tuned_step_size(m, 10)
     grid = np.linspace(0.05, 1.3, 126)
-    best = grid[np.argmin([E.closed_form_loss(m, x, None, 10) for x in grid])]
+    best = grid[np.argmin([closed_form(x, None) for x in grid])]
     assert abs(a - best) <= 0.01
-    with nqm.float64():  # closed_form_loss is Eq. (8) of star.nqm
-        assert E.closed_form_loss(m, a, None, 10) == pytest.approx(float(nqm.expected_loss(m, a, None, 10)), rel=1e-12)
     P = E.optimal_preconditioner(m, a, 10)
-    L_opt = E.closed_form_loss(m, a, P, 10)
-    assert L_opt < E.closed_form_loss(m, a, None, 10) - 1e-3
+    L_opt = closed_form(a, P)
+    assert L_opt < closed_form(a, None) - 1e-3
     for d in (np.array([[1e-2, 0], [0, 0]]), np.array([[0, 1e-2], [1e-2, 0]]), np.array([[0, 0], [0, 1e-2]])):
         for sign in (1, -1):
-            assert E.closed_form_loss(m, a, P + sign * d, 10) >= L_opt - 1e-12
+            assert closed_form(a, P + sign * d) >= L_opt - 1e-12
 
 
 # ------------------------------------------------------------------------------ ES meta-training

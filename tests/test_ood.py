@@ -152,19 +152,22 @@ def _summary(n=8, bb_unstable=8, star_unstable=0, star_vs_hyper=0.9, star_vs_ada
 
 
 def test_verdict_follows_the_evidence():
-    checks, status = ood.ood_verdict(_summary())
-    assert set(checks) == set(ood.VERDICT_RULES) and status == "reproduced"
-    checks, status = ood.ood_verdict(_summary(bb_unstable=1))  # Blackbox stable almost everywhere
+    from star.book import ood as book_ood
+
+    checks, status = book_ood.ood_verdict(_summary())
+    assert set(checks) == set(book_ood.VERDICT_RULES) and status == "reproduced"
+    checks, status = book_ood.ood_verdict(_summary(bb_unstable=1))  # Blackbox stable almost everywhere
     assert not checks["blackbox unstable"] and status == "partly"
-    checks, status = ood.ood_verdict(_summary(star_unstable=4))
+    assert book_ood.ood_checks(_summary(bb_unstable=1)) == checks
+    checks, status = book_ood.ood_verdict(_summary(star_unstable=4))
     assert not checks["STAR stable"] and status == "partly"
     s = _summary(bb_unstable=0, star_unstable=8, star_vs_hyper=2.0, star_vs_adam=3.0)
     for row in s.values():
         row["hyperparam"]["unstable"] = True
         row["star"]["final"] = 2.0
-    assert ood.ood_verdict(s) == ({k: False for k in ood.VERDICT_RULES}, "refuted")
+    assert book_ood.ood_verdict(s) == ({k: False for k in book_ood.VERDICT_RULES}, "refuted")
     with pytest.raises(ValueError, match="lacks the optimizers"):
-        ood.ood_verdict({"t": {"adam": {}}})
+        book_ood.ood_verdict({"t": {"adam": {}}})
 
 
 def test_cli_rejects_bad_arguments_before_any_work(capsys):
@@ -182,7 +185,7 @@ def test_figures_mark_divergence(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from star import ood_plots
+    from star.book import ood as ood_plots
 
     rng = np.random.default_rng(0)
     base = 2.0 * np.exp(-np.arange(50) / 20.0)[None] + 0.01 * rng.random((3, 50))

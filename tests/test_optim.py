@@ -39,7 +39,7 @@ def grads_at(key, params, k):
 
 
 def test_presets_match_the_paper_settings():
-    """REFERENCE §4.3-4.4: beta = s = alpha_nom = 1e-3; the ablations switch single terms off."""
+    """The paper's settings (App. B.2, C.2): beta = s = alpha_nom = 1e-3; the ablations switch single terms off."""
     assert set(PRESETS) == set(NAMES)
     star = preset("star")
     assert star.exp_mult == (1e-3, 1e-3, 1e-3) and star.step_mult == 1e-3 and star.nominal_stepsize == 1e-3
@@ -54,7 +54,7 @@ def test_presets_match_the_paper_settings():
 
 
 def test_meta_parameter_counts():
-    """REFERENCE §4.2: 207 = 156+4+16+4+16+4 + 7 decay logits for STAR; 197 for Blackbox (2 heads)."""
+    """The book's appendix: 207 = 156+4+16+4+16+4 + 7 decay logits for STAR; 197 for Blackbox (2 heads)."""
     for name in NAMES:
         cfg = preset(name)
         theta = jax.eval_shape(lambda k: init_meta_params(cfg, k), jax.random.PRNGKey(0))
@@ -83,7 +83,7 @@ def test_reference_initialization():
 
 
 def nominal_adamaggmo_updates(grads_seq, params, lr=1e-3):
-    """Independent float64 NumPy AdamAggMo without bias correction (REFERENCE §4.2, `AdamAggMo`)."""
+    """Independent float64 NumPy AdamAggMo without bias correction (the book's appendix, `AdamAggMo`)."""
     b = np.array([0.9, 0.99, 0.999])
     c = 0.999
     out = []
@@ -119,7 +119,8 @@ def test_nominal_init_starts_as_the_nominal_optimizer(name):
         updates, state = step(theta, g, state, params)
         for t in params:
             # the update is recovered as (p - step) - p, so allow a few ulps of |p| (|p| < 2 here)
-            np.testing.assert_allclose(np.asarray(updates[t]), expected[k][t], rtol=1e-5, atol=5e-7, err_msg=f"{name} {t} step {k}")
+            np.testing.assert_allclose(np.asarray(updates[t]), expected[k][t], rtol=1e-5, atol=5e-7,
+                                       err_msg=f"{name} {t} step {k}")
         params = optax.apply_updates(params, updates)
 
 
@@ -138,7 +139,8 @@ def batched_first_update():
             return star_optimizer(cfg, theta, 10).update(g, state, params, loss=jnp.float32(2.0))
 
         keys = jax.random.split(jax.random.PRNGKey(7), 8)
-        thetas = {init: jax.vmap(lambda k: init_meta_params(cfg, k, init=init))(keys) for init in ("reference", "nominal")}
+        thetas = {init: jax.vmap(lambda k: init_meta_params(cfg, k, init=init))(keys)
+                  for init in ("reference", "nominal")}
         both = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), thetas["reference"], thetas["nominal"])
         ub, sb = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))(both, g, state, params)
         _BATCH.update(cfg=cfg, one=one, thetas=both, updates=ub, states=sb, g=g, state=state, params=params)
@@ -146,10 +148,10 @@ def batched_first_update():
 
 
 def test_reference_init_first_step_is_huge_and_nominal_is_small():
-    """The divergence hazard's mechanism (issue 3, §1): at t = 1, v = 1e-3 g^2 (no bias correction), so
+    """The divergence hazard's mechanism (the STAR chapter): at t = 1, v = 1e-3 g^2 (no bias correction), so
     the Adam-normalized blackbox step s d e^{beta a} / sqrt(v + 1e-6) ~ |d| for small gradients,
     O(0.1-1) per element with a random MLP, while the nominal step is at most alpha_nom * 0.1 * 31.6.
-    (Fashion-MNIST consequences: ``bench/optim_hazard.py``, ``results/optim_hazard/``.)"""
+    (Fashion-MNIST consequences: ``experiments/optim_hazard.py``, ``results/optim_hazard/``.)"""
     b = batched_first_update()
     largest = np.max(np.stack([np.abs(np.asarray(x)).reshape(16, -1).max(axis=1)
                                for x in jax.tree_util.tree_leaves(b["updates"])]), axis=0)
@@ -231,7 +233,8 @@ def test_unknown_preset():
         ("nominal_stepsize", -1e-3, "nominal_stepsize must be a finite number >= 0; got -0.001"),
         ("step_mult", -0.1, "step_mult must be a finite number >= 0"),
         ("weight_decay", float("nan"), "weight_decay must be a finite number >= 0"),
-        ("initial_momentum_decays", (0.9, 1.0, 0.999), r"initial_momentum_decays must lie in the open interval \(0, 1\)"),
+        ("initial_momentum_decays", (0.9, 1.0, 0.999),
+         r"initial_momentum_decays must lie in the open interval \(0, 1\)"),
         ("initial_rms_decays", (0.0,), r"initial_rms_decays must lie in the open interval \(0, 1\)"),
         ("initial_adafactor_decays", (0.9, 0.99), "initial_adafactor_decays must have 3 entries"),
         ("exp_mult", (1e-3, 1e-3), "exp_mult must have 3 entries"),

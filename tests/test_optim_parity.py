@@ -1,19 +1,18 @@
 """Exact parity of star.optim with the reference MLPNomLOpt / AdafacMLPLOpt (golden vectors).
 
-The golden file ``star_parity.npz`` lives in ``../shared/parity/`` next to the repository (or in
-``$STAR_PARITY_DIR``); see its README for how it was produced.  Following the README's recommended test:
+The golden file ``tests/data/parity/star_parity.npz`` was computed by the reference implementation; its
+README says how, and why the tolerances below are what they are:
 
 1. the float32 decays computed from the meta-parameters match ``effective_decays`` (rtol 1e-6);
 2. with those decays injected, every parameter and accumulator of every tensor kind (matrix, vector,
    scalar, 4-D conv kernel) after every step matches at rtol 1e-5 / atol 1e-6;
 3. the public optax path (own decays, ``optax.apply_updates``) matches at the same tolerance when the
-   decays are bitwise equal, else at the README's loose tolerance;
+   decays are bitwise equal, else at the loose tolerance the README explains;
 4. the debug features / MLP outputs match at rtol 1e-4 (to localize errors).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jax
@@ -33,22 +32,15 @@ MLP_KEYS = ("w0", "b0", "w1", "b1", "w2", "b2")
 DECAY_KEYS = ("momentum", "rms", "adafactor")
 
 
-def parity_path() -> Path:
-    env = os.environ.get("STAR_PARITY_DIR")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "parity"
-    return base / "star_parity.npz"
+PARITY_FILE = Path(__file__).resolve().parent / "data" / "parity" / "star_parity.npz"
 
 
 @pytest.fixture(scope="module")
 def golden():
-    path = parity_path()
-    if not path.is_file():
-        pytest.fail(
-            f"parity vectors not found at {path}: the STAR parity tests need star_parity.npz from "
-            f"../shared/parity/ next to the repository, or set STAR_PARITY_DIR to its folder",
-            pytrace=False,
-        )
-    with np.load(path, allow_pickle=False) as d:
+    if not PARITY_FILE.is_file():
+        pytest.fail(f"parity vectors missing: tests/data/parity/{PARITY_FILE.name} is part of the repository "
+                    f"(restore it with git checkout)", pytrace=False)
+    with np.load(PARITY_FILE, allow_pickle=False) as d:
         return {k: d[k] for k in d.files}
 
 
@@ -125,7 +117,7 @@ def test_trajectory(golden, cfg_name):
     The decays used inside the compiled step are returned and compared with ``effective_decays``: if
     they are bitwise equal, this run *is* the README's injected-decay trajectory and the strict
     tolerance applies.  Otherwise the injected-decay trajectory is run separately at the strict
-    tolerance, and the public path at the README's loose tolerance (rtol 1e-4, atol 3e-4).
+    tolerance, and the public path at the loose tolerance the README explains (rtol 1e-4, atol 3e-4).
     """
     cfg = preset(cfg_name)
     theta = from_reference(reference_theta(golden, cfg_name), cfg)

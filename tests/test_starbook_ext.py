@@ -75,7 +75,7 @@ def test_cache_per_scale(tmp_path, monkeypatch):
         starbook._scale_aware_cache(app, types.SimpleNamespace(nb_execution_cache_path=""))
 
 
-def test_status_page_is_always_reread_and_read_last():
+def test_summary_pages_are_always_reread_and_read_last():
     app = types.SimpleNamespace(config=types.SimpleNamespace(starbook_read_last=["book/status"]))
     env = types.SimpleNamespace(found_docs={"book/intro", "book/status", "book/zeta"})
     assert starbook._always_outdated(app, env, set(), set(), set()) == ["book/status"]
@@ -85,3 +85,26 @@ def test_status_page_is_always_reread_and_read_last():
     docs = ["book/intro"]  # status not being read this time: nothing to move
     starbook._read_last(app, env, docs)
     assert docs == ["book/intro"]
+
+
+def test_the_summary_pages_are_read_last_and_executed_on_every_build():
+    """The default list names the intro and the status page, and both notebooks force their execution (a cached
+    copy would show the verdicts of an earlier build)."""
+    import json
+
+    values = {}
+    app = types.SimpleNamespace(add_config_value=lambda name, default, rebuild: values.__setitem__(name, default),
+                                connect=lambda *a: None, add_css_file=lambda *a: None)
+    starbook.setup(app)
+    assert values["starbook_read_last"] == ["book/intro", "book/status"]
+    root = Path(__file__).resolve().parents[1]
+    for page in values["starbook_read_last"]:
+        meta = json.loads((root / f"{page}.ipynb").read_text(encoding="utf-8"))["metadata"]
+        assert meta.get("mystnb", {}).get("execution_mode") == "force", page
+
+
+def test_kernels_get_the_inline_backend_whatever_the_caller_set(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    starbook._inline_figures(None, None)
+    import os
+    assert os.environ["MPLBACKEND"] == starbook.INLINE_BACKEND

@@ -12,8 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from star import data
-from star.tasks import (TASKS, ConvNet, ImageClassificationTask, Task, clip_normalizer, get_task,
-                        list_tasks, meta_loss_max, truncated_normal_fan_in)
+from star.tasks import (
+    TASKS,
+    ConvNet,
+    ImageClassificationTask,
+    Task,
+    clip_normalizer,
+    get_task,
+    list_tasks,
+    meta_loss_max,
+    truncated_normal_fan_in,
+)
 from star.tasks.image import TRUNCATED_NORMAL_STD
 
 LN10 = math.log(10.0)
@@ -24,7 +33,7 @@ def fmnist_mlp():
     return get_task("fmnist_mlp")
 
 
-# --- normalizer (REFERENCE §5.1) ------------------------------------------------------------
+# --- normalizer (the book's appendix) --------------------------------------------------------
 
 
 def test_normalizer_clips_and_maps_nonfinite_to_the_maximum():

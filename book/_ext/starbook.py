@@ -1,6 +1,6 @@
 """Sphinx extension for the STAR book (loaded through ``sphinx.local_extensions`` in ``_config.yml``).
 
-Two jobs that plain configuration cannot do:
+What plain configuration cannot do:
 
 1. **MathJax from a local copy.** ``mathjax_path`` in ``_config.yml`` points at
    ``_static/mathjax/tex-mml-chtml.js``. This extension provides those files: it takes the official
@@ -17,12 +17,18 @@ Two jobs that plain configuration cannot do:
    therefore ``.jupyter_cache/<scale>/`` next to the HTML folder, and the scale is a Sphinx config
    value, so a build at another scale than the last one re-reads every page.
 
-3. **Wide display math stays readable** (``static/starbook.css``).
+3. **Figures are drawn.** The kernels that execute the chapters inherit this process's environment. With
+   ``MPLBACKEND=Agg`` (set for headless test runs) ``plt.show()`` would draw nothing into the page, so the
+   kernels are given matplotlib's inline backend, whatever the caller set.
 
-4. **The reproduction-status page is read last, on every build.** Its table is computed from the
-   claim records that the chapters write while they execute (``star.claims``). Sphinx reads documents
-   in alphabetical order and skips unchanged ones, so the pages listed in ``starbook_read_last`` are
-   marked outdated on every build and moved to the end of the reading order.
+4. **Wide display math and wide tables stay readable** (``static/starbook.css``).
+
+5. **The pages that summarize the verdicts are read last, on every build.** The introduction's "what this
+   book found" and the reproduction-status table are computed from the claim records that the chapters
+   write while they execute (``star.book.claims``). Sphinx reads documents in alphabetical order and skips
+   unchanged ones, so the pages listed in ``starbook_read_last`` are marked outdated on every build and
+   moved to the end of the reading order; their notebooks ask for ``execution_mode: force`` (the execution
+   cache keys a notebook by its code, which does not change when the records do).
 """
 
 from __future__ import annotations
@@ -128,6 +134,13 @@ def _scale_aware_cache(app, config) -> None:
         config.nb_execution_cache_path = str(Path(app.outdir).parent / ".jupyter_cache" / scale)
 
 
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def _inline_figures(app, config) -> None:
+    os.environ["MPLBACKEND"] = INLINE_BACKEND  # read by the kernels jupyter-cache starts
+
+
 def _add_static(app, config) -> None:
     static = str(Path(__file__).parent / "static")
     if static not in config.html_static_path:
@@ -146,10 +159,11 @@ def _read_last(app, env, docnames):
 
 
 def setup(app):
-    app.add_config_value("starbook_read_last", ["book/status"], "env")
+    app.add_config_value("starbook_read_last", ["book/intro", "book/status"], "env")
     app.add_config_value("starbook_scale", "", "env")
     app.connect("config-inited", _setup_mathjax)
     app.connect("config-inited", _scale_aware_cache)
+    app.connect("config-inited", _inline_figures)
     app.connect("config-inited", _add_static)
     app.add_css_file("starbook.css")  # static/starbook.css: display math that overflows stays readable
     app.connect("env-get-outdated", _always_outdated)

@@ -1,6 +1,6 @@
 """The STAR learned-optimizer family (STAR, Hyperparam, Blackbox, No-Pre, No-Nom) as optax transformations.
 
-See :mod:`star.optim.star` for the update (REFERENCE §4.2) and :mod:`star.optim.features` for the
+See :mod:`star.optim.star` for the update (appendix "STAR in the code") and :mod:`star.optim.features` for the
 accumulators and the 39 per-parameter features.
 """
 

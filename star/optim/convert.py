@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -81,13 +82,23 @@ def load_meta_params(path: str | os.PathLike, cfg: StarConfig | None = None):
     If ``cfg`` is given, the stored meta-parameters must fit its architecture (MLP sizes, number of
     heads, number of decays): otherwise ``ValueError``.  The returned config is then ``cfg``.
     """
-    with open(path, "rb") as f:
-        payload: Any = serialization.msgpack_restore(f.read())
+    try:
+        with open(path, "rb") as f:
+            payload: Any = serialization.msgpack_restore(f.read())
+    except FileNotFoundError:
+        raise ValueError(f"path {os.fspath(path)!r} does not exist") from None
+    except Exception as err:  # msgpack raises several types on a truncated or garbled file
+        raise ValueError(f"path {os.fspath(path)!r} is not a readable STAR meta-parameter file (truncated or "
+                         f"corrupt: {type(err).__name__}: {err})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"path {os.fspath(path)!r} is not a STAR meta-parameter file (format {FORMAT!r})")
-    stored = StarConfig.from_dict(json.loads(payload["config"]))
-    theta = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), payload["theta"])
-    validate_meta_params(stored, theta)
+    try:
+        stored = StarConfig.from_dict(json.loads(payload["config"]))
+        theta = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), payload["theta"])
+        validate_meta_params(stored, theta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"path {os.fspath(path)!r}: its meta-parameters or configuration are damaged "
+                         f"({err})") from None
     if cfg is None:
         return stored, theta
     try:

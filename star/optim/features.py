@@ -1,6 +1,6 @@
 """Accumulators and per-parameter input features of the STAR optimizer family.
 
-Everything here follows REFERENCE §4.2 and the parity README of ``learned_optimization``'s
+Everything here follows appendix "STAR in the code" and the parity README of ``learned_optimization``'s
 ``MLPNomLOpt`` / ``AdafacMLPLOpt`` (the only source of the exact equations; the paper itself describes
 the features in words, App. B.2):
 
@@ -18,7 +18,8 @@ the tests move the axis.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,7 @@ from jax import lax
 #: Timescales tau of the 11 time features tanh(t / tau - 1).
 TIME_SCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
 NUM_TIME_FEATURES = len(TIME_SCALES)
-#: Per-element feature channels before the time features (REFERENCE §4.2, items 1-11).
+#: Per-element feature channels before the time features (the 28 channels of the book's appendix).
 NUM_ELEMENT_FEATURES = 28
 NUM_FEATURES = NUM_ELEMENT_FEATURES + NUM_TIME_FEATURES  # 39
 
@@ -52,7 +53,7 @@ FACTORED_EPS = 1e-30  # added to g^2 in the factored accumulators
 NORMALIZER_EPS = 1e-5  # second-moment normalization of the feature channels
 
 
-def factored_dims(shape: Sequence[int]) -> Optional[Tuple[int, int]]:
+def factored_dims(shape: Sequence[int]) -> tuple[int, int] | None:
     """The two axes ``(d1, d0)`` that Adafactor factors over, or ``None`` for tensors with ``ndim < 2``.
 
     ``d0`` is the largest axis and ``d1`` the second largest; ties keep index order (a stable sort).
@@ -66,7 +67,7 @@ def factored_dims(shape: Sequence[int]) -> Optional[Tuple[int, int]]:
 def decays_from_logits(initial_decays: Sequence[float], logits: jax.Array) -> jax.Array:
     """Accumulator decays from meta-learned logits: ``1 - exp(10 (log(1 - d_init) / 10 + logit))``.
 
-    REFERENCE §4.2 ("All decays are meta-learned through beta = 1 - (1 - beta_init) e^{10 theta}"),
+    The book's appendix: every decay is a meta-parameter through beta = 1 - (1 - beta_init) e^{10 theta},
     computed with the same float32 operations as the reference so that the values agree to the ulp.
     """
     d_init = jnp.asarray(initial_decays, dtype=jnp.float32)
@@ -123,8 +124,8 @@ class LeafStatistics(NamedTuple):
 
     acc: LeafAccumulators  # the updated accumulators
     fac_g: jax.Array  # (3, *shape) factored-normalized gradients y_i
-    row_factor: Optional[jax.Array]  # (3, *shape without d0), factored tensors only
-    col_factor: Optional[jax.Array]  # (3, *shape without d1), factored tensors only
+    row_factor: jax.Array | None  # (3, *shape without d0), factored tensors only
+    col_factor: jax.Array | None  # (3, *shape without d1), factored tensors only
 
 
 def _safe_rsqrt(x):
@@ -138,7 +139,7 @@ def update_leaf_accumulators(
     rms_decay: jax.Array,
     adafactor_decays: jax.Array,
 ) -> LeafStatistics:
-    """One step of every accumulator of one tensor, done before the MLP is applied (REFERENCE §4.2).
+    """One step of every accumulator of one tensor, done before the MLP is applied (appendix "STAR in the code").
 
     Args:
         acc: the accumulators before this step.
@@ -195,14 +196,14 @@ class FeatureChannels(NamedTuple):
     """
 
     elementwise: list
-    row: Optional[jax.Array]
-    col: Optional[jax.Array]
-    diag: Optional[list]
-    dims: Optional[Tuple[int, int]]
+    row: jax.Array | None
+    col: jax.Array | None
+    diag: list | None
+    dims: tuple[int, int] | None
 
 
 def feature_channels(p: jax.Array, g: jax.Array, stats: LeafStatistics) -> FeatureChannels:
-    """Raw (un-normalized) feature channels of one tensor (REFERENCE §4.2, parity README table).
+    """Raw (un-normalized) feature channels of one tensor (the book's appendix; tests/data/parity/README.md).
 
     Order: g, p, m_0..2, v, m_i/sqrt(v + 1e-6), 1/sqrt(v + 1e-6), y_0..2, row accumulators, column
     accumulators (for ``ndim < 2``: the diagonal accumulator twice), their inverse square roots

@@ -1,6 +1,6 @@
 """STAR, Hyperparam, Blackbox and the ablations as optax gradient transformations.
 
-One configuration (:class:`StarConfig`) and one update cover the family (REFERENCE §4.2-4.4).  Per
+One configuration (:class:`StarConfig`) and one update cover the family (appendix "STAR in the code"; App. B.2).  Per
 element of every parameter tensor, a small MLP maps 39 features (see :mod:`star.optim.features`) to
 the heads ``(d, a, b, c)`` = (direction, magnitude, nominal magnitude, regularization magnitude), and
 
@@ -13,7 +13,7 @@ the heads ``(d, a, b, c)`` = (direction, magnitude, nominal magnitude, regulariz
 with the bracket only when ``normalize_blackbox`` (the Adam-style preconditioner), ``s`` = ``step_mult``,
 ``alpha_nom`` = ``nominal_stepsize``, ``beta`` = ``exp_mult`` and ``\\hat g`` the nominal direction
 (default AdamAggMo, the mean of ``m_i / sqrt(v + 1e-6)`` over the three momentum timescales).  With a
-zero MLP output the update is exactly the nominal optimizer (REFERENCE §4.1), which is what
+zero MLP output the update is exactly the nominal optimizer (appendix "STAR in the code"), which is what
 ``init_meta_params(..., init="nominal")`` starts from.
 
 ``Blackbox`` is ``learned_optimization``'s ``AdafacMLPLOpt`` (``small_fc_lopt``): the same features, an
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +35,10 @@ import optax
 from star.optim import features as F
 
 NOMINAL_GRAD_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
+#: "fused" is the implementation; "matmul" is the reference's formulation, kept as a parity oracle
 IMPLEMENTATIONS = ("fused", "matmul")
-INITS = ("reference", "nominal")
+#: meta-parameter initialisations of :func:`init_meta_params` (the command line starts from "nominal")
+INITS = ("nominal", "reference")
 
 
 def _as_tuple(name: str, value, length: int | None = None) -> tuple:
@@ -116,7 +119,8 @@ class StarConfig:
                 raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
             set_(name, int(v))
         if self.num_outputs not in (2, 4):
-            raise ValueError(f"num_outputs must be 4 (STAR heads d, a, b, c) or 2 (blackbox d, a); got {self.num_outputs!r}")
+            raise ValueError("num_outputs must be 4 (STAR heads d, a, b, c) or 2 (blackbox d, a); "
+                             f"got {self.num_outputs!r}")
         if self.num_outputs == 2:
             bad = {
                 k: getattr(self, k)
@@ -137,7 +141,7 @@ class StarConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "StarConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> StarConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -146,7 +150,7 @@ class StarConfig:
 
 
 PRESETS: dict[str, StarConfig] = {
-    # REFERENCE §4.3-4.4: beta_i = s = alpha_nom = 1e-3, Adam-normalized blackbox, nominal controller.
+    # The paper's settings (App. B.2, C.2): beta_i = s = alpha_nom = 1e-3, Adam-normalized blackbox, nominal controller.
     "star": StarConfig(),
     # Blackbox head removed: nominal AdamAggMo term with its magnitude controller only.
     "hyperparam": StarConfig(step_mult=0.0, normalize_blackbox=False),
@@ -160,7 +164,7 @@ PRESETS: dict[str, StarConfig] = {
 
 
 def preset(name: str, **overrides) -> StarConfig:
-    """The named configuration of REFERENCE §4.3-4.4, optionally with fields replaced."""
+    """The named configuration of the paper's settings (App. B.2, C.2), optionally with fields replaced."""
     if name not in PRESETS:
         raise ValueError(f"preset name must be one of {sorted(PRESETS)}; got {name!r}")
     return dataclasses.replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
@@ -186,8 +190,9 @@ def meta_param_shapes(cfg: StarConfig) -> dict:
 
 
 def num_meta_params(cfg: StarConfig) -> int:
-    """Number of meta-parameters (207 for STAR, 197 for Blackbox; REFERENCE §4.2)."""
-    return int(sum(math.prod(s) for s in jax.tree_util.tree_leaves(meta_param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))))
+    """Number of meta-parameters (207 for STAR, 197 for Blackbox; appendix "STAR in the code")."""
+    shapes = jax.tree_util.tree_leaves(meta_param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))
+    return int(sum(math.prod(s) for s in shapes))
 
 
 def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -> dict:
@@ -200,7 +205,7 @@ def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -
             standard deviations, std 1/sqrt(fan-in); zero biases; zero decay logits).  With it STAR's
             first blackbox steps are huge (see the hazard in the chapter).  ``"nominal"`` = the same
             hidden layers but a zero output layer, so every head is 0 and STAR starts exactly as its
-            nominal optimizer (REFERENCE §4.1); Blackbox then starts with a zero update.
+            nominal optimizer (the book's appendix); Blackbox then starts with a zero update.
     """
     if not isinstance(cfg, StarConfig):
         raise ValueError(f"cfg must be a StarConfig; got {type(cfg).__name__}")
@@ -212,7 +217,8 @@ def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -
     mlp = {}
     for i in range(n_layers):
         fan_in, fan_out = shapes["mlp"][f"w{i}"]
-        w = jax.random.truncated_normal(keys[i], -2.0, 2.0, (fan_in, fan_out), jnp.float32) / np.float32(np.sqrt(fan_in))
+        w = jax.random.truncated_normal(keys[i], -2.0, 2.0, (fan_in, fan_out), jnp.float32)
+        w = w / np.float32(np.sqrt(fan_in))
         if init == "nominal" and i == n_layers - 1:
             w = jnp.zeros_like(w)
         mlp[f"w{i}"] = w
@@ -251,7 +257,7 @@ def validate_meta_params(cfg: StarConfig, theta: Any, name: str = "theta") -> No
 
 
 def effective_decays(cfg: StarConfig, theta: Mapping) -> dict:
-    """The float32 accumulator decays ``1 - (1 - d_init) exp(10 logit)`` (REFERENCE §4.2)."""
+    """The float32 accumulator decays ``1 - (1 - d_init) exp(10 logit)`` (appendix "STAR in the code")."""
     lg = theta["decay_logits"]
     return {
         "momentum": F.decays_from_logits(cfg.initial_momentum_decays, lg["momentum"]),
@@ -296,7 +302,7 @@ def _mlp_layers(mlp: Mapping) -> list:
 
 
 def _heads_matmul(layers, p, g, stats, iteration):
-    """MLP on the materialized ``(*shape', 39)`` feature matrix, the reference's operation order."""
+    """Parity oracle: the MLP on the materialized ``(*shape', 39)`` feature matrix, the reference's operation order."""
     _, net = F.feature_matrix(p, g, stats, iteration)
     for i, (w, b) in enumerate(layers):
         net = net @ w + b
@@ -347,7 +353,7 @@ def _heads_fused(layers, p, g, stats, iteration):
 
 
 def leaf_step(cfg: StarConfig, layers, decays, p, g, acc: F.LeafAccumulators, iteration, implementation="fused"):
-    """Update one parameter tensor: accumulators, features, MLP heads, Eq. of REFERENCE §4.2.
+    """Update one parameter tensor: accumulators, features, MLP heads (appendix "STAR in the code").
 
     Returns ``(new_p, new_acc)``.
     """
@@ -401,7 +407,8 @@ def leaf_step(cfg: StarConfig, layers, decays, p, g, acc: F.LeafAccumulators, it
 
 
 def _split_state(state: StarState, treedef):
-    fields = [treedef.flatten_up_to(x) for x in (state.momentum, state.rms, state.fac_v_row, state.fac_v_col, state.fac_v_diag)]
+    fields = [treedef.flatten_up_to(x)
+              for x in (state.momentum, state.rms, state.fac_v_row, state.fac_v_col, state.fac_v_diag)]
     return [F.LeafAccumulators(*vals) for vals in zip(*fields)]
 
 
@@ -438,9 +445,12 @@ def apply_star(cfg: StarConfig, mlp: Mapping, decays: Mapping, grads, state: Sta
 
 
 def debug_features(cfg: StarConfig, mlp: Mapping, decays: Mapping, grads, state: StarState, params):
-    """Per tensor: ``(raw (…,28), features (…,39), mlp_out (…,n_out))`` of the update from ``state``.
+    """Parity oracle, not for training: per tensor ``(raw (…,28), features (…,39), mlp_out (…,n_out))`` of the
+    update from ``state``, computed the reference's way (materialised feature matrix, then the MLP).
 
-    Shapes follow the parity file's ``debug`` arrays (scalars as ``(1,)``); for localizing mismatches.
+    Shapes follow the parity file's ``debug`` arrays (scalars as ``(1,)``); ``tests/test_optim_parity.py``
+    compares them with the reference's intermediate values to localise a mismatch. :func:`star_optimizer`
+    never calls it.
     """
     layers = _mlp_layers(mlp)
     p_leaves, treedef = jax.tree_util.tree_flatten(params)
@@ -476,8 +486,10 @@ def star_optimizer(cfg: StarConfig, theta: Mapping, num_steps: int, *, implement
         cfg: a :class:`StarConfig` (e.g. ``preset("star")``).
         theta: meta-parameters from :func:`init_meta_params` (or converted from the reference).
         num_steps: the inner-training length, > 0 (stored in the state, as in the reference).
-        implementation: ``"fused"`` (per-element arithmetic, the default) or ``"matmul"`` (the
-            reference's materialized ``[n, 39]`` feature matrix); they agree to float32 rounding.
+        implementation: ``"fused"`` (per-element arithmetic, the default and the one to train with) or
+            ``"matmul"``, a *parity oracle*: the reference's materialized ``[n, 39]`` feature matrix times the
+            MLP, kept so the parity tests and ``bench/optim_step.py`` can check the fused path against the
+            reference's formulation; the two agree to float32 rounding.
     """
     if not isinstance(cfg, StarConfig):
         raise ValueError(f"cfg must be a StarConfig; got {type(cfg).__name__}")

@@ -30,12 +30,12 @@ a task trained with ES gradients). ``TASKS[name].description`` and ``.reference`
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from star.data import load_cifar10, load_fashion_mnist
 from star.tasks import suite
 from star.tasks.base import Batch, Params, Task, clip_normalizer, meta_loss_max
-from star.tasks.image import ConvNet, ImageClassificationTask, MLP, truncated_normal_fan_in
+from star.tasks.image import MLP, ConvNet, ImageClassificationTask, truncated_normal_fan_in
 from star.tasks.suite import OOD_SUITE
 
 __all__ = [
@@ -50,14 +50,14 @@ class TaskSpec:
     """How to build a registered task: an image classifier from ``load`` and ``model``, or any task
     from ``build(name, description, reference, batch_size, data_dir)``; ``data`` names the data set."""
 
-    load: Optional[Callable[..., object]]
-    model: Optional[Callable[[int], object]]
+    load: Callable[..., object] | None
+    model: Callable[[int], object] | None
     batch_size: int
     description: str
     reference: str
-    image_size: Optional[tuple] = None
+    image_size: tuple | None = None
     uses_data_dir: bool = True
-    build: Optional[Callable[..., object]] = None
+    build: Callable[..., object] | None = None
     data: str = ""
 
 
@@ -100,7 +100,7 @@ def list_tasks() -> list:
     return sorted(TASKS)
 
 
-def get_task(name: str, *, batch_size: Optional[int] = None, data_dir=None) -> Task:
+def get_task(name: str, *, batch_size: int | None = None, data_dir=None) -> Task:
     """Build the registered task ``name`` (see the module docstring for the list).
 
     Args:

@@ -25,7 +25,7 @@ class Task(Protocol):
 
     Attributes:
         name: registry name, e.g. ``"fmnist_mlp"``.
-        num_classes: number of classes (sets the meta-loss ceiling, REFERENCE §5.1).
+        num_classes: number of classes (sets the meta-loss ceiling; the book's appendix).
         batch_size: training batch size.
     """
 
@@ -47,14 +47,14 @@ class Task(Protocol):
 
 
 def meta_loss_max(num_classes: int) -> float:
-    """The meta-loss ceiling ``1.5 · ln(#classes)`` of REFERENCE §5.1 (3.454 for 10 classes)."""
+    """The meta-loss ceiling ``1.5 · ln(#classes)`` of appendix "Outer loop and task losses" (3.454 for 10 classes)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
     return 1.5 * math.log(num_classes)
 
 
 def clip_normalizer(loss: jax.Array, num_classes: int) -> jax.Array:
-    """PES meta-loss normalizer (REFERENCE §5.1): clip to ``[0, 1.5 ln C]``; NaN and ±inf → the maximum.
+    """PES meta-loss normalizer (appendix "Outer loop and task losses"): clip to ``[0, 1.5 ln C]``, NaN, ±inf → max.
 
     A diverged inner run (NaN or infinite loss) therefore counts as the worst admissible loss
     instead of poisoning the meta-gradient. The reference image-MLP normalizer clips first and

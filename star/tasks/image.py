@@ -13,7 +13,7 @@ bias is zero.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from star.data import ImageDataset, _check_key, sample_batch
+from star import _checks
+from star.data import ImageDataset, sample_batch
 from star.tasks.base import Batch, Params, clip_normalizer
 
 __all__ = ["truncated_normal_fan_in", "MLP", "ConvNet", "ImageClassificationTask",
@@ -148,7 +149,7 @@ class ImageClassificationTask:
 
     def init(self, key) -> Params:
         """Parameters (a dict of Dense/Conv kernels and biases) drawn from ``key``."""
-        _check_key(key)
+        _checks.key("key", key)
         dummy = jnp.zeros((1, *self.image_shape), jnp.float32)
         return self.model.init(key, dummy)["params"]
 
@@ -178,7 +179,7 @@ class ImageClassificationTask:
         return sample_batch(self.data.split(split), key, self.batch_size)
 
     def normalizer(self, loss: jax.Array) -> jax.Array:
-        """Clip to ``[0, 1.5 ln(num_classes)]``, NaN/inf → the maximum (REFERENCE §5.1)."""
+        """Clip to ``[0, 1.5 ln(num_classes)]``, NaN/inf → the maximum (appendix "Outer loop and task losses")."""
         return clip_normalizer(loss, self.num_classes)
 
     def num_params(self, params: Params) -> int:

@@ -1,0 +1,344 @@
+"""What the chapter "The noisy quadratic model" shows (``book/nqm_experiments.ipynb``): Fig. 2a–c and the
+momentum extension, drawn from the results of :mod:`star.nqm` and :mod:`star.nqm_experiments`, and the
+verdict rules of the two NQM claims (``fig2a_checks``, ``fig2bc_checks``; flipped in
+``tests/test_book_nqm_experiments.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from star import nqm as _nqm
+from star import nqm_experiments as _E
+from star import plotting
+from star import stability as _st
+from star.book.tables import Table, table
+
+__all__ = [
+    "edge_columns", "fig2a_table", "plot_fig2a", "plot_fig2a_code_convention", "fig2a_checks", "fig2a_evidence",
+    "best_preconditioners", "es_summary", "es_table", "plot_fig2b", "plot_fig2c", "fig2bc_checks", "fig2bc_evidence",
+    "plot_momentum_es", "momentum_table", "plot_variance_along_boundary", "boundary_table",
+]
+
+
+def _lambda_max(H) -> float:
+    return float(np.linalg.eigvalsh(np.asarray(H, np.float64))[-1])
+
+
+def _horizon_colours(horizons):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    return plt.cm.viridis, LogNorm(min(horizons), max(horizons))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fig. 2a
+
+
+def edge_columns(alphas, edge: float) -> tuple[int, int, int]:
+    """Grid indices of the middle of the stable range, the last α below the edge and the first above it."""
+    alphas = np.asarray(alphas)
+    inside, outside = np.flatnonzero(alphas < edge), np.flatnonzero(alphas > edge)
+    if inside.size == 0 or outside.size == 0:
+        raise ValueError(f"alphas must have points on both sides of the edge {edge:.4g}; got "
+                         f"[{alphas.min():.4g}, {alphas.max():.4g}]")
+    return int(np.argmin(np.abs(alphas - edge / 2))), int(inside[-1]), int(outside[0])
+
+
+def fig2a_table(alphas, horizons: Sequence[int], var, edge: float) -> Table:
+    """The variance grid read at three step sizes: mid-range, just inside and just past the edge."""
+    i_mid, i_in, i_out = edge_columns(alphas, edge)
+    rows = [[T, row[i_mid], row[i_in], row[i_out], row[i_out] / row[i_mid]] for T, row in zip(horizons, var)]
+    return table(["T", f"α = {alphas[i_mid]:.3f} (mid-range)", f"α = {alphas[i_in]:.3f} (inside)",
+                  f"α = {alphas[i_out]:.3f} (past the edge)", "past / mid"], rows, digits=3)
+
+
+def plot_fig2a(alphas, horizons: Sequence[int], var, edge: float):
+    """Fig. 2a in two panels: the stable range α < 2/λ_max on its own scale (where the curves differ by a few
+    decades), and the full grid including past the edge (where they span a hundred and more)."""
+    import matplotlib.pyplot as plt
+
+    alphas, var = np.asarray(alphas), np.asarray(var)
+    cmap, norm = _horizon_colours(horizons)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.25, 1]})
+    stable = alphas < edge
+    for T, row in zip(horizons, var):
+        ax0.semilogy(alphas[stable], row[stable], color=cmap(norm(T)), lw=1.2)
+        ax1.semilogy(alphas, row, color=cmap(norm(T)), lw=1.2)
+    ax0.set(xlabel=r"nominal step $\alpha$ ($P=0$), stable range only", ylabel=r"tr $\hat\Sigma$ of the meta-gradient",
+            title=r"stable range $\alpha<2/\lambda_{\max}(H)$")
+    for ax in (ax0, ax1):
+        ax.axvline(edge, color="crimson", ls="--", lw=1.2, label=r"$2/\lambda_{\max}(H)$")
+    ax1.set(xlabel=r"nominal step $\alpha$ ($P=0$)", title="full grid, past the edge included")
+    ax1.legend(loc="upper left", fontsize=8)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=(ax0, ax1), label="horizon $T$", pad=0.02)
+    return fig
+
+
+def plot_fig2a_code_convention(alphas, horizons: Sequence[int], var, edge: float, shown=(10, 50, 100)):
+    """The same statistic in the reference code's convention (no ½ in the loss, covariance 100 I): the edge
+    is 1/λ_max, and ``alphas`` are that model's step sizes."""
+    import matplotlib.pyplot as plt
+
+    cmap, norm = _horizon_colours(horizons)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for T in shown:
+        ax.semilogy(alphas, var[list(horizons).index(T)], color=cmap(norm(T)), lw=1.2, label=f"T={T}")
+    ax.axvline(edge, color="crimson", ls="--", lw=1.2, label=r"$1/\lambda_{\max}(H)$")
+    ax.set(xlabel=r"$\alpha$", ylabel=r"tr $\hat\Sigma$", title="reference-code convention (no 1/2, cov $100I$)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig2a_checks(alphas, horizons: Sequence[int], var, edge: float) -> dict[str, bool]:
+    """The Fig. 2a claim, read off the grid: the variance grows by orders of magnitude (≥ 100×) from mid-range
+    to the first α past the edge at every T ≥ 50; this growth factor increases with T (T ≥ 10: steeper for
+    longer horizons); and past the edge the variance itself increases with T (T ≥ 10)."""
+    var, horizons = np.asarray(var), list(horizons)
+    i_mid, _, i_out = edge_columns(alphas, edge)
+    long = [k for k, T in enumerate(horizons) if T >= 50]
+    ten = [k for k, T in enumerate(horizons) if T >= 10]
+    growth = var[:, i_out] / var[:, i_mid]
+    return {
+        "grows >= 100x from mid-range to just past 2/lambda_max at every T >= 50":
+            bool(long) and bool(np.all(growth[long] >= 100)),
+        "the growth from mid-range to past the edge is larger for longer horizons (T >= 10)":
+            len(ten) > 1 and bool(np.all(np.diff(growth[ten]) > 0)),
+        "past the edge the variance grows with the horizon (T >= 10)":
+            len(ten) > 1 and bool(np.all(np.diff(var[ten, i_out]) > 0)),
+    }
+
+
+def fig2a_evidence(alphas, horizons: Sequence[int], var, edge: float, num_seeds: int) -> str:
+    """One sentence with the numbers behind the Fig. 2a verdict."""
+    i_mid, _, i_out = edge_columns(alphas, edge)
+    horizons = list(horizons)
+    k = horizons.index(50) if 50 in horizons else len(horizons) - 1
+    return (f"{num_seeds} seeds, {len(alphas)} step sizes, horizons {horizons[0]}-{horizons[-1]}: at T={horizons[k]} "
+            f"the variance grows {var[k][i_out] / var[k][i_mid]:.3g}x from alpha={alphas[i_mid]:.3f} to "
+            f"alpha={alphas[i_out]:.3f} (2/lambda_max={edge:.3f}); at T={horizons[-1]} it reaches "
+            f"{var[-1][i_out]:.3g} past the edge")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figs. 2b–c: ES meta-training of P
+
+
+def best_preconditioners(model, variants, horizon: int) -> tuple[dict, dict]:
+    """``(P_star, L_star)`` by variant name: the best symmetric P for the variant's α (and momentum), from the
+    closed form; variants that differ only in the meta-optimizer's weight decay share it."""
+    P_star, L_star, cache = {}, {}, {}
+    for v in variants:
+        key = (float(v.alpha), float(v.momentum))
+        if key not in cache:
+            opt = dict(optimizer="heavy_ball", momentum=v.momentum) if v.momentum else {}
+            P = _E.optimal_preconditioner(model, v.alpha, horizon, **opt)
+            with _nqm.float64():  # Eq. (8) in float64
+                cache[key] = (P, float(_nqm.expected_loss(model, v.alpha, P, horizon, **opt)))
+        P_star[v.name], L_star[v.name] = cache[key]
+    return P_star, L_star
+
+
+def _spectral_radius(H, v, p) -> float:
+    P = np.asarray(_E.symmetric_from_vector(p), np.float64)
+    if v.momentum > 0:
+        return _st.momentum_spectral_radius(H, v.alpha, P, momentum=v.momentum)
+    return _st.spectral_radius(np.eye(len(H)) - (v.alpha * np.eye(len(H)) + P) @ H)
+
+
+def es_summary(run, H) -> dict:
+    """Per variant (by name): Theorem 1's band, where the unsmoothed eigenvalues left it (``below``: (9)
+    violated, unstable; ``above``: (10) violated) as [seeds, steps] masks, the spectral radius of the learned
+    dynamics at the start and the end (worst seed), the final eigenvalues (seed mean) and the exact meta-loss at
+    the start and the end (seed mean)."""
+    out = {}
+    for i, v in enumerate(run.variants):
+        low, high = _E.theorem1_band(H, v.alpha, v.momentum)
+        eig = run.eigenvalues[i]  # [seeds, steps + 1, 2], ascending
+        seeds = range(eig.shape[0])
+        out[v.name] = dict(
+            variant=v, band=(low, high), below=eig[..., 0] < low, above=eig[..., 1] > high,
+            rho_start=max(_spectral_radius(H, v, run.p[i, s, 0]) for s in seeds),
+            rho_end=max(_spectral_radius(H, v, run.p[i, s, -1]) for s in seeds),
+            final=eig[:, -1].mean(0), max_eig=float(eig[..., 1].max()),
+            L0=float(run.exact_loss[i, :, 0].mean()), L1=float(run.exact_loss[i, :, -1].mean()),
+            nan=int(run.nan_count[i].sum()))
+    return out
+
+
+def es_table(summary: Mapping, names: "Sequence[str] | None" = None) -> Table:
+    """One row per variant: band, final eigenvalues, steps outside the band, spectral radius, meta-loss."""
+    rows = []
+    for name in names or list(summary):
+        s = summary[name]
+        rows.append([name, f"[{s['band'][0]:.3f}, {s['band'][1]:.3f}]", f"{s['final'][0]:.3f}, {s['final'][1]:.3f}",
+                     s["max_eig"], int(s["below"].any(axis=0).sum()), int(s["above"].any(axis=0).sum()),
+                     s["rho_end"], s["L0"], s["L1"]])
+    return table(["variant", "Theorem 1 band", "final eigenvalues of P", "largest eigenvalue ever",
+                  "steps below the band", "steps above the band", "ρ at the end", "L at the start",
+                  "L at the end"], rows)
+
+
+def plot_fig2b(run, H, P_star: Mapping, names: Sequence[str], ema: float = 0.95, colour: str = "C0",
+               extra_bound: "float | None" = None):
+    """Eigenvalues of the learned P (solid: smaller, dotted: larger; seed mean ± 1 s.e., EMA-smoothed), Theorem
+    1's band (red dashed) and the eigenvalues of the best P* (grey dotted), one panel per variant."""
+    import matplotlib.pyplot as plt
+
+    index = {v.name: i for i, v in enumerate(run.variants)}
+    fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 3.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    steps = np.arange(run.eigenvalues.shape[2])
+    for ax, name in zip(axes, names):
+        i = index[name]
+        v = run.variants[i]
+        for k, style in ((0, "-"), (1, ":")):
+            mean, lo, hi = plotting.mean_stderr_band(run.eigenvalues[i][:, :, k], coefficient=ema)
+            ax.plot(steps, mean, style, color=colour, lw=1.8)
+            ax.fill_between(steps, lo, hi, color=colour, alpha=0.25)
+        for y in _E.theorem1_band(H, v.alpha, v.momentum):
+            ax.axhline(y, color="crimson", ls="--", lw=1.2)
+        if extra_bound is not None:
+            ax.axhline(extra_bound - v.alpha, color="crimson", ls="-.", lw=0.8, alpha=0.6)
+        for y in np.linalg.eigvalsh(P_star[name]):
+            ax.axhline(y, color="grey", ls=":", lw=1.0)
+        ax.set(title=name, xlabel="outer step")
+    axes[0].set_ylabel("eigenvalues of the learned $P$")
+    axes[0].plot([], [], "k-", label=r"$\lambda_{\min}(P)$")
+    axes[0].plot([], [], "k:", label=r"$\lambda_{\max}(P)$")
+    axes[0].plot([], [], "--", color="crimson", label="Theorem 1 band" if extra_bound is None else
+                 r"momentum band, $2(1+\beta)/\lambda_{\max}-\alpha$")
+    if extra_bound is not None:
+        axes[0].plot([], [], "-.", color="crimson", alpha=0.6, label=r"SGD bound $2/\lambda_{\max}-\alpha$")
+    axes[0].plot([], [], ":", color="grey", label=r"best $P^*$ (closed form)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig2c(run, L_star: Mapping, names: Sequence[str], ema: float = 0.95):
+    """Left: the meta-loss ES reports (mean of the ± episodes; seed mean ± 1 s.e., EMA), on a linear axis
+    limited to the range after the first 5 % of the steps (a start above it is marked at the top edge).
+    Right: the excess exact meta-loss L(αI + P; T) − L(P*; T) over each variant's best symmetric P, on a log axis:
+    how far each learned optimizer still is from the best one it could reach."""
+    import matplotlib.pyplot as plt
+
+    index = {v.name: i for i, v in enumerate(run.variants)}
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.9))
+    n = run.meta_loss.shape[2]
+    x = np.arange(1, n + 1)
+    settled = []
+    for c, name in enumerate(names):
+        i = index[name]
+        mean, lo, hi = plotting.mean_stderr_band(run.meta_loss[i], coefficient=ema)
+        ax0.plot(x, mean, color=f"C{c}", label=name)
+        ax0.fill_between(x, lo, hi, color=f"C{c}", alpha=0.12)
+        settled.append(np.concatenate([lo[n // 20:], hi[n // 20:]]))
+        excess = run.exact_loss[i] - L_star[name]
+        m, lo, hi = plotting.mean_stderr_band(excess)
+        ax1.plot(run.exact_steps, m, color=f"C{c}", marker=".", ms=3, label=name)
+        ax1.fill_between(run.exact_steps, np.maximum(lo, m * 1e-3), hi, color=f"C{c}", alpha=0.25)
+    low, high = np.nanpercentile(np.concatenate(settled), [0.5, 99.5])
+    pad = 0.1 * (high - low)
+    ax0.set_ylim(low - pad, high + pad)
+    for c, name in enumerate(names):
+        start = plotting.mean_stderr_band(run.meta_loss[index[name]], coefficient=ema)[0][0]
+        if start > high + pad:
+            ax0.annotate(f"starts at {start:.3g}", xy=(1, high + pad), xytext=(n * 0.12, high + 0.25 * pad),
+                         color=f"C{c}", fontsize=8, arrowprops=dict(arrowstyle="->", color=f"C{c}"))
+    ax0.set(xlabel="outer step", ylabel="ES meta-loss (mean of the ± episodes)",
+            title=f"meta-loss reported by ES (EMA {ema:g})")
+    ax1.set(yscale="log", xlabel="outer step", ylabel=r"$L(\alpha I+P;50)-L(P^*;50)$",
+            title="exact meta-loss above the best symmetric $P^*$")
+    ax0.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig2bc_checks(summary: Mapping, alone: str, nominal: str, decayed: str) -> dict[str, bool]:
+    """The Figs. 2b–c claim as five questions about the ES runs (unsmoothed, every seed and outer step):
+
+    1. the learned P alone leaves Theorem 1's region;
+    2. it drifts towards the stability boundary: the spectral radius of its dynamics is larger at the end than
+       at the start;
+    3. nominal term + weight decay keeps P inside Theorem 1's region throughout;
+    4. the nominal term contributes to that: without weight decay, nominal + P also stays inside;
+    5. nominal term + weight decay meta-trains smoothly: the exact meta-loss falls and no meta-gradient entry
+       was non-finite.
+    """
+    a, n, d = summary[alone], summary[nominal], summary[decayed]
+    outside = lambda s: bool(s["below"].any() or s["above"].any())  # noqa: E731
+    return {
+        "learned P alone leaves Theorem 1's region": outside(a),
+        "learned P alone drifts towards instability (rho(A) larger at the end than at the start)":
+            bool(a["rho_end"] > a["rho_start"]),
+        "nominal + P + weight decay stays inside Theorem 1's region at every step and seed": not outside(d),
+        "the nominal term alone (no weight decay) also keeps P inside Theorem 1's region": not outside(n),
+        "nominal + P + weight decay meta-trains smoothly (exact meta-loss falls, no non-finite gradients)":
+            bool(d["L1"] < d["L0"] and d["nan"] == 0),
+    }
+
+
+def fig2bc_evidence(summary: Mapping, names: Sequence[str]) -> str:
+    """One sentence with the numbers behind the Figs. 2b–c verdict."""
+    parts = [f"{n}: largest eigenvalue of P {summary[n]['max_eig']:.3f} vs Theorem 1's bound "
+             f"{summary[n]['band'][1]:.3f}, rho(A) {summary[n]['rho_start']:.3f} -> {summary[n]['rho_end']:.3f}"
+             for n in names]
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Momentum (beyond the paper)
+
+
+def plot_momentum_es(run, H, P_star: Mapping, names: Sequence[str], ema: float = 0.95):
+    """As Fig. 2b for the heavy-ball variants, with the SGD bound (10) for comparison."""
+    return plot_fig2b(run, H, P_star, names, ema=ema, colour="C2", extra_bound=2.0 / _lambda_max(H))
+
+
+def momentum_table(summary: Mapping, P_star: Mapping, H, names: Sequence[str]) -> Table:
+    """Where the best heavy-ball P* lies relative to the momentum band and the SGD bound, per variant."""
+    rows = []
+    for name in names:
+        s = summary[name]
+        lam = np.linalg.eigvalsh(P_star[name])
+        sgd_bound = 2.0 / _lambda_max(H) - s["variant"].alpha
+        rows.append([name, f"{lam[0]:.3f}, {lam[1]:.3f}", bool(s["band"][0] < lam[0] and lam[1] < s["band"][1]),
+                     bool(lam[1] < sgd_bound), int((s["below"] | s["above"]).any(axis=0).sum()), s["rho_end"],
+                     s["L0"], s["L1"]])
+    return table(["variant", "eigenvalues of P*", "P* inside the momentum band", "P* inside the SGD bound",
+                  "steps outside the band", "ρ at the end", "L at the start", "L at the end"], rows)
+
+
+def plot_variance_along_boundary(boundary, num_episodes: int = 8):
+    """Meta-gradient variance (left) and per-sample SNR (right) against α as a fraction of each momentum's edge."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for k, b in enumerate(boundary.momenta):
+        colour = plt.cm.plasma(k / max(len(boundary.momenta), 1))
+        axes[0].semilogy(boundary.fractions, boundary.variance[k], color=colour, label=fr"$\beta={b:g}$")
+        axes[1].semilogy(boundary.fractions, boundary.snr[k], color=colour, label=fr"$\beta={b:g}$")
+    for ax in axes:
+        ax.axvline(1.0, color="crimson", ls="--", lw=1.2)
+        ax.set_xlabel(r"$\alpha$ as a fraction of the edge $2(1+\beta)/\lambda_{\max}(H)$")
+    axes[1].axhline(1 / num_episodes, color="grey", ls=":", label=f"1/N, N = {num_episodes} episodes")
+    axes[0].set(ylabel=r"tr $\hat\Sigma$ of the meta-gradient ($T=50$)")
+    axes[1].set(ylabel=r"SNR $\|\nabla L\|^2/\mathrm{tr}\,\hat\Sigma$")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def boundary_table(boundary) -> Table:
+    """Per momentum: the edge, the variance at the smallest and the largest fraction, and the SNR."""
+    f0, f1 = boundary.fractions[0], boundary.fractions[-1]
+    rows = [[b, boundary.alphas[k, 0] / f0, boundary.variance[k, 0], boundary.variance[k, -1],
+             np.nanmin(boundary.snr[k]), boundary.snr[k, 0]] for k, b in enumerate(boundary.momenta)]
+    return table(["β", "edge α", f"variance at f = {f0:g}", f"variance at f = {f1:g}", "smallest SNR",
+                  f"SNR at f = {f0:g}"], rows, digits=3)

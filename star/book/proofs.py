@@ -1,0 +1,425 @@
+"""What the chapter "The appendix proofs, verified" computes and draws (``book/proofs.ipynb``).
+
+Each function is one of the chapter's numerical checks of Appendix A (random instances, closed form against
+Monte Carlo, the stability regions) or one of its figures. The verdict rules of the theorem-level claims are
+here too (``theorem1_checks``, ``lemma2_checks``, ``lemma3_checks``): they turn the checks into the verdict
+the status page shows, and ``tests/test_book_proofs.py`` feeds them evidence that flips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from star import errata as _errata
+from star import nqm as _nqm
+from star import stability as _st
+from star.book.tables import Table, table
+
+__all__ = [
+    "monte_carlo_check", "lemma4_table", "transient_growth_facts", "plot_transient_growth",
+    "random_instance", "Trials", "theorem1_trials", "lemma2_trials", "lemma3_trials", "preconditioning_summary",
+    "Regions", "stability_regions", "plot_stability_regions", "region_table", "e11_summary",
+    "plot_cancellation", "errata_table", "MomentumRegions", "momentum_regions", "plot_momentum_regions",
+    "momentum_monte_carlo", "theorem1_checks", "lemma2_checks", "lemma3_checks",
+]
+
+
+def _eye(n):
+    return np.eye(n)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The NQM: closed form against Monte Carlo, Lemma 4, Lemma 5
+
+
+def monte_carlo_check(key, model, alphas: Sequence[float], horizon: int, num_runs: int, *,
+                      optimizer: str = "sgd", momentum: float = 0.0) -> Table:
+    """Eq. (8) against a Monte-Carlo simulation of the optimizer (a separate code path), one row per α."""
+    rows = []
+    opt = dict(optimizer=optimizer, momentum=momentum)
+    for alpha in alphas:
+        runs = np.asarray(_nqm.simulate_losses(key, model, alpha, None, horizon, num_runs, **opt)).mean(axis=1)
+        closed = float(_nqm.expected_loss(model, alpha, None, horizon, **opt))
+        se = runs.std(ddof=1) / np.sqrt(num_runs)
+        rows.append([alpha, closed, runs.mean(), se, (runs.mean() - closed) / se])
+    return table(["α", f"closed form L(θ; {horizon})", f"Monte Carlo ({num_runs} runs)", "1 s.e.",
+                  "difference in s.e."], rows)
+
+
+def lemma4_table(model, alphas: Sequence[float], horizon: int) -> Table:
+    """Lemma 4 in numbers: L̄ ≤ L, and L − L̄ equals the trace term, computed independently as the loss of
+    the same NQM started at φ₀ = 0 (float64)."""
+    rows = []
+    with _nqm.float64():
+        for alpha in alphas:
+            L = float(_nqm.expected_loss(model, alpha, None, horizon))
+            Lbar = float(_nqm.noise_free_loss(model, alpha, None, horizon))
+            term = float(_nqm.expected_loss(model._replace(S0=np.zeros_like(model.S0)), alpha, None, horizon))
+            rows.append([alpha, Lbar, L, Lbar <= L, f"{L - Lbar - term:+.1e}"])
+    return table(["α", "L̄ (noise-free)", "L", "L̄ ≤ L", "L − (L̄ + trace term)"], rows)
+
+
+def transient_growth_facts(H, alpha: float, P) -> str:
+    """ρ(A), ‖A‖₂ and κ(V) of A = I − (αI + P)H: the E2 example's numbers."""
+    A = _eye(len(H)) - (alpha * _eye(len(H)) + P) @ H
+    return (f"rho(A) = {_st.spectral_radius(A):.4f}, ||A||_2 = {np.linalg.norm(A, 2):.3f}, "
+            f"kappa(V) = {_st.eigenvector_condition_number(A):.3f}")
+
+
+def plot_transient_growth(model, alpha: float, P, alphas: Sequence[float] = (0.3, 0.8, 1.3),
+                          num_powers: int = 400, horizon: int = 2000):
+    """Left: ‖A^k‖₂ against ρ(A)^k and the bounds κ(V)ρ^k, √κ(M)ρ^k (erratum E2). Right: L(θ; T) against
+    T with its Lyapunov limit (Lemma 5)."""
+    import matplotlib.pyplot as plt
+
+    H = np.asarray(model.H, np.float64)
+    A = _eye(len(H)) - (alpha * _eye(len(H)) + P) @ H
+    k = np.arange(num_powers)
+    rho = _st.spectral_radius(A)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax0.semilogy(k, [np.linalg.norm(np.linalg.matrix_power(A, int(j)), 2) for j in k], "k", lw=2,
+                 label=r"$\|A^k\|_2$")
+    ax0.semilogy(k, rho ** k, "C0--", label=r"$\rho(A)^k$ (what (A.14) uses)")
+    ax0.semilogy(k, [_st.power_norm_bound(A, int(j)) for j in k], "C1", label=r"$\kappa(V)\rho^k$")
+    ax0.semilogy(k, _st.symmetric_kappa(alpha, P) * rho ** k, "C2:", label=r"$\sqrt{\kappa(M)}\rho^k$")
+    ax0.set(xlabel="k", title=fr"E2: $\alpha={alpha:g}$, $P=\mathrm{{diag}}({P[0, 0]:g},{P[1, 1]:g})$")
+    ax0.legend(fontsize=8)
+    T = np.arange(1, horizon + 1)
+    with _nqm.float64():
+        for a, c in zip(alphas, ("C0", "C1", "C3")):
+            steps = np.asarray(_nqm.expected_losses(model, a, None, horizon))
+            ax1.semilogx(T, np.cumsum(steps) / T, c, label=fr"$\alpha={a:g}$")
+            ax1.axhline(float(_nqm.asymptotic_loss(model, a, None)), color=c, ls=":", lw=1)
+    ax1.set(xlabel="horizon T", ylabel=r"$L(\theta;T)$", ylim=(0, 25), title="L(T) and its Lyapunov limit (dotted)")
+    ax1.legend()
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Random instances: Theorem 1, the exact criterion, Lemma 2, Lemma 3
+
+
+def random_instance(rng: np.random.Generator, sqrt_curvature: bool = False):
+    """Random SPD H (N ≤ 4, condition number up to 1e3), α, and symmetric P whose eigenvalues lie around
+    Theorem 1's band [−α, e − α], e = 2/λ_max (2/√λ_max for Lemma 2)."""
+    n = rng.integers(2, 5)
+    U, W = np.linalg.qr(rng.normal(size=(n, n)))[0], np.linalg.qr(rng.normal(size=(n, n)))[0]
+    H = (U * 10.0 ** rng.uniform(-3, 0, size=n)) @ U.T
+    H = (H + H.T) / 2
+    lmax = np.linalg.eigvalsh(H)[-1]
+    e = 2 / (np.sqrt(lmax) if sqrt_curvature else lmax)
+    a = rng.uniform(0.01, 1.2) * e
+    P = (W * (-a + rng.uniform(-0.1, 1.1, size=n) * e)) @ W.T
+    return H, a, (P + P.T) / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Trials:
+    """Outcome of a random-instance check: ``held`` instances met the result's conditions, ``stable`` of them
+    were stable; ``agree``/``total`` count instances where the exact criterion matched ρ < 1 (Theorem 1) and
+    ``strict_held``/``strict_stable`` the strict version (ρ < 1)."""
+
+    name: str
+    total: int
+    held: int
+    stable: int
+    agree: int = 0
+    strict_held: int = 0
+    strict_stable: int = 0
+    unit: str = ""  # what ``held`` counts when it is not random instances
+
+    def __str__(self) -> str:
+        if self.unit:
+            out = f"{self.name}: {self.held} {self.unit} (from {self.total} random instances); stable on " \
+                  f"{self.stable}/{self.held}"
+        else:
+            out = f"{self.name}: conditions held on {self.held} of {self.total} random instances; stable on " \
+                  f"{self.stable}/{self.held}"
+        if self.strict_held:
+            out += f"; strict conditions held on {self.strict_held}, rho < 1 on {self.strict_stable}"
+        if self.agree:
+            out += f"; the exact criterion matched rho(A) < 1 on {self.agree}/{self.total}"
+        return out
+
+
+def theorem1_trials(rng: np.random.Generator, num: int) -> Trials:
+    """Theorem 1 (non-strict: ρ ≤ 1; strict: ρ < 1) and the exact criterion on ``num`` random instances."""
+    held = stable = agree = s_held = s_stable = 0
+    for _ in range(num):
+        H, a, P = random_instance(rng)
+        rho = _st.spectral_radius(_eye(len(H)) - (a * _eye(len(H)) + P) @ H)
+        agree += _st.exact_stability_criterion(H, a, P) == (rho < 1)
+        if _st.theorem1_holds(H, a, P):
+            held += 1
+            stable += rho <= 1 + 1e-9
+        if _st.theorem1_holds(H, a, P, strict=True):
+            s_held += 1
+            s_stable += rho < 1
+    return Trials("Theorem 1", num, held, stable, agree, s_held, s_stable)
+
+
+def lemma2_trials(rng: np.random.Generator, num: int) -> Trials:
+    """Lemma 2's conditions against ρ(A′) of the preconditioned dynamics on ``num`` random instances."""
+    held = stable = 0
+    for _ in range(num):
+        H, a, P = random_instance(rng, sqrt_curvature=True)
+        if _st.lemma2_holds(H, a, P):
+            held += 1
+            stable += _st.spectral_radius(_st.lemma2_dynamics_matrix(H, a, P)) <= 1 + 1e-9
+    return Trials("Lemma 2", num, held, stable)
+
+
+def lemma3_trials(rng: np.random.Generator, num: int, errors_per_instance: int = 5) -> Trials:
+    """Lemma 3: a diagonal P̃ within (16)–(17), then random errors Δ in the box 0 < d_i ≤ d̄_i and its corner
+    Δ = diag(d̄). ``held`` counts the errors tried, ``stable`` those with ρ ≤ 1."""
+    checked = stable = 0
+    for _ in range(num):
+        H, a, _ = random_instance(rng)
+        n, e = len(H), 2 / np.linalg.eigvalsh(H)[-1]
+        d_bar = rng.uniform(1, 5, size=n)
+        P_tilde = np.diag((-a + rng.uniform(size=n) * e) / d_bar.max())
+        if not _st.robust_bounds_hold(H, a, P_tilde, d_bar):
+            continue
+        errors = [np.diag(d_bar * rng.uniform(1e-3, 1, size=n)) for _ in range(errors_per_instance)]
+        for Delta in errors + [np.diag(d_bar)]:
+            checked += 1
+            stable += _st.spectral_radius(_eye(n) - (a * _eye(n) + Delta @ P_tilde) @ H) <= 1 + 1e-9
+    return Trials("Lemma 3", num, checked, stable, unit="sampled diagonal errors within (16)-(17)")
+
+
+def preconditioning_summary(H) -> str:
+    """The largest stable nominal step for P = 0 and the condition number, without and with H^(-1/2)."""
+    lam = np.linalg.eigvalsh(H)
+    return (f"largest stable alpha for P = 0: 2/lambda_max = {2 / lam[-1]:.3f} without, 2/sqrt(lambda_max) = "
+            f"{2 / np.sqrt(lam[-1]):.3f} with preconditioning; condition number {lam[-1] / lam[0]:.1f} -> "
+            f"{np.sqrt(lam[-1] / lam[0]):.2f}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stability regions in the (α, p) plane
+
+
+@dataclasses.dataclass(frozen=True)
+class Regions:
+    """Boolean masks [p, α] per direction of P = p·D: exact, Theorem 1, (16)–(17) and exact robust per d̄."""
+
+    alphas: np.ndarray
+    ps: np.ndarray
+    d_bars: tuple
+    edge: float
+    masks: dict  # {direction label: {"exact"|"theorem1"|("robust_bound", d)|("robust_exact", d): mask}}
+
+    def nested(self) -> dict:
+        """Per direction: is Theorem 1's region inside the exact one, and (16)–(17) inside the exact robust?"""
+        out = {}
+        for name, m in self.masks.items():
+            ok = not (m["theorem1"] & ~m["exact"]).any()
+            for d in self.d_bars:
+                ok &= not (m[("robust_bound", d)] & ~m[("robust_exact", d)]).any()
+            out[name] = bool(ok)
+        return out
+
+
+DIRECTIONS = {"$P=pI$": (1.0, 1.0), r"$P=p\,e_1e_1^\top$": (1.0, 0.0), r"$P=p\,e_2e_2^\top$": (0.0, 1.0)}
+
+
+def stability_regions(H, alphas, ps, d_bars=(2.0, 4.0), directions: Mapping = DIRECTIONS) -> Regions:
+    """The regions of :func:`star.stability.region_masks` for each direction (2-D H)."""
+    masks = {name: _st.region_masks(H, alphas, ps, np.array(D), d_bars=d_bars) for name, D in directions.items()}
+    return Regions(np.asarray(alphas), np.asarray(ps), tuple(d_bars), 2 / np.linalg.eigvalsh(H)[-1], masks)
+
+
+def plot_stability_regions(regions: Regions):
+    """Exact region (shaded), Theorem 1 (black), (16)–(17) (dashed) and the exact robust region (dotted)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(regions.masks), figsize=(4.6 * len(regions.masks), 4.2), sharey=True)
+    colours = ("C1", "C3", "C4", "C5")
+    a, p = regions.alphas, regions.ps
+    for ax, (name, m) in zip(np.atleast_1d(axes), regions.masks.items()):
+        ax.contourf(a, p, m["exact"].astype(float), levels=[0.5, 1.5], colors=["#cfe3f5"])
+        ax.contour(a, p, m["theorem1"].astype(float), levels=[0.5], colors="k", linewidths=1.5)
+        for d, c in zip(regions.d_bars, colours):
+            ax.contour(a, p, m[("robust_bound", d)].astype(float), levels=[0.5], colors=c, linestyles="--")
+            ax.contour(a, p, m[("robust_exact", d)].astype(float), levels=[0.5], colors=c, linestyles=":")
+        ax.axvline(regions.edge, color="grey", lw=0.8)
+        ax.set(title=name, xlabel=r"nominal step $\alpha$")
+    np.atleast_1d(axes)[0].set_ylabel(r"eigenvalue scale $p$ of the learned $P$")
+    handles = [plt.Rectangle((0, 0), 1, 1, color="#cfe3f5"), Line2D([], [], color="k")]
+    labels = ["exact region (rho < 1)", "Theorem 1 (9)-(10)"]
+    for d, c in zip(regions.d_bars, colours):
+        handles += [Line2D([], [], color=c, ls="--"), Line2D([], [], color=c, ls=":")]
+        labels += [f"(16)-(17), d = {d:g}", f"exact robust, d = {d:g}"]
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+def region_table(regions: Regions) -> Table:
+    """Area fractions of the regions on the grid (first d̄) and whether they are nested."""
+    d = regions.d_bars[0]
+    nested = regions.nested()
+    rows = [[name.strip("$").replace("\\,", " ").replace("^\\top", "ᵀ"), m["exact"].mean(), m["theorem1"].mean(),
+             m[("robust_bound", d)].mean(), m[("robust_exact", d)].mean(), nested[name]]
+            for name, m in regions.masks.items()]
+    return table(["direction", "exact", "Theorem 1", f"(16)–(17), d̄ = {d:g}", f"exact robust, d̄ = {d:g}",
+                  "nested"], rows, caption="Area fraction of each region on the plotted grid", digits=3)
+
+
+def e11_summary(H) -> str:
+    """The E11 counterexample: a non-diagonal P̃ within (16)–(17) and an admissible Δ that destabilizes."""
+    c = _errata.E11_COUNTEREXAMPLE
+    A = _eye(2) - (c["alpha"] * _eye(2) + np.diag(c["d"]) @ c["P_tilde"]) @ H
+    return (f"E11: P_tilde = {np.round(c['P_tilde'], 3).tolist()} (eigenvalues "
+            f"{np.linalg.eigvalsh(c['P_tilde']).round(3)}), alpha = {c['alpha']}, d_bar = {c['d_bar']}, "
+            f"Delta = diag{tuple(c['d'].tolist())}: rho(A) = {_st.spectral_radius(A):.3f}")
+
+
+def plot_cancellation(H, alpha: float, Q, eps=np.linspace(-0.5, 0.5, 201)):
+    """ρ(A) under a relative error ε for a learned term that cancels the nominal step (Q = 0 and Q) and for
+    one that adds to it (§A.3)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for Qc, label in ((np.zeros_like(Q), "cancelling, Q = 0"), (Q, "cancelling, Q = diag(0, 0.6)")):
+        ax.plot(eps, [_st.spectral_radius(_st.cancellation_dynamics_matrix(H, alpha, Qc, e)) for e in eps],
+                label=label)
+    ax.plot(eps, [_st.spectral_radius(_eye(len(H)) - (alpha * _eye(len(H)) + (1 + e) * Q) @ H) for e in eps],
+            label="additive, P = (1+eps) Q")
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set(xlabel=r"relative error $\varepsilon$", ylabel=r"$\rho(A)$", title=fr"$\alpha={alpha:g}$, paper's $H$")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def errata_table() -> Table:
+    """The errata E1–E12 with their computed evidence (:func:`star.errata.errata`)."""
+    rows = [[r.id, r.location, r.problem, r.fix, r.evidence,
+             "—" if r.confirmed is None else ("yes" if r.confirmed else "NO")] for r in _errata.errata()]
+    return table(["#", "where", "problem", "fix", "computed evidence", "confirmed"], rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Momentum (§A.4, beyond the paper)
+
+
+@dataclasses.dataclass(frozen=True)
+class MomentumRegions:
+    """ρ of the companion matrix on an (α, β) grid per optimizer, and simulated runs on a sub-grid."""
+
+    H: np.ndarray
+    alphas: np.ndarray
+    betas: np.ndarray
+    rho: dict  # {optimizer: [beta, alpha] array}
+    points: dict  # {optimizer: list of (alpha, beta, converged, diverged, rho)}
+    checked: int
+    mismatch: int
+
+
+def momentum_regions(key, H, alphas, betas, sub=(8, 5), steps: int = 400) -> MomentumRegions:
+    """ρ(𝒜) of heavy ball and Nesterov (P = 0) on the grid, and noise-free runs of the optimizers themselves
+    from φ₀ = (1, 1) on every ``sub``-th point: converged (loss below 1e-3 of its start) or diverged (above
+    1e3 times), compared with ρ < 1. Points within 0.02 of ρ = 1 are too close to the edge to classify."""
+    import jax
+
+    quiet = _nqm.make_nqm(H, np.zeros_like(H), phi0=np.ones(len(H)))
+    l0 = 0.5 * np.ones(len(H)) @ H @ np.ones(len(H))
+    sa, sb = sub
+    A_pts, B_pts = np.meshgrid(alphas[sa // 2::sa], betas[::sb])
+    rho_all, points, checked, mismatch = {}, {}, 0, 0
+    for opt in ("heavy_ball", "nesterov"):
+        rho = _st.momentum_spectral_radius_grid(H, alphas, betas, optimizer=opt)
+        sim = jax.vmap(lambda a, b, opt=opt: _nqm.simulate_losses(key, quiet, a, None, steps, 1, optimizer=opt,
+                                                                  momentum=b)[0, -1])
+        final = np.asarray(sim(A_pts.ravel(), B_pts.ravel()))
+        pts = []
+        for a, b, f, r in zip(A_pts.ravel(), B_pts.ravel(), final, rho[::sb, sa // 2::sa].ravel()):
+            if abs(r - 1) < 0.02:
+                continue
+            converged, diverged = bool(f < 1e-3 * l0), bool((not np.isfinite(f)) or f > 1e3 * l0)
+            pts.append((a, b, converged, diverged, r))
+            checked += 1
+            mismatch += not ((converged and r < 1) or (diverged and r > 1))
+        rho_all[opt], points[opt] = rho, pts
+    return MomentumRegions(np.asarray(H), np.asarray(alphas), np.asarray(betas), rho_all, points, checked, mismatch)
+
+
+def plot_momentum_regions(m: MomentumRegions):
+    """log10 ρ(𝒜) per optimizer, the ρ = 1 contour (black), the closed-form boundary (white dashed) and
+    the simulated runs (circle: converged, cross: diverged)."""
+    import matplotlib.pyplot as plt
+
+    lam_max = np.linalg.eigvalsh(m.H)[-1]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, (opt, rho) in zip(axes, m.rho.items()):
+        im = ax.pcolormesh(m.alphas, m.betas, np.log10(rho), cmap="RdBu_r", vmin=-1, vmax=1, shading="auto")
+        ax.contour(m.alphas, m.betas, rho, levels=[1.0], colors="k", linewidths=1)
+        ax.plot([_st.momentum_step_interval(b, opt)[1] / lam_max for b in m.betas], m.betas, "w--", lw=2)
+        for a, b, converged, _, _ in m.points[opt]:
+            ax.plot(a, b, "o" if converged else "x", color="k", ms=4, mfc="none")
+        ax.set(title=opt.replace("_", " "), xlabel=r"nominal step $\alpha$ ($P=0$)")
+    axes[0].set_ylabel(r"momentum $\beta$")
+    fig.colorbar(im, ax=axes, label=r"$\log_{10}\rho(\mathcal{A})$")
+    return fig
+
+
+def momentum_monte_carlo(key, model, alpha: float, momentum: float, horizon: int, num_runs: int) -> Table:
+    """Closed form with momentum against Monte Carlo, and the per-step loss at T against the Lyapunov limit."""
+    rows = []
+    for opt in ("heavy_ball", "nesterov"):
+        kw = dict(optimizer=opt, momentum=momentum)
+        runs = np.asarray(_nqm.simulate_losses(key, model, alpha, None, horizon, num_runs, **kw)).mean(axis=1)
+        closed = float(_nqm.expected_loss(model, alpha, None, horizon, **kw))
+        limit = float(_nqm.asymptotic_loss(model, alpha, None, **kw))
+        last = float(_nqm.expected_losses(model, alpha, None, horizon, **kw)[-1])
+        rho = _st.momentum_spectral_radius(np.asarray(model.H), alpha, momentum=momentum, optimizer=opt)
+        se = runs.std(ddof=1) / np.sqrt(num_runs)
+        rows.append([opt.replace("_", " "), closed, runs.mean(), se, last, limit, rho])
+    return table(["optimizer", f"L({horizon}) closed form", "Monte Carlo", "1 s.e.", f"loss at t={horizon}",
+                  "Lyapunov limit", "ρ"], rows, caption=f"α = {alpha:g}, β = {momentum:g}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verdict rules (star.book.claims records them; the status page shows them)
+
+
+def theorem1_checks(trials: Trials, regions: Regions) -> dict[str, bool]:
+    """Theorem 1 is a sufficient condition: every random instance meeting (9)–(10) is stable (ρ ≤ 1), with
+    strict inequalities strictly (ρ < 1), and on the (α, p) grids its region lies inside the exact one."""
+    return {
+        "rho(A) <= 1 on every random instance that meets (9)-(10)": trials.held > 0 and trials.stable == trials.held,
+        "rho(A) < 1 on every random instance that meets (9)-(10) strictly":
+            trials.strict_held > 0 and trials.strict_stable == trials.strict_held,
+        "Theorem 1's region lies inside the exact stability region on every grid":
+            all(not (m["theorem1"] & ~m["exact"]).any() for m in regions.masks.values()),
+    }
+
+
+def lemma2_checks(trials: Trials, H) -> dict[str, bool]:
+    """Lemma 2: its conditions imply ρ(A′) ≤ 1 on random instances, and on the paper's H (λ_max > 1) they
+    allow a larger nominal step than Theorem 1 (2/√λ_max > 2/λ_max)."""
+    lmax = np.linalg.eigvalsh(H)[-1]
+    return {
+        "rho(A') <= 1 on every random instance that meets Lemma 2's conditions":
+            trials.held > 0 and trials.stable == trials.held,
+        "on the paper's H preconditioning enlarges the stable range of the nominal step":
+            bool(2 / np.sqrt(lmax) > 2 / lmax),
+    }
+
+
+def lemma3_checks(trials: Trials, regions: Regions) -> dict[str, bool]:
+    """Lemma 3: every sampled diagonal error within (16)–(17) is stable, and on the grids the (16)–(17)
+    region lies inside the exact robust region for every d̄."""
+    return {
+        "rho(A) <= 1 for every sampled diagonal error within (16)-(17)":
+            trials.held > 0 and trials.stable == trials.held,
+        "the (16)-(17) region lies inside the exact robust region on every grid":
+            all(not (m[("robust_bound", d)] & ~m[("robust_exact", d)]).any()
+                for m in regions.masks.values() for d in regions.d_bars),
+    }
