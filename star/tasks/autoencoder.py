@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from star.data import ImageDataset, _check_key, sample_batch
+from star import _checks
+from star.data import ImageDataset, sample_batch
 from star.tasks.base import Batch, Params
 from star.tasks.image import truncated_normal_fan_in
 
@@ -85,7 +86,7 @@ class AutoencoderTask:
     num_classes: int = struct.field(pytree_node=False, default=10)
 
     def init(self, key) -> Params:
-        _check_key(key)
+        _checks.key("key", key)
         return self.model.init(key, jnp.zeros((1, *self.data.image_shape), jnp.float32))["params"]
 
     def loss(self, params: Params, batch: Batch) -> jax.Array:
@@ -118,7 +119,7 @@ class VAETask:
     num_classes: int = struct.field(pytree_node=False, default=2)  # Bernoulli pixels
 
     def init(self, key) -> Params:
-        _check_key(key)
+        _checks.key("key", key)
         x = jnp.zeros((1, *self.data.image_shape), jnp.float32)
         return self.model.init(key, x, jnp.zeros((1, self.model.latent), jnp.float32))["params"]
 

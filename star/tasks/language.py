@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from star.data import TextCorpus, _check_key, sample_text_batch
+from star import _checks
+from star.data import TextCorpus, sample_text_batch
 from star.tasks.base import Batch, Params, clip_normalizer
 
 __all__ = ["RNNLM", "TransformerLM", "LanguageModelTask", "RNN_CELLS"]
@@ -103,7 +104,7 @@ class LanguageModelTask:
         return self.corpus.vocab_size
 
     def init(self, key) -> Params:
-        _check_key(key)
+        _checks.key("key", key)
         return self.model.init(key, jnp.zeros((1, self.seq_len), jnp.int32))["params"]
 
     def loss(self, params: Params, batch: Batch) -> jax.Array:
