@@ -79,6 +79,7 @@ bench: setup
 	$(PY) bench/nqm.py
 	$(PY) bench/optim_step.py
 	$(PY) bench/pes.py
+	$(PY) bench/ood_tuning.py
 
 clean:
 	rm -rf _build .pytest_cache

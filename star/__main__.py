@@ -1,4 +1,5 @@
-"""Command line: ``python -m star meta-train …``, ``meta-curve …``, ``evaluate …`` and ``sweep …``.
+"""Command line: ``python -m star meta-train …``, ``meta-curve …``, ``evaluate …``, ``sweep …`` (a figure's grid of
+runs, see :mod:`star.sweep`) and ``ood …`` (the out-of-distribution suite, see :mod:`star.ood`).
 
 Examples::
 
@@ -189,6 +190,59 @@ def _meta_curve(args) -> int:
     return 0
 
 
+def _ood(args) -> int:
+    """``python -m star ood``: tune the baselines and evaluate the learned optimizers on the OOD suite."""
+    from tqdm.auto import tqdm
+
+    from star import ood, runs
+    from star.data import DataUnavailableError
+    from star.scale import get_scale
+    from star.tasks import OOD_SUITE, TASKS
+
+    tasks = list(OOD_SUITE) if args.tasks in (None, "all") else [t for t in args.tasks.split(",") if t]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"--tasks must be 'all' or registered task names; unknown: {unknown}")
+    sources = dict(ood.DEFAULT_LEARNED)
+    for item in args.learned or []:
+        name, sep, paths = item.partition("=")
+        if not sep or not name or not paths:
+            raise ValueError(f"--learned must look like NAME=RUN_DIR[,RUN_DIR...]; got {item!r}")
+        sources[name] = paths
+    for name in args.no_learned or []:
+        sources.pop(name, None)
+    learned = [ood.load_learned(n, [p for p in str(v).split(",") if p], root=args.metatrain_root)
+               for n, v in sources.items()]
+    if args.released:
+        from star.optim import released
+
+        names = released.DEFAULT_RELEASED if args.released in ([], ["default"]) else args.released
+        for rname in names:
+            try:
+                learned.append(ood.released_learned(rname))
+            except released.ReleasedUnavailableError as err:
+                print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
+    cfg = ood.suite_config()
+    out = Path(args.out or f"results/ood/{get_scale().value}")
+    prov = {"command": runs.command_line(args.argv), "git_commit": runs.git_commit(),
+            "device": runs.device_info()}
+    done, skipped = [], {}
+    for name in tqdm(tasks, desc="OOD suite", unit="task", disable=args.no_progress):
+        try:
+            rec = ood.run_task(name, cfg, learned, out, provenance=prov, progress=not args.no_progress,
+                               force=args.force)
+        except DataUnavailableError as err:
+            skipped[name] = str(err)
+            print(f"note: task {name} skipped: {err}", file=sys.stderr)
+            continue
+        done.append(name)
+        print(json.dumps({"task": name, "wall_s": round(rec["wall_s"]["total"], 1),
+                          "adam_lr": rec["adam"]["best_learning_rate"],
+                          "final": {k: v["final_loss"] for k, v in rec["optimizers"].items()}}), flush=True)
+    print(json.dumps({"out": str(out), "tasks": done, "skipped": skipped}))
+    return 0
+
+
 def _summarize(args) -> int:
     from star import runs
     from star.metatrain import summarize_run
@@ -306,6 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--out", default=None, help="JSON report (default: RUN/meta_curve.json)")
     mc.add_argument("--no-progress", action="store_true")
     mc.set_defaults(func=_meta_curve)
+
+    oo = sub.add_parser("ood", help="out-of-distribution suite: tuned Adam/NAdamW vs. learned optimizers "
+                                    "(App. B.3); sizes from STAR_SCALE; resumes task by task")
+    oo.add_argument("--tasks", default="all", help="'all' (the 16 of star.tasks.OOD_SUITE) or a comma list")
+    oo.add_argument("--learned", action="append", metavar="NAME=RUN_DIR[,RUN_DIR]",
+                    help="a learned optimizer from meta-train folders (default: star, hyperparam, blackbox "
+                         "of results/metatrain/fmnist8_grid, seed 0); repeat for several")
+    oo.add_argument("--no-learned", action="append", metavar="NAME", help="drop a default learned optimizer")
+    oo.add_argument("--metatrain-root", default=".", help="folder the run folders are relative to")
+    oo.add_argument("--released", nargs="*", default=None,
+                    help="also evaluate the paper's released optimizers ('default' = the STAR and "
+                         "Hyperparam checkpoints; needs internet or a cached copy)")
+    oo.add_argument("--out", default=None, help="output folder (default results/ood/<scale>)")
+    oo.add_argument("--force", action="store_true", help="recompute tasks that are already stored")
+    oo.add_argument("--no-progress", action="store_true")
+    oo.set_defaults(func=_ood)
+
     sm = sub.add_parser("summarize", help="window means and stationary slope of a run's PES meta-loss")
     sm.add_argument("--run", required=True, help="a meta-train output folder")
     sm.add_argument("--out", default=None, help="JSON report (default: RUN/summary.json)")

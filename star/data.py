@@ -22,7 +22,9 @@ Where the data come from, in order:
    ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), then tensorflow-datasets
    (``download=False`` first; a download only if the download host answers within a second).
 2. CIFAR-10: tensorflow-datasets only (no Debian package ships it).
-3. The KJV text: ``$STAR_DATA_DIR/kjv.txt`` if present, else the ``bible`` program of the Debian
+3. The UCI handwritten digits (8×8, 1 797 images): the copy bundled with scikit-learn
+   (:func:`load_digits`).
+4. The KJV text: ``$STAR_DATA_DIR/kjv.txt`` if present, else the ``bible`` program of the Debian
    packages ``bible-kjv`` / ``bible-kjv-text`` (data in ``/usr/lib/bible.data``).
 
 Missing data is a :class:`DataUnavailableError` that names the package or download providing it,
@@ -58,6 +60,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_cifar10",
     "load_kjv",
+    "load_digits",
     "sample_batch",
     "sample_text_batch",
     "to_float",
@@ -526,3 +529,43 @@ def sample_text_batch(tokens: jax.Array, key, batch_size: int, seq_len: int) -> 
     start = jax.random.randint(key, (batch_size, 1), 0, n - seq_len)
     window = tokens[start + jnp.arange(seq_len + 1)[None, :]].astype(jnp.int32)
     return {"inputs": window[:, :-1], "targets": window[:, 1:]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The UCI "Optical Recognition of Handwritten Digits" images bundled with scikit-learn
+
+_INSTALL_DIGITS = (
+    "The UCI handwritten digits were not found: they ship with scikit-learn "
+    "(pip install scikit-learn; file sklearn/datasets/data/digits.csv.gz)."
+)
+DIGITS_TEST_SIZE = 297  # the last 297 of the 1 797 images; the first 1 500 are split 80/10/10
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_numpy() -> tuple:
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits  # noqa: PLC0415 (lazy)
+    except Exception as exc:  # ImportError or a broken install
+        raise DataUnavailableError(f"{_INSTALL_DIGITS} (import failed: {exc})") from None
+    bunch = _sk_load_digits()
+    images = (np.asarray(bunch.images, np.float32) / 16.0)[..., None]  # counts 0..16 -> [0, 1]
+    labels = np.asarray(bunch.target, np.int32)
+    return images, labels
+
+
+def load_digits() -> ImageDataset:
+    """The UCI handwritten digits (Alpaydin & Kaynak, 1998): 1 797 images of 8×8×1, 10 classes.
+
+    Real scanned digits from 43 writers, as bundled with scikit-learn (BSD-3; the data set itself is
+    distributed by the UCI Machine Learning Repository under CC BY 4.0). Each pixel is a count of
+    0–16 set bits of a 4×4 block of the 32×32 bitmap; we divide by 16, so images are float32 in
+    [0, 1]. The last :data:`DIGITS_TEST_SIZE` images are ``test``; the first 1 500 are split 80/10/10
+    into ``train`` / ``inner_valid`` / ``outer_valid`` as for Fashion-MNIST.
+
+    Raises:
+        DataUnavailableError: scikit-learn is not installed.
+    """
+    images, labels = _digits_numpy()
+    cut = images.shape[0] - DIGITS_TEST_SIZE
+    return _as_image_dataset("uci_digits", 10, "scikit-learn sklearn.datasets.load_digits (UCI)",
+                             images[:cut], labels[:cut], images[cut:], labels[cut:])

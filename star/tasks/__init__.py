@@ -18,6 +18,13 @@ Registered names (``list_tasks()``):
 ``fmnist_conv``
     The same ConvNet on 28×28 Fashion-MNIST: an *offline substitute* for ``cifar10_conv``, not a
     task of the paper.
+``cifar10_mlp128x128x128``
+    ``ImageMLP_Cifar10_128x128x128_Relu`` (needs tensorflow-datasets online).
+
+and the out-of-distribution suite of :mod:`star.tasks.suite` (``OOD_SUITE``: MLP variants, ConvNets, an
+auto-encoder and a VAE, byte-level RNN/LSTM/GRU and transformer language models on the KJV text, and
+a task trained with ES gradients). ``TASKS[name].description`` and ``.reference`` (the
+``learned_optimization`` counterpart) describe each.
 """
 
 from __future__ import annotations
@@ -26,27 +33,32 @@ import dataclasses
 from collections.abc import Callable
 
 from star.data import load_cifar10, load_fashion_mnist
+from star.tasks import suite
 from star.tasks.base import Batch, Params, Task, clip_normalizer, meta_loss_max
 from star.tasks.image import MLP, ConvNet, ImageClassificationTask, truncated_normal_fan_in
+from star.tasks.suite import OOD_SUITE
 
 __all__ = [
     "Task", "Params", "Batch", "ImageClassificationTask", "MLP", "ConvNet",
     "clip_normalizer", "meta_loss_max", "truncated_normal_fan_in",
-    "TaskSpec", "TASKS", "get_task", "list_tasks",
+    "TaskSpec", "TASKS", "OOD_SUITE", "get_task", "list_tasks",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """How to build a registered task."""
+    """How to build a registered task: an image classifier from ``load`` and ``model``, or any task
+    from ``build(name, description, reference, batch_size, data_dir)``; ``data`` names the data set."""
 
-    load: Callable[..., object]
-    model: Callable[[int], object]
+    load: Callable[..., object] | None
+    model: Callable[[int], object] | None
     batch_size: int
     description: str
     reference: str
     image_size: tuple | None = None
     uses_data_dir: bool = True
+    build: Callable[..., object] | None = None
+    data: str = ""
 
 
 TASKS = {
@@ -69,7 +81,18 @@ TASKS = {
         description="OFFLINE SUBSTITUTE for cifar10_conv: the same ConvNet (32/64/64, strides "
                     "2/1/1, global average pooling) on Fashion-MNIST 28x28x1, batch 128",
         reference="Conv_Cifar10_32x64x64 architecture on Fashion-MNIST (not a paper task)"),
+    "cifar10_mlp128x128x128": TaskSpec(
+        load=load_cifar10, model=lambda c: MLP((128, 128, 128), c), batch_size=128,
+        uses_data_dir=False, data="CIFAR-10 (tensorflow-datasets, online)",
+        description="CIFAR-10 32x32x3, MLP 3072-128-128-128-10 ReLU, batch 128",
+        reference="ImageMLP_Cifar10_128x128x128_Relu"),
 }
+for _name in ("fmnist_mlp", "fmnist8_mlp32", "fmnist_conv"):
+    TASKS[_name] = dataclasses.replace(TASKS[_name], data=suite.FMNIST)
+TASKS["cifar10_conv"] = dataclasses.replace(TASKS["cifar10_conv"], data="CIFAR-10 (tensorflow-datasets, online)")
+for _name, _s in suite.SPECS.items():
+    TASKS[_name] = TaskSpec(load=None, model=None, batch_size=_s.batch_size, description=_s.description,
+                            reference=_s.reference, build=_s.build, data=_s.data)
 
 
 def list_tasks() -> list:
@@ -77,12 +100,12 @@ def list_tasks() -> list:
     return sorted(TASKS)
 
 
-def get_task(name: str, *, batch_size: int | None = None, data_dir=None) -> ImageClassificationTask:
+def get_task(name: str, *, batch_size: int | None = None, data_dir=None) -> Task:
     """Build the registered task ``name`` (see the module docstring for the list).
 
     Args:
         name: a key of :data:`TASKS`.
-        batch_size: override the task's batch size (default: the paper's, 128).
+        batch_size: override the task's batch size (default: the task's own, 128 for the paper's).
         data_dir: a folder with the Fashion-MNIST idx files (default: see :mod:`star.data`).
 
     Raises:
@@ -100,6 +123,8 @@ def get_task(name: str, *, batch_size: int | None = None, data_dir=None) -> Imag
     if data_dir is not None and not spec.uses_data_dir:
         raise ValueError(f"data_dir is not used by task {name!r} (its data come from "
                          f"tensorflow-datasets); got data_dir={str(data_dir)!r}")
+    if spec.build is not None:
+        return spec.build(name, spec.description, spec.reference, batch_size, data_dir)
     kwargs = {"image_size": spec.image_size}
     if spec.uses_data_dir:
         kwargs["data_dir"] = data_dir

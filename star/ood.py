@@ -1,0 +1,398 @@
+"""The out-of-distribution experiment (App. B.3, C.3; Figs. App.5–App.6): tuned baselines vs. learned optimizers.
+
+For every task of the suite (:data:`star.tasks.OOD_SUITE`) :func:`run_task`
+
+1. tunes **Adam**'s learning rate on a half-decade grid and **NAdamW** by random search over learning
+   rate, β1, β2, ε, weight decay and a warm-up/cosine schedule (:mod:`star.baselines`), every
+   configuration trained on the *tuning seeds*, all of them in one compiled, vmapped program
+   (:func:`star.batched.train_batched`); a configuration's score is its final training loss (the mean
+   of the last 10% of the steps) averaged over the tuning seeds, a diverged run scoring +∞;
+2. trains the two selected baselines and every learned optimizer (meta-trained elsewhere, applied with
+   no tuning) on the *evaluation seeds*, which the tuning never saw; every optimizer sees the same
+   initializations and batches for a given evaluation seed (common random numbers);
+3. stores the curves and the tuning record under ``out_dir`` (``<task>.npz`` + ``<task>.json``).
+
+A run *fails* when its final loss is not finite or is above the loss at its first step (the optimizer
+made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
+evaluation runs fails. :func:`summarize` condenses the stored results per task and optimizer; the
+chapter's verdict rules on that summary live in :mod:`star.book.ood`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from star import baselines
+from star.batched import train_batched
+from star.scale import get_scale
+
+__all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task", "load_results",
+           "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "FINAL_FRACTION"]
+
+FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
+DEFAULT_LEARNED = {
+    "star": "results/metatrain/fmnist8_grid/star_wd0.1_s0",
+    "hyperparam": "results/metatrain/fmnist8_grid/hyperparam_wd0.0_s0",
+    "blackbox": "results/metatrain/fmnist8_grid/blackbox_wd0.0_s0",
+}
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteConfig:
+    """Sizes of the experiment at one scale.
+
+    Attributes:
+        num_steps: inner steps per run.
+        adam_lr_range: ``(low, high)`` of Adam's half-decade learning-rate grid.
+        nadamw_samples: random NAdamW configurations (the paper: 1000).
+        tune_seeds: seeds of the tuning runs (disjoint from ``eval_seeds``).
+        eval_seeds: seeds of the runs that are shown and compared.
+        width: runs per call of the compiled baseline program (configurations are padded to a multiple).
+        chunk_size: steps per compiled ``lax.scan``.
+        search_seed: PRNG seed of the NAdamW random search.
+    """
+
+    num_steps: int
+    adam_lr_range: tuple
+    nadamw_samples: int
+    tune_seeds: tuple
+    eval_seeds: tuple
+    width: int
+    chunk_size: int
+    search_seed: int = 0
+
+    def __post_init__(self):
+        if set(self.tune_seeds) & set(self.eval_seeds):
+            raise ValueError(f"tune_seeds and eval_seeds must be disjoint; got {self.tune_seeds} and "
+                             f"{self.eval_seeds}")
+        if len(self.eval_seeds) < 2:
+            raise ValueError(f"eval_seeds must hold at least 2 seeds (for a standard error); got {self.eval_seeds}")
+
+    @property
+    def adam_lrs(self) -> np.ndarray:
+        return baselines.adam_lr_grid(*self.adam_lr_range)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def suite_config(scale=None) -> SuiteConfig:
+    """The sizes at ``scale`` (default ``$STAR_SCALE``): smoke (seconds per task), cpu, paper."""
+    s = get_scale(scale).value
+    if s == "smoke":
+        return SuiteConfig(num_steps=20, adam_lr_range=(1e-3, 1e-2), nadamw_samples=3, tune_seeds=(1000,),
+                           eval_seeds=(0, 1, 2), width=6, chunk_size=10)
+    if s == "cpu":
+        return SuiteConfig(num_steps=1000, adam_lr_range=(1e-5, 1e-1), nadamw_samples=16,
+                           tune_seeds=(1000,), eval_seeds=(0, 1, 2), width=9, chunk_size=100)
+    return SuiteConfig(num_steps=10000, adam_lr_range=(1e-7, 1.0), nadamw_samples=1000,
+                       tune_seeds=(1000, 1001, 1002, 1003, 1004), eval_seeds=(0, 1, 2, 3, 4), width=100,
+                       chunk_size=500)
+
+
+# ------------------------------------------------------------------------------------- learned optimizers
+
+@dataclasses.dataclass(frozen=True)
+class LearnedOptimizer:
+    """A meta-trained optimizer to apply without tuning: its config, θ (stacked over meta-training
+    runs: leading axis = number of runs) and where it came from."""
+
+    name: str
+    cfg: object
+    thetas: object
+    sources: tuple
+
+    @property
+    def num_runs(self) -> int:
+        return int(jax.tree.leaves(self.thetas)[0].shape[0])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _repo_relative(path: Path) -> str:
+    """``results/...`` part of a path (how the file is named in the repository), else the path itself."""
+    parts = Path(path).resolve().parts
+    if "results" in parts:
+        return "/".join(parts[len(parts) - 1 - parts[::-1].index("results"):])
+    return str(path)
+
+
+def load_learned(name: str, run_dirs: Sequence, *, root: "str | os.PathLike" = ".") -> LearnedOptimizer:
+    """Load ``meta_params.msgpack`` of meta-training run folders (``star.optim.save_meta_params`` format).
+
+    Args:
+        name: the row label (``star``, ``hyperparam``, ``blackbox``, ...).
+        run_dirs: one or more run folders (relative to ``root`` unless absolute); all must hold the same
+            optimizer configuration.
+
+    Raises:
+        ValueError: a folder without a finished run, or runs of different configurations.
+    """
+    from star.optim.convert import load_meta_params
+
+    if not run_dirs:
+        raise ValueError(f"run_dirs must name at least one run folder for {name!r}")
+    cfg0, thetas, sources = None, [], []
+    for d in run_dirs:
+        folder = Path(d) if Path(d).is_absolute() else Path(root) / d
+        path = folder / "meta_params.msgpack"
+        if not path.is_file():
+            raise ValueError(f"{name}: {str(folder)!r} holds no finished meta-training run (no meta_params.msgpack)")
+        cfg, theta = load_meta_params(path)
+        if cfg0 is not None and cfg != cfg0:
+            raise ValueError(f"{name}: {str(folder)!r} has another optimizer configuration than {run_dirs[0]!r}")
+        cfg0 = cfg
+        thetas.append(theta)
+        prov = folder / "provenance.json"
+        commit = json.loads(prov.read_text()).get("git_commit") if prov.is_file() else None
+        sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit})
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)
+    return LearnedOptimizer(name=name, cfg=cfg0, thetas=stacked, sources=tuple(sources))
+
+
+def released_learned(name: str, **kwargs) -> LearnedOptimizer:
+    """A released checkpoint of the paper (:func:`star.optim.released.load_released`) as a row
+    ``released_<preset>`` (e.g. ``released_star``); ``kwargs`` go to ``load_released``.
+
+    Raises:
+        star.optim.released.ReleasedUnavailableError: offline without a local or cached copy.
+    """
+    from star.optim import released
+
+    rel = released.load_released(name, **kwargs)
+    digest = hashlib.sha256(json.dumps(jax.tree.map(lambda x: np.asarray(x).tolist(), rel.theta),
+                                       sort_keys=True).encode()).hexdigest()
+    source = {"path": f"{released.BUCKET_URL}/{name}/params", "sha256": digest, "metatrain_commit": None,
+              "loaded_from": rel.source, "step": rel.step, "settings": rel.settings}
+    return LearnedOptimizer(name=f"released_{rel.preset}", cfg=rel.cfg,
+                            thetas=jax.tree.map(lambda x: jnp.asarray(x)[None], rel.theta), sources=(source,))
+
+
+# ------------------------------------------------------------------------------------------- one task
+
+def final_loss(curves, fraction: float = FINAL_FRACTION) -> np.ndarray:
+    """Mean training loss over the last ``fraction`` of the steps, per run (``[..., steps] -> [...]``).
+
+    Non-finite anywhere in that window gives +inf (a diverged run).
+    """
+    x = np.asarray(curves, np.float64)
+    k = max(1, int(round(fraction * x.shape[-1])))
+    tail = x[..., -k:]
+    out = tail.mean(axis=-1)
+    return np.where(np.all(np.isfinite(tail), axis=-1), out, np.inf)
+
+
+def failed_runs(curves) -> np.ndarray:
+    """Per run: the final loss is not finite or exceeds the loss at the first step."""
+    x = np.asarray(curves, np.float64)
+    fin = final_loss(x)
+    return ~np.isfinite(fin) | (fin > x[..., 0])
+
+
+def _pad(tree, width):
+    n = int(jax.tree.leaves(tree)[0].shape[0])
+    total = -(-n // width) * width
+    if total == n:
+        return tree, n
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], total - n, axis=0)]), tree), n
+
+
+def _run_baselines(task, make, hparams, seeds, cfg, progress, desc):
+    """Curves ``[configs, seeds, steps]`` of every (config, seed) pair, in calls of ``cfg.width`` runs."""
+    n_cfg, n_seed = int(hparams.learning_rate.shape[0]), len(seeds)
+    rows = jax.tree.map(lambda x: jnp.repeat(x, n_seed, axis=0), hparams)
+    keys = jnp.tile(jnp.stack([jax.random.key(s) for s in seeds]), n_cfg)
+    (rows, keys), n = _pad((rows, keys), cfg.width)
+    out = []
+    total = int(keys.shape[0])
+    for lo in range(0, total, cfg.width):
+        sl = slice(lo, lo + cfg.width)
+        res = train_batched(task, make, jax.tree.map(lambda x: x[sl], rows), keys[sl], cfg.num_steps,
+                            chunk_size=cfg.chunk_size, progress=progress,
+                            desc=f"{desc} {lo // cfg.width + 1}/{total // cfg.width}")
+        out.append(res.losses)
+    return np.concatenate(out)[:n].reshape(n_cfg, n_seed, cfg.num_steps)
+
+
+def _select(curves):
+    """Scores (mean final loss over seeds, +inf if any seed diverged) and the index of the best."""
+    scores = final_loss(curves).mean(axis=1)
+    scores = np.where(np.isfinite(scores), scores, np.inf)
+    return scores, int(np.argmin(scores))
+
+
+def _json_float(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _config_fingerprint(cfg: SuiteConfig, learned: Sequence[LearnedOptimizer]) -> str:
+    payload = {"suite": cfg.to_dict(), "learned": {lo.name: [s["sha256"] for s in lo.sources] for lo in learned},
+               "format": FORMAT_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], out_dir, *,
+             provenance: Optional[Mapping] = None, progress: bool = True, force: bool = False) -> dict:
+    """Tune the baselines on task ``name``, evaluate everything, and write ``out_dir/<name>.{npz,json}``.
+
+    Returns the record written to the JSON file. If that file exists with the same settings (suite
+    configuration and learned optimizers' files) and ``force`` is False, nothing is recomputed and the
+    stored record is returned: the suite resumes task by task.
+
+    Raises:
+        ValueError: unknown task name.
+        star.data.DataUnavailableError: the task's data are not on this machine.
+    """
+    from star.optim import star_optimizer
+    from star.tasks import TASKS, get_task
+
+    if name not in TASKS:
+        raise ValueError(f"name must be a registered task ({', '.join(sorted(TASKS))}); got {name!r}")
+    out_dir = Path(out_dir)
+    json_path, npz_path = out_dir / f"{name}.json", out_dir / f"{name}.npz"
+    fingerprint = _config_fingerprint(cfg, learned)
+    if json_path.is_file() and npz_path.is_file() and not force:
+        old = json.loads(json_path.read_text())
+        if old.get("fingerprint") == fingerprint:
+            return old
+    t_start = time.perf_counter()
+    task = get_task(name)
+    spec = TASKS[name]
+    steps = cfg.num_steps
+    make = lambda h: baselines.nadamw(h, steps)  # noqa: E731  (one object: one compilation per task)
+
+    # 1. tuning on the tuning seeds
+    lrs = cfg.adam_lrs
+    adam_h = baselines.adam_hparams(lrs)
+    nadamw_h = baselines.sample_nadamw_hparams(jax.random.key(cfg.search_seed), cfg.nadamw_samples)
+    tune = _run_baselines(task, make, baselines.stack_hparams(adam_h, nadamw_h), cfg.tune_seeds, cfg,
+                          progress, f"{name} tune")
+    adam_scores, adam_best = _select(tune[: len(lrs)])
+    nadamw_scores, nadamw_best = _select(tune[len(lrs):])
+    t_tune = time.perf_counter() - t_start
+
+    # 2. evaluation seeds: the two selected baselines (same compiled program) ...
+    best = baselines.stack_hparams(
+        jax.tree.map(lambda x: x[adam_best: adam_best + 1], adam_h),
+        jax.tree.map(lambda x: x[nadamw_best: nadamw_best + 1], nadamw_h))
+    ev = _run_baselines(task, make, best, cfg.eval_seeds, cfg, progress, f"{name} eval")
+    curves = {"adam": ev[0], "nadamw": ev[1]}
+    # ... and every learned optimizer: those sharing a configuration train in one compiled program
+    eval_keys = jnp.stack([jax.random.key(s) for s in cfg.eval_seeds])
+    n_seed = len(cfg.eval_seeds)
+    learned_info = {}
+    groups = {}
+    for lo in learned:
+        groups.setdefault(json.dumps(lo.cfg.to_dict(), sort_keys=True), []).append(lo)
+    for group in groups.values():
+        opt_cfg = group[0].cfg
+        make_lo = lambda th: star_optimizer(opt_cfg, th, steps)  # noqa: E731
+        thetas = jax.tree.map(lambda *xs: jnp.repeat(jnp.concatenate(xs), n_seed, axis=0),
+                              *[lo.thetas for lo in group])
+        n_total = sum(lo.num_runs for lo in group)
+        res = train_batched(task, make_lo, thetas, jnp.tile(eval_keys, n_total), steps,
+                            chunk_size=cfg.chunk_size, progress=progress,
+                            desc=f"{name} {'+'.join(lo.name for lo in group)}")
+        lo_start = 0
+        for lo in group:
+            n = lo.num_runs * n_seed
+            curves[lo.name] = res.losses[lo_start: lo_start + n]  # [meta-runs x eval seeds, steps]
+            lo_start += n
+            learned_info[lo.name] = {"sources": list(lo.sources), "config": lo.cfg.to_dict(),
+                                     "num_meta_runs": lo.num_runs}
+    wall = time.perf_counter() - t_start
+
+    # 3. store
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_opt = {}
+    for opt, c in curves.items():
+        fin = final_loss(c)
+        per_opt[opt] = {"final_loss": [_json_float(v) for v in fin],
+                        "failed": [bool(v) for v in failed_runs(c)],
+                        "initial_loss": [_json_float(v) for v in np.asarray(c)[:, 0]]}
+    record = {
+        "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "task": name,
+        "description": spec.description, "reference": spec.reference, "data": spec.data,
+        "num_params": int(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(task.init(jax.random.key(0))))),
+        "suite_config": cfg.to_dict(),
+        "adam": {"learning_rates": [float(v) for v in lrs], "scores": [_json_float(v) for v in adam_scores],
+                 "best_index": adam_best, "best_learning_rate": float(lrs[adam_best]),
+                 "best_at_grid_edge": adam_best in (0, len(lrs) - 1)},
+        "nadamw": {"samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
+                   "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
+                   "best": baselines.hparams_row(nadamw_h, nadamw_best)},
+        "learned": learned_info, "optimizers": per_opt,
+        "wall_s": {"tuning": t_tune, "evaluation": wall - t_tune, "total": wall},
+        "provenance": dict(provenance or {}, scale=get_scale().value,
+                           finished_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
+    }
+    arrays = {f"curves/{k}": np.asarray(v, np.float32) for k, v in curves.items()}
+    arrays["tuning/adam_final"] = final_loss(tune[: len(lrs)]).astype(np.float32)
+    arrays["tuning/nadamw_final"] = final_loss(tune[len(lrs):]).astype(np.float32)
+    tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(npz_path)
+    tmpj = json_path.with_suffix(".json.tmp")
+    tmpj.write_text(json.dumps(record, indent=1, sort_keys=True))
+    tmpj.replace(json_path)
+    return record
+
+
+def load_results(folder, tasks: Optional[Sequence[str]] = None) -> dict:
+    """``{task: (record, curves)}`` of the stored tasks in ``folder`` (all, or those in ``tasks`` found)."""
+    folder = Path(folder)
+    names = tasks if tasks is not None else sorted(p.stem for p in folder.glob("*.json") if p.stem != "suite")
+    out = {}
+    for name in names:
+        jp, npz = folder / f"{name}.json", folder / f"{name}.npz"
+        if not (jp.is_file() and npz.is_file()):
+            continue
+        rec = json.loads(jp.read_text())
+        with np.load(npz, allow_pickle=False) as z:
+            curves = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("curves/")}
+        out[name] = (rec, curves)
+    return out
+
+
+# ------------------------------------------------------------------------------------- summary and verdict
+
+def summarize(results: Mapping) -> dict:
+    """Per task and optimizer: mean final loss, its ratio to tuned Adam's, and whether it was unstable."""
+    out = {}
+    for name, (rec, curves) in results.items():
+        adam = float(np.mean(final_loss(curves["adam"])))
+        row = {}
+        for opt, c in curves.items():
+            fin = final_loss(c)
+            mean = float(np.mean(fin))
+            row[opt] = {"final": mean, "ratio_to_adam": mean / adam if math.isfinite(mean) and adam > 0 else math.inf,
+                        "unstable": bool(np.any(failed_runs(c)))}
+        out[name] = row
+    return out
+
+
+def elapsed_minutes(results: Mapping) -> float:
+    """Minutes from the first task's start (finish time minus its wall time) to the last task's finish."""
+    spans = []
+    for rec, _ in results.values():
+        end = _dt.datetime.fromisoformat(rec["provenance"]["finished_utc"])
+        spans.append((end - _dt.timedelta(seconds=rec["wall_s"]["total"]), end))
+    if not spans:
+        return 0.0
+    return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds() / 60.0

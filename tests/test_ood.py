@@ -1,0 +1,203 @@
+"""star.ood and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage, verdict."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from star import baselines, ood
+from star.batched import train_batched
+from star.optim import init_meta_params, preset, save_meta_params
+from star.tasks import get_task
+from star.train import train
+
+
+def _params():
+    k1, k2 = jax.random.split(jax.random.key(0))
+    return {"w": jax.random.normal(k1, (4, 3)), "b": jax.random.normal(k2, (3,))}
+
+
+def _run(opt, steps=7):
+    params, grads_key = _params(), jax.random.key(1)
+    state = opt.init(params)
+    for t in range(steps):
+        g = jax.tree.map(lambda p: jax.random.normal(jax.random.fold_in(grads_key, t), p.shape), params)
+        u, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, u)
+    return params
+
+
+@pytest.mark.parametrize("nesterov", [0.0, 1.0])
+def test_nadamw_matches_optax(nesterov):
+    h = baselines.NAdamWHparams(*(jnp.float32(v) for v in (3e-3, 0.8, 0.95, 1e-6, 1e-2, nesterov, 0.0, 1.0, 1.0)))
+    ours = _run(baselines.nadamw(h, 100))
+    ref = _run(optax.adamw(3e-3, b1=0.8, b2=0.95, eps=1e-6, weight_decay=1e-2, nesterov=bool(nesterov)))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+
+
+def test_adam_hparams_are_optax_adam():
+    ours = _run(baselines.nadamw(baselines.adam_hparams(1e-2), 100))
+    ref = _run(optax.adam(1e-2))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+
+
+def test_schedule_warmup_constant_then_cosine_to_the_floor():
+    h = baselines.adam_hparams(1.0)._replace(warmup_fraction=jnp.float32(0.1), decay_start=jnp.float32(0.5),
+                                             min_lr_mult=jnp.float32(0.01))
+    lr = np.array([float(baselines.learning_rate_at(h, t, 100)) for t in range(100)])
+    np.testing.assert_allclose(lr[:10], np.arange(1, 11) / 10, rtol=1e-5)
+    np.testing.assert_allclose(lr[10:51], 1.0, rtol=1e-6)
+    assert np.all(np.diff(lr[50:]) <= 1e-7) and lr[-1] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 49 / 50)), rel=1e-4)
+
+
+def test_half_decade_grid_and_search_space():
+    np.testing.assert_allclose(baselines.adam_lr_grid(1e-5, 1e-1), [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    assert len(baselines.adam_lr_grid(1e-7, 1.0)) == 15  # the paper's / learned_optimization's grid
+    with pytest.raises(ValueError, match="low and high must be"):
+        baselines.adam_lr_grid(2e-5, 1e-1)
+    h = baselines.sample_nadamw_hparams(jax.random.key(0), 500)
+    lr = np.asarray(h.learning_rate)
+    assert lr.min() >= 1e-5 * 0.999 and lr.max() <= 1e-1 * 1.001 and np.ptp(np.log10(lr)) > 3.5
+    assert set(np.unique(np.asarray(h.nesterov))) == {0.0, 1.0}
+    assert np.all((np.asarray(h.b1) >= 0) & (np.asarray(h.b1) < 1)) and np.all(np.asarray(h.b2) < 1)
+    assert 0.3 < np.mean(np.asarray(h.weight_decay) == 0) < 0.7
+    again = baselines.sample_nadamw_hparams(jax.random.key(0), 500)
+    assert np.array_equal(np.asarray(h.eps), np.asarray(again.eps))  # a pure function of the key
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    return get_task("digits_mlp32", batch_size=16)
+
+
+def test_batched_training_equals_a_loop_over_train(tiny_task):
+    """Row r of the batched run is exactly star.train.train with key r and config r."""
+    make = lambda h: baselines.nadamw(h, 12)  # noqa: E731
+    h = baselines.stack_hparams(baselines.adam_hparams([1e-3, 1e-2]), baselines.sample_nadamw_hparams(jax.random.key(3), 1))
+    keys = jnp.stack([jax.random.key(s) for s in (5, 6, 7)])
+    res = train_batched(tiny_task, make, h, keys, 12, chunk_size=4, progress=False)
+    assert res.losses.shape == (3, 12)
+    for r in range(3):
+        row = jax.tree.map(lambda x: x[r], h)
+        loop = train(tiny_task, make, 12, keys[r], meta_params=row, chunk_size=4, progress=False).losses
+        np.testing.assert_allclose(res.losses[r], loop, rtol=2e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of chunk_size"):
+        train_batched(tiny_task, make, h, keys, 10, chunk_size=4, progress=False)
+    with pytest.raises(ValueError, match="leading run axis"):
+        train_batched(tiny_task, make, h, keys[:2], 12, chunk_size=4, progress=False)
+
+
+def test_final_loss_and_failures():
+    c = np.array([[2.0, 1.0, 0.5, 0.5], [2.0, 3.0, 3.0, 3.0], [2.0, 1.0, np.nan, np.nan]])
+    fin = ood.final_loss(c, fraction=0.5)
+    assert fin[0] == 0.5 and fin[1] == 3.0 and math.isinf(fin[2])
+    # row 1 ends above its initial loss, row 2 diverged
+    np.testing.assert_array_equal(ood.failed_runs(c), [False, True, True])
+    np.testing.assert_array_equal(ood.failed_runs(np.array([[2.0, 1.9]])), [False])
+
+
+def _save_learned(folder, name, seed):
+    folder.mkdir(parents=True)
+    cfg = preset(name)
+    save_meta_params(folder / "meta_params.msgpack", cfg, init_meta_params(cfg, jax.random.key(seed), init="nominal"))
+    return folder
+
+
+def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
+    runs = {n: _save_learned(tmp_path / "results" / "metatrain" / n, n, i)
+            for i, n in enumerate(("star", "blackbox"))}
+    learned = [ood.load_learned(n, [str(p)]) for n, p in runs.items()]
+    assert learned[0].sources[0]["path"] == "results/metatrain/star/meta_params.msgpack"
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    out = tmp_path / "ood"
+    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "test"})
+    assert rec["adam"]["learning_rates"] == [1e-3, 3e-3, 1e-2] and len(rec["nadamw"]["samples"]) == 2
+    assert set(rec["optimizers"]) == {"adam", "nadamw", "star", "blackbox"}
+    assert rec["provenance"]["command"] == "test" and rec["wall_s"]["total"] > 0
+    assert json.loads((out / "digits_mlp32.json").read_text())["fingerprint"] == rec["fingerprint"]
+    results = ood.load_results(out)
+    curves = results["digits_mlp32"][1]
+    assert curves["adam"].shape == (2, 8) and curves["star"].shape == (2, 8)
+    # nominal-init Blackbox makes zero updates: its loss stays at the initial loss, same start as Adam's
+    np.testing.assert_allclose(curves["blackbox"][:, 0], curves["adam"][:, 0], rtol=1e-6)
+    # resuming: same settings -> the stored record, not recomputed
+    (out / "digits_mlp32.npz").touch()
+    again = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    assert again["provenance"]["finished_utc"] == rec["provenance"]["finished_utc"]
+    with pytest.raises(ValueError, match="no finished meta-training run"):
+        ood.load_learned("star", [str(tmp_path / "nothing")])
+    with pytest.raises(ValueError, match="disjoint"):
+        ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(0,),
+                        eval_seeds=(0, 1), width=3, chunk_size=4)
+
+
+def _summary(n=8, bb_unstable=8, star_unstable=0, star_vs_hyper=0.9, star_vs_adam=1.1):
+    out = {}
+    for i in range(n):
+        row = {"adam": {"final": 1.0, "ratio_to_adam": 1.0, "unstable": False},
+               "hyperparam": {"final": 1.0, "ratio_to_adam": 1.0, "unstable": False},
+               "star": {"final": star_vs_hyper, "ratio_to_adam": star_vs_adam, "unstable": i < star_unstable},
+               "blackbox": {"final": 5.0, "ratio_to_adam": 5.0, "unstable": i < bb_unstable}}
+        if i == 0:
+            row["star"]["final"] = 0.5  # one large STAR gain
+        out[f"t{i}"] = row
+    return out
+
+
+def test_verdict_follows_the_evidence():
+    from star.book import ood as book_ood
+
+    checks, status = book_ood.ood_verdict(_summary())
+    assert set(checks) == set(book_ood.VERDICT_RULES) and status == "reproduced"
+    checks, status = book_ood.ood_verdict(_summary(bb_unstable=1))  # Blackbox stable almost everywhere
+    assert not checks["blackbox unstable"] and status == "partly"
+    assert book_ood.ood_checks(_summary(bb_unstable=1)) == checks
+    checks, status = book_ood.ood_verdict(_summary(star_unstable=4))
+    assert not checks["STAR stable"] and status == "partly"
+    s = _summary(bb_unstable=0, star_unstable=8, star_vs_hyper=2.0, star_vs_adam=3.0)
+    for row in s.values():
+        row["hyperparam"]["unstable"] = True
+        row["star"]["final"] = 2.0
+    assert book_ood.ood_verdict(s) == ({k: False for k in book_ood.VERDICT_RULES}, "refuted")
+    with pytest.raises(ValueError, match="lacks the optimizers"):
+        book_ood.ood_verdict({"t": {"adam": {}}})
+
+
+def test_cli_rejects_bad_arguments_before_any_work(capsys):
+    from star.__main__ import main
+
+    assert main(["ood", "--tasks", "no_such_task"]) == 2
+    assert "unknown: ['no_such_task']" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star"]) == 2
+    assert "NAME=RUN_DIR" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star=/nonexistent/run"]) == 2
+    assert "no finished meta-training run" in capsys.readouterr().err
+
+
+def test_figures_mark_divergence(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from star.book import ood as ood_plots
+
+    rng = np.random.default_rng(0)
+    base = 2.0 * np.exp(-np.arange(50) / 20.0)[None] + 0.01 * rng.random((3, 50))
+    diverged = base.copy()
+    diverged[:, 30:] = np.nan
+    rec = {"adam": {"best_at_grid_edge": False, "best_learning_rate": 1e-3}, "nadamw": {"best": {"learning_rate": 1e-3}},
+           "data": "d", "description": "x", "reference": "r", "num_params": 10, "wall_s": {"total": 1.0}}
+    results = {f"t{i}": (rec, {"adam": base, "nadamw": base * 0.9, "star": base, "hyperparam": base,
+                               "blackbox": diverged if i == 0 else base * 1.5}) for i in range(3)}
+    fig = ood_plots.plot_curves_grid(results, ncols=2)
+    assert len([a for a in fig.axes if a.axison]) == 3
+    fig = ood_plots.plot_summary(results)
+    grey = [line.get_marker() for line in fig.axes[0].lines if line.get_color() == "C7"]
+    assert grey == ["x", "o", "o"]  # Blackbox: diverged on t0, stable on t1 and t2
+    assert "<td><code>t0</code></td>" in ood_plots.tasks_table_html(results)
