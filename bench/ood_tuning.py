@@ -63,7 +63,8 @@ def main():
     cold = times["loop_cold_s"] / times["batched_cold_s"]
     warm = times["loop_warm_s"] / times["batched_warm_s"]
     print(f"{args.task}: {n} configurations x {args.steps} steps")
-    print(f"  batched (vmapped, 1 compilation): cold {times['batched_cold_s']:7.2f} s, warm {times['batched_warm_s']:7.2f} s")
+    print(f"  batched (vmapped, 1 compilation): cold {times['batched_cold_s']:7.2f} s, "
+          f"warm {times['batched_warm_s']:7.2f} s")
     print(f"  Python loop over configurations:  cold {times['loop_cold_s']:7.2f} s, warm {times['loop_warm_s']:7.2f} s")
     print(f"  speed-up of batching: {cold:.2f}x with compilation, {warm:.2f}x without "
           f"(median over runs of max |curve difference| {err:.1e}; {chaotic} of {n} runs differ by > 1e-3)")

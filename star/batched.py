@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +69,7 @@ def _init(static_make, task, hparams, keys):
 
 
 def train_batched(task, make_optimizer: Callable[[Any], Any], hparams, keys, num_steps: int, *,
-                  chunk_size: int = 100, progress: bool = True, desc: Optional[str] = None) -> BatchedResult:
+                  chunk_size: int = 100, progress: bool = True, desc: str | None = None) -> BatchedResult:
     """Train ``R`` runs of ``task`` at once; run ``r`` uses ``make_optimizer(row r of hparams)`` and ``keys[r]``.
 
     Args:

@@ -27,8 +27,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,8 @@ from star import baselines
 from star.batched import train_batched
 from star.scale import get_scale
 
-__all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task", "load_results",
+__all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task",
+           "load_results",
            "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
@@ -132,7 +133,7 @@ def _repo_relative(path: Path) -> str:
     return str(path)
 
 
-def load_learned(name: str, run_dirs: Sequence, *, root: "str | os.PathLike" = ".") -> LearnedOptimizer:
+def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = ".") -> LearnedOptimizer:
     """Load ``meta_params.msgpack`` of meta-training run folders (``star.optim.save_meta_params`` format).
 
     Args:
@@ -248,7 +249,7 @@ def _config_fingerprint(cfg: SuiteConfig, learned: Sequence[LearnedOptimizer]) -
 
 
 def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], out_dir, *,
-             provenance: Optional[Mapping] = None, progress: bool = True, force: bool = False) -> dict:
+             provenance: Mapping | None = None, progress: bool = True, force: bool = False) -> dict:
     """Tune the baselines on task ``name``, evaluate everything, and write ``out_dir/<name>.{npz,json}``.
 
     Returns the record written to the JSON file. If that file exists with the same settings (suite
@@ -354,7 +355,7 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
     return record
 
 
-def load_results(folder, tasks: Optional[Sequence[str]] = None) -> dict:
+def load_results(folder, tasks: Sequence[str] | None = None) -> dict:
     """``{task: (record, curves)}`` of the stored tasks in ``folder`` (all, or those in ``tasks`` found)."""
     folder = Path(folder)
     names = tasks if tasks is not None else sorted(p.stem for p in folder.glob("*.json") if p.stem != "suite")
@@ -375,7 +376,7 @@ def load_results(folder, tasks: Optional[Sequence[str]] = None) -> dict:
 def summarize(results: Mapping) -> dict:
     """Per task and optimizer: mean final loss, its ratio to tuned Adam's, and whether it was unstable."""
     out = {}
-    for name, (rec, curves) in results.items():
+    for name, (_rec, curves) in results.items():
         adam = float(np.mean(final_loss(curves["adam"])))
         row = {}
         for opt, c in curves.items():

@@ -53,11 +53,13 @@ def test_schedule_warmup_constant_then_cosine_to_the_floor():
     lr = np.array([float(baselines.learning_rate_at(h, t, 100)) for t in range(100)])
     np.testing.assert_allclose(lr[:10], np.arange(1, 11) / 10, rtol=1e-5)
     np.testing.assert_allclose(lr[10:51], 1.0, rtol=1e-6)
-    assert np.all(np.diff(lr[50:]) <= 1e-7) and lr[-1] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 49 / 50)), rel=1e-4)
+    assert np.all(np.diff(lr[50:]) <= 1e-7)
+    assert lr[-1] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 49 / 50)), rel=1e-4)
 
 
 def test_half_decade_grid_and_search_space():
-    np.testing.assert_allclose(baselines.adam_lr_grid(1e-5, 1e-1), [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    np.testing.assert_allclose(baselines.adam_lr_grid(1e-5, 1e-1),
+                               [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
     assert len(baselines.adam_lr_grid(1e-7, 1.0)) == 15  # the paper's / learned_optimization's grid
     with pytest.raises(ValueError, match="low and high must be"):
         baselines.adam_lr_grid(2e-5, 1e-1)
@@ -79,7 +81,8 @@ def tiny_task():
 def test_batched_training_equals_a_loop_over_train(tiny_task):
     """Row r of the batched run is exactly star.train.train with key r and config r."""
     make = lambda h: baselines.nadamw(h, 12)  # noqa: E731
-    h = baselines.stack_hparams(baselines.adam_hparams([1e-3, 1e-2]), baselines.sample_nadamw_hparams(jax.random.key(3), 1))
+    h = baselines.stack_hparams(baselines.adam_hparams([1e-3, 1e-2]),
+                                baselines.sample_nadamw_hparams(jax.random.key(3), 1))
     keys = jnp.stack([jax.random.key(s) for s in (5, 6, 7)])
     res = train_batched(tiny_task, make, h, keys, 12, chunk_size=4, progress=False)
     assert res.losses.shape == (3, 12)
@@ -191,7 +194,8 @@ def test_figures_mark_divergence(tmp_path):
     base = 2.0 * np.exp(-np.arange(50) / 20.0)[None] + 0.01 * rng.random((3, 50))
     diverged = base.copy()
     diverged[:, 30:] = np.nan
-    rec = {"adam": {"best_at_grid_edge": False, "best_learning_rate": 1e-3}, "nadamw": {"best": {"learning_rate": 1e-3}},
+    rec = {"adam": {"best_at_grid_edge": False, "best_learning_rate": 1e-3},
+           "nadamw": {"best": {"learning_rate": 1e-3}},
            "data": "d", "description": "x", "reference": "r", "num_params": 10, "wall_s": {"total": 1.0}}
     results = {f"t{i}": (rec, {"adam": base, "nadamw": base * 0.9, "star": base, "hyperparam": base,
                                "blackbox": diverged if i == 0 else base * 1.5}) for i in range(3)}

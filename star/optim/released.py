@@ -31,8 +31,8 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 from flax import serialization
 
@@ -119,7 +119,7 @@ def preset_name(cfg: StarConfig) -> str:
     return "star" if cfg.normalize_blackbox else "star_nopre"
 
 
-def config_for(name: str, gin_text: Optional[str] = None) -> StarConfig:
+def config_for(name: str, gin_text: str | None = None) -> StarConfig:
     """The :class:`StarConfig` of a released run: its ``config.gin`` bindings, then the name's settings."""
     settings = parse_name(name)
     fields = {}
@@ -175,8 +175,8 @@ def _fetch(url: str, dest: Path, timeout: float) -> bool:
     return True
 
 
-def load_released(name: str, *, local_dir: "str | os.PathLike | None" = None,
-                  cache_dir: "str | os.PathLike | None" = None, download: bool = True,
+def load_released(name: str, *, local_dir: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None, download: bool = True,
                   timeout: float = 60.0) -> ReleasedOptimizer:
     """Load the released checkpoint ``name`` as our config and θ.
 

@@ -16,7 +16,7 @@ biases zero. Both tasks implement :class:`star.tasks.base.Task` and are pytrees 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -26,7 +26,7 @@ from flax import struct
 
 from star import _checks
 from star.data import ImageDataset, sample_batch
-from star.tasks.base import Batch, Params
+from star.tasks.base import Batch, Params, clip_loss
 from star.tasks.image import truncated_normal_fan_in
 
 __all__ = ["MLPAutoencoder", "MLPVAE", "AutoencoderTask", "VAETask"]
@@ -68,11 +68,6 @@ class MLPVAE(nn.Module):
         return logits, mean, log_var
 
 
-def _normalize_to_unit(loss, top):
-    loss = jnp.asarray(loss)
-    return jnp.where(jnp.isfinite(loss), jnp.clip(loss, 0.0, top), jnp.asarray(top, loss.dtype))
-
-
 @struct.dataclass
 class AutoencoderTask:
     """Reconstruct images through a bottleneck; loss = mean squared error per pixel (in [0, 1])."""
@@ -99,7 +94,7 @@ class AutoencoderTask:
 
     def normalizer(self, loss: jax.Array) -> jax.Array:
         """Clip to [0, 1] (a per-pixel squared error of values in [0, 1]); NaN/inf → 1."""
-        return _normalize_to_unit(loss, 1.0)
+        return clip_loss(loss, 1.0)
 
 
 @struct.dataclass
@@ -139,4 +134,4 @@ class VAETask:
 
     def normalizer(self, loss: jax.Array) -> jax.Array:
         """Clip to [0, 1.5 ln 2] nats per pixel (1.5 × an uninformed Bernoulli); NaN/inf → the top."""
-        return _normalize_to_unit(loss, 1.5 * math.log(2.0))
+        return clip_loss(loss, 1.5 * math.log(2.0))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 Params = Any
 Batch = Any
 
-__all__ = ["Task", "Params", "Batch", "meta_loss_max", "clip_normalizer"]
+__all__ = ["Task", "Params", "Batch", "meta_loss_max", "clip_normalizer", "clip_loss"]
 
 
 @runtime_checkable
@@ -61,6 +61,10 @@ def clip_normalizer(loss: jax.Array, num_classes: int) -> jax.Array:
     then replaces NaN, which sends ``-inf`` to 0; a cross-entropy is never negative, so the two
     agree on every loss a classifier can produce.
     """
-    top = meta_loss_max(num_classes)
+    return clip_loss(loss, meta_loss_max(num_classes))
+
+
+def clip_loss(loss: jax.Array, top: float) -> jax.Array:
+    """``loss`` clipped to ``[0, top]``, with NaN and ±inf sent to ``top`` (a diverged run is the worst loss)."""
     loss = jnp.asarray(loss)
     return jnp.where(jnp.isfinite(loss), jnp.clip(loss, 0.0, top), jnp.asarray(top, loss.dtype))

@@ -16,13 +16,13 @@ chapter's figures (the first, ``fmnist_mlp``, is registered in :mod:`star.tasks`
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from star.data import load_digits, load_fashion_mnist, load_kjv
-from star.tasks.autoencoder import AutoencoderTask, MLPAutoencoder, MLPVAE, VAETask
+from star.tasks.autoencoder import MLPVAE, AutoencoderTask, MLPAutoencoder, VAETask
 from star.tasks.es import ESWrappedTask
-from star.tasks.image import ConvNet, ImageClassificationTask, MLP
-from star.tasks.language import LanguageModelTask, RNNLM, TransformerLM
+from star.tasks.image import MLP, ConvNet, ImageClassificationTask
+from star.tasks.language import RNNLM, LanguageModelTask, TransformerLM
 
 __all__ = ["SuiteSpec", "SPECS", "OOD_SUITE"]
 
