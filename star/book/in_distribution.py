@@ -480,7 +480,8 @@ def plot_figure(results: GridResults, figure: str):
     steps = sorted(results.grid.eval_steps)
     plot_inner_training(axes[1, 0], results, members, steps[0])
     plot_inner_training(axes[1, 1], results, members, steps[-1])
-    fig.suptitle(f"{figure}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
+    paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
+    fig.suptitle(f"{paper_name}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
     fig.tight_layout()
     return fig
 
