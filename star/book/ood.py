@@ -147,7 +147,7 @@ def tasks_table_html(results: Mapping, tasks: Optional[Sequence[str]] = None) ->
     import html
 
     e = html.escape
-    rows = ["<table class='table'><thead><tr><th>task</th><th>data</th><th>model and loss</th>"
+    rows = ["<div class='star-table-wrap'><table class='star-table'><thead><tr><th>task</th><th>data</th><th>model and loss</th>"
             "<th>learned_optimization counterpart</th><th>params</th><th>Adam lr</th><th>NAdamW lr</th>"
             "<th>wall (s)</th></tr></thead><tbody>"]
     for name in tasks if tasks is not None else results:
@@ -158,7 +158,7 @@ def tasks_table_html(results: Mapping, tasks: Optional[Sequence[str]] = None) ->
             f"<td>{e(rec['reference'])}</td><td>{rec['num_params']:,}</td>"
             f"<td>{rec['adam']['best_learning_rate']:.0e}{edge}</td>"
             f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td><td>{rec['wall_s']['total']:.0f}</td></tr>")
-    rows.append("</tbody></table>")
+    rows.append("</tbody></table></div>")
     return "\n".join(rows)
 
 
