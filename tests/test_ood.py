@@ -1,5 +1,6 @@
 """star.ood and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage, verdict."""
 
+import dataclasses
 import json
 import math
 
@@ -139,6 +140,101 @@ def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     with pytest.raises(ValueError, match="disjoint"):
         ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(0,),
                         eval_seeds=(0, 1), width=3, chunk_size=4)
+
+
+def _legacy(record):
+    """The same record in the layout written before the baselines had their own part (format 1)."""
+    old = {k: v for k, v in record.items() if k not in ("baselines", "learned_fingerprint")}
+    old["provenance"] = dict(record["baselines"]["provenance"])
+    old["wall_s"] = {"tuning": 1.0, "evaluation": 2.0, "total": 3.0}
+    return dict(old, format_version=1)
+
+
+def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monkeypatch):
+    """Same suite settings: the baselines' part is kept bit for bit and only the learned rows are computed."""
+    root = tmp_path / "results" / "metatrain"
+    s0, s1, bb = _save_learned(root / "s0", "star", 0), _save_learned(root / "s1", "star", 1), \
+        _save_learned(root / "bb", "blackbox", 2)
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    calls = {"tune": 0, "learned": 0}
+    tune, evaluate = ood._tune_baselines, ood._evaluate_learned
+
+    def counting(key, f):
+        def wrapped(*a, **k):
+            calls[key] += 1
+            return f(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(ood, "_tune_baselines", counting("tune", tune))
+    monkeypatch.setattr(ood, "_evaluate_learned", counting("learned", evaluate))
+    out = tmp_path / "ood"
+    first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
+                         provenance={"command": "first"})
+    with np.load(out / "digits_mlp32.npz") as z:
+        before = {k: z[k] for k in z.files}
+    assert calls == {"tune": 1, "learned": 1} and not first["baselines"]["reused"]
+    # two meta-training runs of STAR and a new row: learned part only
+    learned = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
+    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
+    assert calls == {"tune": 1, "learned": 2}
+    with np.load(out / "digits_mlp32.npz") as z:
+        after = {k: z[k] for k in z.files}
+    for k in ("curves/adam", "curves/nadamw", "tuning/adam_final", "tuning/nadamw_final"):
+        assert after[k].dtype == before[k].dtype and after[k].tobytes() == before[k].tobytes(), k
+    for k in ("adam", "nadamw"):
+        assert rec[k] == first[k] and rec["optimizers"][k] == first["optimizers"][k]
+    assert rec["baselines"]["reused"] and rec["baselines"]["provenance"]["command"] == "first"
+    assert rec["baselines"]["wall_s"] == first["baselines"]["wall_s"]
+    assert rec["provenance"]["command"] == "second" and rec["wall_s"]["tuning"] == 0.0
+    assert rec["learned"]["star"]["num_meta_runs"] == 2 and after["curves/star"].shape == (4, 8)
+    # meta-run 0 is the θ of the first record, on the same seeds: the same curves
+    np.testing.assert_allclose(after["curves/star"][:2], before["curves/star"], rtol=1e-5)
+    assert ood.meta_run_curves(rec, ood.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
+    # nothing changed: the stored record, nothing computed
+    assert ood.run_task("digits_mlp32", cfg, learned, out, progress=False) == rec
+    assert calls == {"tune": 1, "learned": 2}
+    # a changed θ file of a learned optimizer: re-evaluated, baselines still kept
+    _save_learned(root / "s1b", "star", 7)
+    (s1 / "meta_params.msgpack").write_bytes((root / "s1b" / "meta_params.msgpack").read_bytes())
+    changed = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
+    rec2 = ood.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
+    assert calls == {"tune": 1, "learned": 3} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
+    assert rec2["baselines"]["provenance"]["command"] == "first"
+    # a record of the previous format (one provenance for everything) is reused the same way
+    (out / "digits_mlp32.json").write_text(json.dumps(_legacy(rec2)))
+    rec3 = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
+                        provenance={"command": "fourth"})
+    assert calls == {"tune": 1, "learned": 4}
+    assert rec3["baselines"]["provenance"]["command"] == "first"
+    assert rec3["baselines"]["wall_s"] == {"tuning": 1.0, "evaluation": 2.0,
+                                           "evaluation_includes": ["blackbox", "star"]}
+    # another suite configuration: everything is redone
+    other = dataclasses.replace(cfg, search_seed=1)
+    rec4 = ood.run_task("digits_mlp32", other, [ood.load_learned("star", [s0])], out, progress=False,
+                        provenance={"command": "fifth"})
+    assert calls == {"tune": 2, "learned": 5} and not rec4["baselines"]["reused"]
+    assert rec4["baselines"]["provenance"]["command"] == "fifth"
+    # so is a stored file that lacks the baselines' arrays
+    np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
+    ood.run_task("digits_mlp32", other, [ood.load_learned("blackbox", [bb])], out, progress=False)
+    assert calls == {"tune": 3, "learned": 6}
+
+
+def test_meta_runs_split_and_summarize():
+    rec = {"learned": {"star": {"num_meta_runs": 2}}}
+    adam = np.array([[2.0, 1.0], [2.0, 1.0]])
+    star = np.array([[2.0, 0.5], [2.0, 0.5], [2.0, 3.0], [2.0, 0.5]])  # meta-run 1 fails on its 1st seed
+    results = {"t": (rec, {"adam": adam, "star": star})}
+    np.testing.assert_array_equal(ood.meta_run_curves(*results["t"], "star")[1], star[2:])
+    pooled = ood.summarize(results)["t"]["star"]
+    assert pooled["unstable"] and pooled["num_runs"] == 4 and pooled["final"] == pytest.approx(1.125)
+    first, second = (ood.summarize(results, meta_run=k)["t"]["star"] for k in (0, 1))
+    assert not first["unstable"] and first["ratio_to_adam"] == pytest.approx(0.5) and second["unstable"]
+    assert "star" not in ood.summarize(results, meta_run=2)["t"]
+    assert ood.num_meta_runs(results) == {"star": 2}
+    with pytest.raises(ValueError, match="num_meta_runs=3"):
+        ood.meta_run_curves({"learned": {"star": {"num_meta_runs": 3}}}, {"star": star}, "star")
 
 
 def _summary(n=8, bb_unstable=8, star_unstable=0, star_vs_hyper=0.9, star_vs_adam=1.1):
