@@ -301,3 +301,60 @@ def test_figures_mark_divergence(tmp_path):
     grey = [line.get_marker() for line in fig.axes[0].lines if line.get_color() == "C7"]
     assert grey == ["x", "o", "o"]  # Blackbox: diverged on t0, stable on t1 and t2
     assert "<td><code>t0</code></td>" in ood_plots.tasks_table_html(results)
+
+
+def test_meta_run_table_and_verdicts():
+    """Per meta-training run: counts and the verdict rule on each θ alone, then pooled (the chapter's)."""
+    from star.book import ood as book_ood
+
+    steps = np.linspace(2.0, 1.0, 10)[None]
+    good, bad = np.repeat(steps, 2, axis=0), np.repeat(steps[:, ::-1] + 1.0, 2, axis=0)  # bad: ends above its start
+
+    def learned(name, runs):
+        return {"num_meta_runs": runs, "sources": [{"path": f"results/metatrain/g/{name}_s{k}/meta_params.msgpack"}
+                                                   for k in range(runs)]}
+
+    rec = {"learned": {o: learned(o, 2) for o in ("star", "hyperparam", "blackbox")}}
+    results = {f"t{i}": (rec, {"adam": good, "hyperparam": np.concatenate([good, good]),
+                               "blackbox": np.concatenate([bad, bad]),
+                               # STAR: its seed-0 θ fails on every task, its seed-1 θ on none
+                               "star": np.concatenate([bad, 0.5 * good])}) for i in range(4)}
+    assert book_ood.meta_run_labels(results, "star") == ["seed 0", "seed 1"]
+    verdicts = book_ood.meta_run_verdicts(results)
+    assert list(verdicts) == ["seed 0", "seed 1", "pooled"]
+    assert not verdicts["seed 0"][0]["STAR stable"] and verdicts["seed 1"][0]["STAR stable"]
+    assert verdicts["seed 1"][1] == "reproduced" and not verdicts["pooled"][0]["STAR stable"]
+    tab = book_ood.meta_run_table(results)
+    star_rows = [r for r in tab.cells if r[0] == "STAR"]
+    assert [r[1:3] for r in star_rows] == [["seed 0", "4/4"], ["seed 1", "0/4"], ["all pooled (the verdict's)", "4/4"]]
+    assert star_rows[1][3] == "0.5"  # median final loss / tuned Adam's of the seed-1 θ
+    text = book_ood.meta_run_evidence_text(results)
+    assert "STAR on 4, 0 of 4" in text and "seed 1: reproduced" in text
+    md = book_ood.meta_run_findings_markdown(results)
+    assert "**STAR**: unstable on 4, 0 of 4 tasks (seed 0, seed 1), on 4 with its θ's pooled" in md
+    assert "every one of its 2 θ's on 0 of 4 tasks, with at least one of them on 4" in md
+    assert "seed 0: none; seed 1: `t0`, `t1`, `t2`, `t3`; pooled: none" in md
+    html = book_ood.meta_run_verdict_table(results)._repr_html_()
+    assert "star-table" in html and html.count("<tr>") == len(book_ood.VERDICT_RULES) + 2
+    # the figures: a learned optimizer's band is over its meta-training runs, its runs drawn one by one
+    import matplotlib
+
+    matplotlib.use("Agg")
+    np.testing.assert_allclose(book_ood._band_rows(rec, results["t0"][1], "star"), [bad[0], 0.5 * good[0]])
+    assert book_ood._band_rows(rec, results["t0"][1], "adam").shape == (2, 10)
+    book_ood.plot_curves_grid(results, ncols=2)
+    dots = [line for line in book_ood.plot_summary(results).axes[0].lines if line.get_marker() == "."]
+    assert len(dots) == 4 * 3 and all(len(d.get_xdata()) == 2 for d in dots)
+
+
+def test_stored_cpu_suite_holds_the_default_learned_rows():
+    """The chapter's regeneration command (the CLI defaults) reproduces the learned rows that are stored."""
+    from pathlib import Path
+
+    stored = ood.load_results(Path(__file__).resolve().parents[1] / "results" / "ood" / "cpu")
+    assert len(stored) >= 16
+    for name, (rec, curves) in stored.items():
+        assert {k: [s["path"].rsplit("/", 1)[0] for s in v["sources"]] for k, v in rec["learned"].items()} == \
+            {k: list(v) for k, v in ood.DEFAULT_LEARNED.items()}, name
+        for opt in ood.DEFAULT_LEARNED:
+            assert ood.meta_run_curves(rec, curves, opt).shape[:2] == (len(ood.META_SEEDS), 3), (name, opt)
