@@ -358,3 +358,15 @@ def test_stored_cpu_suite_holds_the_default_learned_rows():
             {k: list(v) for k, v in ood.DEFAULT_LEARNED.items()}, name
         for opt in ood.DEFAULT_LEARNED:
             assert ood.meta_run_curves(rec, curves, opt).shape[:2] == (len(ood.META_SEEDS), 3), (name, opt)
+
+
+def test_optimizer_findings_follow_the_summary():
+    """The chapter's per-optimizer findings are computed: they change when the evidence does."""
+    from star.book import ood as book_ood
+
+    md = book_ood.optimizer_findings_markdown(_summary())
+    assert "**Blackbox** — unstable on 8 of 8 tasks" in md and "**STAR** — stable on every task" in md
+    assert "**STAR** — stable on every task; final loss below tuned Adam's on 0 and within 1.25x of it on 8 of 8" in md
+    md = book_ood.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
+    assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
+    assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25x of it on 0" in md

@@ -25,7 +25,7 @@ from star.plotting import mean_stderr_band
 __all__ = ["LABELS", "plot_curves_grid", "plot_summary", "optimizer_order", "tasks_table_html", "load_stored",
            "VERDICT_RULES", "ood_checks", "ood_verdict", "verdict_counts", "evidence_text", "optimizer_counts",
            "meta_run_labels", "meta_run_table", "meta_run_verdicts", "meta_run_verdict_table",
-           "meta_run_evidence_text", "meta_run_findings_markdown", "cost_table"]
+           "meta_run_evidence_text", "meta_run_findings_markdown", "optimizer_findings_markdown", "cost_table"]
 
 LABELS = {
     "adam": ("Adam (tuned learning rate)", "C0", "-"),
@@ -364,7 +364,10 @@ def cost_table(results: Mapping):
     from star.ood import elapsed_minutes
 
     def describe(provs):
-        commits = sorted({str(p.get("git_commit"))[:10] for p in provs})
+        provs = sorted(provs, key=lambda p: str(p.get("finished_utc", "")))
+        commits = list(dict.fromkeys(str(p.get("git_commit"))[:10] for p in provs))  # in order of finish
+        if len(commits) > 3:  # one commit per task when each task's result was committed as it finished
+            commits = [f"{len(commits)} commits, {commits[0]} (first) … {commits[-1]} (last)"]
         devices = sorted({f"{p.get('device', {}).get('kind')} x{p.get('device', {}).get('cpu_count')}" for p in provs})
         return ", ".join(commits), ", ".join(devices)
 
@@ -398,6 +401,28 @@ def meta_run_evidence_text(results: Mapping) -> str:
     alone = ", ".join(f"{label}: {v[1]}" for label, v in verdicts.items() if label != "pooled")
     return (f"Per meta-training run ({', '.join(meta_run_labels(results, 'star'))}), unstable: {'; '.join(parts)}; "
             f"the rule applied to each run alone gives {alone}.")
+
+
+def optimizer_findings_markdown(summary: Mapping) -> str:
+    """A Markdown list, one item per optimizer (in :data:`LABELS` order), of what :func:`optimizer_counts`
+    finds over the tasks of ``summary`` (what :func:`star.ood.summarize` returns): on how many tasks it is
+    unstable, below tuned Adam's final loss and within 1.25x of it, its median final loss / tuned Adam's,
+    and its lowest final loss with the task."""
+    counts = optimizer_counts(summary)
+    lines = []
+    for opt in optimizer_order(counts):
+        c, n = counts[opt], counts[opt]["tasks"]
+        finals = {t: row[opt]["final"] for t, row in summary.items() if opt in row}
+        low = min(finals, key=lambda t: finals[t] if math.isfinite(finals[t]) else math.inf)
+        stable = "stable on every task" if c["unstable"] == 0 else f"unstable on {c['unstable']} of {n} tasks"
+        if opt == "adam":
+            lines.append(f"* **{_style(opt)[0]}** — the yardstick; {stable}; lowest final loss "
+                         f"{finals[low]:.3g} (`{low}`).")
+            continue
+        lines.append(f"* **{_style(opt)[0]}** — {stable}; final loss below tuned Adam's on {c['below_adam']} "
+                     f"and within 1.25x of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
+                     f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} (`{low}`).")
+    return "\n".join(lines)
 
 
 def meta_run_findings_markdown(results: Mapping) -> str:
