@@ -208,11 +208,10 @@ def _ood(args) -> int:
         name, sep, paths = item.partition("=")
         if not sep or not name or not paths:
             raise ValueError(f"--learned must look like NAME=RUN_DIR[,RUN_DIR...]; got {item!r}")
-        sources[name] = paths
+        sources[name] = [p for p in paths.split(",") if p]
     for name in args.no_learned or []:
         sources.pop(name, None)
-    learned = [ood.load_learned(n, [p for p in str(v).split(",") if p], root=args.metatrain_root)
-               for n, v in sources.items()]
+    learned = [ood.load_learned(n, list(v), root=args.metatrain_root) for n, v in sources.items()]
     if args.released:
         from star.optim import released
 
@@ -365,8 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(App. B.3); sizes from STAR_SCALE; resumes task by task")
     oo.add_argument("--tasks", default="all", help="'all' (the 16 of star.tasks.OOD_SUITE) or a comma list")
     oo.add_argument("--learned", action="append", metavar="NAME=RUN_DIR[,RUN_DIR]",
-                    help="a learned optimizer from meta-train folders (default: star, hyperparam, blackbox "
-                         "of results/metatrain/fmnist8_grid, seed 0); repeat for several")
+                    help="a learned optimizer from meta-train folders, all of them evaluated (default: star, "
+                         "star_wd0.5, hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "
+                         "results/metatrain/fmnist8_grid); repeat for several; a default's name replaces it")
     oo.add_argument("--no-learned", action="append", metavar="NAME", help="drop a default learned optimizer")
     oo.add_argument("--metatrain-root", default=".", help="folder the run folders are relative to")
     oo.add_argument("--released", nargs="*", default=None,

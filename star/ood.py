@@ -12,16 +12,23 @@ For every task of the suite (:data:`star.tasks.OOD_SUITE`) :func:`run_task`
    initializations and batches for a given evaluation seed (common random numbers);
 3. stores the curves and the tuning record under ``out_dir`` (``<task>.npz`` + ``<task>.json``).
 
+A learned optimizer may stand for several meta-training runs (``LearnedOptimizer.thetas`` stacked over
+them): each θ is trained on every evaluation seed, and its curves are stored meta-run major
+(:func:`meta_run_curves`). The baselines' part of a record (steps 1 and the baselines of 2) can be kept
+while the learned optimizers are evaluated anew (see :func:`run_task`).
+
 A run *fails* when its final loss is not finite or is above the loss at its first step (the optimizer
 made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
-evaluation runs fails. :func:`summarize` condenses the stored results per task and optimizer; the
-chapter's verdict rules on that summary live in :mod:`star.book.ood`.
+evaluation runs fails (for a learned optimizer: any of its meta-trained θ's on any evaluation seed).
+:func:`summarize` condenses the stored results per task and optimizer (pooled, or one meta-training run
+at a time); the chapter's verdict rules on that summary live in :mod:`star.book.ood`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -39,16 +46,20 @@ from star.batched import train_batched
 from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task",
-           "load_results",
-           "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "FINAL_FRACTION"]
+           "load_results", "baseline_fingerprint", "learned_fingerprint", "meta_run_curves", "num_meta_runs",
+           "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "META_SEEDS",
+           "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
-DEFAULT_LEARNED = {
-    "star": "results/metatrain/fmnist8_grid/star_wd0.1_s0",
-    "hyperparam": "results/metatrain/fmnist8_grid/hyperparam_wd0.0_s0",
-    "blackbox": "results/metatrain/fmnist8_grid/blackbox_wd0.0_s0",
+META_SEEDS = (0, 1, 2)  # the meta-training seeds of results/metatrain/fmnist8_grid
+DEFAULT_LEARNED = {  # row name: the meta-training runs whose θ's it evaluates (stacked: meta-runs x eval seeds)
+    name: tuple(f"results/metatrain/fmnist8_grid/{member}_s{s}" for s in META_SEEDS)
+    for name, member in (("star", "star_wd0.1"), ("star_wd0.5", "star_wd0.5"), ("hyperparam", "hyperparam_wd0.0"),
+                         ("blackbox", "blackbox_wd0.0"))
 }
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the baselines' part has its own fingerprint, provenance and wall time
+BASELINE_FORMAT = 1  # changes only when what the baselines' part holds or how it is computed changes
+LEARNED_FORMAT = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,43 +253,60 @@ def _json_float(x):
     return x if math.isfinite(x) else None
 
 
-def _config_fingerprint(cfg: SuiteConfig, learned: Sequence[LearnedOptimizer]) -> str:
-    payload = {"suite": cfg.to_dict(), "learned": {lo.name: [s["sha256"] for s in lo.sources] for lo in learned},
-               "format": FORMAT_VERSION}
+def baseline_fingerprint(suite: Mapping, task: str) -> str:
+    """Ties the baselines' part of a record (tuning and evaluation of Adam and NAdamW) to what it depends
+    on: the suite configuration (``SuiteConfig.to_dict()``) and the task's name."""
+    payload = {"suite": dict(suite), "task": task, "format": BASELINE_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], out_dir, *,
-             provenance: Mapping | None = None, progress: bool = True, force: bool = False) -> dict:
-    """Tune the baselines on task ``name``, evaluate everything, and write ``out_dir/<name>.{npz,json}``.
+def learned_fingerprint(sources: Mapping) -> str:
+    """Ties the learned optimizers' part of a record to ``{row name: [SHA-256 of each θ file]}``."""
+    payload = {"learned": {k: list(v) for k, v in sources.items()}, "format": LEARNED_FORMAT}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
-    Returns the record written to the JSON file. If that file exists with the same settings (suite
-    configuration and learned optimizers' files) and ``force`` is False, nothing is recomputed and the
-    stored record is returned: the suite resumes task by task.
 
-    Raises:
-        ValueError: unknown task name.
-        star.data.DataUnavailableError: the task's data are not on this machine.
-    """
+def _learned_shas(learned: Sequence[LearnedOptimizer]) -> dict:
+    return {lo.name: [s["sha256"] for s in lo.sources] for lo in learned}
+
+
+def _stored_fingerprints(rec: Mapping) -> tuple:
+    """``(baseline, learned)`` fingerprints of a stored record, recomputed from its own fields (so that a
+    record written before the two parts were told apart is recognized too)."""
+    try:
+        b = baseline_fingerprint(rec["suite_config"], rec["task"])
+        lfp = learned_fingerprint({k: [s["sha256"] for s in v["sources"]] for k, v in rec["learned"].items()})
+    except (KeyError, TypeError):
+        return None, None
+    return b, lfp
+
+
+def _combined_fingerprint(b: str, lfp: str) -> str:
+    return hashlib.sha256(f"{b}:{lfp}".encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _baseline_maker(steps: int):
+    """``hparams -> NAdamW`` for ``steps`` steps: one function object per budget, so that the compiled
+    program of :func:`star.batched.train_batched` is reused across calls (it is cached per object)."""
+    return lambda h: baselines.nadamw(h, steps)
+
+
+@functools.cache
+def _learned_maker(cfg, steps: int):
+    """``θ -> learned optimizer`` of the (hashable) configuration ``cfg`` (one object per configuration
+    and budget, as :func:`_baseline_maker`)."""
     from star.optim import star_optimizer
-    from star.tasks import TASKS, get_task
 
-    if name not in TASKS:
-        raise ValueError(f"name must be a registered task ({', '.join(sorted(TASKS))}); got {name!r}")
-    out_dir = Path(out_dir)
-    json_path, npz_path = out_dir / f"{name}.json", out_dir / f"{name}.npz"
-    fingerprint = _config_fingerprint(cfg, learned)
-    if json_path.is_file() and npz_path.is_file() and not force:
-        old = json.loads(json_path.read_text())
-        if old.get("fingerprint") == fingerprint:
-            return old
+    return lambda th: star_optimizer(cfg, th, steps)
+
+
+def _tune_baselines(name, task, cfg, progress):
+    """Tune Adam and NAdamW on the tuning seeds and train the two selected configurations on the
+    evaluation seeds: the baselines' part of a record, with its arrays."""
     t_start = time.perf_counter()
-    task = get_task(name)
-    spec = TASKS[name]
     steps = cfg.num_steps
-    make = lambda h: baselines.nadamw(h, steps)  # noqa: E731  (one object: one compilation per task)
-
-    # 1. tuning on the tuning seeds
+    make = _baseline_maker(steps)
     lrs = cfg.adam_lrs
     adam_h = baselines.adam_hparams(lrs)
     nadamw_h = baselines.sample_nadamw_hparams(jax.random.key(cfg.search_seed), cfg.nadamw_samples)
@@ -287,23 +315,139 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
     adam_scores, adam_best = _select(tune[: len(lrs)])
     nadamw_scores, nadamw_best = _select(tune[len(lrs):])
     t_tune = time.perf_counter() - t_start
-
-    # 2. evaluation seeds: the two selected baselines (same compiled program) ...
     best = baselines.stack_hparams(
         jax.tree.map(lambda x: x[adam_best: adam_best + 1], adam_h),
         jax.tree.map(lambda x: x[nadamw_best: nadamw_best + 1], nadamw_h))
     ev = _run_baselines(task, make, best, cfg.eval_seeds, cfg, progress, f"{name} eval")
-    curves = {"adam": ev[0], "nadamw": ev[1]}
-    # ... and every learned optimizer: those sharing a configuration train in one compiled program
+    part = {
+        "adam": {"learning_rates": [float(v) for v in lrs], "scores": [_json_float(v) for v in adam_scores],
+                 "best_index": adam_best, "best_learning_rate": float(lrs[adam_best]),
+                 "best_at_grid_edge": adam_best in (0, len(lrs) - 1)},
+        "nadamw": {"samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
+                   "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
+                   "best": baselines.hparams_row(nadamw_h, nadamw_best)},
+        "baselines": {"fingerprint": baseline_fingerprint(cfg.to_dict(), name), "reused": False,
+                      "wall_s": {"tuning": t_tune, "evaluation": time.perf_counter() - t_start - t_tune}},
+    }
+    arrays = {"curves/adam": ev[0], "curves/nadamw": ev[1],
+              "tuning/adam_final": final_loss(tune[: len(lrs)]).astype(np.float32),
+              "tuning/nadamw_final": final_loss(tune[len(lrs):]).astype(np.float32)}
+    return part, arrays
+
+
+def _stored_baselines(old: Mapping, npz_path: Path):
+    """The baselines' part of a stored record and its arrays, unchanged (bit for bit), or ``None`` if the
+    ``.npz`` lacks one of them. A record from before the parts were told apart has one provenance and one
+    wall time for everything: they become the baselines' (its evaluation time then includes the learned
+    optimizers evaluated with them, which ``wall_s`` says)."""
+    names = ("curves/adam", "curves/nadamw", "tuning/adam_final", "tuning/nadamw_final")
+    with np.load(npz_path, allow_pickle=False) as z:
+        if not all(k in z.files for k in names):
+            return None
+        arrays = {k: z[k] for k in names}
+    prior = old.get("baselines")
+    if prior is None:  # format 1: a single provenance and wall time for the whole record
+        w = old["wall_s"]
+        prior = {"provenance": old["provenance"],
+                 "wall_s": {"tuning": w["tuning"], "evaluation": w["evaluation"],
+                            "evaluation_includes": sorted(old.get("learned", {}))}}
+    part = {"adam": old["adam"], "nadamw": old["nadamw"],
+            "baselines": dict(prior, fingerprint=baseline_fingerprint(old["suite_config"], old["task"]), reused=True)}
+    return part, arrays
+
+
+def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], out_dir, *,
+             provenance: Mapping | None = None, progress: bool = True, force: bool = False) -> dict:
+    """Tune the baselines on task ``name``, evaluate everything, and write ``out_dir/<name>.{npz,json}``.
+
+    Returns the record written to the JSON file. A record has two parts, each tied to what it depends on
+    by a fingerprint: the baselines (tuning and evaluation of Adam and NAdamW: the suite configuration and
+    the task, :func:`baseline_fingerprint`) and the learned optimizers (the SHA-256 of their θ files,
+    :func:`learned_fingerprint`). If ``out_dir`` already holds the task and ``force`` is False:
+
+    * both parts match: nothing is recomputed, the stored record is returned (the suite resumes task by
+      task);
+    * only the baselines match: their tuning record, selections, evaluation curves and provenance (the
+      command, commit and wall time of the run that tuned them) are kept as stored, bit for bit, and only
+      the learned optimizers are evaluated (on the same evaluation seeds, hence the same initializations
+      and batches); the record's top-level ``provenance`` and ``wall_s`` are then this evaluation's;
+    * otherwise everything is recomputed.
+
+    Raises:
+        ValueError: unknown task name.
+        star.data.DataUnavailableError: the task's data are not on this machine.
+    """
+    from star.tasks import TASKS, get_task
+
+    if name not in TASKS:
+        raise ValueError(f"name must be a registered task ({', '.join(sorted(TASKS))}); got {name!r}")
+    out_dir = Path(out_dir)
+    json_path, npz_path = out_dir / f"{name}.json", out_dir / f"{name}.npz"
+    b_fp, l_fp = baseline_fingerprint(cfg.to_dict(), name), learned_fingerprint(_learned_shas(learned))
+    provenance = dict(provenance or {}, scale=get_scale().value)
+    stored = None
+    if json_path.is_file() and npz_path.is_file() and not force:
+        old = json.loads(json_path.read_text())
+        old_b, old_l = _stored_fingerprints(old)
+        if (old_b, old_l) == (b_fp, l_fp):
+            return old
+        if old_b == b_fp:
+            stored = _stored_baselines(old, npz_path)
+    t_start = time.perf_counter()
+    task = get_task(name)
+    spec = TASKS[name]
+    if stored is not None:
+        part, arrays = stored
+    else:
+        part, arrays = _tune_baselines(name, task, cfg, progress)
+    t_tune = 0.0 if stored is not None else part["baselines"]["wall_s"]["tuning"]
+    t_base = time.perf_counter() - t_start
+    curves = {"adam": arrays["curves/adam"], "nadamw": arrays["curves/nadamw"]}
+    learned_curves, learned_info = _evaluate_learned(name, task, cfg, learned, progress)
+    curves.update(learned_curves)
+    wall = time.perf_counter() - t_start
+    finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if stored is None:
+        part["baselines"]["provenance"] = dict(provenance, finished_utc=finished)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_opt = {}
+    for opt, c in curves.items():
+        fin = final_loss(c)
+        per_opt[opt] = {"final_loss": [_json_float(v) for v in fin],
+                        "failed": [bool(v) for v in failed_runs(c)],
+                        "initial_loss": [_json_float(v) for v in np.asarray(c)[:, 0]]}
+    record = {
+        "format_version": FORMAT_VERSION, "fingerprint": _combined_fingerprint(b_fp, l_fp),
+        "learned_fingerprint": l_fp, "task": name,
+        "description": spec.description, "reference": spec.reference, "data": spec.data,
+        "num_params": int(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(task.init(jax.random.key(0))))),
+        "suite_config": cfg.to_dict(), **part,
+        "learned": learned_info, "optimizers": per_opt,
+        "wall_s": {"tuning": t_tune, "evaluation": wall - t_tune, "learned": wall - t_base, "total": wall},
+        "provenance": dict(provenance, finished_utc=finished),
+    }
+    arrays = dict(arrays, **{f"curves/{k}": np.asarray(v, np.float32) for k, v in learned_curves.items()})
+    tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    tmp.replace(npz_path)
+    tmpj = json_path.with_suffix(".json.tmp")
+    tmpj.write_text(json.dumps(record, indent=1, sort_keys=True))
+    tmpj.replace(json_path)
+    return record
+
+
+def _evaluate_learned(name, task, cfg, learned, progress):
+    """Curves ``[meta-runs x eval seeds, steps]`` (meta-run major) of every learned optimizer on the
+    evaluation seeds; those sharing a configuration train in one compiled program."""
+    steps = cfg.num_steps
     eval_keys = jnp.stack([jax.random.key(s) for s in cfg.eval_seeds])
     n_seed = len(cfg.eval_seeds)
-    learned_info = {}
-    groups = {}
+    curves, info, groups = {}, {}, {}
     for lo in learned:
         groups.setdefault(json.dumps(lo.cfg.to_dict(), sort_keys=True), []).append(lo)
     for group in groups.values():
-        opt_cfg = group[0].cfg
-        make_lo = lambda th: star_optimizer(opt_cfg, th, steps)  # noqa: E731
+        make_lo = _learned_maker(group[0].cfg, steps)
         thetas = jax.tree.map(lambda *xs: jnp.repeat(jnp.concatenate(xs), n_seed, axis=0),
                               *[lo.thetas for lo in group])
         n_total = sum(lo.num_runs for lo in group)
@@ -313,46 +457,10 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
         lo_start = 0
         for lo in group:
             n = lo.num_runs * n_seed
-            curves[lo.name] = res.losses[lo_start: lo_start + n]  # [meta-runs x eval seeds, steps]
+            curves[lo.name] = res.losses[lo_start: lo_start + n]
             lo_start += n
-            learned_info[lo.name] = {"sources": list(lo.sources), "config": lo.cfg.to_dict(),
-                                     "num_meta_runs": lo.num_runs}
-    wall = time.perf_counter() - t_start
-
-    # 3. store
-    out_dir.mkdir(parents=True, exist_ok=True)
-    per_opt = {}
-    for opt, c in curves.items():
-        fin = final_loss(c)
-        per_opt[opt] = {"final_loss": [_json_float(v) for v in fin],
-                        "failed": [bool(v) for v in failed_runs(c)],
-                        "initial_loss": [_json_float(v) for v in np.asarray(c)[:, 0]]}
-    record = {
-        "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "task": name,
-        "description": spec.description, "reference": spec.reference, "data": spec.data,
-        "num_params": int(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(task.init(jax.random.key(0))))),
-        "suite_config": cfg.to_dict(),
-        "adam": {"learning_rates": [float(v) for v in lrs], "scores": [_json_float(v) for v in adam_scores],
-                 "best_index": adam_best, "best_learning_rate": float(lrs[adam_best]),
-                 "best_at_grid_edge": adam_best in (0, len(lrs) - 1)},
-        "nadamw": {"samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
-                   "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
-                   "best": baselines.hparams_row(nadamw_h, nadamw_best)},
-        "learned": learned_info, "optimizers": per_opt,
-        "wall_s": {"tuning": t_tune, "evaluation": wall - t_tune, "total": wall},
-        "provenance": dict(provenance or {}, scale=get_scale().value,
-                           finished_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
-    }
-    arrays = {f"curves/{k}": np.asarray(v, np.float32) for k, v in curves.items()}
-    arrays["tuning/adam_final"] = final_loss(tune[: len(lrs)]).astype(np.float32)
-    arrays["tuning/nadamw_final"] = final_loss(tune[len(lrs):]).astype(np.float32)
-    tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(npz_path)
-    tmpj = json_path.with_suffix(".json.tmp")
-    tmpj.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmpj.replace(json_path)
-    return record
+            info[lo.name] = {"sources": list(lo.sources), "config": lo.cfg.to_dict(), "num_meta_runs": lo.num_runs}
+    return curves, info
 
 
 def load_results(folder, tasks: Sequence[str] | None = None) -> dict:
@@ -373,18 +481,55 @@ def load_results(folder, tasks: Sequence[str] | None = None) -> dict:
 
 # ------------------------------------------------------------------------------------- summary and verdict
 
-def summarize(results: Mapping) -> dict:
-    """Per task and optimizer: mean final loss, its ratio to tuned Adam's, and whether it was unstable."""
+def meta_run_curves(record: Mapping, curves: Mapping, opt: str) -> np.ndarray:
+    """``[meta-training runs, evaluation seeds, steps]`` view of optimizer ``opt``'s stored curves.
+
+    A learned optimizer's curves are stored meta-run major (``record["learned"][opt]["num_meta_runs"]``
+    θ's, each on every evaluation seed); a baseline is one "run" on the evaluation seeds.
+
+    Raises:
+        ValueError: the number of curves is not a multiple of the number of meta-training runs.
+    """
+    c = np.asarray(curves[opt])
+    n = int(record.get("learned", {}).get(opt, {}).get("num_meta_runs", 1))
+    if n < 1 or c.shape[0] % n:
+        raise ValueError(f"{opt}: {c.shape[0]} curves cannot be split into num_meta_runs={n} equal groups")
+    return c.reshape(n, c.shape[0] // n, c.shape[-1])
+
+
+def summarize(results: Mapping, meta_run: int | None = None) -> dict:
+    """Per task and optimizer: mean final loss, its ratio to tuned Adam's, and whether it was unstable.
+
+    With ``meta_run=None`` a learned optimizer's row pools all its evaluation runs (every meta-trained θ on
+    every evaluation seed): ``final`` is their mean, and it is ``unstable`` when *any* of them failed.
+    With ``meta_run=k`` a learned optimizer's row holds only its ``k``-th meta-trained θ (on every
+    evaluation seed), as if that were its only one; optimizers with fewer runs are left out. The baselines'
+    rows are always all their evaluation runs. ``num_runs`` counts the runs behind a row.
+    """
     out = {}
-    for name, (_rec, curves) in results.items():
+    for name, (rec, curves) in results.items():
         adam = float(np.mean(final_loss(curves["adam"])))
         row = {}
-        for opt, c in curves.items():
-            fin = final_loss(c)
-            mean = float(np.mean(fin))
+        for opt in curves:
+            c = meta_run_curves(rec, curves, opt)
+            if meta_run is not None and opt in rec.get("learned", {}):
+                if meta_run >= c.shape[0]:
+                    continue
+                c = c[meta_run: meta_run + 1]
+            c = c.reshape(-1, c.shape[-1])
+            mean = float(np.mean(final_loss(c)))
             row[opt] = {"final": mean, "ratio_to_adam": mean / adam if math.isfinite(mean) and adam > 0 else math.inf,
-                        "unstable": bool(np.any(failed_runs(c)))}
+                        "unstable": bool(np.any(failed_runs(c))), "num_runs": int(c.shape[0])}
         out[name] = row
+    return out
+
+
+def num_meta_runs(results: Mapping) -> dict:
+    """``{learned optimizer: number of meta-training runs}`` (the smallest over the tasks holding it)."""
+    out = {}
+    for rec, _ in results.values():
+        for opt, info in rec.get("learned", {}).items():
+            out[opt] = min(out.get(opt, math.inf), int(info.get("num_meta_runs", 1)))
     return out
 
 

@@ -1,5 +1,6 @@
 """star.ood and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage, verdict."""
 
+import dataclasses
 import json
 import math
 
@@ -141,6 +142,101 @@ def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
                         eval_seeds=(0, 1), width=3, chunk_size=4)
 
 
+def _legacy(record):
+    """The same record in the layout written before the baselines had their own part (format 1)."""
+    old = {k: v for k, v in record.items() if k not in ("baselines", "learned_fingerprint")}
+    old["provenance"] = dict(record["baselines"]["provenance"])
+    old["wall_s"] = {"tuning": 1.0, "evaluation": 2.0, "total": 3.0}
+    return dict(old, format_version=1)
+
+
+def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monkeypatch):
+    """Same suite settings: the baselines' part is kept bit for bit and only the learned rows are computed."""
+    root = tmp_path / "results" / "metatrain"
+    s0, s1, bb = _save_learned(root / "s0", "star", 0), _save_learned(root / "s1", "star", 1), \
+        _save_learned(root / "bb", "blackbox", 2)
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    calls = {"tune": 0, "learned": 0}
+    tune, evaluate = ood._tune_baselines, ood._evaluate_learned
+
+    def counting(key, f):
+        def wrapped(*a, **k):
+            calls[key] += 1
+            return f(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(ood, "_tune_baselines", counting("tune", tune))
+    monkeypatch.setattr(ood, "_evaluate_learned", counting("learned", evaluate))
+    out = tmp_path / "ood"
+    first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
+                         provenance={"command": "first"})
+    with np.load(out / "digits_mlp32.npz") as z:
+        before = {k: z[k] for k in z.files}
+    assert calls == {"tune": 1, "learned": 1} and not first["baselines"]["reused"]
+    # two meta-training runs of STAR and a new row: learned part only
+    learned = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
+    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
+    assert calls == {"tune": 1, "learned": 2}
+    with np.load(out / "digits_mlp32.npz") as z:
+        after = {k: z[k] for k in z.files}
+    for k in ("curves/adam", "curves/nadamw", "tuning/adam_final", "tuning/nadamw_final"):
+        assert after[k].dtype == before[k].dtype and after[k].tobytes() == before[k].tobytes(), k
+    for k in ("adam", "nadamw"):
+        assert rec[k] == first[k] and rec["optimizers"][k] == first["optimizers"][k]
+    assert rec["baselines"]["reused"] and rec["baselines"]["provenance"]["command"] == "first"
+    assert rec["baselines"]["wall_s"] == first["baselines"]["wall_s"]
+    assert rec["provenance"]["command"] == "second" and rec["wall_s"]["tuning"] == 0.0
+    assert rec["learned"]["star"]["num_meta_runs"] == 2 and after["curves/star"].shape == (4, 8)
+    # meta-run 0 is the θ of the first record, on the same seeds: the same curves
+    np.testing.assert_allclose(after["curves/star"][:2], before["curves/star"], rtol=1e-5)
+    assert ood.meta_run_curves(rec, ood.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
+    # nothing changed: the stored record, nothing computed
+    assert ood.run_task("digits_mlp32", cfg, learned, out, progress=False) == rec
+    assert calls == {"tune": 1, "learned": 2}
+    # a changed θ file of a learned optimizer: re-evaluated, baselines still kept
+    _save_learned(root / "s1b", "star", 7)
+    (s1 / "meta_params.msgpack").write_bytes((root / "s1b" / "meta_params.msgpack").read_bytes())
+    changed = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
+    rec2 = ood.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
+    assert calls == {"tune": 1, "learned": 3} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
+    assert rec2["baselines"]["provenance"]["command"] == "first"
+    # a record of the previous format (one provenance for everything) is reused the same way
+    (out / "digits_mlp32.json").write_text(json.dumps(_legacy(rec2)))
+    rec3 = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
+                        provenance={"command": "fourth"})
+    assert calls == {"tune": 1, "learned": 4}
+    assert rec3["baselines"]["provenance"]["command"] == "first"
+    assert rec3["baselines"]["wall_s"] == {"tuning": 1.0, "evaluation": 2.0,
+                                           "evaluation_includes": ["blackbox", "star"]}
+    # another suite configuration: everything is redone
+    other = dataclasses.replace(cfg, search_seed=1)
+    rec4 = ood.run_task("digits_mlp32", other, [ood.load_learned("star", [s0])], out, progress=False,
+                        provenance={"command": "fifth"})
+    assert calls == {"tune": 2, "learned": 5} and not rec4["baselines"]["reused"]
+    assert rec4["baselines"]["provenance"]["command"] == "fifth"
+    # so is a stored file that lacks the baselines' arrays
+    np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
+    ood.run_task("digits_mlp32", other, [ood.load_learned("blackbox", [bb])], out, progress=False)
+    assert calls == {"tune": 3, "learned": 6}
+
+
+def test_meta_runs_split_and_summarize():
+    rec = {"learned": {"star": {"num_meta_runs": 2}}}
+    adam = np.array([[2.0, 1.0], [2.0, 1.0]])
+    star = np.array([[2.0, 0.5], [2.0, 0.5], [2.0, 3.0], [2.0, 0.5]])  # meta-run 1 fails on its 1st seed
+    results = {"t": (rec, {"adam": adam, "star": star})}
+    np.testing.assert_array_equal(ood.meta_run_curves(*results["t"], "star")[1], star[2:])
+    pooled = ood.summarize(results)["t"]["star"]
+    assert pooled["unstable"] and pooled["num_runs"] == 4 and pooled["final"] == pytest.approx(1.125)
+    first, second = (ood.summarize(results, meta_run=k)["t"]["star"] for k in (0, 1))
+    assert not first["unstable"] and first["ratio_to_adam"] == pytest.approx(0.5) and second["unstable"]
+    assert "star" not in ood.summarize(results, meta_run=2)["t"]
+    assert ood.num_meta_runs(results) == {"star": 2}
+    with pytest.raises(ValueError, match="num_meta_runs=3"):
+        ood.meta_run_curves({"learned": {"star": {"num_meta_runs": 3}}}, {"star": star}, "star")
+
+
 def _summary(n=8, bb_unstable=8, star_unstable=0, star_vs_hyper=0.9, star_vs_adam=1.1):
     out = {}
     for i in range(n):
@@ -205,3 +301,72 @@ def test_figures_mark_divergence(tmp_path):
     grey = [line.get_marker() for line in fig.axes[0].lines if line.get_color() == "C7"]
     assert grey == ["x", "o", "o"]  # Blackbox: diverged on t0, stable on t1 and t2
     assert "<td><code>t0</code></td>" in ood_plots.tasks_table_html(results)
+
+
+def test_meta_run_table_and_verdicts():
+    """Per meta-training run: counts and the verdict rule on each θ alone, then pooled (the chapter's)."""
+    from star.book import ood as book_ood
+
+    steps = np.linspace(2.0, 1.0, 10)[None]
+    good, bad = np.repeat(steps, 2, axis=0), np.repeat(steps[:, ::-1] + 1.0, 2, axis=0)  # bad: ends above its start
+
+    def learned(name, runs):
+        return {"num_meta_runs": runs, "sources": [{"path": f"results/metatrain/g/{name}_s{k}/meta_params.msgpack"}
+                                                   for k in range(runs)]}
+
+    rec = {"learned": {o: learned(o, 2) for o in ("star", "hyperparam", "blackbox")}}
+    results = {f"t{i}": (rec, {"adam": good, "hyperparam": np.concatenate([good, good]),
+                               "blackbox": np.concatenate([bad, bad]),
+                               # STAR: its seed-0 θ fails on every task, its seed-1 θ on none
+                               "star": np.concatenate([bad, 0.5 * good])}) for i in range(4)}
+    assert book_ood.meta_run_labels(results, "star") == ["seed 0", "seed 1"]
+    verdicts = book_ood.meta_run_verdicts(results)
+    assert list(verdicts) == ["seed 0", "seed 1", "pooled"]
+    assert not verdicts["seed 0"][0]["STAR stable"] and verdicts["seed 1"][0]["STAR stable"]
+    assert verdicts["seed 1"][1] == "reproduced" and not verdicts["pooled"][0]["STAR stable"]
+    tab = book_ood.meta_run_table(results)
+    star_rows = [r for r in tab.cells if r[0] == "STAR"]
+    assert [r[1:3] for r in star_rows] == [["seed 0", "4/4"], ["seed 1", "0/4"], ["all pooled (the verdict's)", "4/4"]]
+    assert star_rows[1][3] == "0.5"  # median final loss / tuned Adam's of the seed-1 θ
+    text = book_ood.meta_run_evidence_text(results)
+    assert "STAR on 4, 0 of 4" in text and "seed 1: reproduced" in text
+    md = book_ood.meta_run_findings_markdown(results)
+    assert "**STAR**: unstable on 4, 0 of 4 tasks (seed 0, seed 1), on 4 with its θ's pooled" in md
+    assert "every one of its 2 θ's on 0 of 4 tasks, with at least one of them on 4" in md
+    assert "seed 0: none; seed 1: `t0`, `t1`, `t2`, `t3`; pooled: none" in md
+    html = book_ood.meta_run_verdict_table(results)._repr_html_()
+    assert "star-table" in html and html.count("<tr>") == len(book_ood.VERDICT_RULES) + 2
+    # the figures: a learned optimizer's band is over its meta-training runs, its runs drawn one by one
+    import matplotlib
+
+    matplotlib.use("Agg")
+    np.testing.assert_allclose(book_ood._band_rows(rec, results["t0"][1], "star"), [bad[0], 0.5 * good[0]])
+    assert book_ood._band_rows(rec, results["t0"][1], "adam").shape == (2, 10)
+    book_ood.plot_curves_grid(results, ncols=2)
+    dots = [line for line in book_ood.plot_summary(results).axes[0].lines if line.get_marker() == "."]
+    assert len(dots) == 4 * 3 and all(len(d.get_xdata()) == 2 for d in dots)
+
+
+def test_stored_cpu_suite_holds_the_default_learned_rows():
+    """The chapter's regeneration command (the CLI defaults) reproduces the learned rows that are stored."""
+    from pathlib import Path
+
+    stored = ood.load_results(Path(__file__).resolve().parents[1] / "results" / "ood" / "cpu")
+    assert len(stored) >= 16
+    for name, (rec, curves) in stored.items():
+        assert {k: [s["path"].rsplit("/", 1)[0] for s in v["sources"]] for k, v in rec["learned"].items()} == \
+            {k: list(v) for k, v in ood.DEFAULT_LEARNED.items()}, name
+        for opt in ood.DEFAULT_LEARNED:
+            assert ood.meta_run_curves(rec, curves, opt).shape[:2] == (len(ood.META_SEEDS), 3), (name, opt)
+
+
+def test_optimizer_findings_follow_the_summary():
+    """The chapter's per-optimizer findings are computed: they change when the evidence does."""
+    from star.book import ood as book_ood
+
+    md = book_ood.optimizer_findings_markdown(_summary())
+    assert "**Blackbox** — unstable on 8 of 8 tasks" in md and "**STAR** — stable on every task" in md
+    assert "**STAR** — stable on every task; final loss below tuned Adam's on 0 and within 1.25x of it on 8 of 8" in md
+    md = book_ood.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
+    assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
+    assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25x of it on 0" in md

@@ -4,7 +4,9 @@
 * :func:`plot_curves_grid` (Figs. App.5–App.6) and :func:`plot_summary` — both take what
   :func:`load_stored` or :func:`star.ood.load_results` return (``{task: (record, curves)}``);
 * :func:`ood_checks` / :data:`VERDICT_RULES` — the rule of the verdict on the claim ``ood_generalization``,
-  with :func:`verdict_counts` and :func:`evidence_text` for the numbers behind it.
+  with :func:`verdict_counts` and :func:`evidence_text` for the numbers behind it;
+* :func:`meta_run_table` / :func:`meta_run_verdict_table` — the same counts and rule for each
+  meta-training run of the learned optimizers alone (how much the finding depends on the one θ).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Optional
 
 import numpy as np
 
-from star.ood import failed_runs, final_loss, summarize
+from star.ood import failed_runs, final_loss, meta_run_curves, num_meta_runs, summarize
 from star.plotting import mean_stderr_band
 
 __all__ = ["LABELS", "plot_curves_grid", "plot_summary", "optimizer_order", "tasks_table_html", "load_stored",
-           "VERDICT_RULES", "ood_checks", "ood_verdict", "verdict_counts", "evidence_text", "optimizer_counts"]
+           "VERDICT_RULES", "ood_checks", "ood_verdict", "verdict_counts", "evidence_text", "optimizer_counts",
+           "meta_run_labels", "meta_run_table", "meta_run_verdicts", "meta_run_verdict_table",
+           "meta_run_evidence_text", "meta_run_findings_markdown", "optimizer_findings_markdown", "cost_table"]
 
 LABELS = {
     "adam": ("Adam (tuned learning rate)", "C0", "-"),
@@ -46,11 +50,23 @@ def _style(name):
     return LABELS.get(name, (name, None, "-"))
 
 
+def _band_rows(rec, curves, opt) -> np.ndarray:
+    """The rows whose mean ± standard error a panel shows: a baseline's evaluation seeds; a learned
+    optimizer with several meta-training runs: each run's mean over the evaluation seeds (so the band is
+    the spread due to meta-training, the seeds being shared by every θ), else its evaluation seeds."""
+    c = meta_run_curves(rec, curves, opt).astype(np.float64)
+    c = np.where(np.isfinite(c), c, np.nan)
+    return c.mean(axis=1) if c.shape[0] > 1 else c[0]
+
+
 def plot_curves_grid(results: Mapping, tasks: Optional[Sequence[str]] = None, *, ncols: int = 4,
                      coefficient: float = 0.98):
-    """One panel per task: training loss against step, mean ± one standard error over the evaluation
-    runs, EMA-smoothed with ``coefficient`` as the paper's plots (App. B: 0.98). The y-range ends a
-    little above the initial loss, so a diverging optimizer leaves the panel at the top."""
+    """One panel per task: training loss against step, mean ± one standard error, EMA-smoothed with
+    ``coefficient`` as the paper's plots (App. B: 0.98). For a baseline the standard error is over its
+    evaluation seeds; for a learned optimizer with several meta-training runs it is over the runs, each
+    averaged over the evaluation seeds first (:func:`_band_rows`). A run that diverged makes its mean
+    undefined from there on (the line stops). The y-range ends a little above the initial loss, so a
+    diverging optimizer leaves the panel at the top."""
     import matplotlib.pyplot as plt
 
     tasks = list(tasks if tasks is not None else results)
@@ -62,8 +78,7 @@ def plot_curves_grid(results: Mapping, tasks: Optional[Sequence[str]] = None, *,
         init = float(np.nanmedian(np.asarray(curves["adam"])[:, 0]))
         lows = []
         for opt in optimizer_order(curves):
-            c = np.asarray(curves[opt], np.float64)
-            c = np.where(np.isfinite(c), c, np.nan)
+            c = _band_rows(rec, curves, opt)
             mean, lo, hi = mean_stderr_band(np.minimum(c, 1e6), coefficient=coefficient)
             label, colour, ls = _style(opt)
             x = np.arange(1, c.shape[1] + 1)
@@ -89,19 +104,31 @@ def plot_curves_grid(results: Mapping, tasks: Optional[Sequence[str]] = None, *,
 def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None, *, cap: float = 100.0):
     """Per task, each optimizer's final loss divided by tuned Adam's (log scale; < 1 is better than Adam).
 
-    Filled markers: every evaluation run was stable; hollow: some run ended above its initial loss;
-    a cross at the right edge: some run diverged (non-finite loss); a triangle at an edge: the ratio is
-    beyond ``cap`` (or below ``1/cap``), drawn at the edge.
+    Large markers pool all evaluation runs (for a learned optimizer: every meta-trained θ on every
+    evaluation seed), as the verdict does. Filled: every run was stable; hollow: some run ended above its
+    initial loss; a cross at the right edge: some run diverged (non-finite loss); a triangle at an edge: the
+    ratio is beyond ``cap`` (or below ``1/cap``), drawn at the edge. Small dots: a learned optimizer's
+    meta-training runs one by one (each over the evaluation seeds; a diverged one at the right edge).
     """
     import matplotlib.pyplot as plt
 
     tasks = list(tasks if tasks is not None else results)
-    summ = summarize({t: results[t] for t in tasks})
+    sub = {t: results[t] for t in tasks}
+    summ = summarize(sub)
+    per_run = [summarize(sub, meta_run=k) for k in range(max(num_meta_runs(sub).values(), default=1))]
     opts = optimizer_order({o for t in tasks for o in results[t][1]} - {"adam"})
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(tasks) + 1.6))
     finite = [r["ratio_to_adam"] for t in tasks for o, r in summ[t].items() if math.isfinite(r["ratio_to_adam"])]
     hi = min(max([2.0] + finite), cap) * 1.6
     lo = max(min([0.5] + finite), 1.0 / cap) / 1.6
+
+    def clipped(x):
+        if x > cap:
+            return hi / 1.3, ">"
+        if x < 1.0 / cap:
+            return lo * 1.3, "<"
+        return x, "o"
+
     offsets = np.linspace(-0.3, 0.3, len(opts)) if len(opts) > 1 else [0.0]
     for k, opt in enumerate(opts):
         colour = _style(opt)[1]
@@ -113,11 +140,12 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None, *, cap
             c = np.asarray(results[t][1][opt])
             diverged = not np.all(np.isfinite(final_loss(c)))
             kw = dict(color=colour)
-            x, marker = r["ratio_to_adam"], "o"
-            if x > cap:
-                x, marker = hi / 1.3, ">"
-            elif x < 1.0 / cap:
-                x, marker = lo * 1.3, "<"
+            if opt in results[t][0].get("learned", {}):
+                runs = [pr[t][opt]["ratio_to_adam"] for pr in per_run if opt in pr[t]]
+                xs = [clipped(v)[0] if math.isfinite(v) else hi / 1.1 for v in runs]
+                if len(xs) > 1:
+                    ax.plot(xs, [y] * len(xs), marker=".", ms=3.5, ls="none", alpha=0.7, **kw)
+            x, marker = clipped(r["ratio_to_adam"])
             if diverged:
                 ax.plot([hi / 1.1], [y], marker="x", ms=7, mew=2, ls="none", **kw)
             elif r["unstable"] or np.any(failed_runs(c)):
@@ -129,6 +157,9 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None, *, cap
     proxies = [Line2D([], [], color=_style(o)[1], marker="o", ls="none", label=_style(o)[0]) for o in opts]
     ax.axvline(1.0, color="C0", lw=1)
     proxies.append(Line2D([], [], color="C0", lw=1, label="tuned Adam"))
+    if len(per_run) > 1:
+        proxies.append(Line2D([], [], color="0.4", marker=".", ms=3.5, ls="none",
+                              label="one meta-training run"))
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
@@ -140,16 +171,24 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None, *, cap
     return fig
 
 
+def _walls(rec) -> str:
+    """``tuning / learned`` seconds of a record: the baselines' tuning (in the run that tuned them) and
+    this record's evaluation of the learned optimizers (``?`` where a record does not tell them apart)."""
+    tuning = rec.get("baselines", {}).get("wall_s", rec["wall_s"]).get("tuning")
+    learned = rec["wall_s"].get("learned")
+    return " / ".join("?" if v is None else f"{v:.0f}" for v in (tuning, learned))
+
+
 def tasks_table_html(results: Mapping, tasks: Optional[Sequence[str]] = None) -> str:
     """The suite as an HTML table: task, data, what it is, its ``learned_optimization`` counterpart,
     parameters, the tuned Adam learning rate (flagged at a grid edge), NAdamW's selected learning rate,
-    and the wall time of the task."""
+    and the wall times of the baselines' tuning and of the learned optimizers' evaluation."""
     import html
 
     e = html.escape
-    rows = ["<div class='star-table-wrap'><table class='star-table'><thead><tr><th>task</th><th>data</th><th>model and loss</th>"
-            "<th>learned_optimization counterpart</th><th>params</th><th>Adam lr</th><th>NAdamW lr</th>"
-            "<th>wall (s)</th></tr></thead><tbody>"]
+    rows = ["<div class='star-table-wrap'><table class='star-table'><thead><tr><th>task</th><th>data</th>"
+            "<th>model and loss</th><th>learned_optimization counterpart</th><th>params</th><th>Adam lr</th>"
+            "<th>NAdamW lr</th><th>wall (s): tuning / learned</th></tr></thead><tbody>"]
     for name in tasks if tasks is not None else results:
         rec, _ = results[name]
         edge = " (grid edge)" if rec["adam"]["best_at_grid_edge"] else ""
@@ -157,7 +196,7 @@ def tasks_table_html(results: Mapping, tasks: Optional[Sequence[str]] = None) ->
             f"<tr><td><code>{e(name)}</code></td><td>{e(rec['data'])}</td><td>{e(rec['description'])}</td>"
             f"<td>{e(rec['reference'])}</td><td>{rec['num_params']:,}</td>"
             f"<td>{rec['adam']['best_learning_rate']:.0e}{edge}</td>"
-            f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td><td>{rec['wall_s']['total']:.0f}</td></tr>")
+            f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td><td>{_walls(rec)}</td></tr>")
     rows.append("</tbody></table></div>")
     return "\n".join(rows)
 
@@ -239,8 +278,70 @@ def optimizer_counts(summary: Mapping) -> dict:
         rows = [row[o] for row in summary.values() if o in row]
         out[o] = {"tasks": len(rows), "unstable": sum(r["unstable"] for r in rows),
                   "below_adam": sum(r["ratio_to_adam"] < 1.0 for r in rows),
-                  "within_1.25_adam": sum(r["ratio_to_adam"] <= 1.25 for r in rows)}
+                  "within_1.25_adam": sum(r["ratio_to_adam"] <= 1.25 for r in rows),
+                  "median_ratio_to_adam": float(np.median([r["ratio_to_adam"] for r in rows]))}
     return out
+
+
+def meta_run_labels(results: Mapping, opt: str) -> list:
+    """``seed k`` for each meta-training run of learned optimizer ``opt`` (from its run folder's name,
+    ``..._s<k>``; ``run k`` where the name does not tell), in the order of the stored curves."""
+    import re
+
+    for rec, _ in results.values():
+        if opt in rec.get("learned", {}):
+            out = []
+            for k, src in enumerate(rec["learned"][opt]["sources"]):
+                m = re.search(r"_s(\d+)/[^/]*$", src.get("path", ""))
+                out.append(f"seed {m.group(1)}" if m else f"run {k}")
+            return out
+    return []
+
+
+def meta_run_table(results: Mapping):
+    """Per learned optimizer and meta-training run (and all runs pooled, as the verdict counts them): on
+    how many tasks it is unstable, the median over the tasks of its final loss / tuned Adam's, and on how
+    many tasks that ratio is at most 1.25 (a :class:`star.book.tables.Table`)."""
+    from star.book.tables import table
+
+    runs = num_meta_runs(results)
+    per_run = {k: optimizer_counts(summarize(results, meta_run=k)) for k in range(max(runs.values(), default=0))}
+    pooled = optimizer_counts(summarize(results))
+    rows = []
+    for opt in optimizer_order(runs):
+        labels = meta_run_labels(results, opt)
+        entries = [(labels[k], per_run[k][opt]) for k in range(runs[opt])]
+        if runs[opt] > 1:
+            entries.append(("all pooled (the verdict's)", pooled[opt]))
+        for label, c in entries:
+            rows.append([_style(opt)[0], label, f"{c['unstable']}/{c['tasks']}", c["median_ratio_to_adam"],
+                         f"{c['within_1.25_adam']}/{c['tasks']}"])
+    return table(["learned optimizer", "meta-training run", "unstable on", "median final loss / tuned Adam's",
+                  "≤ 1.25× tuned Adam on"], rows, digits=3)
+
+
+def meta_run_verdicts(results: Mapping) -> dict:
+    """``{label: (checks, status)}``: :func:`ood_verdict` on each meta-training run alone (run ``k`` of
+    STAR, Hyperparam and Blackbox together, as if each had only that θ), then on all runs pooled
+    (``"pooled"``, the chapter's verdict)."""
+    runs = num_meta_runs(results)
+    n = min((runs.get(o, 0) for o in ("star", "hyperparam", "blackbox")), default=0)
+    labels = meta_run_labels(results, "star")
+    out = {labels[k] if k < len(labels) else f"run {k}": ood_verdict(summarize(results, meta_run=k))
+           for k in range(n)}
+    out["pooled"] = ood_verdict(summarize(results))
+    return out
+
+
+def meta_run_verdict_table(results: Mapping):
+    """The checks of :data:`VERDICT_RULES` (rows) for each meta-training run alone and pooled (columns),
+    with the resulting status in the last row (a :class:`star.book.tables.Table`)."""
+    from star.book.tables import table
+
+    verdicts = meta_run_verdicts(results)
+    rows = [[rule] + ["✔" if v[0][rule] else "✘" for v in verdicts.values()] for rule in VERDICT_RULES]
+    rows.append(["status"] + [v[1] for v in verdicts.values()])
+    return table(["check"] + list(verdicts), rows)
 
 
 def evidence_text(summary: Mapping) -> str:
@@ -252,6 +353,113 @@ def evidence_text(summary: Mapping) -> str:
             f"{c['hyperparam_unstable']}/{n}; STAR's final loss <= 1.05x Hyperparam's on "
             f"{c['star_le_1.05_hyperparam']}/{n} and <= 0.8x on {c['star_le_0.8_hyperparam']}/{n}; "
             f"<= 1.25x tuned Adam's on {c['star_le_1.25_adam']}/{n}.")
+
+
+def cost_table(results: Mapping):
+    """Wall time of the stored suite by part, summed over the tasks, with the commit(s) and devices that
+    ran it: the baselines' tuning and evaluation (as recorded by the run that tuned them, which may be
+    older than the record) and the learned optimizers' evaluation (the record's own run); the last row is
+    the elapsed time of the latter (:func:`star.ood.elapsed_minutes`). A :class:`star.book.tables.Table`."""
+    from star.book.tables import table
+    from star.ood import elapsed_minutes
+
+    def describe(provs):
+        provs = sorted(provs, key=lambda p: str(p.get("finished_utc", "")))
+        commits = list(dict.fromkeys(str(p.get("git_commit"))[:10] for p in provs))  # in order of finish
+        if len(commits) > 3:  # one commit per task when each task's result was committed as it finished
+            commits = [f"{len(commits)} commits, {commits[0]} (first) … {commits[-1]} (last)"]
+        devices = sorted({f"{p.get('device', {}).get('kind')} x{p.get('device', {}).get('cpu_count')}" for p in provs})
+        return ", ".join(commits), ", ".join(devices)
+
+    base = [rec.get("baselines") or {"wall_s": rec["wall_s"], "provenance": rec["provenance"]}
+            for rec, _ in results.values()]
+    learned = [rec for rec, _ in results.values()]
+    included = sorted({o for b in base for o in b["wall_s"].get("evaluation_includes", [])})
+    ev_label = "baselines: evaluation" + (f" (that run also evaluated the learned {', '.join(included)}, one θ each)"
+                                          if included else "")
+    runs = num_meta_runs(results)
+    rows = [["baselines: tuning", sum(b["wall_s"]["tuning"] for b in base) / 60, *describe(b["provenance"] for b in base)],
+            [ev_label, sum(b["wall_s"]["evaluation"] for b in base) / 60, *describe(b["provenance"] for b in base)],
+            [f"learned optimizers: evaluation ({', '.join(f'{o} x{n}' for o, n in runs.items())} θ's)",
+             sum(r["wall_s"].get("learned", r["wall_s"]["evaluation"]) for r in learned) / 60,
+             *describe(r["provenance"] for r in learned)],
+            ["learned optimizers: elapsed, first task's start to last task's finish", elapsed_minutes(results),
+             "", ""]]
+    return table(["part", "minutes", "commit", "device"], rows, digits=3)
+
+
+def meta_run_evidence_text(results: Mapping) -> str:
+    """One sentence: per meta-training run, on how many tasks each learned optimizer was unstable, and
+    the status :func:`ood_verdict` gives each run alone."""
+    runs = num_meta_runs(results)
+    per_run = {k: optimizer_counts(summarize(results, meta_run=k)) for k in range(max(runs.values(), default=0))}
+    parts = []
+    for opt in optimizer_order(runs):
+        counts = [per_run[k][opt] for k in range(runs[opt])]
+        parts.append(f"{_style(opt)[0]} on {', '.join(str(c['unstable']) for c in counts)} of {counts[0]['tasks']}")
+    verdicts = meta_run_verdicts(results)
+    alone = ", ".join(f"{label}: {v[1]}" for label, v in verdicts.items() if label != "pooled")
+    return (f"Per meta-training run ({', '.join(meta_run_labels(results, 'star'))}), unstable: {'; '.join(parts)}; "
+            f"the rule applied to each run alone gives {alone}.")
+
+
+def optimizer_findings_markdown(summary: Mapping) -> str:
+    """A Markdown list, one item per optimizer (in :data:`LABELS` order), of what :func:`optimizer_counts`
+    finds over the tasks of ``summary`` (what :func:`star.ood.summarize` returns): on how many tasks it is
+    unstable, below tuned Adam's final loss and within 1.25x of it, its median final loss / tuned Adam's,
+    and its lowest final loss with the task."""
+    counts = optimizer_counts(summary)
+    lines = []
+    for opt in optimizer_order(counts):
+        c, n = counts[opt], counts[opt]["tasks"]
+        finals = {t: row[opt]["final"] for t, row in summary.items() if opt in row}
+        low = min(finals, key=lambda t: finals[t] if math.isfinite(finals[t]) else math.inf)
+        stable = "stable on every task" if c["unstable"] == 0 else f"unstable on {c['unstable']} of {n} tasks"
+        if opt == "adam":
+            lines.append(f"* **{_style(opt)[0]}** — the yardstick; {stable}; lowest final loss "
+                         f"{finals[low]:.3g} (`{low}`).")
+            continue
+        lines.append(f"* **{_style(opt)[0]}** — {stable}; final loss below tuned Adam's on {c['below_adam']} "
+                     f"and within 1.25x of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
+                     f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} (`{low}`).")
+    return "\n".join(lines)
+
+
+def meta_run_findings_markdown(results: Mapping) -> str:
+    """A Markdown list of what the per-meta-training-run summaries show: per learned optimizer its unstable
+    tasks and median final loss / tuned Adam's for each θ and pooled; on how many tasks STAR is unstable
+    with every θ and with at least one; and where STAR's final loss is at most 0.8x Hyperparam's (the
+    verdict's "large gain") for each θ and pooled."""
+    runs = num_meta_runs(results)
+    n_runs = max(runs.values(), default=0)
+    per_run = [summarize(results, meta_run=k) for k in range(n_runs)]
+    pooled = summarize(results)
+    n = len(results)
+    lines = []
+    for opt in optimizer_order(runs):
+        labels = meta_run_labels(results, opt)
+        counts = [optimizer_counts(per_run[k])[opt] for k in range(runs[opt])]
+        pc = optimizer_counts(pooled)[opt]
+        unstable = ", ".join(str(c["unstable"]) for c in counts)
+        medians = ", ".join(f"{c['median_ratio_to_adam']:.3g}" for c in counts)
+        lines.append(f"* **{_style(opt)[0]}**: unstable on {unstable} of {n} tasks ({', '.join(labels)}), on "
+                     f"{pc['unstable']} with its θ's pooled; median final loss / tuned Adam's {medians}.")
+    if "star" in runs:
+        every = [t for t in results if all(per_run[k][t]["star"]["unstable"] for k in range(runs["star"]))]
+        some = [t for t in results if any(per_run[k][t]["star"]["unstable"] for k in range(runs["star"]))]
+        lines.append(f"* STAR is unstable with every one of its {runs['star']} θ's on {len(every)} of {n} tasks, "
+                     f"with at least one of them on {len(some)}.")
+    if "star" in runs and "hyperparam" in runs:
+        def gains(summ):
+            return [t for t, row in summ.items() if "star" in row and "hyperparam" in row
+                    and row["hyperparam"]["final"] > 0 and row["star"]["final"] <= 0.8 * row["hyperparam"]["final"]]
+
+        labels = meta_run_labels(results, "star")
+        per = [f"{labels[k]}: {', '.join(f'`{t}`' for t in gains(per_run[k])) or 'none'}"
+               for k in range(min(runs["star"], runs["hyperparam"]))]
+        lines.append(f"* Tasks where STAR's final loss is at most 0.8x Hyperparam's — {'; '.join(per)}; pooled: "
+                     f"{', '.join(f'`{t}`' for t in gains(pooled)) or 'none'}.")
+    return "\n".join(lines)
 
 
 def load_stored(scale: str = "cpu", tasks: Optional[Sequence[str]] = None, fetch=None) -> tuple:
