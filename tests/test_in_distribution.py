@@ -190,3 +190,53 @@ def test_the_nominal_yardstick_comes_from_a_member_with_a_nominal_term(tmp_path)
     c["baselines"]["nominal"]["mean"] = 2.32  # Blackbox's zero-output start does not train
     bb.write_text(json.dumps(c))
     assert D.nominal_objective(D.load_grid(grid, root)) == 0.7
+
+
+def fig3_grid(root, name, task, levels, eval_steps=(20,)):
+    """A complete 3-seed Fig. 3 grid (STAR, Hyperparam, Blackbox) under ``root``: ``levels`` = {optimizer: level}, the
+    PES meta-loss and meta-objective of every seed sit at that level (plus a little per-seed spread)."""
+    grid = dataclasses.replace(sweep.get_grid("indist", "smoke"), name=name, task=task, folder=f"results/{name}",
+                               members=tuple(sweep.Member(o, w) for o, w in sweep.FIGURES["fig3"]), seeds=(0, 1, 2),
+                               outer_steps=6, eval_steps=eval_steps)
+    for spec in grid.runs():
+        out = spec.folder(root)
+        out.mkdir(parents=True)
+        level = levels.get(spec.member.optimizer, 0.7) + 0.01 * spec.seed
+        (out / "log.jsonl").write_text("".join(json.dumps({"step": i, "meta_loss": level + 1.0 / i}) + "\n"
+                                               for i in range(1, 7)))
+        (out / "provenance.json").write_text(json.dumps({"wall_s_total": 10.0, "command": "x"}))
+        (out / "theta_final.npz").write_bytes(b"")
+        (out / "meta_curve.json").write_text(json.dumps({"curve": [{"step": s, "mean": level, "per_seed": [level]}
+                                                                   for s in (0, 3, 6)]}))
+        for steps in eval_steps:
+            (out / f"evaluate_{steps}.json").write_text(json.dumps({"block": 10, "steps": steps, "per_seed": [
+                {"curve": [level] * (steps // 10), "final_train_loss": level, "test_loss": level,
+                 "test_accuracy": 0.8}]}))
+    return D.load_grid(grid, root)
+
+
+def test_fig3_verdict_on_two_tasks_needs_both(tmp_path):
+    """Fig. 3 is claimed on the MLP and the ConvNet: with ``also`` the checks of both tasks decide."""
+    mlp = fig3_grid(tmp_path, "mlp", "fmnist8_mlp32", {"star": 0.5, "blackbox": 0.9})
+    conv_good = fig3_grid(tmp_path, "conv_good", "fmnist8_conv", {"star": 0.6, "blackbox": 1.0})
+    conv_bad = fig3_grid(tmp_path, "conv_bad", "fmnist8_conv", {"star": 1.0, "blackbox": 0.6})
+    folder = tmp_path / "claims"
+    alone = D.record_verdict(mlp, "star_faster_metatraining", claims_folder=folder)
+    assert alone.status == "reproduced" and not any(k.startswith("fmnist8_mlp32:") for k in alone.record.checks)
+    both = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_good], claims_folder=folder)
+    assert both.status == "reproduced" and len(both.record.checks) == 6
+    assert all(k.startswith(("fmnist8_mlp32: ", "fmnist8_conv: ")) for k in both.record.checks)
+    mixed = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_bad], claims_folder=folder)
+    assert mixed.status == "partly"
+    assert not any(v for k, v in mixed.record.checks.items() if k.startswith("fmnist8_conv"))
+    rec = claims.load_records(folder)["star_faster_metatraining"][0]
+    assert rec.status == "partly" and "offline, quarter-width substitute" in rec.evidence
+    # an incomplete ConvNet grid is left out, and the evidence says so
+    missing = conv_good.runs["star_wd0.1"].pop(2)
+    assert missing is not None
+    left_out = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_good], claims_folder=folder)
+    assert left_out.status == "reproduced" and len(left_out.record.checks) == 3
+    assert "Not counted: fmnist8_conv" in claims.load_records(folder)["star_faster_metatraining"][0].evidence
+    # one evaluation length: the figure has three panels in a row
+    fig = D.plot_figure(mlp, "fig3")
+    assert len(fig.axes) == 3 and all(ax.lines for ax in fig.axes)

@@ -474,12 +474,18 @@ def plot_figure(results: GridResults, figure: str):
     import matplotlib.pyplot as plt
 
     members = _members(results, figure)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    plot_meta_loss(axes[0, 0], results, members)
-    plot_meta_objective(axes[0, 1], results, members)
     steps = sorted(results.grid.eval_steps)
-    plot_inner_training(axes[1, 0], results, members, steps[0])
-    plot_inner_training(axes[1, 1], results, members, steps[-1])
+    if len(steps) > 1:
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+        plot_meta_loss(axes[0, 0], results, members)
+        plot_meta_objective(axes[0, 1], results, members)
+        plot_inner_training(axes[1, 0], results, members, steps[0])
+        plot_inner_training(axes[1, 1], results, members, steps[-1])
+    else:  # one evaluation length: three panels in a row
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+        plot_meta_loss(axes[0], results, members)
+        plot_meta_objective(axes[1], results, members)
+        plot_inner_training(axes[2], results, members, steps[0])
     paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
     fig.suptitle(f"{paper_name}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
     fig.tight_layout()
@@ -651,7 +657,9 @@ def plot_remedies(ax, remedies: Mapping, max_step: int | None = None, ylim=None)
 # ----------------------------------------------------------------------------------------------------
 # recording the verdicts
 
-PAPER_TASKS = {"fmnist_mlp": "the paper's Fashion-MNIST MLP", "cifar10_conv": "the paper's CIFAR-10 ConvNet"}
+PAPER_TASKS = {"fmnist_mlp": "the paper's Fashion-MNIST MLP", "cifar10_conv": "the paper's CIFAR-10 ConvNet",
+               "fmnist8_conv": "an offline, quarter-width substitute for the paper's CIFAR-10 ConvNet, not a task of "
+                               "the paper"}
 
 
 def task_description(task: str) -> str:
@@ -659,12 +667,18 @@ def task_description(task: str) -> str:
     return f"{task} ({PAPER_TASKS.get(task, 'not a task of the paper')})"
 
 
-def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution",
-                   min_seeds: int = 3, claims_folder=None):
+def record_verdict(results: GridResults, claim_id: str, *, also: Sequence[GridResults] = (),
+                   chapter: str = "in_distribution", min_seeds: int = 3, claims_folder=None):
     """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with
     :func:`star.book.claims.record_claim`, which derives the status; returns its ``Verdict`` (a notebook shows
     the claim, the rule, the checks and the status). Nothing is recorded — a line saying why is returned —
-    while the evidence has fewer than ``min_seeds`` seeds of a member (:func:`complete`)."""
+    while the evidence has fewer than ``min_seeds`` seeds of a member (:func:`complete`).
+
+    ``also``: further grids (other tasks) whose evidence the same rule is applied to; every check is then
+    prefixed with its task and the status follows from all of them (a claim made on two tasks, like Fig. 3's,
+    is reproduced only if it holds on both). A grid of ``also`` with incomplete evidence is left out and the
+    evidence says so.
+    """
     from star.book import claims
 
     figure, rule = VERDICT_RULES[claim_id]
@@ -673,10 +687,23 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
     if lacking:
         return f"{claim_id}: not recorded, the evidence is incomplete ({'; '.join(lacking)})"
     checks, text = rule(ev)
-    return claims.record_claim(claim_id, checks, f"Tested on {task_description(results.grid.task)}, "
-                               f"{results.grid.scale} scale ({results.grid.name} grid): {text}",
-                               scale=results.grid.scale, chapter=chapter, anchor=f"indist-{figure}",
-                               claims_folder=claims_folder)
+    texts = [f"Tested on {task_description(results.grid.task)}, {results.grid.scale} scale "
+             f"({results.grid.name} grid): {text}"]
+    if also:
+        checks = {f"{results.grid.task}: {k}": v for k, v in checks.items()}
+    for more in also:
+        ev2 = evidence(more)
+        lacking = complete(ev2, figure, min_seeds)
+        if lacking:
+            texts.append(f"Not counted: {task_description(more.grid.task)} ({more.grid.name} grid), evidence "
+                         f"incomplete ({'; '.join(lacking)})")
+            continue
+        checks2, text2 = rule(ev2)
+        checks.update({f"{more.grid.task}: {k}": v for k, v in checks2.items()})
+        texts.append(f"On {task_description(more.grid.task)}, {more.grid.scale} scale ({more.grid.name} grid): "
+                     f"{text2}")
+    return claims.record_claim(claim_id, checks, ". ".join(texts), scale=results.grid.scale, chapter=chapter,
+                               anchor=f"indist-{figure}", claims_folder=claims_folder)
 
 
 def format_interventions(iv: Mapping) -> str:
