@@ -777,7 +777,9 @@ def _chapter_patterns(book_dir: Path) -> dict[str, list[re.Pattern]]:
         for tok in _TOKEN_RE.findall(text):
             tok = tok.strip("./-")
             literal = tok.split("{", 1)[0]
-            if len(literal.rsplit("/", 1)[-1]) < 6:  # too unspecific to name a result
+            # too unspecific to name a result: a short last component ("cpu"), or a template whose fixed
+            # part is short ("{x}.json"); a template of a path ("results/ood/cpu/{task}.json") names its files
+            if len(literal if "{" in tok else literal.rsplit("/", 1)[-1]) < 6:
                 continue
             pats.add(_template_regex(tok))
         out[f.stem] = [re.compile(p) for p in pats]

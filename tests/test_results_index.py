@@ -57,3 +57,16 @@ def test_naming_check_and_stale_index_are_caught(tmp_path, capsys):
     assert cli_main(argv) == 0
     assert "| `metatrain/star_fmnist8_smoke_demo` |" in (root / "README.md").read_text()
     assert cli_main(argv + ["--check"]) == 0
+
+
+
+def test_chapters_using_reads_path_templates(tmp_path):
+    """A chapter that names its results by a template (``results/ood/{scale}/{task}.json``) uses each file; a
+    bare short token or a template with a short fixed part names nothing (chapters b and c: broken inputs)."""
+    (tmp_path / "a.md").write_text("Each task writes `results/ood/{scale}/{task}.json` and more.")
+    (tmp_path / "b.md").write_text("the cpu results, digits")
+    (tmp_path / "c.ipynb").write_text(json.dumps({"cells": [{"source": ["print(f'{name}.json')"]}]}))
+    patterns = runs._chapter_patterns(tmp_path)
+    assert sorted(patterns) == ["a", "b", "c"]
+    assert runs.chapters_using("ood/cpu/digits_conv.json", patterns) == ["a"]
+    assert runs.chapters_using("metatrain/star_fmnist8_cpu_n64", patterns) == []
