@@ -71,8 +71,11 @@ def test_figures_and_bad_arguments():
         grid.runs(seeds=[7])
     with pytest.raises(ValueError, match="grid must be one of"):
         sweep.get_grid("nope", "cpu")
-    with pytest.raises(ValueError, match="has no 'cpu' scale"):
-        sweep.get_grid("indist_conv", "cpu")
+    with pytest.raises(ValueError, match="has no 'paper' scale"):
+        sweep.get_grid("remedies_long", "paper")
+    conv = sweep.get_grid("indist_conv", "cpu")  # the offline ConvNet substitute: Fig. 3's members only
+    assert conv.task == "fmnist8_conv"
+    assert {r.member.optimizer for r in conv.runs()} == {"star", "hyperparam", "blackbox"}
     est = sweep.get_grid("indist", "paper").compute_estimate(1000.0)
     assert est["inner_steps_per_run"] == 5000 * 2 * 8 * 50 and est["runs"] == 24
 
