@@ -111,7 +111,7 @@ _INSTALL_KJV = (
 
 _INSTALL_LM1B = (
     "LM1B (the One Billion Word benchmark) is only available through tensorflow-datasets with "
-    "internet access (pip install 'star[online]'; on first use tfds downloads lm1b, a 1.7 GB archive "
+    "internet access (pip install 'star[online]'; on first use tfds downloads lm1b, a 1.67 GiB archive "
     "from www.statmt.org, and prepares it); no Debian package provides it. Offline, use the same "
     "models on the King James Bible (tasks 'kjv_lstm', 'kjv_transformer')."
 )
