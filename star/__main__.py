@@ -197,9 +197,10 @@ def _ood(args) -> int:
     from star import ood, runs
     from star.data import DataUnavailableError
     from star.scale import get_scale
-    from star.tasks import OOD_SUITE, TASKS
+    from star.tasks import OOD_SUITE, TASKS, get_task
 
-    tasks = list(OOD_SUITE) if args.tasks in (None, "all") else [t for t in args.tasks.split(",") if t]
+    named = args.tasks not in (None, "all")
+    tasks = [t for t in args.tasks.split(",") if t] if named else list(OOD_SUITE)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"--tasks must be 'all' or registered task names; unknown: {unknown}")
@@ -211,6 +212,12 @@ def _ood(args) -> int:
         sources[name] = [p for p in paths.split(",") if p]
     for name in args.no_learned or []:
         sources.pop(name, None)
+    if named:  # a task asked for by name must have its data: stop before any work (loaders cache the data)
+        for name in tasks:
+            try:
+                get_task(name)
+            except DataUnavailableError as err:
+                raise DataUnavailableError(f"task {name}: {err}") from None
     learned = [ood.load_learned(n, list(v), root=args.metatrain_root) for n, v in sources.items()]
     if args.released:
         from star.optim import released
@@ -364,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     oo = sub.add_parser("ood", help="out-of-distribution suite: tuned Adam/NAdamW vs. learned optimizers "
                                     "(App. B.3); sizes from STAR_SCALE; resumes task by task")
-    oo.add_argument("--tasks", default="all", help="'all' (the 16 of star.tasks.OOD_SUITE) or a comma list")
+    oo.add_argument("--tasks", default="all",
+                    help="'all' (the 16 of star.tasks.OOD_SUITE; a task without its data is skipped) or a "
+                         "comma list of registered tasks (e.g. lm1b_lstm; missing data stop it before any work)")
     oo.add_argument("--learned", action="append", metavar="NAME=RUN_DIR[,RUN_DIR]",
                     help="a learned optimizer from meta-train folders, all of them evaluated (default: star, "
                          "star_wd0.5, hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "

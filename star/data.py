@@ -1,4 +1,4 @@
-"""Data sets for the inner problems: Fashion-MNIST, CIFAR-10 and the King James Bible as text.
+"""Data sets for the inner problems: Fashion-MNIST, CIFAR-10, the King James Bible and LM1B as text.
 
 The meta-training tasks of the paper (App. B.2) train on Fashion-MNIST and CIFAR-10 through
 ``learned_optimization``'s image pipelines. We keep their numbers, not their machinery:
@@ -26,6 +26,8 @@ Where the data come from, in order:
    (:func:`load_digits`).
 4. The KJV text: ``$STAR_DATA_DIR/kjv.txt`` if present, else the ``bible`` program of the Debian
    packages ``bible-kjv`` / ``bible-kjv-text`` (data in ``/usr/lib/bible.data``).
+5. LM1B (the One Billion Word benchmark) as bytes: tensorflow-datasets only (:func:`load_lm1b`), the
+   same way as CIFAR-10.
 
 Missing data is a :class:`DataUnavailableError` that names the package or download providing it,
 raised within a couple of seconds (no network retries).
@@ -60,6 +62,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_cifar10",
     "load_kjv",
+    "load_lm1b",
     "load_digits",
     "sample_batch",
     "sample_text_batch",
@@ -84,6 +87,7 @@ IMAGE_SPLITS = ("train", "inner_valid", "outer_valid", "test")
 # The reference's tfds splits "train[0:80%]", "train[80%:90%]", "train[90%:]".
 _TRAIN_FRACTIONS = (0.8, 0.9)
 TFDS_HOST = ("storage.googleapis.com", 443)
+LM1B_HOST = ("www.statmt.org", 80)  # tfds's lm1b builder downloads the benchmark's tarball from there
 BIBLE_PROGRAM = Path("/usr/bin/bible")
 
 _INSTALL_FMNIST = (
@@ -103,6 +107,13 @@ _INSTALL_KJV = (
     "The King James Bible text was not found. Install the Debian packages 'bible-kjv' and "
     "'bible-kjv-text' (sudo apt-get install bible-kjv; the program /usr/bin/bible reads "
     "/usr/lib/bible.data), or put a plain-text copy at $STAR_DATA_DIR/kjv.txt."
+)
+
+_INSTALL_LM1B = (
+    "LM1B (the One Billion Word benchmark) is only available through tensorflow-datasets with "
+    "internet access (pip install 'star[online]'; on first use tfds downloads lm1b, a 1.67 GiB archive "
+    "from www.statmt.org, and prepares it); no Debian package provides it. Offline, use the same "
+    "models on the King James Bible (tasks 'kjv_lstm', 'kjv_transformer')."
 )
 
 
@@ -158,7 +169,7 @@ class ImageDataset:
 class TextCorpus:
     """A byte-level text corpus: ``train`` and ``test`` are ``uint8`` arrays of byte values.
 
-    The vocabulary is the 256 byte values (``vocab_size``); the KJV text is pure ASCII.
+    The vocabulary is the 256 byte values (``vocab_size``); the KJV text is pure ASCII, LM1B is UTF-8.
     """
 
     train: jax.Array
@@ -173,8 +184,8 @@ class TextCorpus:
 
     @staticmethod
     def decode(tokens) -> str:
-        """Bytes back to text (for looking at samples)."""
-        return bytes(np.asarray(tokens, dtype=np.uint8).tolist()).decode("ascii", errors="replace")
+        """Bytes back to text (UTF-8; for looking at samples)."""
+        return bytes(np.asarray(tokens, dtype=np.uint8).tolist()).decode("utf-8", errors="replace")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,38 +315,45 @@ def _host_reachable(host_port=TFDS_HOST, timeout: float = 1.0) -> bool:
         return False
 
 
-def _tfds_numpy(name: str, install_hint: str):
-    """Load the ``train`` and ``test`` splits of a tfds image data set as numpy arrays.
+def _tfds_call(name: str, install_hint: str, load, host_port=None):
+    """``load(tfds, download)`` with tensorflow-datasets, failing fast when the data cannot be had.
 
-    Tries ``download=False`` first and downloads only when the download host answers within a
-    second, so that an offline machine fails fast with ``install_hint`` in the message.
+    Tries ``download=False`` first and downloads only when the download host (``host_port``, default
+    :data:`TFDS_HOST`) answers within a second, so that an offline machine raises a
+    :class:`DataUnavailableError` carrying ``install_hint`` at once instead of waiting on retries.
     """
+    host_port = TFDS_HOST if host_port is None else host_port
     try:
         import tensorflow_datasets as tfds  # noqa: PLC0415 (optional dependency)
     except Exception as exc:  # ImportError, or a broken tensorflow install
         raise DataUnavailableError(
             f"{install_hint} (tensorflow-datasets is not importable here: {exc})"
         ) from None
+    try:
+        return load(tfds, download=False)
+    except Exception as first:  # tfds raises AssertionError / DatasetNotFoundError when absent
+        if not _host_reachable(host_port):
+            raise DataUnavailableError(
+                f"{install_hint} (tensorflow-datasets has no local copy of {name!r} and "
+                f"{host_port[0]} is unreachable: {type(first).__name__})"
+            ) from None
+    try:
+        return load(tfds, download=True)
+    except Exception as exc:
+        raise DataUnavailableError(f"{install_hint} (the tfds download of {name!r} failed: {exc})") from None
 
-    def load(download: bool):
+
+def _tfds_numpy(name: str, install_hint: str):
+    """The ``train`` and ``test`` splits of a tfds image data set as numpy arrays (:func:`_tfds_call`)."""
+
+    def load(tfds, download: bool):
         out = []
         for split in ("train", "test"):
             ds = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, download=download))
             out += [np.asarray(ds["image"], dtype=np.uint8), np.asarray(ds["label"], dtype=np.int32)]
         return tuple(out)
 
-    try:
-        return load(download=False)
-    except Exception as first:  # tfds raises AssertionError / DatasetNotFoundError when absent
-        if not _host_reachable():
-            raise DataUnavailableError(
-                f"{install_hint} (tensorflow-datasets has no local copy of {name!r} and "
-                f"{TFDS_HOST[0]} is unreachable: {type(first).__name__})"
-            ) from None
-    try:
-        return load(download=True)
-    except Exception as exc:
-        raise DataUnavailableError(f"{install_hint} (the tfds download of {name!r} failed: {exc})") from None
+    return _tfds_call(name, install_hint, load)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -513,6 +531,68 @@ def load_kjv(test_fraction: float = 0.1) -> TextCorpus:
         raise ValueError(f"test_fraction={test_fraction} leaves no whole line for the test split")
     return TextCorpus(train=jnp.asarray(data[:cut]), test=jnp.asarray(data[cut:]),
                       name=f"kjv ({source})")
+
+
+# ----------------------------------------------------------------------------------------------
+# Text: LM1B (the One Billion Word benchmark) as bytes, through tensorflow-datasets
+
+LM1B_SIZES = {"train": 30_301_028, "test": 306_688}  # sentences in tfds lm1b 1.1.0
+
+
+def _sentences_to_bytes(sentences) -> np.ndarray:
+    """UTF-8 bytes of the sentences, each followed by ``"\n"`` (tfds gives ``bytes``; ``str`` is encoded)."""
+    parts = [t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in np.asarray(sentences).ravel()]
+    return np.frombuffer(b"".join(t + b"\n" for t in parts), dtype=np.uint8).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _lm1b_bytes(train_split: str, test_split: str) -> tuple:
+    def load(tfds, download: bool):
+        out = []
+        for split in (train_split, test_split):
+            ds = tfds.as_numpy(tfds.load("lm1b", split=split, batch_size=-1, download=download))
+            out.append(_sentences_to_bytes(ds["text"]))
+        return tuple(out)
+
+    return _tfds_call("lm1b", _INSTALL_LM1B, load, LM1B_HOST)
+
+
+def _check_sentences(arg: str, value, split: str):
+    limit = LM1B_SIZES[split]
+    if value is None:
+        return split
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= limit:
+        raise ValueError(f"{arg} must be None (the whole split) or an integer in [1, {limit}]; got {value!r}")
+    return f"{split}[:{int(value)}]"
+
+
+def load_lm1b(train_sentences: int | None = 100_000, test_sentences: int | None = 10_000) -> TextCorpus:
+    """LM1B (Chelba et al., 2013, the One Billion Word benchmark) as a byte-level corpus, through tfds.
+
+    The text of tfds ``lm1b`` (feature ``text``, one tokenized news sentence per example) becomes its
+    UTF-8 bytes with the sentences joined by ``"\n"``: ``train`` from the tfds split ``train``, ``test``
+    from ``test``, each read only up to a bound (the tfds slices ``train[:N]`` / ``test[:M]``) so that a CPU
+    run does not read the 30 million training sentences. This is the data of ``learned_optimization``'s
+    ``RNNLM_lm1bbytes_Patch32_*`` tasks (``tasks/fixed/rnn_lm.py`` with ``lm1b_bytes_datasets`` of
+    ``tasks/datasets/language.py``): LM1B as bytes, windows of 32. The reference crops or zero-pads each
+    sentence to 33 byte ids (``seqio``'s byte vocabulary, ids shifted by 3 for pad/EOS/UNK) and samples
+    from ``train[2%:]``; here windows of any length are drawn uniformly from the joined bytes by
+    :func:`sample_text_batch`, as for the KJV, so there are no padding tokens to predict.
+
+    Args:
+        train_sentences: how many sentences of ``train`` to read (None: all 30 301 028).
+        test_sentences: how many sentences of ``test`` to read (None: all 306 688).
+
+    Raises:
+        ValueError: a bound that is not None or an integer from 1 to the split's size (before any I/O).
+        DataUnavailableError: tensorflow-datasets missing, or no local copy and the download host
+            unreachable (fails in about a second), or the download failed; the message says how to get it.
+    """
+    train_split = _check_sentences("train_sentences", train_sentences, "train")
+    test_split = _check_sentences("test_sentences", test_sentences, "test")
+    train, test = _lm1b_bytes(train_split, test_split)
+    return TextCorpus(train=jnp.asarray(train), test=jnp.asarray(test),
+                      name=f"lm1b bytes (tensorflow-datasets {train_split}, {test_split})")
 
 
 def sample_text_batch(tokens: jax.Array, key, batch_size: int, seq_len: int) -> dict:

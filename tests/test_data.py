@@ -266,3 +266,115 @@ def test_kjv_from_star_data_dir_and_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "BIBLE_PROGRAM", tmp_path / "no-bible")
     with pytest.raises(data.DataUnavailableError, match="bible-kjv"):
         data.load_kjv()
+
+
+# --- LM1B (tensorflow-datasets only) ----------------------------------------------------------
+
+
+def fake_tfds(sentences, calls, available=lambda download: True):
+    """A stand-in for tensorflow_datasets serving ``sentences[split]`` for ``lm1b`` and slices ``x[:N]``."""
+
+    class FakeTfds:
+        @staticmethod
+        def load(name, split, batch_size, download):
+            calls.append((name, split, batch_size, download))
+            if not available(download):
+                raise AssertionError(f"Dataset {name} not found locally")
+            base, _, rest = split.partition("[:")
+            texts = sentences[base][: int(rest.rstrip("]"))] if rest else sentences[base]
+            return {"text": np.array(texts, dtype=object)}
+
+        as_numpy = staticmethod(lambda x: x)
+
+    return FakeTfds
+
+
+@pytest.fixture
+def lm1b_cache():
+    data._lm1b_bytes.cache_clear()
+    yield
+    data._lm1b_bytes.cache_clear()
+
+
+LM1B_FAKE = {"train": [b"The cat sat .", "Caf\u00e9 au lait .".encode(), b"Third one ."],
+             "test": [b"A test sentence .", b"Unused ."]}
+
+
+def test_lm1b_is_utf8_bytes_of_newline_joined_sentences(monkeypatch, lm1b_cache):
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls))
+    corpus = data.load_lm1b(train_sentences=2, test_sentences=1)
+    assert calls == [("lm1b", "train[:2]", -1, False), ("lm1b", "test[:1]", -1, False)]  # no download
+    assert np.asarray(corpus.train).dtype == np.uint8 and corpus.vocab_size == 256
+    assert bytes(np.asarray(corpus.train).tolist()) == b"The cat sat .\nCaf\xc3\xa9 au lait .\n"
+    assert bytes(np.asarray(corpus.test).tolist()) == b"A test sentence .\n"
+    assert data.TextCorpus.decode(corpus.train).splitlines()[1] == "Caf\u00e9 au lait ."
+    assert "train[:2]" in corpus.name and "test[:1]" in corpus.name
+    whole = data.load_lm1b(train_sentences=None, test_sentences=None)  # None: the whole tfds split
+    assert calls[-2:] == [("lm1b", "train", -1, False), ("lm1b", "test", -1, False)]
+    assert bytes(np.asarray(whole.train).tolist()).count(b"\n") == 3
+    assert bytes(np.asarray(whole.test).tolist()) == b"A test sentence .\nUnused .\n"
+
+
+def test_lm1b_downloads_only_when_the_host_answers(monkeypatch, lm1b_cache):
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls, lambda d: d))
+    monkeypatch.setattr(data, "_host_reachable", lambda host_port, timeout=1.0: host_port == data.LM1B_HOST)
+    corpus = data.load_lm1b(train_sentences=1, test_sentences=1)
+    assert [c[3] for c in calls] == [False, True, True]  # the local copy is missing: download both splits
+    assert bytes(np.asarray(corpus.train).tolist()) == b"The cat sat .\n"
+    data._lm1b_bytes.cache_clear()
+    calls.clear()
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls, lambda d: False))
+    with pytest.raises(data.DataUnavailableError, match="the tfds download of 'lm1b' failed"):
+        data.load_lm1b(train_sentences=1, test_sentences=1)
+
+
+def test_lm1b_offline_fails_fast_without_downloading(monkeypatch, lm1b_cache):
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls, lambda d: False))
+    monkeypatch.setattr(data, "LM1B_HOST", ("127.0.0.1", 9))  # closed port: refused at once
+    t0 = time.perf_counter()
+    with pytest.raises(data.DataUnavailableError, match="LM1B .*only available through tensorflow-datasets") as err:
+        data.load_lm1b()
+    assert time.perf_counter() - t0 < 10.0
+    assert "no local copy of 'lm1b' and 127.0.0.1 is unreachable" in str(err.value)
+    assert "pip install 'star[online]'" in str(err.value) and "kjv_lstm" in str(err.value)
+    assert [c[3] for c in calls] == [False]
+
+
+def test_lm1b_without_tfds_names_the_download(no_tfds, lm1b_cache):
+    t0 = time.perf_counter()
+    with pytest.raises(data.DataUnavailableError, match="tensorflow-datasets is not importable here"):
+        data.load_lm1b()
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_lm1b_on_this_machine_is_available_or_a_fast_clear_error(lm1b_cache):
+    """No monkeypatching: offline (this machine, with or without tfds) the error comes at once."""
+    if data._host_reachable(data.LM1B_HOST):
+        pytest.skip("online: load_lm1b would download LM1B")
+    t0 = time.perf_counter()
+    try:
+        corpus = data.load_lm1b(train_sentences=10, test_sentences=10)
+    except data.DataUnavailableError as err:
+        assert "LM1B" in str(err) and "tensorflow-datasets" in str(err)
+    else:  # a local tfds copy of lm1b
+        assert corpus.train.shape[0] > 10
+    assert time.perf_counter() - t0 < 10.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"train_sentences": 0}, "train_sentences must be None (the whole split) or an integer in [1, 30301028]; got 0"),
+    ({"train_sentences": 30_301_029}, "train_sentences must be .* got 30301029"),
+    ({"train_sentences": 2.5}, "train_sentences must be .* got 2.5"),
+    ({"train_sentences": True}, "train_sentences must be .* got True"),
+    ({"test_sentences": -1}, "test_sentences must be None (the whole split) or an integer in [1, 306688]; got -1"),
+    ({"test_sentences": "10"}, "test_sentences must be .* got '10'"),
+])
+def test_lm1b_rejects_bad_bounds_before_any_io(monkeypatch, lm1b_cache, kwargs, message):
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls))
+    with pytest.raises(ValueError, match=message.replace("(", "\\(").replace(")", "\\)").replace("[", "\\[")):
+        data.load_lm1b(**kwargs)
+    assert calls == []

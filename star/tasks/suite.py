@@ -11,6 +11,11 @@ machine has offline — Fashion-MNIST (Debian ``dataset-fashion-mnist``), the UC
 
 :data:`SPECS` holds the tasks that are new here; :data:`OOD_SUITE` lists all 16 in the order of the
 chapter's figures (the first, ``fmnist_mlp``, is registered in :mod:`star.tasks` already).
+
+Outside the suite, :data:`SPECS` also registers the byte-level language models on their reference's own
+data, LM1B (``lm1b_lstm``, ``lm1b_gru``, ``lm1b_transformer``): tensorflow-datasets downloads it when
+online (:func:`star.data.load_lm1b`); offline building them fails at once with a
+:class:`star.data.DataUnavailableError` saying how to get it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from star.data import load_digits, load_fashion_mnist, load_kjv
+from star.data import load_digits, load_fashion_mnist, load_kjv, load_lm1b
 from star.tasks.autoencoder import MLPVAE, AutoencoderTask, MLPAutoencoder, VAETask
 from star.tasks.es import ESWrappedTask
 from star.tasks.image import MLP, ConvNet, ImageClassificationTask
@@ -29,17 +34,20 @@ __all__ = ["SuiteSpec", "SPECS", "OOD_SUITE"]
 FMNIST = "Fashion-MNIST (Debian dataset-fashion-mnist)"
 DIGITS = "UCI handwritten digits 8x8 (scikit-learn)"
 KJV = "King James Bible bytes (Debian bible-kjv)"
+LM1B = "LM1B bytes (tensorflow-datasets, online)"
 
 
 @dataclasses.dataclass(frozen=True)
 class SuiteSpec:
-    """A task of the suite: ``build(batch_size, data_dir)`` returns it; ``batch_size`` is its default."""
+    """A task of the suite: ``build(batch_size, data_dir)`` returns it; ``batch_size`` is its default;
+    ``uses_data_dir`` is False for tasks whose data come from tensorflow-datasets only."""
 
     build: Callable
     batch_size: int
     description: str
     reference: str
     data: str
+    uses_data_dir: bool = True
 
 
 def _image(loader, model, image_size=None, loss_type="cross_entropy"):
@@ -60,10 +68,10 @@ def _ae(cls, model):
     return build
 
 
-def _lm(model, seq_len=32):
+def _lm(model, seq_len=32, load=load_kjv):
     def build(name, description, reference, batch_size, data_dir=None):
-        del data_dir  # the corpus comes from $STAR_DATA_DIR/kjv.txt or the Debian bible program
-        return LanguageModelTask(corpus=load_kjv(), model=model, name=name, batch_size=batch_size,
+        del data_dir  # KJV: $STAR_DATA_DIR/kjv.txt or the Debian bible program; LM1B: tensorflow-datasets
+        return LanguageModelTask(corpus=load(), model=model, name=name, batch_size=batch_size,
                                  seq_len=seq_len, description=description, reference=reference)
     return build
 
@@ -80,9 +88,9 @@ def _es(num_pairs):
 _D = {}
 
 
-def _add(name, batch_size, description, reference, data, build):
+def _add(name, batch_size, description, reference, data, build, uses_data_dir=True):
     _D[name] = SuiteSpec(build=build, batch_size=batch_size, description=description,
-                         reference=reference, data=data)
+                         reference=reference, data=data, uses_data_dir=uses_data_dir)
 
 
 _add("fmnist_mlp_tanh", 128, "Fashion-MNIST 28x28, MLP 784-128-128-128-10 with tanh, batch 128",
@@ -132,6 +140,18 @@ _add("kjv_transformer", 16, "KJV bytes, windows of 32, causal transformer 2 laye
 _add("es_fmnist8_mlp32", 128, "Fashion-MNIST 8x8 MLP 64-32-10 (the meta-training task) trained with "
      "antithetic ES gradients (1 pair, std 0.01) instead of backpropagation, batch 128",
      "ESWrapped_1pair_ImageMLP_FashionMnist8_Relu32", FMNIST, _es(num_pairs=1))
+
+# Not in OOD_SUITE: the same language models on the reference's own data, LM1B, when tfds can get it.
+for _c, _ref in (("lstm", "LSTM128"), ("gru", "GRU128")):
+    _add(f"lm1b_{_c}", 16,
+         f"LM1B bytes (first 100 000 training sentences), windows of 32, byte embedding 32, {_c.upper()} "
+         f"with 64 units, next-byte cross-entropy, batch 16",
+         f"RNNLM_lm1bbytes_Patch32_{_ref}_Embed64 (half width, as kjv_lstm)", LM1B,
+         _lm(RNNLM(_c, 64, 32), load=load_lm1b), uses_data_dir=False)
+_add("lm1b_transformer", 16, "LM1B bytes (first 100 000 training sentences), windows of 32, causal "
+     "transformer 2 layers x width 32, 4 heads, next-byte cross-entropy, batch 16",
+     "TransformerLM_LM1B_5layer_32width (2 layers instead of 5; LM1B bytes instead of subwords)", LM1B,
+     _lm(TransformerLM(2, 32, 4, 32), load=load_lm1b), uses_data_dir=False)
 
 SPECS: dict = dict(_D)
 
