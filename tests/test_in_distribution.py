@@ -237,6 +237,11 @@ def test_fig3_verdict_on_two_tasks_needs_both(tmp_path):
     left_out = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_good], claims_folder=folder)
     assert left_out.status == "reproduced" and len(left_out.record.checks) == 3
     assert "Not counted: fmnist8_conv" in claims.load_records(folder)["star_faster_metatraining"][0].evidence
+    assert np.isnan(mlp.inner_steps_per_s())  # the fake logs record no rate
+    rates = {s: r for s, r in enumerate(([np.nan, 10.0, 12.0], [np.nan, 30.0, 40.0]))}
+    for s, rate in rates.items():
+        mlp.runs["star_wd0.1"][s].log["inner_steps_per_s"] = np.asarray(rate)
+    assert mlp.inner_steps_per_s() == pytest.approx(21.0)  # median of 10, 12, 30, 40 (first steps dropped)
     # one evaluation length: the figure has three panels in a row
     fig = D.plot_figure(mlp, "fig3")
     assert len(fig.axes) == 3 and all(ax.lines for ax in fig.axes)

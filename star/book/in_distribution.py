@@ -87,6 +87,13 @@ class GridResults:
         """Seconds of meta-training, summed over the runs (``provenance.json``)."""
         return sum(r.provenance.get("wall_s_total") or 0.0 for by_seed in self.runs.values() for r in by_seed.values())
 
+    def inner_steps_per_s(self) -> float:
+        """Median over the runs' outer steps (the first, which compiles, left out) of the inner training steps
+        per second of meta-training (``log.jsonl``); NaN without runs."""
+        rates = [r.log["inner_steps_per_s"][1:] for by_seed in self.runs.values() for r in by_seed.values()
+                 if "inner_steps_per_s" in r.log]
+        return float(np.nanmedian(np.concatenate(rates))) if rates else float("nan")
+
     def post_wall_s(self) -> float:
         """Seconds of post-processing (meta-curves and evaluations) summed over the runs, plus the baselines."""
         total = 0.0
