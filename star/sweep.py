@@ -242,6 +242,11 @@ for _g in (
     Grid(name="remedies_long", scale="cpu", folder="results/metatrain/fmnist_remedies_long", task="fmnist_mlp",
          members=(Member("star_out0.1_bc_eps1e-4", 0.1, lr=1e-3),), seeds=(0,), outer_steps=200, num_tasks=8,
          lr=1e-4, init="nominal", checkpoint_every=40, eval_steps=(2000,), curve_seeds=4, notes=_REMEDY_NOTES),
+    Grid(name="remedies_seeds", scale="cpu", folder="results/metatrain/fmnist_remedies_seeds", task="fmnist_mlp",
+         members=(Member("star", 0.1), Member("star_out0.1_bc_eps1e-4", 0.1)), seeds=(0, 1, 2), outer_steps=60,
+         num_tasks=8, lr=1e-4, init="nominal", checkpoint_every=20, eval_steps=(2000,), curve_seeds=4,
+         notes=_REMEDY_NOTES + " This grid repeats the paper's STAR and the combined variant at lr 1e-4 on "
+                               "meta-training seeds 0, 1 and 2, 60 outer steps each."),
     Grid(name="indist_conv", scale="smoke", folder="results/metatrain/fmnist8_conv_smoke_grid", task="fmnist8_conv",
          members=(Member("star", 0.1), Member("hyperparam", 0.0)), seeds=(0,), outer_steps=2, num_tasks=2,
          trunc=5, horizon=10, lr=1e-3, checkpoint_every=1, eval_steps=(10,), eval_seeds=(100,),
