@@ -245,3 +245,29 @@ def test_fig3_verdict_on_two_tasks_needs_both(tmp_path):
     # one evaluation length: the figure has three panels in a row
     fig = D.plot_figure(mlp, "fig3")
     assert len(fig.axes) == 3 and all(ax.lines for ax in fig.axes)
+
+
+def test_remedy_seed_rows_and_figure(tmp_path):
+    """The remedies_seeds view: one row per member and seed, from the stored meta-curves; the figure draws each."""
+    grid = dataclasses.replace(sweep.get_grid("remedies_seeds", "cpu"), outer_steps=6)
+    for spec in grid.runs():
+        out = spec.folder(tmp_path)
+        out.mkdir(parents=True)
+        broken = spec.member.optimizer == "star"  # the paper's STAR ends at ln 10, the variant near its start
+        (out / "log.jsonl").write_text("".join(json.dumps({"step": i, "meta_loss": 1.0}) + "\n" for i in range(1, 7)))
+        (out / "provenance.json").write_text(json.dumps({"wall_s_total": 1.0}))
+        (out / "theta_final.npz").write_bytes(b"")
+        (out / "meta_curve.json").write_text(json.dumps({"curve": [
+            {"step": t, "mean": (2.303 if broken and t else 0.39) + 0.001 * spec.seed} for t in (0, 20)],
+            "baselines": {"nominal": {"mean": 0.39}}}))
+    res = D.load_grid(grid, tmp_path)
+    rows = D.remedy_seed_rows(res)
+    assert [(lab, s) for lab, s, _ in rows] == [("STAR (paper)", 0), ("STAR (paper)", 1), ("STAR (paper)", 2),
+                                               ("ours: both", 0), ("ours: both", 1), ("ours: both", 2)]
+    assert rows[1][2] == {0: pytest.approx(0.391), 20: pytest.approx(2.304)} and rows[4][2][20] == pytest.approx(0.391)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    D.plot_remedy_seeds(ax, res)
+    assert len([ln for ln in ax.lines if ln.get_marker() == "o"]) == 6
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["STAR (paper)", "ours: both"]

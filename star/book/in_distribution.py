@@ -742,6 +742,35 @@ def format_second_moments(sm: Mapping) -> str:
     return "\n".join(lines)
 
 
+def remedy_seed_rows(results: GridResults) -> list[tuple]:
+    """Per member and meta-training seed of a grid: ``(label, seed, {outer step: meta-objective})`` — for the
+    ``remedies_seeds`` grid, the paper's STAR and our combined variant on the same seeds."""
+    rows = []
+    for m in results.grid.members:
+        steps, obj = meta_objective(results, m) if m.label in results.runs else (np.zeros(0), np.zeros((0, 0)))
+        for seed, values in zip(results.seeds(m), obj):
+            rows.append((_CFG_NAMES.get(m.optimizer, m.optimizer), seed, dict(zip(steps.tolist(), values.tolist()))))
+    return rows
+
+
+def plot_remedy_seeds(ax, results: GridResults):
+    """Every seed's unperturbed meta-objective for each member of the grid (the paper's STAR in red, our variant
+    in its colour), with the nominal optimizer and ln 10 (no training) as lines."""
+    for lab, seed, curve in remedy_seed_rows(results):
+        opt = next(k for k, v in _CFG_NAMES.items() if v == lab) if lab in _CFG_NAMES.values() else lab
+        ax.plot(list(curve), list(curve.values()), marker="o", ms=3, color=_CFG_COLORS.get(opt),
+                label=lab if seed == min(results.grid.seeds) else None)
+        ax.annotate(f"s{seed}", (list(curve)[-1], list(curve.values())[-1]), fontsize=7, xytext=(3, 0),
+                    textcoords="offset points", color=_CFG_COLORS.get(opt))
+    nom = nominal_objective(results)
+    if nom is not None:
+        ax.axhline(nom, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
+    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
+    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
+           title=f"paper's MLP, σ = {results.grid.std:g}, lr {results.grid.lr:g}: every seed")
+    ax.legend(fontsize=7)
+
+
 def remedy_nominal(remedies: Mapping) -> float | None:
     """The nominal optimizer's meta-objective on the remedies' common episodes (the same in every run)."""
     for r in remedies.values():
