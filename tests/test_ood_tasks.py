@@ -115,15 +115,6 @@ def test_digits_without_scikit_learn_is_a_fast_clear_error(monkeypatch):
     data._digits_numpy.cache_clear()
 
 
-def test_cifar10_mlp_offline_is_a_fast_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    data._from_tfds.cache_clear()
-    t0 = time.perf_counter()
-    with pytest.raises(data.DataUnavailableError, match="CIFAR-10 is only available through tensorflow-datasets"):
-        get_task("cifar10_mlp128x128x128")
-    assert time.perf_counter() - t0 < 2.0
-
-
 def test_kjv_missing_is_a_fast_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("STAR_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))

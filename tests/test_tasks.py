@@ -196,10 +196,14 @@ def test_registry_bad_input():
         meta_loss_max(1)
 
 
-def test_cifar10_conv_offline_is_a_fast_clear_error(monkeypatch):
+@pytest.mark.parametrize("name, match", [
+    ("cifar10_conv", "fmnist_conv"),  # the message names the offline substitute
+    ("cifar10_mlp128x128x128", "CIFAR-10 is only available through tensorflow-datasets"),
+])
+def test_cifar10_tasks_offline_are_fast_clear_errors(monkeypatch, name, match):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     data._from_tfds.cache_clear()
     t0 = time.perf_counter()
-    with pytest.raises(data.DataUnavailableError, match="fmnist_conv"):
-        get_task("cifar10_conv")
+    with pytest.raises(data.DataUnavailableError, match=match):
+        get_task(name)
     assert time.perf_counter() - t0 < 2.0

@@ -482,17 +482,14 @@ def plot_figure(results: GridResults, figure: str):
 
     members = _members(results, figure)
     steps = sorted(results.grid.eval_steps)
-    if len(steps) > 1:
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-        plot_meta_loss(axes[0, 0], results, members)
-        plot_meta_objective(axes[0, 1], results, members)
-        plot_inner_training(axes[1, 0], results, members, steps[0])
-        plot_inner_training(axes[1, 1], results, members, steps[-1])
-    else:  # one evaluation length: three panels in a row
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
-        plot_meta_loss(axes[0], results, members)
-        plot_meta_objective(axes[1], results, members)
-        plot_inner_training(axes[2], results, members, steps[0])
+    lengths = [steps[0], steps[-1]] if len(steps) > 1 else steps  # the horizon and the longest evaluation
+    # four panels in a 2x2 grid, or three in a row with one evaluation length
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5)) if len(lengths) == 2 else plt.subplots(1, 3, figsize=(13, 3.9))
+    axes = axes.ravel()
+    plot_meta_loss(axes[0], results, members)
+    plot_meta_objective(axes[1], results, members)
+    for ax, n in zip(axes[2:], lengths):
+        plot_inner_training(ax, results, members, n)
     paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
     fig.suptitle(f"{paper_name}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
     fig.tight_layout()
@@ -742,26 +739,33 @@ def format_second_moments(sm: Mapping) -> str:
     return "\n".join(lines)
 
 
+def _seed_curves(results: GridResults):
+    """``(member, seed, {outer step: meta-objective})`` for every member of the grid and stored seed."""
+    for m in results.grid.members:
+        if m.label not in results.runs:
+            continue
+        steps, obj = meta_objective(results, m)
+        for seed, values in zip(results.seeds(m), obj):
+            yield m, seed, dict(zip(steps.tolist(), values.tolist()))
+
+
 def remedy_seed_rows(results: GridResults) -> list[tuple]:
     """Per member and meta-training seed of a grid: ``(label, seed, {outer step: meta-objective})`` — for the
     ``remedies_seeds`` grid, the paper's STAR and our combined variant on the same seeds."""
-    rows = []
-    for m in results.grid.members:
-        steps, obj = meta_objective(results, m) if m.label in results.runs else (np.zeros(0), np.zeros((0, 0)))
-        for seed, values in zip(results.seeds(m), obj):
-            rows.append((_CFG_NAMES.get(m.optimizer, m.optimizer), seed, dict(zip(steps.tolist(), values.tolist()))))
-    return rows
+    return [(_CFG_NAMES.get(m.optimizer, m.optimizer), seed, curve) for m, seed, curve in _seed_curves(results)]
 
 
 def plot_remedy_seeds(ax, results: GridResults):
     """Every seed's unperturbed meta-objective for each member of the grid (the paper's STAR in red, our variant
     in its colour), with the nominal optimizer and ln 10 (no training) as lines."""
-    for lab, seed, curve in remedy_seed_rows(results):
-        opt = next(k for k, v in _CFG_NAMES.items() if v == lab) if lab in _CFG_NAMES.values() else lab
-        ax.plot(list(curve), list(curve.values()), marker="o", ms=3, color=_CFG_COLORS.get(opt),
-                label=lab if seed == min(results.grid.seeds) else None)
+    labelled = set()
+    for m, seed, curve in _seed_curves(results):
+        color = _CFG_COLORS.get(m.optimizer)
+        ax.plot(list(curve), list(curve.values()), marker="o", ms=3, color=color,
+                label=None if m in labelled else _CFG_NAMES.get(m.optimizer, m.optimizer))
+        labelled.add(m)
         ax.annotate(f"s{seed}", (list(curve)[-1], list(curve.values())[-1]), fontsize=7, xytext=(3, 0),
-                    textcoords="offset points", color=_CFG_COLORS.get(opt))
+                    textcoords="offset points", color=color)
     nom = nominal_objective(results)
     if nom is not None:
         ax.axhline(nom, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")

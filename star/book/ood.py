@@ -115,7 +115,7 @@ def plot_summary(results: Mapping, tasks: Optional[Sequence[str]] = None, *, cap
     tasks = list(tasks if tasks is not None else results)
     sub = {t: results[t] for t in tasks}
     summ = summarize(sub)
-    per_run = [summarize(sub, meta_run=k) for k in range(max(num_meta_runs(sub).values(), default=1))]
+    per_run = _per_meta_run(sub)
     opts = optimizer_order({o for t in tasks for o in results[t][1]} - {"adam"})
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(tasks) + 1.6))
     finite = [r["ratio_to_adam"] for t in tasks for o, r in summ[t].items() if math.isfinite(r["ratio_to_adam"])]
@@ -283,6 +283,12 @@ def optimizer_counts(summary: Mapping) -> dict:
     return out
 
 
+def _per_meta_run(results: Mapping) -> list:
+    """:func:`star.ood.summarize` of ``results`` for each meta-training run ``k`` (``meta_run=k``), as many as
+    the learned optimizer with the most runs has."""
+    return [summarize(results, meta_run=k) for k in range(max(num_meta_runs(results).values(), default=0))]
+
+
 def meta_run_labels(results: Mapping, opt: str) -> list:
     """``seed k`` for each meta-training run of learned optimizer ``opt`` (from its run folder's name,
     ``..._s<k>``; ``run k`` where the name does not tell), in the order of the stored curves."""
@@ -305,7 +311,7 @@ def meta_run_table(results: Mapping):
     from star.book.tables import table
 
     runs = num_meta_runs(results)
-    per_run = {k: optimizer_counts(summarize(results, meta_run=k)) for k in range(max(runs.values(), default=0))}
+    per_run = [optimizer_counts(summ) for summ in _per_meta_run(results)]
     pooled = optimizer_counts(summarize(results))
     rows = []
     for opt in optimizer_order(runs):
@@ -392,7 +398,7 @@ def meta_run_evidence_text(results: Mapping) -> str:
     """One sentence: per meta-training run, on how many tasks each learned optimizer was unstable, and
     the status :func:`ood_verdict` gives each run alone."""
     runs = num_meta_runs(results)
-    per_run = {k: optimizer_counts(summarize(results, meta_run=k)) for k in range(max(runs.values(), default=0))}
+    per_run = [optimizer_counts(summ) for summ in _per_meta_run(results)]
     parts = []
     for opt in optimizer_order(runs):
         counts = [per_run[k][opt] for k in range(runs[opt])]
@@ -431,8 +437,7 @@ def meta_run_findings_markdown(results: Mapping) -> str:
     with every θ and with at least one; and where STAR's final loss is at most 0.8x Hyperparam's (the
     verdict's "large gain") for each θ and pooled."""
     runs = num_meta_runs(results)
-    n_runs = max(runs.values(), default=0)
-    per_run = [summarize(results, meta_run=k) for k in range(n_runs)]
+    per_run = _per_meta_run(results)
     pooled = summarize(results)
     n = len(results)
     lines = []
