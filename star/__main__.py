@@ -296,8 +296,9 @@ def _sweep(args) -> int:
 def _add_sweep_parser(sub) -> None:
     sw = sub.add_parser("sweep", help="run a figure's grid of meta-training runs (resumable) and post-process them")
     sw.add_argument("--grid", required=True,
-                    help="indist (Fig. 3, App.1-4), indist_conv (Fig. 3 on the ConvNet: CIFAR-10 at paper scale, "
-                         "the 8x8 Fashion-MNIST substitute at cpu), remedies, remedies_long, remedies_seeds")
+                    help="indist (Fig. 3, App.1-4), indist_long (the same for 2000 outer steps), indist_conv (Fig. 3 "
+                         "on the ConvNet: CIFAR-10 at paper scale, the 8x8 Fashion-MNIST substitute at cpu), "
+                         "ood_controls (controls of the OOD chapter), remedies, remedies_long, remedies_seeds")
     sw.add_argument("--scale", default=None, help="smoke, cpu or paper (default: $STAR_SCALE, else cpu)")
     sw.add_argument("--figure", default=None, choices=("fig3", "app2", "app3", "app4"),
                     help="only the members of one figure")
