@@ -14,8 +14,12 @@ For every task of the suite (:data:`star.tasks.OOD_SUITE`) :func:`run_task`
 
 A learned optimizer may stand for several meta-training runs (``LearnedOptimizer.thetas`` stacked over
 them): each θ is trained on every evaluation seed, and its curves are stored meta-run major
-(:func:`meta_run_curves`). The baselines' part of a record (steps 1 and the baselines of 2) can be kept
-while the learned optimizers are evaluated anew (see :func:`run_task`).
+(:func:`meta_run_curves`). A θ is a run's final meta-parameters or, written ``RUN_DIR@STEP``, its snapshot
+after ``STEP`` outer steps (``@0``: the initialisation), optionally transformed (``+zero_output``: the MLP's
+output layer set to zero, which makes STAR its nominal optimizer; :func:`parse_source`). Named sets of rows
+are data (:data:`LEARNED_SETS`: the suite's rows, the controls of the chapter, the 2000-outer-step θ's). The
+baselines' part of a record (steps 1 and the baselines of 2) can be kept while the learned optimizers are
+evaluated anew, or taken from another folder's records (see :func:`run_task`).
 
 A run *fails* when its final loss is not finite or is above the loss at its first step (the optimizer
 made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
@@ -46,6 +50,7 @@ from star.batched import train_batched
 from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task",
+           "parse_source", "LEARNED_SETS", "CONTROLS_LEARNED", "LONG_LEARNED", "TRANSFORMS",
            "load_results", "baseline_fingerprint", "learned_fingerprint", "meta_run_curves", "num_meta_runs",
            "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "META_SEEDS",
            "FINAL_FRACTION"]
@@ -57,6 +62,38 @@ DEFAULT_LEARNED = {  # row name: the meta-training runs whose θ's it evaluates 
     for name, member in (("star", "star_wd0.1"), ("star_wd0.5", "star_wd0.5"), ("hyperparam", "hyperparam_wd0.0"),
                          ("blackbox", "blackbox_wd0.0"))
 }
+_GRID, _CONTROLS, _LONG = ("results/metatrain/fmnist8_grid", "results/metatrain/fmnist8_controls",
+                            "results/metatrain/fmnist8_grid_long")
+#: Controls of the OOD result (``results/ood/<scale>_controls``): what of it is the random initialisation,
+#: what the learned direction head and what the small cumulative outer weight decay (lr·wd·steps).
+CONTROLS_LEARNED = {
+    "star": DEFAULT_LEARNED["star"],  # θ after 200 outer steps, wd 0.1 (cumulative decay 0.02)
+    "star_theta0": tuple(f"{_GRID}/star_wd0.1_s{s}@0" for s in META_SEEDS),  # the reference initialisation
+    "star_output0": (f"{_GRID}/star_wd0.1_s0@0+zero_output",),  # its output layer zero: the nominal optimizer
+    "star_init_nominal": tuple(f"{_CONTROLS}/star_wd0.1_init-nominal_s{s}" for s in META_SEEDS),
+    "star_wd0.5": DEFAULT_LEARNED["star_wd0.5"],  # cumulative decay 0.1
+    "star_wd1.0": tuple(f"{_GRID}/star_wd1.0_s{s}" for s in META_SEEDS),  # 0.2
+    "star_wd5.0": tuple(f"{_CONTROLS}/star_wd5.0_s{s}" for s in META_SEEDS),  # 1.0
+}
+#: Seed 0 of every member of the 2000-outer-step grid (``results/ood/<scale>_long``).
+LONG_LEARNED = {f"{o}_long": (f"{_LONG}/{m}_s0",) for o, m in (
+    ("star", "star_wd0.1"), ("star_wd1.0", "star_wd1.0"), ("star_nopre", "star_nopre_wd0.1"),
+    ("hyperparam", "hyperparam_wd0.0"), ("blackbox", "blackbox_wd0.0"))}
+LEARNED_SETS = {"default": DEFAULT_LEARNED, "controls": CONTROLS_LEARNED, "long": LONG_LEARNED}
+
+
+def _zero_output(theta):
+    """θ with the MLP's output layer (weights and biases) set to zero: every head outputs 0."""
+    mlp = dict(theta["mlp"])
+    last = max(int(k[1:]) for k in mlp if k.startswith("w"))
+    for k in (f"w{last}", f"b{last}"):
+        mlp[k] = jnp.zeros_like(mlp[k])
+    return dict(theta, mlp=mlp)
+
+
+#: Transformations a source may name after ``+`` (:func:`parse_source`).
+TRANSFORMS = {"zero_output": _zero_output}
+
 FORMAT_VERSION = 2  # 2: the baselines' part has its own fingerprint, provenance and wall time
 BASELINE_FORMAT = 1  # changes only when what the baselines' part holds or how it is computed changes
 LEARNED_FORMAT = 1
@@ -144,23 +181,50 @@ def _repo_relative(path: Path) -> str:
     return str(path)
 
 
+def parse_source(text: str) -> tuple:
+    """``RUN_DIR[@STEP][+TRANSFORM...]`` -> ``(run dir, step or None, (transform, ...))``.
+
+    ``@STEP``: the run's θ snapshot after ``STEP`` outer steps (``thetas/``) instead of its final θ;
+    ``+TRANSFORM``: one of :data:`TRANSFORMS` applied to that θ.
+
+    Raises:
+        ValueError: an empty folder, a step that is not a non-negative integer, an unknown transform.
+    """
+    head, *transforms = str(text).split("+")
+    folder, sep, step = head.rpartition("@") if "@" in head else (head, "", "")
+    if not folder:
+        raise ValueError(f"a learned source must look like RUN_DIR[@STEP][+TRANSFORM]; got {text!r}")
+    if sep and not step.isdigit():
+        raise ValueError(f"the step of a learned source must be a non-negative integer; got {step!r} in {text!r}")
+    bad = [t for t in transforms if t not in TRANSFORMS]
+    if bad:
+        raise ValueError(f"the transforms of a learned source must be among {sorted(TRANSFORMS)}; got {bad} "
+                         f"in {text!r}")
+    return folder, (int(step) if sep else None), tuple(transforms)
+
+
 def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = ".") -> LearnedOptimizer:
     """Load ``meta_params.msgpack`` of meta-training run folders (``star.optim.save_meta_params`` format).
 
     Args:
         name: the row label (``star``, ``hyperparam``, ``blackbox``, ...).
-        run_dirs: one or more run folders (relative to ``root`` unless absolute); all must hold the same
-            optimizer configuration.
+        run_dirs: one or more run folders (relative to ``root`` unless absolute), each optionally with a
+            θ snapshot step and transforms (:func:`parse_source`); all must hold the same optimizer
+            configuration.
 
     Raises:
-        ValueError: a folder without a finished run, or runs of different configurations.
+        ValueError: a folder without a finished run or without the snapshot asked for, a malformed
+            source, or runs of different configurations.
     """
+    from star import runs
+    from star.optim import init_meta_params
     from star.optim.convert import load_meta_params
 
     if not run_dirs:
         raise ValueError(f"run_dirs must name at least one run folder for {name!r}")
     cfg0, thetas, sources = None, [], []
     for d in run_dirs:
+        d, step, transforms = parse_source(d)
         folder = Path(d) if Path(d).is_absolute() else Path(root) / d
         path = folder / "meta_params.msgpack"
         if not path.is_file():
@@ -169,10 +233,21 @@ def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = "."
         if cfg0 is not None and cfg != cfg0:
             raise ValueError(f"{name}: {str(folder)!r} has another optimizer configuration than {run_dirs[0]!r}")
         cfg0 = cfg
+        source = {}
+        if step is not None:
+            path = runs.theta_snapshot_path(folder, step)
+            if not path.is_file():
+                raise ValueError(f"{name}: {str(folder)!r} holds no θ snapshot after {step} outer steps")
+            theta = runs.load_theta(path, init_meta_params(cfg, jax.random.key(0)))
+            source["step"] = step
+        for t in transforms:
+            theta = TRANSFORMS[t](theta)
+        if transforms:
+            source["transforms"] = list(transforms)
         thetas.append(theta)
         prov = folder / "provenance.json"
         commit = json.loads(prov.read_text()).get("git_commit") if prov.is_file() else None
-        sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit})
+        sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit, **source})
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)
     return LearnedOptimizer(name=name, cfg=cfg0, thetas=stacked, sources=tuple(sources))
 
@@ -261,13 +336,19 @@ def baseline_fingerprint(suite: Mapping, task: str) -> str:
 
 
 def learned_fingerprint(sources: Mapping) -> str:
-    """Ties the learned optimizers' part of a record to ``{row name: [SHA-256 of each θ file]}``."""
+    """Ties the learned optimizers' part of a record to ``{row name: [SHA-256 of each θ file (with the
+    transforms applied to it, :func:`_source_key`)]}``."""
     payload = {"learned": {k: list(v) for k, v in sources.items()}, "format": LEARNED_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _source_key(source: Mapping) -> str:
+    """A source's part of the learned fingerprint: its file's SHA-256, and the transforms applied to it."""
+    return "+".join([source["sha256"], *source.get("transforms", ())])
+
+
 def _learned_shas(learned: Sequence[LearnedOptimizer]) -> dict:
-    return {lo.name: [s["sha256"] for s in lo.sources] for lo in learned}
+    return {lo.name: [_source_key(s) for s in lo.sources] for lo in learned}
 
 
 def _stored_fingerprints(rec: Mapping) -> tuple:
@@ -275,7 +356,7 @@ def _stored_fingerprints(rec: Mapping) -> tuple:
     record written before the two parts were told apart is recognized too)."""
     try:
         b = baseline_fingerprint(rec["suite_config"], rec["task"])
-        lfp = learned_fingerprint({k: [s["sha256"] for s in v["sources"]] for k, v in rec["learned"].items()})
+        lfp = learned_fingerprint({k: [_source_key(s) for s in v["sources"]] for k, v in rec["learned"].items()})
     except (KeyError, TypeError):
         return None, None
     return b, lfp
@@ -356,8 +437,24 @@ def _stored_baselines(old: Mapping, npz_path: Path):
     return part, arrays
 
 
+def _baselines_from(folder: Path, name: str, b_fp: str):
+    """The baselines' part of ``folder``'s record of task ``name`` (see :func:`run_task`)."""
+    jp, npz = folder / f"{name}.json", folder / f"{name}.npz"
+    if not (jp.is_file() and npz.is_file()):
+        raise ValueError(f"baselines_from {str(folder)!r} holds no stored record of task {name!r}")
+    old = json.loads(jp.read_text())
+    stored = _stored_baselines(old, npz) if _stored_fingerprints(old)[0] == b_fp else None
+    if stored is None:
+        raise ValueError(f"baselines_from {str(folder)!r}: the baselines of task {name!r} were made with other "
+                         "suite settings (or lack their arrays); run without --baselines-from to tune them")
+    part, arrays = stored
+    part["baselines"]["reused_from"] = _repo_relative(folder)
+    return part, arrays
+
+
 def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], out_dir, *,
-             provenance: Mapping | None = None, progress: bool = True, force: bool = False) -> dict:
+             provenance: Mapping | None = None, progress: bool = True, force: bool = False,
+             baselines_from: str | os.PathLike | None = None) -> dict:
     """Tune the baselines on task ``name``, evaluate everything, and write ``out_dir/<name>.{npz,json}``.
 
     Returns the record written to the JSON file. A record has two parts, each tied to what it depends on
@@ -371,10 +468,14 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
       command, commit and wall time of the run that tuned them) are kept as stored, bit for bit, and only
       the learned optimizers are evaluated (on the same evaluation seeds, hence the same initializations
       and batches); the record's top-level ``provenance`` and ``wall_s`` are then this evaluation's;
-    * otherwise everything is recomputed.
+    * otherwise everything is recomputed, unless ``baselines_from`` names another folder of records: then
+      the baselines' part of its record of the task is kept as stored (it must match, see Raises), with
+      ``baselines.reused_from`` naming that folder, and only the learned optimizers are evaluated (how the
+      controls of the chapter are compared with the suite's baselines without tuning them again).
 
     Raises:
-        ValueError: unknown task name.
+        ValueError: unknown task name; ``baselines_from`` lacks the task or holds baselines of other suite
+            settings.
         star.data.DataUnavailableError: the task's data are not on this machine.
     """
     from star.tasks import TASKS, get_task
@@ -393,6 +494,8 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
             return old
         if old_b == b_fp:
             stored = _stored_baselines(old, npz_path)
+    if stored is None and baselines_from is not None:
+        stored = _baselines_from(Path(baselines_from), name, b_fp)
     t_start = time.perf_counter()
     task = get_task(name)
     spec = TASKS[name]

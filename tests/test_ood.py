@@ -278,6 +278,12 @@ def test_cli_rejects_bad_arguments_before_any_work(capsys):
     assert "NAME=RUN_DIR" in capsys.readouterr().err
     assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star=/nonexistent/run"]) == 2
     assert "no finished meta-training run" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned-set", "nope"]) == 2
+    assert "--learned-set must be one of" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--baselines-from", "/nonexistent/ood"]) == 2
+    assert "--baselines-from must be a folder" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned", "x=results/metatrain/fmnist8_grid/s0@x"]) == 2
+    assert "non-negative integer" in capsys.readouterr().err
 
 
 def test_figures_mark_divergence(tmp_path):
@@ -370,3 +376,79 @@ def test_optimizer_findings_follow_the_summary():
     md = book_ood.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
     assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
     assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25x of it on 0" in md
+
+
+def test_parse_source():
+    assert ood.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
+    assert ood.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
+    assert ood.parse_source("/abs/run@200") == ("/abs/run", 200, ())
+    with pytest.raises(ValueError, match="non-negative integer"):
+        ood.parse_source("results/x@-1")
+    with pytest.raises(ValueError, match="transforms of a learned source must be among"):
+        ood.parse_source("results/x@0+nope")
+    with pytest.raises(ValueError, match="RUN_DIR"):
+        ood.parse_source("@3")
+
+
+def test_learned_snapshots_and_zero_output(tmp_path):
+    """``@0`` reads the initial θ snapshot; ``+zero_output`` makes it the nominal initialisation exactly."""
+    from star import runs
+
+    folder = tmp_path / "results" / "metatrain" / "run"
+    cfg = preset("star")
+    folder.mkdir(parents=True)
+    final = init_meta_params(cfg, jax.random.key(5), init="reference")
+    save_meta_params(folder / "meta_params.msgpack", cfg, jax.tree.map(lambda x: x + 1.0, final))
+    runs.save_theta(runs.theta_snapshot_path(folder, 0), final)
+    lo = ood.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
+    th = [jax.tree.map(lambda x, i=i: x[i], lo.thetas) for i in range(3)]
+    for a, b in zip(jax.tree.leaves(th[0]), jax.tree.leaves(final)):
+        np.testing.assert_array_equal(a, b)
+    nominal = init_meta_params(cfg, jax.random.key(5), init="nominal")
+    for a, b in zip(jax.tree.leaves(th[1]), jax.tree.leaves(nominal)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(th[2]), jax.tree.leaves(final)):
+        np.testing.assert_array_equal(a, b + 1.0)
+    assert lo.sources[0]["path"].endswith("thetas/theta_00000000.npz") and lo.sources[0]["step"] == 0
+    assert lo.sources[1]["transforms"] == ["zero_output"] and "step" not in lo.sources[2]
+    # the transform is part of the learned fingerprint (same file, different optimizer)
+    keys = ood._learned_shas([lo])["t0"]
+    assert keys[0] != keys[1] and keys[1].startswith(keys[0])
+    with pytest.raises(ValueError, match="no θ snapshot after 7 outer steps"):
+        ood.load_learned("t7", [f"{folder}@7"])
+
+
+def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
+    root = tmp_path / "results" / "metatrain"
+    s0 = _save_learned(root / "s0", "star", 0)
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    suite, controls = tmp_path / "results" / "ood" / "cpu", tmp_path / "results" / "ood" / "cpu_controls"
+    first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], suite, progress=False,
+                         provenance={"command": "suite"})
+    monkeypatch.setattr(ood, "_tune_baselines", lambda *a, **k: pytest.fail("tuned again"))
+    lo = ood.load_learned("star_theta0", [str(s0)])
+    rec = ood.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
+                       baselines_from=suite)
+    assert rec["baselines"]["reused"] and rec["baselines"]["reused_from"] == "results/ood/cpu"
+    assert rec["adam"] == first["adam"] and rec["baselines"]["provenance"]["command"] == "suite"
+    assert set(rec["optimizers"]) == {"adam", "nadamw", "star_theta0"}
+    np.testing.assert_array_equal(ood.load_results(controls)["digits_mlp32"][1]["adam"],
+                                  ood.load_results(suite)["digits_mlp32"][1]["adam"])
+    with pytest.raises(ValueError, match="holds no stored record of task 'digits_conv'"):
+        ood.run_task("digits_conv", cfg, [lo], controls, progress=False, baselines_from=suite)
+    other = dataclasses.replace(cfg, search_seed=1)
+    with pytest.raises(ValueError, match="made with other suite settings"):
+        ood.run_task("digits_mlp32", other, [lo], tmp_path / "elsewhere", progress=False, baselines_from=suite)
+
+
+def test_learned_sets_name_the_runs_of_the_grids():
+    from star import sweep
+
+    assert ood.LEARNED_SETS["default"] is ood.DEFAULT_LEARNED
+    folders = {s.folder(".").as_posix().removeprefix("./") for g in ("indist", "ood_controls", "indist_long")
+               for s in sweep.get_grid(g, "cpu").runs()}
+    for set_name, rows in ood.LEARNED_SETS.items():
+        for row, sources in rows.items():
+            for src in sources:
+                assert ood.parse_source(src)[0] in folders, (set_name, row, src)
