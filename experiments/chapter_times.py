@@ -66,9 +66,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="the JSON file written")
     ap.add_argument("--every-s", type=float, default=5.0, help="seconds between load samples")
+    ap.add_argument("--book", default=str(ROOT), help="root folder of the book (default: this repository)")
     args = ap.parse_args(argv)
     if not args.every_s > 0:
         print(f"error: --every-s must be a positive number of seconds; got {args.every_s}", file=sys.stderr)
+        return 2
+    book = Path(args.book).resolve()
+    if not (book / "_toc.yml").is_file():
+        print(f"error: --book must be a folder holding _toc.yml; got {args.book}", file=sys.stderr)
         return 2
     scale = get_scale().value
     jb = Path(sys.executable).parent / "jupyter-book"
@@ -76,16 +81,17 @@ def main(argv=None) -> int:
     stop = threading.Event()
     sampler = threading.Thread(target=sample_load, args=(samples, stop, args.every_s), daemon=True)
     with tempfile.TemporaryDirectory(prefix="star-chapter-times-") as tmp:
-        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "--path-output", tmp, "-W", "-n",
+        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book), "--path-output", tmp, "-W", "-n",
                "--keep-going"]
         env = dict(os.environ, STAR_SCALE=scale)
         sampler.start()
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=book, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         stop.set()
         sampler.join()
-        times = chapter_seconds(Path(tmp) / "_build" / ".jupyter_cache" / scale, ROOT)
+        # book/_ext/starbook.py keeps one cache per scale beside the HTML folder
+        times = chapter_seconds(Path(tmp) / "_build" / ".jupyter_cache" / scale, book)
         if proc.returncode != 0:
             print(proc.stdout[-3000:] + proc.stderr[-3000:], file=sys.stderr)
             print(f"error: the build failed (exit {proc.returncode}); chapters timed: {sorted(times)}", file=sys.stderr)

@@ -108,7 +108,7 @@ def times_summary(times: dict) -> str:
             f"other work shared the cores and the times are longer than on an idle machine.")
 
 
-def accelerator_tables(reports: list[tuple[str, dict]], grid=None):
+def accelerator_tables(reports: list[tuple[str, dict]], grid=None, root: str | Path | None = None):
     """Tables of the stored accelerator measurements: timings against the host CPU, and how many outer steps of
     PES on the paper's MLP fit in a few hours at each measured N. ``grid``: a grid to estimate at the measured
     PES rate (the paper-scale in-distribution grid)."""
@@ -138,7 +138,7 @@ def accelerator_tables(reports: list[tuple[str, dict]], grid=None):
                              caption="PES meta-training of STAR on the paper's MLP from the nominal start at the "
                                      "paper's settings, measured on the accelerator"))
     if grid is not None:
-        est = grid_hours(grid)
+        est = grid_hours(grid, root)
         if est:
             out.append(table(["where", f"the paper-scale grid '{grid.name}'"],
                              [[k, format_hours(v)] for k, v in est.items()],
