@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from star.book.files import repo_json
-from star.book.pages import find_book_root, page_title
+from star.book.pages import find_book_root, page_title, toc_pages
 
 __all__ = ["chapter_times", "chapter_time_rows", "chapter_time_table", "times_summary", "accelerator_reports",
            "accelerator_rows", "accelerator_tables", "grid_hours", "paper_plan"]
@@ -34,10 +34,14 @@ def chapter_times(scale: str = "cpu") -> dict | None:
 
 
 def chapter_time_rows(times: dict, root: str | Path | None = None) -> list[tuple[str, str]]:
-    """(chapter title, minutes and seconds) for each timed chapter, in the order of the book."""
+    """(chapter title, minutes and seconds) for each timed chapter, in the order of ``_toc.yml`` (outside a
+    checkout: alphabetical, titled by file name)."""
     root = root if root is not None else find_book_root()
+    order = (toc_pages(root) or []) if root is not None else []
+    pages = sorted(times["chapters"], key=lambda p: (order.index(p) if p in order else len(order), p))
     rows = []
-    for page, seconds in times["chapters"].items():
+    for page in pages:
+        seconds = times["chapters"][page]
         title = (page_title(root, page) if root is not None else None) or page.split("/")[-1]
         rows.append((title, f"{int(seconds // 60)} min {seconds % 60:02.0f} s"))
     return rows
