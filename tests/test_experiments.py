@@ -88,9 +88,9 @@ def test_indist_breakdown_tiny(tmp_path):
 def test_chapter_times_tiny(tmp_path):
     """experiments/chapter_times.py on a one-chapter book built with the book's own extension: the chapter's run
     time comes from the build's execution cache, with the load samples and the provenance."""
-    book = tmp_path / "book"
-    book.mkdir()
-    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    book = tmp_path / "site"
+    (book / "book").mkdir(parents=True)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
     (book / "_config.yml").write_text(
         "title: tiny\nexecute:\n  execute_notebooks: cache\nsphinx:\n  local_extensions:\n"
         f"    starbook: {REPO / 'book' / '_ext'}\n  config:\n    mathjax_path: https://example.org/tex-mml-chtml.js\n")
@@ -99,11 +99,11 @@ def test_chapter_times_tiny(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Tiny"),
                                          nbformat.v4.new_code_cell("import time\ntime.sleep(1.5)")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, book / "intro.ipynb")
+    nbformat.write(nb, book / "book" / "intro.ipynb")
     out = tmp_path / "times.json"
     assert _load("chapter_times").main(["--book", str(book), "--out", str(out), "--every-s", "0.5"]) == 0
     res = json.loads(out.read_text())
-    assert list(res["chapters"]) == ["intro"] and res["chapters"]["intro"] >= 1.5
+    assert list(res["chapters"]) == ["book/intro"] and res["chapters"]["book/intro"] >= 1.5
     assert res["load_1min"]["samples"] >= 1 and res["cpu_count"] >= 1 and res["build_wall_s"] > 0
     assert res["description"] and all(k in res["provenance"] for k in ("command", "git_commit", "scale", "device"))
     assert _load("chapter_times").main(["--book", str(tmp_path), "--out", str(out)]) == 2  # no _toc.yml there
