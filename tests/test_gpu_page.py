@@ -38,7 +38,8 @@ def _report(platform="gpu", task="fmnist_mlp", smoke=False):
                        {"platform": platform, "kind": "NVIDIA H200", "star_step_ms": 1.0, "adam_step_ms": 0.5,
                         "pes_inner_steps_per_s": 20000.0, "pes_num_tasks": 8}],
             "runs": [{"folder": "fmnist_mlp_gpu_n256_s0", "num_tasks": 256, "steps": 40, "median_step_s": 12.0,
-                      "first_meta_loss": 0.5, "last_meta_loss": 0.45}]}
+                      "first_meta_loss": 0.5, "last_meta_loss": 0.45,
+                      "meta_curve": {"first": 0.392, "last": 2.303, "nominal": 0.392}}]}
 
 
 def _root_with(tmp_path, reports):
@@ -72,6 +73,7 @@ def test_a_stored_measurement_gives_rates_estimates_and_a_plan(tmp_path):
     tables = gpu.accelerator_tables(reports[1:], grid, root)
     html = "".join(t._repr_html_() for t in tables)
     assert len(tables) == 3 and "NVIDIA H200" in html and "fmnist_mlp_gpu_n256_s0" in html and "3600" in html
+    assert "0.392 → 2.303" in html and "0.500 → 0.450" in html
 
 
 def test_a_run_too_short_to_have_a_rate_is_left_out_of_the_plan():
