@@ -192,9 +192,11 @@ def _meta_curve(args) -> int:
 
 def _ood(args) -> int:
     """``python -m star ood``: tune the baselines and evaluate the learned optimizers on the OOD suite."""
+    import dataclasses
+
     from tqdm.auto import tqdm
 
-    from star import ood, runs
+    from star import _checks, ood, runs
     from star.data import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS, get_task
@@ -233,13 +235,25 @@ def _ood(args) -> int:
             except released.ReleasedUnavailableError as err:
                 print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
     cfg = ood.suite_config()
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, num_steps=_checks.integer("--steps", args.steps, minimum=10))
+    if args.no_nadamw:
+        cfg = dataclasses.replace(cfg, nadamw_samples=0)
+    near = {}
+    if args.adam_near is not None:  # Adam's grid per task: the half-decades next to the choice stored there
+        stored = ood.load_results(args.adam_near, tasks)
+        lacking = [t for t in tasks if t not in stored]
+        if lacking:
+            raise ValueError(f"--adam-near {args.adam_near!r} holds no stored record of {lacking}")
+        near = {t: ood.adam_range_near(rec["adam"]["best_learning_rate"]) for t, (rec, _) in stored.items()}
     out = Path(args.out or f"results/ood/{get_scale().value}")
     prov = {"command": runs.command_line(args.argv), "git_commit": runs.git_commit(),
             "device": runs.device_info()}
     done, skipped = [], {}
     for name in tqdm(tasks, desc="OOD suite", unit="task", disable=args.no_progress):
         try:
-            rec = ood.run_task(name, cfg, learned, out, provenance=prov, progress=not args.no_progress,
+            task_cfg = dataclasses.replace(cfg, adam_lr_range=near[name]) if name in near else cfg
+            rec = ood.run_task(name, task_cfg, learned, out, provenance=prov, progress=not args.no_progress,
                                force=args.force, baselines_from=args.baselines_from)
         except DataUnavailableError as err:
             skipped[name] = str(err)
@@ -396,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     oo.add_argument("--released", nargs="*", default=None,
                     help="also evaluate the paper's released optimizers ('default' = the STAR and "
                          "Hyperparam checkpoints; needs internet or a cached copy)")
+    oo.add_argument("--steps", type=int, default=None,
+                    help="inner steps per run instead of the scale's (e.g. 4000, twice the meta-training horizon)")
+    oo.add_argument("--adam-near", default=None, metavar="DIR",
+                    help="tune Adam per task over the half-decades next to the learning rate chosen in DIR's "
+                         "stored record of the task (e.g. results/ood/cpu), instead of the scale's whole grid")
+    oo.add_argument("--no-nadamw", action="store_true", help="no NAdamW baseline (Adam only)")
     oo.add_argument("--out", default=None, help="output folder (default results/ood/<scale>)")
     oo.add_argument("--force", action="store_true", help="recompute tasks that are already stored")
     oo.add_argument("--no-progress", action="store_true")

@@ -50,7 +50,7 @@ from star.batched import train_batched
 from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task",
-           "parse_source", "LEARNED_SETS", "CONTROLS_LEARNED", "LONG_LEARNED", "TRANSFORMS",
+           "parse_source", "adam_range_near", "LEARNED_SETS", "CONTROLS_LEARNED", "LONG_LEARNED", "TRANSFORMS",
            "load_results", "baseline_fingerprint", "learned_fingerprint", "meta_run_curves", "num_meta_runs",
            "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "META_SEEDS",
            "FINAL_FRACTION"]
@@ -106,8 +106,9 @@ class SuiteConfig:
     Attributes:
         num_steps: inner steps per run.
         adam_lr_range: ``(low, high)`` of Adam's half-decade learning-rate grid.
-        nadamw_samples: random NAdamW configurations (the paper: 1000).
-        tune_seeds: seeds of the tuning runs (disjoint from ``eval_seeds``).
+        nadamw_samples: random NAdamW configurations (the paper: 1000; 0: no NAdamW).
+        tune_seeds: seeds of the tuning runs (disjoint from ``eval_seeds``); a configuration's score is its
+            mean over them (the reference tunes on 5).
         eval_seeds: seeds of the runs that are shown and compared.
         width: runs per call of the compiled baseline program (configurations are padded to a multiple).
         chunk_size: steps per compiled ``lax.scan``.
@@ -127,6 +128,9 @@ class SuiteConfig:
         if set(self.tune_seeds) & set(self.eval_seeds):
             raise ValueError(f"tune_seeds and eval_seeds must be disjoint; got {self.tune_seeds} and "
                              f"{self.eval_seeds}")
+        if not self.tune_seeds or self.nadamw_samples < 0:
+            raise ValueError(f"tune_seeds must not be empty and nadamw_samples must be >= 0; got "
+                             f"{self.tune_seeds} and {self.nadamw_samples}")
         if len(self.eval_seeds) < 2:
             raise ValueError(f"eval_seeds must hold at least 2 seeds (for a standard error); got {self.eval_seeds}")
 
@@ -146,10 +150,25 @@ def suite_config(scale=None) -> SuiteConfig:
                            eval_seeds=(0, 1, 2), width=6, chunk_size=10)
     if s == "cpu":
         return SuiteConfig(num_steps=1000, adam_lr_range=(1e-5, 1e-1), nadamw_samples=16,
-                           tune_seeds=(1000,), eval_seeds=(0, 1, 2), width=9, chunk_size=100)
+                           tune_seeds=(1000, 1001), eval_seeds=(0, 1, 2), width=9, chunk_size=100)
     return SuiteConfig(num_steps=10000, adam_lr_range=(1e-7, 1.0), nadamw_samples=1000,
                        tune_seeds=(1000, 1001, 1002, 1003, 1004), eval_seeds=(0, 1, 2, 3, 4), width=100,
                        chunk_size=500)
+
+
+def adam_range_near(learning_rate: float) -> tuple:
+    """``(low, high)`` of the half-decade Adam grid around ``learning_rate`` (one of that grid's points): the
+    half-decades next to it, e.g. ``3e-3 -> (1e-3, 1e-2)`` (how Adam is re-tuned for longer runs).
+
+    Raises:
+        ValueError: ``learning_rate`` is not a point of the half-decade grid.
+    """
+    grid = baselines.adam_lr_grid(1e-9, 10.0)
+    i = int(np.argmin(np.abs(np.log(grid) - np.log(float(learning_rate)))))
+    if not (0 < i < len(grid) - 1) or not math.isclose(grid[i], float(learning_rate), rel_tol=1e-6):
+        raise ValueError(f"learning_rate must be a point of the half-decade grid between 1e-9 and 10; "
+                         f"got {learning_rate!r}")
+    return float(grid[i - 1]), float(grid[i + 1])
 
 
 # ------------------------------------------------------------------------------------- learned optimizers
@@ -316,9 +335,10 @@ def _run_baselines(task, make, hparams, seeds, cfg, progress, desc):
     return np.concatenate(out)[:n].reshape(n_cfg, n_seed, cfg.num_steps)
 
 
-def _select(curves):
-    """Scores (mean final loss over seeds, +inf if any seed diverged) and the index of the best."""
-    scores = final_loss(curves).mean(axis=1)
+def _select(final):
+    """Scores (mean final loss over the tuning seeds, +inf if any seed diverged) and the index of the best,
+    from the final losses ``[configurations, seeds]`` (:func:`final_loss`)."""
+    scores = np.asarray(final, np.float64).mean(axis=1)
     scores = np.where(np.isfinite(scores), scores, np.inf)
     return scores, int(np.argmin(scores))
 
@@ -328,10 +348,13 @@ def _json_float(x):
     return x if math.isfinite(x) else None
 
 
-def baseline_fingerprint(suite: Mapping, task: str) -> str:
+def baseline_fingerprint(suite: Mapping, task: str, version: int = 1) -> str:
     """Ties the baselines' part of a record (tuning and evaluation of Adam and NAdamW) to what it depends
-    on: the suite configuration (``SuiteConfig.to_dict()``) and the task's name."""
+    on: the suite configuration (``SuiteConfig.to_dict()``), the task's name and its version
+    (``star.tasks.suite.SuiteSpec.version``, raised when the task itself changes)."""
     payload = {"suite": dict(suite), "task": task, "format": BASELINE_FORMAT}
+    if version != 1:  # version 1 is left out, so that records made before tasks had versions still match
+        payload["task_version"] = int(version)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -355,7 +378,7 @@ def _stored_fingerprints(rec: Mapping) -> tuple:
     """``(baseline, learned)`` fingerprints of a stored record, recomputed from its own fields (so that a
     record written before the two parts were told apart is recognized too)."""
     try:
-        b = baseline_fingerprint(rec["suite_config"], rec["task"])
+        b = baseline_fingerprint(rec["suite_config"], rec["task"], rec.get("task_version", 1))
         lfp = learned_fingerprint({k: [_source_key(s) for s in v["sources"]] for k, v in rec["learned"].items()})
     except (KeyError, TypeError):
         return None, None
@@ -382,38 +405,68 @@ def _learned_maker(cfg, steps: int):
     return lambda th: star_optimizer(cfg, th, steps)
 
 
-def _tune_baselines(name, task, cfg, progress):
-    """Tune Adam and NAdamW on the tuning seeds and train the two selected configurations on the
-    evaluation seeds: the baselines' part of a record, with its arrays."""
+def _tune_baselines(name, task, cfg, progress, prior=None, version=1):
+    """Tune Adam and NAdamW (none when ``cfg.nadamw_samples`` is 0) on the tuning seeds and train the
+    selected configurations on the evaluation seeds: the baselines' part of a record, with its arrays.
+
+    ``prior`` = ``(record, arrays)`` of a stored record whose suite settings differ from ``cfg`` only by
+    fewer tuning seeds (:func:`_extends`): its tuning runs are kept, only the new tuning seeds are run,
+    every configuration is scored over all the seeds, and the stored evaluation curves are kept when the
+    selection is unchanged.
+    """
     t_start = time.perf_counter()
     steps = cfg.num_steps
     make = _baseline_maker(steps)
     lrs = cfg.adam_lrs
     adam_h = baselines.adam_hparams(lrs)
-    nadamw_h = baselines.sample_nadamw_hparams(jax.random.key(cfg.search_seed), cfg.nadamw_samples)
-    tune = _run_baselines(task, make, baselines.stack_hparams(adam_h, nadamw_h), cfg.tune_seeds, cfg,
-                          progress, f"{name} tune")
-    adam_scores, adam_best = _select(tune[: len(lrs)])
-    nadamw_scores, nadamw_best = _select(tune[len(lrs):])
+    with_nadamw = cfg.nadamw_samples > 0
+    nadamw_h = baselines.sample_nadamw_hparams(jax.random.key(cfg.search_seed), max(cfg.nadamw_samples, 1))
+    candidates = baselines.stack_hparams(adam_h, nadamw_h) if with_nadamw else adam_h
+    old_seeds = list(prior[0]["suite_config"]["tune_seeds"]) if prior is not None else []
+    new_seeds = [s for s in cfg.tune_seeds if s not in old_seeds]
+    fin = final_loss(_run_baselines(task, make, candidates, new_seeds, cfg, progress, f"{name} tune"))
+    if prior is not None:  # columns in cfg.tune_seeds order: stored seeds, then the new ones
+        old = np.concatenate([prior[1]["tuning/adam_final"]]
+                             + ([prior[1]["tuning/nadamw_final"]] if with_nadamw else []), axis=0)
+        by_seed = dict(zip(old_seeds, old.astype(np.float64).T)) | dict(zip(new_seeds, fin.T))
+        fin = np.stack([by_seed[s] for s in cfg.tune_seeds], axis=1)
+    adam_scores, adam_best = _select(fin[: len(lrs)])
+    nadamw_scores, nadamw_best = _select(fin[len(lrs):]) if with_nadamw else (None, None)
     t_tune = time.perf_counter() - t_start
-    best = baselines.stack_hparams(
-        jax.tree.map(lambda x: x[adam_best: adam_best + 1], adam_h),
-        jax.tree.map(lambda x: x[nadamw_best: nadamw_best + 1], nadamw_h))
-    ev = _run_baselines(task, make, best, cfg.eval_seeds, cfg, progress, f"{name} eval")
+    same = (prior is not None and prior[0]["adam"]["best_index"] == adam_best
+            and (not with_nadamw or prior[0]["nadamw"]["best_index"] == nadamw_best))
+    if same:
+        ev = [prior[1]["curves/adam"]] + ([prior[1]["curves/nadamw"]] if with_nadamw else [])
+    else:
+        best = jax.tree.map(lambda x: x[adam_best: adam_best + 1], adam_h)
+        if with_nadamw:
+            best = baselines.stack_hparams(best, jax.tree.map(lambda x: x[nadamw_best: nadamw_best + 1], nadamw_h))
+        ev = _run_baselines(task, make, best, cfg.eval_seeds, cfg, progress, f"{name} eval")
     part = {
         "adam": {"learning_rates": [float(v) for v in lrs], "scores": [_json_float(v) for v in adam_scores],
                  "best_index": adam_best, "best_learning_rate": float(lrs[adam_best]),
                  "best_at_grid_edge": adam_best in (0, len(lrs) - 1)},
-        "nadamw": {"samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
-                   "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
-                   "best": baselines.hparams_row(nadamw_h, nadamw_best)},
-        "baselines": {"fingerprint": baseline_fingerprint(cfg.to_dict(), name), "reused": False,
+        "nadamw": None if not with_nadamw else {
+            "samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
+            "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
+            "best": baselines.hparams_row(nadamw_h, nadamw_best)},
+        "baselines": {"fingerprint": baseline_fingerprint(cfg.to_dict(), name, version), "reused": False,
                       "wall_s": {"tuning": t_tune, "evaluation": time.perf_counter() - t_start - t_tune}},
     }
-    arrays = {"curves/adam": ev[0], "curves/nadamw": ev[1],
-              "tuning/adam_final": final_loss(tune[: len(lrs)]).astype(np.float32),
-              "tuning/nadamw_final": final_loss(tune[len(lrs):]).astype(np.float32)}
+    if prior is not None:
+        part["baselines"]["extended"] = {
+            "tune_seeds_kept": old_seeds, "tune_seeds_run": new_seeds, "evaluation_kept": bool(same),
+            "kept_from": prior[0].get("baselines", {}).get("provenance", prior[0].get("provenance"))}
+    arrays = {"curves/adam": np.asarray(ev[0]), "tuning/adam_final": fin[: len(lrs)].astype(np.float32)}
+    if with_nadamw:
+        arrays |= {"curves/nadamw": np.asarray(ev[1]), "tuning/nadamw_final": fin[len(lrs):].astype(np.float32)}
     return part, arrays
+
+
+def _baseline_names(rec: Mapping) -> tuple:
+    """The arrays of a record's baselines' part (without NAdamW when the suite had no NAdamW samples)."""
+    names = ("curves/adam", "tuning/adam_final")
+    return names + (("curves/nadamw", "tuning/nadamw_final") if rec.get("nadamw") is not None else ())
 
 
 def _stored_baselines(old: Mapping, npz_path: Path):
@@ -421,7 +474,7 @@ def _stored_baselines(old: Mapping, npz_path: Path):
     ``.npz`` lacks one of them. A record from before the parts were told apart has one provenance and one
     wall time for everything: they become the baselines' (its evaluation time then includes the learned
     optimizers evaluated with them, which ``wall_s`` says)."""
-    names = ("curves/adam", "curves/nadamw", "tuning/adam_final", "tuning/nadamw_final")
+    names = _baseline_names(old)
     with np.load(npz_path, allow_pickle=False) as z:
         if not all(k in z.files for k in names):
             return None
@@ -433,8 +486,39 @@ def _stored_baselines(old: Mapping, npz_path: Path):
                  "wall_s": {"tuning": w["tuning"], "evaluation": w["evaluation"],
                             "evaluation_includes": sorted(old.get("learned", {}))}}
     part = {"adam": old["adam"], "nadamw": old["nadamw"],
-            "baselines": dict(prior, fingerprint=baseline_fingerprint(old["suite_config"], old["task"]), reused=True)}
+            "baselines": dict(prior, fingerprint=_stored_fingerprints(old)[0], reused=True)}
     return part, arrays
+
+
+#: Suite settings that the learned optimizers' curves depend on (the rest concern the baselines' tuning).
+_LEARNED_SETTINGS = ("num_steps", "eval_seeds", "chunk_size")
+
+
+def _extends(old: Mapping, cfg: SuiteConfig, version: int) -> bool:
+    """Does ``cfg`` differ from the stored record's suite settings only by more tuning seeds (same task
+    version)? Then the stored tuning runs can be kept (:func:`_tune_baselines`)."""
+    new = cfg.to_dict()
+    prev = dict(old.get("suite_config", {}))
+    if old.get("task_version", 1) != version or set(prev) != set(new):
+        return False
+    if any(prev[k] != new[k] for k in new if k != "tune_seeds"):
+        return False
+    return set(prev["tune_seeds"]) < set(new["tune_seeds"])
+
+
+def _stored_learned(old: Mapping, npz_path: Path, l_fp: str, cfg: SuiteConfig, version: int):
+    """The learned optimizers' curves and info of a stored record when they are what ``run_task`` would
+    compute again (same θ files and rows, same task version and evaluation settings), else ``None``."""
+    prev = old.get("suite_config", {})
+    if (_stored_fingerprints(old)[1] != l_fp or old.get("task_version", 1) != version
+            or any(prev.get(k) != cfg.to_dict()[k] for k in _LEARNED_SETTINGS)):
+        return None
+    with np.load(npz_path, allow_pickle=False) as z:
+        names = [f"curves/{k}" for k in old.get("learned", {})]
+        if not all(k in z.files for k in names):
+            return None
+        curves = {k.split("/", 1)[1]: z[k] for k in names}
+    return curves, old["learned"]
 
 
 def _baselines_from(folder: Path, name: str, b_fp: str):
@@ -468,10 +552,18 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
       command, commit and wall time of the run that tuned them) are kept as stored, bit for bit, and only
       the learned optimizers are evaluated (on the same evaluation seeds, hence the same initializations
       and batches); the record's top-level ``provenance`` and ``wall_s`` are then this evaluation's;
+    * the stored suite settings differ only by fewer tuning seeds (the same task version): the stored tuning
+      runs are kept and only the new seeds run, the selection is made over all of them, and the stored
+      evaluation curves of the baselines are kept if the selection did not change (``baselines.extended``
+      says what was kept);
     * otherwise everything is recomputed, unless ``baselines_from`` names another folder of records: then
       the baselines' part of its record of the task is kept as stored (it must match, see Raises), with
       ``baselines.reused_from`` naming that folder, and only the learned optimizers are evaluated (how the
       controls of the chapter are compared with the suite's baselines without tuning them again).
+
+    Whatever happens to the baselines, the stored curves of the learned optimizers are kept when the θ
+    files, the rows, the task version and the settings they depend on (steps, evaluation seeds, chunk)
+    are unchanged (``learned_kept_from`` then names the run that computed them).
 
     Raises:
         ValueError: unknown task name; ``baselines_from`` lacks the task or holds baselines of other suite
@@ -482,11 +574,14 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
 
     if name not in TASKS:
         raise ValueError(f"name must be a registered task ({', '.join(sorted(TASKS))}); got {name!r}")
+    spec = TASKS[name]
+    version = int(spec.version)
     out_dir = Path(out_dir)
     json_path, npz_path = out_dir / f"{name}.json", out_dir / f"{name}.npz"
-    b_fp, l_fp = baseline_fingerprint(cfg.to_dict(), name), learned_fingerprint(_learned_shas(learned))
+    b_fp = baseline_fingerprint(cfg.to_dict(), name, version)
+    l_fp = learned_fingerprint(_learned_shas(learned))
     provenance = dict(provenance or {}, scale=get_scale().value)
-    stored = None
+    stored = prior = old = None
     if json_path.is_file() and npz_path.is_file() and not force:
         old = json.loads(json_path.read_text())
         old_b, old_l = _stored_fingerprints(old)
@@ -496,17 +591,22 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
             stored = _stored_baselines(old, npz_path)
     if stored is None and baselines_from is not None:
         stored = _baselines_from(Path(baselines_from), name, b_fp)
+    if stored is None and old is not None and _extends(old, cfg, version):
+        with np.load(npz_path, allow_pickle=False) as z:
+            if all(k in z.files for k in _baseline_names(old)):
+                prior = (old, {k: z[k] for k in _baseline_names(old)})
     t_start = time.perf_counter()
     task = get_task(name)
-    spec = TASKS[name]
     if stored is not None:
         part, arrays = stored
     else:
-        part, arrays = _tune_baselines(name, task, cfg, progress)
+        part, arrays = _tune_baselines(name, task, cfg, progress, prior=prior, version=version)
     t_tune = 0.0 if stored is not None else part["baselines"]["wall_s"]["tuning"]
     t_base = time.perf_counter() - t_start
-    curves = {"adam": arrays["curves/adam"], "nadamw": arrays["curves/nadamw"]}
-    learned_curves, learned_info = _evaluate_learned(name, task, cfg, learned, progress)
+    curves = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("curves/")}
+    kept = _stored_learned(old, npz_path, l_fp, cfg, version) if old is not None else None
+    learned_curves, learned_info = kept if kept is not None else _evaluate_learned(name, task, cfg, learned,
+                                                                                    progress)
     curves.update(learned_curves)
     wall = time.perf_counter() - t_start
     finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -522,7 +622,7 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
                         "initial_loss": [_json_float(v) for v in np.asarray(c)[:, 0]]}
     record = {
         "format_version": FORMAT_VERSION, "fingerprint": _combined_fingerprint(b_fp, l_fp),
-        "learned_fingerprint": l_fp, "task": name,
+        "learned_fingerprint": l_fp, "task": name, "task_version": version,
         "description": spec.description, "reference": spec.reference, "data": spec.data,
         "num_params": int(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(task.init(jax.random.key(0))))),
         "suite_config": cfg.to_dict(), **part,
@@ -530,6 +630,8 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
         "wall_s": {"tuning": t_tune, "evaluation": wall - t_tune, "learned": wall - t_base, "total": wall},
         "provenance": dict(provenance, finished_utc=finished),
     }
+    if kept is not None:
+        record["learned_kept_from"] = old.get("provenance")
     arrays = dict(arrays, **{f"curves/{k}": np.asarray(v, np.float32) for k, v in learned_curves.items()})
     tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})

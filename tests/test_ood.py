@@ -209,16 +209,21 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     assert rec3["baselines"]["provenance"]["command"] == "first"
     assert rec3["baselines"]["wall_s"] == {"tuning": 1.0, "evaluation": 2.0,
                                            "evaluation_includes": ["blackbox", "star"]}
-    # another suite configuration: everything is redone
+    # another suite configuration: the baselines are redone; the learned curves, which do not depend on the
+    # NAdamW search, are kept
     other = dataclasses.replace(cfg, search_seed=1)
     rec4 = ood.run_task("digits_mlp32", other, [ood.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fifth"})
-    assert calls == {"tune": 2, "learned": 5} and not rec4["baselines"]["reused"]
-    assert rec4["baselines"]["provenance"]["command"] == "fifth"
+    assert calls == {"tune": 2, "learned": 4} and not rec4["baselines"]["reused"]
+    assert rec4["baselines"]["provenance"]["command"] == "fifth" and rec4["learned_kept_from"]["command"] == "fourth"
+    # another number of steps: the learned optimizers are evaluated again too
+    longer = dataclasses.replace(other, num_steps=12)
+    ood.run_task("digits_mlp32", longer, [ood.load_learned("star", [s0])], out, progress=False)
+    assert calls == {"tune": 3, "learned": 5}
     # so is a stored file that lacks the baselines' arrays
     np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
     ood.run_task("digits_mlp32", other, [ood.load_learned("blackbox", [bb])], out, progress=False)
-    assert calls == {"tune": 3, "learned": 6}
+    assert calls == {"tune": 4, "learned": 6}
 
 
 def test_meta_runs_split_and_summarize():
@@ -284,6 +289,10 @@ def test_cli_rejects_bad_arguments_before_any_work(capsys):
     assert "--baselines-from must be a folder" in capsys.readouterr().err
     assert main(["ood", "--tasks", "digits_mlp32", "--learned", "x=results/metatrain/fmnist8_grid/s0@x"]) == 2
     assert "non-negative integer" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--steps", "5"]) == 2
+    assert "--steps must be an integer >= 10" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--adam-near", "/nonexistent/ood"]) == 2
+    assert "holds no stored record of ['digits_mlp32']" in capsys.readouterr().err
 
 
 def test_figures_mark_divergence(tmp_path):
@@ -452,3 +461,138 @@ def test_learned_sets_name_the_runs_of_the_grids():
         for row, sources in rows.items():
             for src in sources:
                 assert ood.parse_source(src)[0] in folders, (set_name, row, src)
+
+
+def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monkeypatch):
+    """Adding a tuning seed runs only that seed; the scores are the means over all seeds, as a full rerun's."""
+    root = tmp_path / "results" / "metatrain"
+    s0 = _save_learned(root / "s0", "star", 0)
+    one = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-1), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    two = dataclasses.replace(one, tune_seeds=(9, 11))
+    learned = [ood.load_learned("star", [s0])]
+    full = ood.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
+    out = tmp_path / "ood"
+    first = ood.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
+    seen, evaluated = [], []
+    run_baselines = ood._run_baselines
+    monkeypatch.setattr(ood, "_run_baselines", lambda task, make, h, seeds, *a: seen.append(list(seeds))
+                        or run_baselines(task, make, h, seeds, *a))
+    monkeypatch.setattr(ood, "_evaluate_learned", lambda *a: evaluated.append(1) or pytest.fail("re-evaluated"))
+    rec = ood.run_task("digits_mlp32", two, learned, out, progress=False, provenance={"command": "two seeds"})
+    assert seen[0] == [11] and not evaluated
+    ext = rec["baselines"]["extended"]
+    assert ext["tune_seeds_kept"] == [9] and ext["tune_seeds_run"] == [11] and ext["kept_from"]["command"] == "one seed"
+    np.testing.assert_allclose(rec["adam"]["scores"], full["adam"]["scores"], rtol=1e-5)
+    np.testing.assert_allclose(rec["nadamw"]["scores"], full["nadamw"]["scores"], rtol=1e-5)
+    assert rec["adam"]["best_index"] == full["adam"]["best_index"]
+    assert rec["baselines"]["fingerprint"] == full["baselines"]["fingerprint"]
+    kept = ood.load_results(out)["digits_mlp32"][1]
+    np.testing.assert_array_equal(kept["star"], ood.load_results(tmp_path / "full")["digits_mlp32"][1]["star"])
+    with np.load(out / "digits_mlp32.npz") as z:
+        assert z["tuning/adam_final"].shape == (5, 2)
+        np.testing.assert_array_equal(z["tuning/adam_final"][:, 0], np.asarray(first["adam"]["scores"], np.float32))
+    assert ext["evaluation_kept"] == (first["adam"]["best_index"] == rec["adam"]["best_index"]
+                                      and first["nadamw"]["best_index"] == rec["nadamw"]["best_index"])
+    # the same record again: nothing runs
+    seen.clear()
+    assert ood.run_task("digits_mlp32", two, learned, out, progress=False) == rec and not seen
+
+
+def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
+    from star import tasks as tasks_lib
+
+    root = tmp_path / "results" / "metatrain"
+    learned = [ood.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=0, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    out = tmp_path / "ood"
+    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    assert rec["nadamw"] is None and set(rec["optimizers"]) == {"adam", "star"} and rec["task_version"] == 1
+    res = ood.load_results(out)
+    assert set(res["digits_mlp32"][1]) == {"adam", "star"} and "star" in ood.summarize(res)["digits_mlp32"]
+    # a new version of the task: nothing of the stored record is kept
+    monkeypatch.setitem(tasks_lib.TASKS, "digits_mlp32",
+                        dataclasses.replace(tasks_lib.TASKS["digits_mlp32"], version=2))
+    calls = []
+    monkeypatch.setattr(ood, "_evaluate_learned", lambda *a, f=ood._evaluate_learned: calls.append(1) or f(*a))
+    rec2 = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    assert calls and rec2["task_version"] == 2 and rec2["baselines"]["fingerprint"] != rec["baselines"]["fingerprint"]
+    assert ood.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
+    with pytest.raises(ValueError, match="nadamw_samples must be >= 0"):
+        dataclasses.replace(cfg, nadamw_samples=-1)
+
+
+def test_adam_range_near():
+    assert ood.adam_range_near(3e-3) == pytest.approx((1e-3, 1e-2))
+    assert ood.adam_range_near(1e-2) == pytest.approx((3e-3, 3e-2))
+    assert ood.adam_range_near(0.001) == pytest.approx((3e-4, 3e-3))
+    with pytest.raises(ValueError, match="half-decade grid"):
+        ood.adam_range_near(2e-3)
+
+
+def test_mse_task_averages_over_the_classes():
+    """fmnist_mlp_mse: the reference's ``jnp.mean(jnp.square(logits - labels))`` (batch and classes)."""
+    from star.tasks import TASKS
+    from star.tasks.image import MLP, ImageClassificationTask
+
+    task = get_task("digits_mlp32", batch_size=8)
+    mse = ImageClassificationTask(data=task.data, model=task.model, name="x", batch_size=8, description="",
+                                  reference="", loss_type="mse")
+    params = mse.init(jax.random.key(0))
+    batch = mse.sample_batch(jax.random.key(1))
+    logits = mse.logits(params, batch["image"])
+    onehot = np.eye(logits.shape[-1])[np.asarray(batch["label"])]
+    np.testing.assert_allclose(mse.loss(params, batch), np.mean((np.asarray(logits) - onehot) ** 2), rtol=1e-5)
+    assert TASKS["fmnist_mlp_mse"].version == 2 and isinstance(task.model, MLP)
+
+
+def test_controls_rows_table_and_findings(tmp_path):
+    """The controls' table reads each θ's decay and direction head from its files and counts failures."""
+    from star import runs as runs_lib
+    from star.book import ood as book_ood
+
+    cfg = preset("star")
+
+    def run(name, wd, steps, bias):
+        folder = tmp_path / "results" / "metatrain" / "g" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"lr": 1e-3, "weight_decay": wd, "outer_steps": steps}))
+        theta = init_meta_params(cfg, jax.random.key(0), init="reference")
+        runs_lib.save_theta(runs_lib.theta_snapshot_path(folder, 0), theta)
+        last = max(int(k[1:]) for k in theta["mlp"] if k.startswith("w"))
+        theta["mlp"][f"b{last}"] = theta["mlp"][f"b{last}"].at[0].set(bias)
+        save_meta_params(folder / "meta_params.msgpack", cfg, theta)
+        return f"results/metatrain/g/{name}"
+
+    def fetch(rel):
+        return tmp_path / rel
+
+    learned = {"star_theta0": [run("a_s0", 0.1, 200, -0.5) + "@0"], "star_output0": [run("b_s0", 0.1, 200, 0.0)
+                                                                                     + "@0+zero_output"],
+               "star": [run("c_s0", 0.1, 200, -0.01)], "star_wd5.0": [run("d_s0", 5.0, 200, -0.001)],
+               "star_init_nominal": [run("e_s0", 0.1, 200, -0.0135)]}
+    los = {n: ood.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
+    good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 3, axis=0)
+    bad = good[:, ::-1] + 1.0
+    fails = {"star_theta0": 2, "star_output0": 0, "star": 2, "star_wd5.0": 1, "star_init_nominal": 2}
+    results = {}
+    for i in range(2):
+        rec = {"learned": {n: {"sources": list(lo.sources), "num_meta_runs": 1} for n, lo in los.items()}}
+        curves = {"adam": good, **{n: (bad if i < k else good) for n, k in fails.items()}}
+        results[f"t{i}"] = (rec, curves)
+    rows = book_ood.controls_rows(results, fetch=fetch)
+    by = {r["row"]: r for r in rows}
+    assert [r["row"] for r in rows] == ["star_theta0", "star_output0", "star", "star_wd5.0", "star_init_nominal"]
+    assert by["star_theta0"]["decay"] == 0.0 and math.isinf(by["star_output0"]["decay"])
+    assert by["star"]["decay"] == pytest.approx(0.02) and by["star_wd5.0"]["decay"] == pytest.approx(1.0)
+    assert by["star_theta0"]["d_bias"] == 0.0  # the step-0 snapshot, not the final θ's bias
+    assert by["star_init_nominal"]["d_bias"] == pytest.approx(-0.0135) and by["star_output0"]["d_weight_rms"] == 0
+    assert by["star_wd5.0"]["unstable"] == 1 and by["star_wd5.0"]["per_task"] == {"t0": (3, 3), "t1": (0, 3)}
+    tab = book_ood.controls_table(rows, tasks=("t0", "nope"))
+    assert tab.columns[6] == "failed runs, t0" and "nope" not in " ".join(tab.columns)
+    assert tab.cells[1][2] == "∞" and tab.cells[3][6] == "3/3"
+    md = book_ood.controls_findings_markdown(rows)
+    assert "θ₀ is unstable on 2 of 2 tasks; the same θ₀ with its output layer zero (the nominal optimizer) on 0" in md
+    assert "zero-output start on 2 of 2 tasks, its direction head's bias at -1.35e-02" in md
+    assert "0.02: 2" in md and "1: 1" in md
