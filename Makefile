@@ -1,7 +1,7 @@
 # Two commands do the whole setup on a fresh machine:
 #   make book   -> .venv, install, build the book at STAR_SCALE=cpu (real data, minutes per chapter)
-#   make test   -> .venv, install, ruff and actionlint, then pytest at STAR_SCALE=smoke: the package's tests and
-#                  nbval over every chapter (`pytest --nbval-lax book/`), then the book built from those
+#   make test   -> .venv, install, ruff and actionlint, then pytest at STAR_SCALE=smoke: nbval over every
+#                  chapter (`pytest --nbval-lax book/`), then the package's tests, the book built from those
 #                  executions and every page checked in Chromium
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,7 +17,7 @@ export PYTHONHASHSEED ?= 0
 
 help:
 	@echo "make book   build the book (STAR_SCALE=cpu by default)"
-	@echo "make test   lint, then the package's tests + nbval over book/ at STAR_SCALE=smoke, then the book's pages checked"
+	@echo "make test   lint, then nbval over book/ at STAR_SCALE=smoke, then the package's tests and the book's pages"
 	@echo "make lint   ruff over star/, tests/, bench/, experiments/, book/conftest.py; actionlint over .github/workflows/"
 	@echo "make bench  run the benchmarks in bench/"
 
@@ -57,10 +57,11 @@ book-smoke: setup sysdeps
 
 # Two workers (one per core): most of the suite's time is single-threaded XLA compilation. --dist loadfile
 # keeps each test module and each chapter in a single worker, in order (nbval runs a chapter's cells in one
-# kernel). The first pytest run is the package's tests and nbval over every chapter (`--nbval-lax book/`);
-# book/conftest.py stores each chapter that passed in the smoke build's execution cache (SMOKE_CACHE), so the
-# second run, tests/test_browser.py, builds the book at smoke scale from those executions (the chapters run
-# once) and checks every page in Chromium. Both runs always run; make fails if either failed.
+# kernel). First nbval over every chapter (`--nbval-lax book/`): book/conftest.py stores each chapter that
+# passed in the smoke build's execution cache (SMOKE_CACHE). Then the package's tests, among them
+# tests/test_browser.py, which builds the book at smoke scale from those executions (the chapters run once)
+# and checks every page in Chromium while the other worker runs the rest. Both runs always run; make fails if
+# either failed.
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,)
 PYTEST := STAR_SCALE=smoke $(PY) -m pytest -q -p no:cacheprovider
@@ -75,9 +76,9 @@ lint: setup
 	$(VENV)/bin/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 test: lint sysdeps
-	@$(PYTEST) $(NBVAL) book tests --ignore=tests/test_browser.py $(XDIST) --durations=15; a=$$?; \
-	$(PYTEST) tests/test_browser.py --durations=5; b=$$?; \
-	if [ $$a != 0 ] || [ $$b != 0 ]; then echo "make test: FAILED (tests and nbval: exit $$a; book and pages: exit $$b)"; exit 1; fi
+	@$(PYTEST) $(NBVAL) book $(XDIST) --durations=5; a=$$?; \
+	$(PYTEST) tests $(XDIST) --durations=15; b=$$?; \
+	if [ $$a != 0 ] || [ $$b != 0 ]; then echo "make test: FAILED (nbval over book/: exit $$a; tests: exit $$b)"; exit 1; fi
 
 test-py: setup sysdeps
 	$(PYTEST) tests $(XDIST) --ignore=tests/test_browser.py
