@@ -192,9 +192,11 @@ def _meta_curve(args) -> int:
 
 def _ood(args) -> int:
     """``python -m star ood``: tune the baselines and evaluate the learned optimizers on the OOD suite."""
+    import dataclasses
+
     from tqdm.auto import tqdm
 
-    from star import ood, runs
+    from star import _checks, ood, runs
     from star.data import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS, get_task
@@ -204,7 +206,9 @@ def _ood(args) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"--tasks must be 'all' or registered task names; unknown: {unknown}")
-    sources = dict(ood.DEFAULT_LEARNED)
+    if args.learned_set not in ood.LEARNED_SETS:
+        raise ValueError(f"--learned-set must be one of {sorted(ood.LEARNED_SETS)}; got {args.learned_set!r}")
+    sources = dict(ood.LEARNED_SETS[args.learned_set])
     for item in args.learned or []:
         name, sep, paths = item.partition("=")
         if not sep or not name or not paths:
@@ -212,6 +216,8 @@ def _ood(args) -> int:
         sources[name] = [p for p in paths.split(",") if p]
     for name in args.no_learned or []:
         sources.pop(name, None)
+    if args.baselines_from is not None and not Path(args.baselines_from).is_dir():
+        raise ValueError(f"--baselines-from must be a folder of stored records; got {args.baselines_from!r}")
     if named:  # a task asked for by name must have its data: stop before any work (loaders cache the data)
         for name in tasks:
             try:
@@ -229,14 +235,26 @@ def _ood(args) -> int:
             except released.ReleasedUnavailableError as err:
                 print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
     cfg = ood.suite_config()
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, num_steps=_checks.integer("--steps", args.steps, minimum=10))
+    if args.no_nadamw:
+        cfg = dataclasses.replace(cfg, nadamw_samples=0)
+    near = {}
+    if args.adam_near is not None:  # Adam's grid per task: the half-decades next to the choice stored there
+        stored = ood.load_results(args.adam_near, tasks)
+        lacking = [t for t in tasks if t not in stored]
+        if lacking:
+            raise ValueError(f"--adam-near {args.adam_near!r} holds no stored record of {lacking}")
+        near = {t: ood.adam_range_near(rec["adam"]["best_learning_rate"]) for t, (rec, _) in stored.items()}
     out = Path(args.out or f"results/ood/{get_scale().value}")
     prov = {"command": runs.command_line(args.argv), "git_commit": runs.git_commit(),
             "device": runs.device_info()}
     done, skipped = [], {}
     for name in tqdm(tasks, desc="OOD suite", unit="task", disable=args.no_progress):
         try:
-            rec = ood.run_task(name, cfg, learned, out, provenance=prov, progress=not args.no_progress,
-                               force=args.force)
+            task_cfg = dataclasses.replace(cfg, adam_lr_range=near[name]) if name in near else cfg
+            rec = ood.run_task(name, task_cfg, learned, out, provenance=prov, progress=not args.no_progress,
+                               force=args.force, baselines_from=args.baselines_from)
         except DataUnavailableError as err:
             skipped[name] = str(err)
             print(f"note: task {name} skipped: {err}", file=sys.stderr)
@@ -296,8 +314,9 @@ def _sweep(args) -> int:
 def _add_sweep_parser(sub) -> None:
     sw = sub.add_parser("sweep", help="run a figure's grid of meta-training runs (resumable) and post-process them")
     sw.add_argument("--grid", required=True,
-                    help="indist (Fig. 3, App.1-4), indist_conv (Fig. 3 on the ConvNet: CIFAR-10 at paper scale, "
-                         "the 8x8 Fashion-MNIST substitute at cpu), remedies, remedies_long, remedies_seeds")
+                    help="indist (Fig. 3, App.1-4), indist_long (the same for 2000 outer steps), indist_conv (Fig. 3 "
+                         "on the ConvNet: CIFAR-10 at paper scale, the 8x8 Fashion-MNIST substitute at cpu), "
+                         "ood_controls (controls of the OOD chapter), remedies, remedies_long, remedies_seeds")
     sw.add_argument("--scale", default=None, help="smoke, cpu or paper (default: $STAR_SCALE, else cpu)")
     sw.add_argument("--figure", default=None, choices=("fig3", "app2", "app3", "app4"),
                     help="only the members of one figure")
@@ -374,15 +393,29 @@ def build_parser() -> argparse.ArgumentParser:
     oo.add_argument("--tasks", default="all",
                     help="'all' (the 16 of star.tasks.OOD_SUITE; a task without its data is skipped) or a "
                          "comma list of registered tasks (e.g. lm1b_lstm; missing data stop it before any work)")
-    oo.add_argument("--learned", action="append", metavar="NAME=RUN_DIR[,RUN_DIR]",
-                    help="a learned optimizer from meta-train folders, all of them evaluated (default: star, "
-                         "star_wd0.5, hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "
-                         "results/metatrain/fmnist8_grid); repeat for several; a default's name replaces it")
+    oo.add_argument("--learned", action="append", metavar="NAME=RUN_DIR[@STEP][+zero_output][,...]",
+                    help="a learned optimizer from meta-train folders, all of them evaluated (default: the rows of "
+                         "--learned-set); @STEP takes the θ snapshot after STEP outer steps, +zero_output zeroes its "
+                         "output layer; repeat for several; a name of the set replaces its row")
+    oo.add_argument("--learned-set", default="default", metavar="SET",
+                    help="the learned rows to start from (star.ood.LEARNED_SETS): default (star, star_wd0.5, "
+                         "hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "
+                         "results/metatrain/fmnist8_grid), controls (the OOD chapter's controls), long (seed 0 of "
+                         "each member of results/metatrain/fmnist8_grid_long)")
+    oo.add_argument("--baselines-from", default=None, metavar="DIR",
+                    help="reuse the tuned baselines stored in DIR (e.g. results/ood/cpu) instead of tuning them; "
+                         "they must have been made with the same suite settings")
     oo.add_argument("--no-learned", action="append", metavar="NAME", help="drop a default learned optimizer")
     oo.add_argument("--metatrain-root", default=".", help="folder the run folders are relative to")
     oo.add_argument("--released", nargs="*", default=None,
                     help="also evaluate the paper's released optimizers ('default' = the STAR and "
                          "Hyperparam checkpoints; needs internet or a cached copy)")
+    oo.add_argument("--steps", type=int, default=None,
+                    help="inner steps per run instead of the scale's (e.g. 4000, twice the meta-training horizon)")
+    oo.add_argument("--adam-near", default=None, metavar="DIR",
+                    help="tune Adam per task over the half-decades next to the learning rate chosen in DIR's "
+                         "stored record of the task (e.g. results/ood/cpu), instead of the scale's whole grid")
+    oo.add_argument("--no-nadamw", action="store_true", help="no NAdamW baseline (Adam only)")
     oo.add_argument("--out", default=None, help="output folder (default results/ood/<scale>)")
     oo.add_argument("--force", action="store_true", help="recompute tasks that are already stored")
     oo.add_argument("--no-progress", action="store_true")

@@ -170,7 +170,7 @@ def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, ini
         theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
         return problem, theta0, None
 
-    from star.optim import PRESETS, VARIANTS, init_meta_params, preset, star_optimizer
+    from star.optim import PRESETS, VARIANTS, init_meta_params, preset
     from star.optim.star import INITS
     from star.tasks import get_task, list_tasks
 
@@ -183,9 +183,21 @@ def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, ini
     cfg = preset(optimizer)
     # jax.random.key and the older PRNGKey give identical draws here (same threefry bits).
     theta0 = init_meta_params(cfg, jax.random.key(seed + 1), init=init)
-    problem = LearnedOptimizerProblem(task=get_task(task), make_optimizer=functools.partial(star_optimizer, cfg),
-                                      horizon=horizon)
+    problem = LearnedOptimizerProblem(task=get_task(task), make_optimizer=_optimizer_factory(cfg), horizon=horizon)
     return problem, theta0, cfg
+
+
+@functools.cache
+def _optimizer_factory(cfg):
+    """``star_optimizer`` bound to ``cfg``, one object per configuration.
+
+    A problem's ``make_optimizer`` is a static field, compared by identity when ``jax.jit`` looks up a
+    compilation: problems built by separate :func:`build_problem` calls must share it, or every call (each
+    resumed chunk of a run, each evaluation) compiles again.
+    """
+    from star.optim import star_optimizer
+
+    return functools.partial(star_optimizer, cfg)
 
 
 def data_sources(problem) -> dict | None:

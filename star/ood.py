@@ -14,8 +14,12 @@ For every task of the suite (:data:`star.tasks.OOD_SUITE`) :func:`run_task`
 
 A learned optimizer may stand for several meta-training runs (``LearnedOptimizer.thetas`` stacked over
 them): each θ is trained on every evaluation seed, and its curves are stored meta-run major
-(:func:`meta_run_curves`). The baselines' part of a record (steps 1 and the baselines of 2) can be kept
-while the learned optimizers are evaluated anew (see :func:`run_task`).
+(:func:`meta_run_curves`). A θ is a run's final meta-parameters or, written ``RUN_DIR@STEP``, its snapshot
+after ``STEP`` outer steps (``@0``: the initialisation), optionally transformed (``+zero_output``: the MLP's
+output layer set to zero, which makes STAR its nominal optimizer; :func:`parse_source`). Named sets of rows
+are data (:data:`LEARNED_SETS`: the suite's rows, the controls of the chapter, the 2000-outer-step θ's). The
+baselines' part of a record (steps 1 and the baselines of 2) can be kept while the learned optimizers are
+evaluated anew, or taken from another folder's records (see :func:`run_task`).
 
 A run *fails* when its final loss is not finite or is above the loss at its first step (the optimizer
 made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
@@ -46,6 +50,7 @@ from star.batched import train_batched
 from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task",
+           "parse_source", "adam_range_near", "LEARNED_SETS", "CONTROLS_LEARNED", "LONG_LEARNED", "TRANSFORMS",
            "load_results", "baseline_fingerprint", "learned_fingerprint", "meta_run_curves", "num_meta_runs",
            "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "META_SEEDS",
            "FINAL_FRACTION"]
@@ -57,6 +62,38 @@ DEFAULT_LEARNED = {  # row name: the meta-training runs whose θ's it evaluates 
     for name, member in (("star", "star_wd0.1"), ("star_wd0.5", "star_wd0.5"), ("hyperparam", "hyperparam_wd0.0"),
                          ("blackbox", "blackbox_wd0.0"))
 }
+_GRID, _CONTROLS, _LONG = ("results/metatrain/fmnist8_grid", "results/metatrain/fmnist8_controls",
+                            "results/metatrain/fmnist8_grid_long")
+#: Controls of the OOD result (``results/ood/<scale>_controls``): what of it is the random initialisation,
+#: what the learned direction head and what the small cumulative outer weight decay (lr·wd·steps).
+CONTROLS_LEARNED = {
+    "star": DEFAULT_LEARNED["star"],  # θ after 200 outer steps, wd 0.1 (cumulative decay 0.02)
+    "star_theta0": tuple(f"{_GRID}/star_wd0.1_s{s}@0" for s in META_SEEDS),  # the reference initialisation
+    "star_output0": (f"{_GRID}/star_wd0.1_s0@0+zero_output",),  # its output layer zero: the nominal optimizer
+    "star_init_nominal": tuple(f"{_CONTROLS}/star_wd0.1_init-nominal_s{s}" for s in META_SEEDS),
+    "star_wd0.5": DEFAULT_LEARNED["star_wd0.5"],  # cumulative decay 0.1
+    "star_wd1.0": tuple(f"{_GRID}/star_wd1.0_s{s}" for s in META_SEEDS),  # 0.2
+    "star_wd5.0": tuple(f"{_CONTROLS}/star_wd5.0_s{s}" for s in META_SEEDS),  # 1.0
+}
+#: Seed 0 of every member of the 2000-outer-step grid (``results/ood/<scale>_long``).
+LONG_LEARNED = {f"{o}_long": (f"{_LONG}/{m}_s0",) for o, m in (
+    ("star", "star_wd0.1"), ("star_wd1.0", "star_wd1.0"), ("star_nopre", "star_nopre_wd0.1"),
+    ("hyperparam", "hyperparam_wd0.0"), ("blackbox", "blackbox_wd0.0"))}
+LEARNED_SETS = {"default": DEFAULT_LEARNED, "controls": CONTROLS_LEARNED, "long": LONG_LEARNED}
+
+
+def _zero_output(theta):
+    """θ with the MLP's output layer (weights and biases) set to zero: every head outputs 0."""
+    mlp = dict(theta["mlp"])
+    last = max(int(k[1:]) for k in mlp if k.startswith("w"))
+    for k in (f"w{last}", f"b{last}"):
+        mlp[k] = jnp.zeros_like(mlp[k])
+    return dict(theta, mlp=mlp)
+
+
+#: Transformations a source may name after ``+`` (:func:`parse_source`).
+TRANSFORMS = {"zero_output": _zero_output}
+
 FORMAT_VERSION = 2  # 2: the baselines' part has its own fingerprint, provenance and wall time
 BASELINE_FORMAT = 1  # changes only when what the baselines' part holds or how it is computed changes
 LEARNED_FORMAT = 1
@@ -69,8 +106,9 @@ class SuiteConfig:
     Attributes:
         num_steps: inner steps per run.
         adam_lr_range: ``(low, high)`` of Adam's half-decade learning-rate grid.
-        nadamw_samples: random NAdamW configurations (the paper: 1000).
-        tune_seeds: seeds of the tuning runs (disjoint from ``eval_seeds``).
+        nadamw_samples: random NAdamW configurations (the paper: 1000; 0: no NAdamW).
+        tune_seeds: seeds of the tuning runs (disjoint from ``eval_seeds``); a configuration's score is its
+            mean over them (the reference tunes on 5).
         eval_seeds: seeds of the runs that are shown and compared.
         width: runs per call of the compiled baseline program (configurations are padded to a multiple).
         chunk_size: steps per compiled ``lax.scan``.
@@ -90,6 +128,9 @@ class SuiteConfig:
         if set(self.tune_seeds) & set(self.eval_seeds):
             raise ValueError(f"tune_seeds and eval_seeds must be disjoint; got {self.tune_seeds} and "
                              f"{self.eval_seeds}")
+        if not self.tune_seeds or self.nadamw_samples < 0:
+            raise ValueError(f"tune_seeds must not be empty and nadamw_samples must be >= 0; got "
+                             f"{self.tune_seeds} and {self.nadamw_samples}")
         if len(self.eval_seeds) < 2:
             raise ValueError(f"eval_seeds must hold at least 2 seeds (for a standard error); got {self.eval_seeds}")
 
@@ -109,10 +150,25 @@ def suite_config(scale=None) -> SuiteConfig:
                            eval_seeds=(0, 1, 2), width=6, chunk_size=10)
     if s == "cpu":
         return SuiteConfig(num_steps=1000, adam_lr_range=(1e-5, 1e-1), nadamw_samples=16,
-                           tune_seeds=(1000,), eval_seeds=(0, 1, 2), width=9, chunk_size=100)
+                           tune_seeds=(1000, 1001), eval_seeds=(0, 1, 2), width=9, chunk_size=100)
     return SuiteConfig(num_steps=10000, adam_lr_range=(1e-7, 1.0), nadamw_samples=1000,
                        tune_seeds=(1000, 1001, 1002, 1003, 1004), eval_seeds=(0, 1, 2, 3, 4), width=100,
                        chunk_size=500)
+
+
+def adam_range_near(learning_rate: float) -> tuple:
+    """``(low, high)`` of the half-decade Adam grid around ``learning_rate`` (one of that grid's points): the
+    half-decades next to it, e.g. ``3e-3 -> (1e-3, 1e-2)`` (how Adam is re-tuned for longer runs).
+
+    Raises:
+        ValueError: ``learning_rate`` is not a point of the half-decade grid.
+    """
+    grid = baselines.adam_lr_grid(1e-9, 10.0)
+    i = int(np.argmin(np.abs(np.log(grid) - np.log(float(learning_rate)))))
+    if not (0 < i < len(grid) - 1) or not math.isclose(grid[i], float(learning_rate), rel_tol=1e-6):
+        raise ValueError(f"learning_rate must be a point of the half-decade grid between 1e-9 and 10; "
+                         f"got {learning_rate!r}")
+    return float(grid[i - 1]), float(grid[i + 1])
 
 
 # ------------------------------------------------------------------------------------- learned optimizers
@@ -144,23 +200,50 @@ def _repo_relative(path: Path) -> str:
     return str(path)
 
 
+def parse_source(text: str) -> tuple:
+    """``RUN_DIR[@STEP][+TRANSFORM...]`` -> ``(run dir, step or None, (transform, ...))``.
+
+    ``@STEP``: the run's θ snapshot after ``STEP`` outer steps (``thetas/``) instead of its final θ;
+    ``+TRANSFORM``: one of :data:`TRANSFORMS` applied to that θ.
+
+    Raises:
+        ValueError: an empty folder, a step that is not a non-negative integer, an unknown transform.
+    """
+    head, *transforms = str(text).split("+")
+    folder, sep, step = head.rpartition("@") if "@" in head else (head, "", "")
+    if not folder:
+        raise ValueError(f"a learned source must look like RUN_DIR[@STEP][+TRANSFORM]; got {text!r}")
+    if sep and not step.isdigit():
+        raise ValueError(f"the step of a learned source must be a non-negative integer; got {step!r} in {text!r}")
+    bad = [t for t in transforms if t not in TRANSFORMS]
+    if bad:
+        raise ValueError(f"the transforms of a learned source must be among {sorted(TRANSFORMS)}; got {bad} "
+                         f"in {text!r}")
+    return folder, (int(step) if sep else None), tuple(transforms)
+
+
 def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = ".") -> LearnedOptimizer:
     """Load ``meta_params.msgpack`` of meta-training run folders (``star.optim.save_meta_params`` format).
 
     Args:
         name: the row label (``star``, ``hyperparam``, ``blackbox``, ...).
-        run_dirs: one or more run folders (relative to ``root`` unless absolute); all must hold the same
-            optimizer configuration.
+        run_dirs: one or more run folders (relative to ``root`` unless absolute), each optionally with a
+            θ snapshot step and transforms (:func:`parse_source`); all must hold the same optimizer
+            configuration.
 
     Raises:
-        ValueError: a folder without a finished run, or runs of different configurations.
+        ValueError: a folder without a finished run or without the snapshot asked for, a malformed
+            source, or runs of different configurations.
     """
+    from star import runs
+    from star.optim import init_meta_params
     from star.optim.convert import load_meta_params
 
     if not run_dirs:
         raise ValueError(f"run_dirs must name at least one run folder for {name!r}")
     cfg0, thetas, sources = None, [], []
     for d in run_dirs:
+        d, step, transforms = parse_source(d)
         folder = Path(d) if Path(d).is_absolute() else Path(root) / d
         path = folder / "meta_params.msgpack"
         if not path.is_file():
@@ -169,10 +252,21 @@ def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = "."
         if cfg0 is not None and cfg != cfg0:
             raise ValueError(f"{name}: {str(folder)!r} has another optimizer configuration than {run_dirs[0]!r}")
         cfg0 = cfg
+        source = {}
+        if step is not None:
+            path = runs.theta_snapshot_path(folder, step)
+            if not path.is_file():
+                raise ValueError(f"{name}: {str(folder)!r} holds no θ snapshot after {step} outer steps")
+            theta = runs.load_theta(path, init_meta_params(cfg, jax.random.key(0)))
+            source["step"] = step
+        for t in transforms:
+            theta = TRANSFORMS[t](theta)
+        if transforms:
+            source["transforms"] = list(transforms)
         thetas.append(theta)
         prov = folder / "provenance.json"
         commit = json.loads(prov.read_text()).get("git_commit") if prov.is_file() else None
-        sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit})
+        sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit, **source})
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)
     return LearnedOptimizer(name=name, cfg=cfg0, thetas=stacked, sources=tuple(sources))
 
@@ -241,9 +335,10 @@ def _run_baselines(task, make, hparams, seeds, cfg, progress, desc):
     return np.concatenate(out)[:n].reshape(n_cfg, n_seed, cfg.num_steps)
 
 
-def _select(curves):
-    """Scores (mean final loss over seeds, +inf if any seed diverged) and the index of the best."""
-    scores = final_loss(curves).mean(axis=1)
+def _select(final):
+    """Scores (mean final loss over the tuning seeds, +inf if any seed diverged) and the index of the best,
+    from the final losses ``[configurations, seeds]`` (:func:`final_loss`)."""
+    scores = np.asarray(final, np.float64).mean(axis=1)
     scores = np.where(np.isfinite(scores), scores, np.inf)
     return scores, int(np.argmin(scores))
 
@@ -253,29 +348,38 @@ def _json_float(x):
     return x if math.isfinite(x) else None
 
 
-def baseline_fingerprint(suite: Mapping, task: str) -> str:
+def baseline_fingerprint(suite: Mapping, task: str, version: int = 1) -> str:
     """Ties the baselines' part of a record (tuning and evaluation of Adam and NAdamW) to what it depends
-    on: the suite configuration (``SuiteConfig.to_dict()``) and the task's name."""
+    on: the suite configuration (``SuiteConfig.to_dict()``), the task's name and its version
+    (``star.tasks.suite.SuiteSpec.version``, raised when the task itself changes)."""
     payload = {"suite": dict(suite), "task": task, "format": BASELINE_FORMAT}
+    if version != 1:  # version 1 is left out, so that records made before tasks had versions still match
+        payload["task_version"] = int(version)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def learned_fingerprint(sources: Mapping) -> str:
-    """Ties the learned optimizers' part of a record to ``{row name: [SHA-256 of each θ file]}``."""
+    """Ties the learned optimizers' part of a record to ``{row name: [SHA-256 of each θ file (with the
+    transforms applied to it, :func:`_source_key`)]}``."""
     payload = {"learned": {k: list(v) for k, v in sources.items()}, "format": LEARNED_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _source_key(source: Mapping) -> str:
+    """A source's part of the learned fingerprint: its file's SHA-256, and the transforms applied to it."""
+    return "+".join([source["sha256"], *source.get("transforms", ())])
+
+
 def _learned_shas(learned: Sequence[LearnedOptimizer]) -> dict:
-    return {lo.name: [s["sha256"] for s in lo.sources] for lo in learned}
+    return {lo.name: [_source_key(s) for s in lo.sources] for lo in learned}
 
 
 def _stored_fingerprints(rec: Mapping) -> tuple:
     """``(baseline, learned)`` fingerprints of a stored record, recomputed from its own fields (so that a
     record written before the two parts were told apart is recognized too)."""
     try:
-        b = baseline_fingerprint(rec["suite_config"], rec["task"])
-        lfp = learned_fingerprint({k: [s["sha256"] for s in v["sources"]] for k, v in rec["learned"].items()})
+        b = baseline_fingerprint(rec["suite_config"], rec["task"], rec.get("task_version", 1))
+        lfp = learned_fingerprint({k: [_source_key(s) for s in v["sources"]] for k, v in rec["learned"].items()})
     except (KeyError, TypeError):
         return None, None
     return b, lfp
@@ -301,38 +405,68 @@ def _learned_maker(cfg, steps: int):
     return lambda th: star_optimizer(cfg, th, steps)
 
 
-def _tune_baselines(name, task, cfg, progress):
-    """Tune Adam and NAdamW on the tuning seeds and train the two selected configurations on the
-    evaluation seeds: the baselines' part of a record, with its arrays."""
+def _tune_baselines(name, task, cfg, progress, prior=None, version=1):
+    """Tune Adam and NAdamW (none when ``cfg.nadamw_samples`` is 0) on the tuning seeds and train the
+    selected configurations on the evaluation seeds: the baselines' part of a record, with its arrays.
+
+    ``prior`` = ``(record, arrays)`` of a stored record whose suite settings differ from ``cfg`` only by
+    fewer tuning seeds (:func:`_extends`): its tuning runs are kept, only the new tuning seeds are run,
+    every configuration is scored over all the seeds, and the stored evaluation curves are kept when the
+    selection is unchanged.
+    """
     t_start = time.perf_counter()
     steps = cfg.num_steps
     make = _baseline_maker(steps)
     lrs = cfg.adam_lrs
     adam_h = baselines.adam_hparams(lrs)
-    nadamw_h = baselines.sample_nadamw_hparams(jax.random.key(cfg.search_seed), cfg.nadamw_samples)
-    tune = _run_baselines(task, make, baselines.stack_hparams(adam_h, nadamw_h), cfg.tune_seeds, cfg,
-                          progress, f"{name} tune")
-    adam_scores, adam_best = _select(tune[: len(lrs)])
-    nadamw_scores, nadamw_best = _select(tune[len(lrs):])
+    with_nadamw = cfg.nadamw_samples > 0
+    nadamw_h = baselines.sample_nadamw_hparams(jax.random.key(cfg.search_seed), max(cfg.nadamw_samples, 1))
+    candidates = baselines.stack_hparams(adam_h, nadamw_h) if with_nadamw else adam_h
+    old_seeds = list(prior[0]["suite_config"]["tune_seeds"]) if prior is not None else []
+    new_seeds = [s for s in cfg.tune_seeds if s not in old_seeds]
+    fin = final_loss(_run_baselines(task, make, candidates, new_seeds, cfg, progress, f"{name} tune"))
+    if prior is not None:  # columns in cfg.tune_seeds order: stored seeds, then the new ones
+        old = np.concatenate([prior[1]["tuning/adam_final"]]
+                             + ([prior[1]["tuning/nadamw_final"]] if with_nadamw else []), axis=0)
+        by_seed = dict(zip(old_seeds, old.astype(np.float64).T)) | dict(zip(new_seeds, fin.T))
+        fin = np.stack([by_seed[s] for s in cfg.tune_seeds], axis=1)
+    adam_scores, adam_best = _select(fin[: len(lrs)])
+    nadamw_scores, nadamw_best = _select(fin[len(lrs):]) if with_nadamw else (None, None)
     t_tune = time.perf_counter() - t_start
-    best = baselines.stack_hparams(
-        jax.tree.map(lambda x: x[adam_best: adam_best + 1], adam_h),
-        jax.tree.map(lambda x: x[nadamw_best: nadamw_best + 1], nadamw_h))
-    ev = _run_baselines(task, make, best, cfg.eval_seeds, cfg, progress, f"{name} eval")
+    same = (prior is not None and prior[0]["adam"]["best_index"] == adam_best
+            and (not with_nadamw or prior[0]["nadamw"]["best_index"] == nadamw_best))
+    if same:
+        ev = [prior[1]["curves/adam"]] + ([prior[1]["curves/nadamw"]] if with_nadamw else [])
+    else:
+        best = jax.tree.map(lambda x: x[adam_best: adam_best + 1], adam_h)
+        if with_nadamw:
+            best = baselines.stack_hparams(best, jax.tree.map(lambda x: x[nadamw_best: nadamw_best + 1], nadamw_h))
+        ev = _run_baselines(task, make, best, cfg.eval_seeds, cfg, progress, f"{name} eval")
     part = {
         "adam": {"learning_rates": [float(v) for v in lrs], "scores": [_json_float(v) for v in adam_scores],
                  "best_index": adam_best, "best_learning_rate": float(lrs[adam_best]),
                  "best_at_grid_edge": adam_best in (0, len(lrs) - 1)},
-        "nadamw": {"samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
-                   "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
-                   "best": baselines.hparams_row(nadamw_h, nadamw_best)},
-        "baselines": {"fingerprint": baseline_fingerprint(cfg.to_dict(), name), "reused": False,
+        "nadamw": None if not with_nadamw else {
+            "samples": [baselines.hparams_row(nadamw_h, i) for i in range(cfg.nadamw_samples)],
+            "scores": [_json_float(v) for v in nadamw_scores], "best_index": nadamw_best,
+            "best": baselines.hparams_row(nadamw_h, nadamw_best)},
+        "baselines": {"fingerprint": baseline_fingerprint(cfg.to_dict(), name, version), "reused": False,
                       "wall_s": {"tuning": t_tune, "evaluation": time.perf_counter() - t_start - t_tune}},
     }
-    arrays = {"curves/adam": ev[0], "curves/nadamw": ev[1],
-              "tuning/adam_final": final_loss(tune[: len(lrs)]).astype(np.float32),
-              "tuning/nadamw_final": final_loss(tune[len(lrs):]).astype(np.float32)}
+    if prior is not None:
+        part["baselines"]["extended"] = {
+            "tune_seeds_kept": old_seeds, "tune_seeds_run": new_seeds, "evaluation_kept": bool(same),
+            "kept_from": prior[0].get("baselines", {}).get("provenance", prior[0].get("provenance"))}
+    arrays = {"curves/adam": np.asarray(ev[0]), "tuning/adam_final": fin[: len(lrs)].astype(np.float32)}
+    if with_nadamw:
+        arrays |= {"curves/nadamw": np.asarray(ev[1]), "tuning/nadamw_final": fin[len(lrs):].astype(np.float32)}
     return part, arrays
+
+
+def _baseline_names(rec: Mapping) -> tuple:
+    """The arrays of a record's baselines' part (without NAdamW when the suite had no NAdamW samples)."""
+    names = ("curves/adam", "tuning/adam_final")
+    return names + (("curves/nadamw", "tuning/nadamw_final") if rec.get("nadamw") is not None else ())
 
 
 def _stored_baselines(old: Mapping, npz_path: Path):
@@ -340,7 +474,7 @@ def _stored_baselines(old: Mapping, npz_path: Path):
     ``.npz`` lacks one of them. A record from before the parts were told apart has one provenance and one
     wall time for everything: they become the baselines' (its evaluation time then includes the learned
     optimizers evaluated with them, which ``wall_s`` says)."""
-    names = ("curves/adam", "curves/nadamw", "tuning/adam_final", "tuning/nadamw_final")
+    names = _baseline_names(old)
     with np.load(npz_path, allow_pickle=False) as z:
         if not all(k in z.files for k in names):
             return None
@@ -352,12 +486,59 @@ def _stored_baselines(old: Mapping, npz_path: Path):
                  "wall_s": {"tuning": w["tuning"], "evaluation": w["evaluation"],
                             "evaluation_includes": sorted(old.get("learned", {}))}}
     part = {"adam": old["adam"], "nadamw": old["nadamw"],
-            "baselines": dict(prior, fingerprint=baseline_fingerprint(old["suite_config"], old["task"]), reused=True)}
+            "baselines": dict(prior, fingerprint=_stored_fingerprints(old)[0], reused=True)}
+    return part, arrays
+
+
+#: Suite settings that the learned optimizers' curves depend on (the rest concern the baselines' tuning).
+_LEARNED_SETTINGS = ("num_steps", "eval_seeds", "chunk_size")
+
+
+def _extends(old: Mapping, cfg: SuiteConfig, version: int) -> bool:
+    """Does ``cfg`` differ from the stored record's suite settings only by more tuning seeds (same task
+    version)? Then the stored tuning runs can be kept (:func:`_tune_baselines`)."""
+    new = cfg.to_dict()
+    prev = dict(old.get("suite_config", {}))
+    if old.get("task_version", 1) != version or set(prev) != set(new):
+        return False
+    if any(prev[k] != new[k] for k in new if k != "tune_seeds"):
+        return False
+    return set(prev["tune_seeds"]) < set(new["tune_seeds"])
+
+
+def _stored_learned(old: Mapping, npz_path: Path, l_fp: str, cfg: SuiteConfig, version: int):
+    """The learned optimizers' curves and info of a stored record when they are what ``run_task`` would
+    compute again (same θ files and rows, same task version and evaluation settings), else ``None``."""
+    prev = old.get("suite_config", {})
+    if (_stored_fingerprints(old)[1] != l_fp or old.get("task_version", 1) != version
+            or any(prev.get(k) != cfg.to_dict()[k] for k in _LEARNED_SETTINGS)):
+        return None
+    with np.load(npz_path, allow_pickle=False) as z:
+        names = [f"curves/{k}" for k in old.get("learned", {})]
+        if not all(k in z.files for k in names):
+            return None
+        curves = {k.split("/", 1)[1]: z[k] for k in names}
+    return curves, old["learned"]
+
+
+def _baselines_from(folder: Path, name: str, b_fp: str):
+    """The baselines' part of ``folder``'s record of task ``name`` (see :func:`run_task`)."""
+    jp, npz = folder / f"{name}.json", folder / f"{name}.npz"
+    if not (jp.is_file() and npz.is_file()):
+        raise ValueError(f"baselines_from {str(folder)!r} holds no stored record of task {name!r}")
+    old = json.loads(jp.read_text())
+    stored = _stored_baselines(old, npz) if _stored_fingerprints(old)[0] == b_fp else None
+    if stored is None:
+        raise ValueError(f"baselines_from {str(folder)!r}: the baselines of task {name!r} were made with other "
+                         "suite settings (or lack their arrays); run without --baselines-from to tune them")
+    part, arrays = stored
+    part["baselines"]["reused_from"] = _repo_relative(folder)
     return part, arrays
 
 
 def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], out_dir, *,
-             provenance: Mapping | None = None, progress: bool = True, force: bool = False) -> dict:
+             provenance: Mapping | None = None, progress: bool = True, force: bool = False,
+             baselines_from: str | os.PathLike | None = None) -> dict:
     """Tune the baselines on task ``name``, evaluate everything, and write ``out_dir/<name>.{npz,json}``.
 
     Returns the record written to the JSON file. A record has two parts, each tied to what it depends on
@@ -371,21 +552,36 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
       command, commit and wall time of the run that tuned them) are kept as stored, bit for bit, and only
       the learned optimizers are evaluated (on the same evaluation seeds, hence the same initializations
       and batches); the record's top-level ``provenance`` and ``wall_s`` are then this evaluation's;
-    * otherwise everything is recomputed.
+    * the stored suite settings differ only by fewer tuning seeds (the same task version): the stored tuning
+      runs are kept and only the new seeds run, the selection is made over all of them, and the stored
+      evaluation curves of the baselines are kept if the selection did not change (``baselines.extended``
+      says what was kept);
+    * otherwise everything is recomputed, unless ``baselines_from`` names another folder of records: then
+      the baselines' part of its record of the task is kept as stored (it must match, see Raises), with
+      ``baselines.reused_from`` naming that folder, and only the learned optimizers are evaluated (how the
+      controls of the chapter are compared with the suite's baselines without tuning them again).
+
+    Whatever happens to the baselines, the stored curves of the learned optimizers are kept when the θ
+    files, the rows, the task version and the settings they depend on (steps, evaluation seeds, chunk)
+    are unchanged (``learned_kept_from`` then names the run that computed them).
 
     Raises:
-        ValueError: unknown task name.
+        ValueError: unknown task name; ``baselines_from`` lacks the task or holds baselines of other suite
+            settings.
         star.data.DataUnavailableError: the task's data are not on this machine.
     """
     from star.tasks import TASKS, get_task
 
     if name not in TASKS:
         raise ValueError(f"name must be a registered task ({', '.join(sorted(TASKS))}); got {name!r}")
+    spec = TASKS[name]
+    version = int(spec.version)
     out_dir = Path(out_dir)
     json_path, npz_path = out_dir / f"{name}.json", out_dir / f"{name}.npz"
-    b_fp, l_fp = baseline_fingerprint(cfg.to_dict(), name), learned_fingerprint(_learned_shas(learned))
+    b_fp = baseline_fingerprint(cfg.to_dict(), name, version)
+    l_fp = learned_fingerprint(_learned_shas(learned))
     provenance = dict(provenance or {}, scale=get_scale().value)
-    stored = None
+    stored = prior = old = None
     if json_path.is_file() and npz_path.is_file() and not force:
         old = json.loads(json_path.read_text())
         old_b, old_l = _stored_fingerprints(old)
@@ -393,17 +589,24 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
             return old
         if old_b == b_fp:
             stored = _stored_baselines(old, npz_path)
+    if stored is None and baselines_from is not None:
+        stored = _baselines_from(Path(baselines_from), name, b_fp)
+    if stored is None and old is not None and _extends(old, cfg, version):
+        with np.load(npz_path, allow_pickle=False) as z:
+            if all(k in z.files for k in _baseline_names(old)):
+                prior = (old, {k: z[k] for k in _baseline_names(old)})
     t_start = time.perf_counter()
     task = get_task(name)
-    spec = TASKS[name]
     if stored is not None:
         part, arrays = stored
     else:
-        part, arrays = _tune_baselines(name, task, cfg, progress)
+        part, arrays = _tune_baselines(name, task, cfg, progress, prior=prior, version=version)
     t_tune = 0.0 if stored is not None else part["baselines"]["wall_s"]["tuning"]
     t_base = time.perf_counter() - t_start
-    curves = {"adam": arrays["curves/adam"], "nadamw": arrays["curves/nadamw"]}
-    learned_curves, learned_info = _evaluate_learned(name, task, cfg, learned, progress)
+    curves = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("curves/")}
+    kept = _stored_learned(old, npz_path, l_fp, cfg, version) if old is not None else None
+    learned_curves, learned_info = kept if kept is not None else _evaluate_learned(name, task, cfg, learned,
+                                                                                    progress)
     curves.update(learned_curves)
     wall = time.perf_counter() - t_start
     finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -419,7 +622,7 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
                         "initial_loss": [_json_float(v) for v in np.asarray(c)[:, 0]]}
     record = {
         "format_version": FORMAT_VERSION, "fingerprint": _combined_fingerprint(b_fp, l_fp),
-        "learned_fingerprint": l_fp, "task": name,
+        "learned_fingerprint": l_fp, "task": name, "task_version": version,
         "description": spec.description, "reference": spec.reference, "data": spec.data,
         "num_params": int(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(task.init(jax.random.key(0))))),
         "suite_config": cfg.to_dict(), **part,
@@ -427,6 +630,8 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
         "wall_s": {"tuning": t_tune, "evaluation": wall - t_tune, "learned": wall - t_base, "total": wall},
         "provenance": dict(provenance, finished_utc=finished),
     }
+    if kept is not None:
+        record["learned_kept_from"] = old.get("provenance")
     arrays = dict(arrays, **{f"curves/{k}": np.asarray(v, np.float32) for k, v in learned_curves.items()})
     tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -594,7 +594,11 @@ def _remove_empty(dirs) -> None:
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """``HEAD`` of the repository holding ``path`` (default: this package), ``+dirty`` with tracked changes."""
+    """``HEAD`` of the repository holding ``path`` (default: this package), ``+dirty`` with tracked changes.
+
+    Outside a git repository (a copy of the tree without ``.git``): ``$STAR_GIT_COMMIT`` if set (whoever copied
+    the tree names the commit it copied), else ``None``.
+    """
     here = Path(path) if path is not None else Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -602,8 +606,10 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("+dirty" if dirty else "")) or None
+        commit = ""
+    if not commit:  # a copy of the tree without its .git (e.g. sent to a remote accelerator)
+        return os.environ.get("STAR_GIT_COMMIT") or None
+    return commit + ("+dirty" if dirty else "")
 
 
 def device_info() -> dict:

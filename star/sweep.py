@@ -21,8 +21,9 @@ search, as App. B.3 tunes Adam) and the nominal optimizer (STAR with a zero outp
 evaluation seeds.
 
 The ``cpu`` grid is the one the book's in-distribution chapter reads (``fmnist8_mlp32``, the reference's
-small Fashion-MNIST MLP, on which PES improves STAR on two CPU cores); the ``paper`` grids use the paper's
-tasks and outer learning rate and are meant for an accelerator; ``smoke`` is a tiny grid for tests.
+small Fashion-MNIST MLP, on which PES improves STAR on two CPU cores); ``indist_long`` runs the same task for
+2000 outer steps, ``ood_controls`` the controls of the out-of-distribution chapter; the ``paper`` grids use the
+paper's tasks and outer learning rate and are meant for an accelerator; ``smoke`` is a tiny grid for tests.
 """
 
 from __future__ import annotations
@@ -66,15 +67,18 @@ class SweepError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One optimizer of a grid: a STAR-family preset (or one of our variants, ``star.optim.VARIANTS``), the
-    outer weight decay (× lr, App. B.2) and optionally an outer learning rate other than the grid's."""
+    outer weight decay (× lr, App. B.2) and optionally an outer learning rate or a meta-parameter
+    initialisation (``star.optim.star.INITS``) other than the grid's."""
 
     optimizer: str
     weight_decay: float
     lr: float | None = None
+    init: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.optimizer}_wd{float(self.weight_decay)}" + ("" if self.lr is None else f"_lr{_num(self.lr)}")
+        return (f"{self.optimizer}_wd{float(self.weight_decay)}" + ("" if self.lr is None else f"_lr{_num(self.lr)}")
+                + ("" if self.init is None else f"_init-{self.init}"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +91,8 @@ class Grid:
         task: the inner task (``star.tasks.list_tasks()``).
         members: the :class:`Member` s, in run order.
         seeds: meta-training seeds (each member runs each seed; seed-major order).
+        extra_seeds, extra_members: further seeds run only by some of the members (labels), after all of
+            ``seeds`` (how a grid gains seeds for some comparisons without touching its stored runs).
         outer_steps, num_tasks, trunc, horizon, std, lr, init, checkpoint_every: the ``meta-train`` flags.
         eval_steps: inner-training lengths of the evaluations (``evaluate_<T>.json``).
         eval_seeds: seeds of the evaluation runs (common to every run and baseline; none used in training).
@@ -117,9 +123,32 @@ class Grid:
     curve_every: int = 1
     adam_lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     notes: str = ""
+    extra_seeds: tuple = ()
+    extra_members: tuple = ()
+
+    def __post_init__(self):
+        labels = {m.label for m in self.members}
+        unknown = [x for x in self.extra_members if x not in labels]
+        if unknown:
+            raise ValueError(f"extra_members must be labels of the grid's members {sorted(labels)}; got {unknown}")
+        if set(self.extra_seeds) & set(self.seeds):
+            raise ValueError(f"extra_seeds must not repeat the grid's seeds {self.seeds}; got {self.extra_seeds}")
+        if bool(self.extra_seeds) != bool(self.extra_members):
+            raise ValueError("extra_seeds and extra_members must be given together; got "
+                             f"{self.extra_seeds} and {self.extra_members}")
+
+    @property
+    def all_seeds(self) -> tuple:
+        """``seeds`` then ``extra_seeds``."""
+        return tuple(self.seeds) + tuple(self.extra_seeds)
+
+    def member_seeds(self, member: Member) -> tuple:
+        """The seeds ``member`` runs."""
+        return self.all_seeds if member.label in self.extra_members else tuple(self.seeds)
 
     def runs(self, *, figure: str | None = None, seeds: Sequence[int] | None = None) -> list[RunSpec]:
-        """The grid's runs in run order (every member of seed 0, then seed 1, ...).
+        """The grid's runs in run order (every member of seed 0, then seed 1, ..., then the extra seeds of
+        the extra members).
 
         ``figure`` keeps the members of one figure (:data:`FIGURES`); ``seeds`` a subset of the seeds.
         """
@@ -130,11 +159,13 @@ class Grid:
             wanted = {Member(o, float(w)) for o, w in FIGURES[figure]}
             members = tuple(m for m in members if m in wanted)
         if seeds is None:
-            seeds = self.seeds
-        bad = [s for s in seeds if s not in self.seeds]
+            seeds = self.all_seeds
+        bad = [s for s in seeds if s not in self.all_seeds]
         if bad:
-            raise ValueError(f"seeds must be a subset of the grid's seeds {self.seeds}; got {tuple(seeds)}")
-        return [RunSpec(self, m, int(s)) for s in seeds for m in members]
+            raise ValueError(f"seeds must be a subset of the grid's seeds {self.all_seeds}; got {tuple(seeds)}")
+        order = {s: i for i, s in enumerate(self.all_seeds)}
+        return [RunSpec(self, m, int(s)) for s in sorted(seeds, key=order.get) for m in members
+                if s in self.member_seeds(m)]
 
     def inner_steps_per_run(self) -> int:
         """Inner training steps of one meta-training run: ``outer_steps · 2N · K`` (both antithetic sides)."""
@@ -142,7 +173,7 @@ class Grid:
 
     def compute_estimate(self, inner_steps_per_s: float) -> dict:
         """Inner steps and hours for the whole grid's meta-training at a measured inner-step rate."""
-        runs = len(self.members) * len(self.seeds)
+        runs = len(self.runs())
         total = runs * self.inner_steps_per_run()
         return {"runs": runs, "inner_steps_per_run": self.inner_steps_per_run(), "inner_steps": total,
                 "inner_steps_per_s": float(inner_steps_per_s), "hours": total / float(inner_steps_per_s) / 3600}
@@ -166,7 +197,7 @@ class RunSpec:
     def meta_train_argv(self, root: str | os.PathLike = ".") -> list[str]:
         """The ``python -m star meta-train`` arguments of this run (``--out`` relative to ``root``)."""
         g = self.grid
-        return ["meta-train", "--optimizer", self.member.optimizer, "--task", g.task, "--init", g.init,
+        return ["meta-train", "--optimizer", self.member.optimizer, "--task", g.task, "--init", self.init,
                 "--outer-steps", str(g.outer_steps), "--num-tasks", str(g.num_tasks), "--trunc", str(g.trunc),
                 "--horizon", str(g.horizon), "--std", _num(g.std), "--lr", _num(self.lr),
                 "--wd", str(float(self.member.weight_decay)), "--seed", str(self.seed),
@@ -176,6 +207,10 @@ class RunSpec:
     def lr(self) -> float:
         return self.grid.lr if self.member.lr is None else float(self.member.lr)
 
+    @property
+    def init(self) -> str:
+        return self.grid.init if self.member.init is None else self.member.init
+
     def expected_config(self) -> dict:
         """The ``config.json`` that ``meta-train`` writes for this run (how finished runs are recognised)."""
         from star.metatrain import MetaTrainConfig
@@ -184,7 +219,7 @@ class RunSpec:
         cfg = MetaTrainConfig(outer_steps=g.outer_steps, num_tasks=g.num_tasks, trunc_length=g.trunc, std=g.std,
                               lr=self.lr, weight_decay=float(self.member.weight_decay), seed=self.seed,
                               checkpoint_every=g.checkpoint_every)
-        return dict(cfg.to_dict(), optimizer=self.member.optimizer, task=g.task, horizon=g.horizon, init=g.init)
+        return dict(cfg.to_dict(), optimizer=self.member.optimizer, task=g.task, horizon=g.horizon, init=self.init)
 
 
 def _num(x: float) -> str:
@@ -222,15 +257,46 @@ _CONV_NOTES = (
     "meta-curve point and one evaluation length (2000). As in the paper: σ = 0.01, truncation 50, horizon 2000, "
     "AdamW with weight decay × lr, clipping 1.0 by value, the reference initialisation of the meta-parameters.")
 
+_CONTROLS_NOTES = (
+    _CPU_NOTES + " Controls for the out-of-distribution chapter, each member on meta-training seeds 0, 1 and 2: "
+    "`star_wd0.1_init-nominal` starts from the nominal initialisation (the reference's hidden layers, a zero "
+    "output layer: STAR starts as its nominal optimizer) instead of the reference's; `star_wd5.0` has an outer "
+    "weight decay whose cumulative effect lr·wd·steps = 1e-3·5·200 = 1.0 (decay alone shrinks θ by e⁻¹) where "
+    "the grid's wd 0.1 gives 0.02.")
+_LONG_NOTES = (
+    "The `indist` grid's task and settings (`fmnist8_mlp32`, σ = 0.01, truncation 50, horizon 2000, outer lr "
+    "1e-3, AdamW with weight decay × lr, clipping 1.0 by value, the reference initialisation) for 2000 outer "
+    "steps, ten times the `indist` grid's 200, with N = 16 inner problems instead of its 64: measured over a "
+    "few outer steps on two CPU cores, a 2000-step run takes about 11 min at N = 16 and 33 min at N = 64 "
+    "(8 h for the grid), so N = 16 is what fits. Cumulative outer weight decay lr·wd·steps: 0.2 at wd 0.1, "
+    "2.0 at wd 1.0. Meta-curve every 200 outer steps.")
+_POWER_MEMBERS = tuple(Member(o, w).label for o, w in FIGURES["fig3"])
+
 GRIDS: dict[tuple, Grid] = {}
 for _g in (
     Grid(name="indist", scale="smoke", folder="results/metatrain/fmnist8_smoke_grid", task="fmnist8_mlp32",
          members=(Member("star", 0.1), Member("hyperparam", 0.0)), seeds=(0,), outer_steps=2, num_tasks=2,
          trunc=5, horizon=10, lr=1e-3, checkpoint_every=1, eval_steps=(10, 20), eval_seeds=(100,),
          curve_seeds=2, adam_lrs=(1e-3, 1e-2), notes=_SMOKE_NOTES),
+    # Seeds 3 and 4 of Fig. 3's members were added after the 24 runs of seeds 0-2 (more power for Fig. 3).
     Grid(name="indist", scale="cpu", folder="results/metatrain/fmnist8_grid", task="fmnist8_mlp32",
          members=tuple(Member(o, w) for o, w in INDIST_MEMBERS), seeds=(0, 1, 2), outer_steps=200, num_tasks=64,
-         lr=1e-3, curve_every=2, notes=_CPU_NOTES),
+         lr=1e-3, curve_every=2, notes=_CPU_NOTES, extra_seeds=(3, 4), extra_members=_POWER_MEMBERS),
+    Grid(name="indist_long", scale="smoke", folder="results/metatrain/fmnist8_long_smoke_grid", task="fmnist8_mlp32",
+         members=(Member("star", 0.1), Member("blackbox", 0.0)), seeds=(0,), outer_steps=4, num_tasks=2,
+         trunc=5, horizon=10, lr=1e-3, checkpoint_every=2, curve_every=2, eval_steps=(10, 20), eval_seeds=(100,),
+         curve_seeds=2, adam_lrs=(1e-3, 1e-2), notes=_SMOKE_NOTES),
+    Grid(name="indist_long", scale="cpu", folder="results/metatrain/fmnist8_grid_long", task="fmnist8_mlp32",
+         members=(Member("star", 0.1), Member("star", 1.0), Member("star_nopre", 0.1), Member("hyperparam", 0.0),
+                  Member("blackbox", 0.0)), seeds=(0, 1, 2), outer_steps=2000, num_tasks=16, lr=1e-3,
+         checkpoint_every=100, curve_every=2, notes=_LONG_NOTES),
+    Grid(name="ood_controls", scale="smoke", folder="results/metatrain/fmnist8_controls_smoke", task="fmnist8_mlp32",
+         members=(Member("star", 0.1, init="nominal"), Member("star", 5.0)), seeds=(0,), outer_steps=2, num_tasks=2,
+         trunc=5, horizon=10, lr=1e-3, checkpoint_every=1, eval_steps=(10,), eval_seeds=(100,),
+         curve_seeds=2, adam_lrs=(1e-3, 1e-2), notes=_SMOKE_NOTES),
+    Grid(name="ood_controls", scale="cpu", folder="results/metatrain/fmnist8_controls", task="fmnist8_mlp32",
+         members=(Member("star", 0.1, init="nominal"), Member("star", 5.0)), seeds=(0, 1, 2), outer_steps=200,
+         num_tasks=64, lr=1e-3, curve_every=2, notes=_CONTROLS_NOTES),
     Grid(name="indist", scale="paper", folder="results/metatrain/fmnist_grid_paper", task="fmnist_mlp",
          members=tuple(Member(o, w) for o, w in INDIST_MEMBERS), seeds=(0, 1, 2), outer_steps=5000, num_tasks=8,
          lr=1e-4, checkpoint_every=250, curve_seeds=8, notes=_PAPER_NOTES.format(outer_steps=5000)),
@@ -614,6 +680,8 @@ def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool
 
 #: What each grid is for (the first line of its folder's NOTE.md).
 PURPOSE = {"indist": "Fig. 3 and Figs. App.1–App.4 (STAR, Hyperparam, Blackbox, outer weight decay, No Pre., No Nom.)",
+           "indist_long": "Fig. 3 and Figs. App.2–App.3 past the starting transient (2000 outer steps)",
+           "ood_controls": "controls of the out-of-distribution result (initialisation, outer weight decay)",
            "indist_conv": "Fig. 3 on the ConvNet",
            "remedies": "our variants of STAR that survive PES at the paper's σ on the paper's MLP",
            "remedies_long": "our combined variant for 200 outer steps on the paper's MLP"}
@@ -633,11 +701,14 @@ def write_grid_note(grid: Grid, root: str | os.PathLike = ".") -> bool:
     members = ", ".join(f"`{m.label}`" for m in grid.members)
     lines = [f"# Grid `{grid.name}` ({grid.scale} scale) on `{grid.task}`: {PURPOSE.get(grid.name, grid.name)}", "",
              "Written by `python -m star sweep` from this folder.", "",
-             f"Members: {members}; seeds {list(grid.seeds)}; {len(done)} of {len(specs)} runs finished, "
+             f"Members: {members}; seeds {list(grid.seeds)}"
+             + (f", and seeds {list(grid.extra_seeds)} for " + ", ".join(f"`{x}`" for x in grid.extra_members)
+                if grid.extra_seeds else "")
+             + f"; {len(done)} of {len(specs)} runs finished, "
              f"{wall / 60:.0f} min of meta-training summed over them.", "",
              f"Settings: {grid.outer_steps} outer steps, N = {grid.num_tasks}, truncation {grid.trunc}, horizon "
-             f"{grid.horizon}, σ = {grid.std}, outer lr {grid.lr} (unless a member's name says otherwise), init "
-             f"`{grid.init}`. {grid.notes}", "",
+             f"{grid.horizon}, σ = {grid.std}, outer lr {grid.lr} and init "
+             f"`{grid.init}` (unless a member's name says otherwise). {grid.notes}", "",
              "Each run folder has its own NOTE.md, `meta_curve.json` and "
              + ", ".join(f"`evaluate_{t}.json`" for t in grid.eval_steps)
              + "; `baselines.json` holds tuned Adam and the nominal optimizer on the same evaluation seeds.", "",
@@ -665,7 +736,8 @@ def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
     prov = json.loads((out / "provenance.json").read_text())
     log = load_log(out)
     ml = [None if not math.isfinite(x) else float(x) for x in log["meta_loss"]]
-    lines = [f"# {spec.member.optimizer}, outer weight decay {spec.member.weight_decay} × lr, seed {spec.seed} — "
+    init = "" if spec.member.init is None else f", meta-parameters initialised `{spec.member.init}`"
+    lines = [f"# {spec.member.optimizer}, outer weight decay {spec.member.weight_decay} × lr{init}, seed {spec.seed} — "
              f"grid `{g.name}` ({g.scale} scale), task `{g.task}`", "",
              "Written by `python -m star sweep` from this folder's files.", "",
              "Command (provenance.json):", "", "    " + (prov["command"] if isinstance(prov["command"], str)

@@ -30,7 +30,7 @@ def _check(path, rows_key, expected_rows):
 
 def test_every_experiment_is_smoke_tested():
     assert sorted(p.stem for p in (REPO / "experiments").glob("*.py")) == sorted(
-        ["indist_breakdown", "optim_hazard", "perturbation_sensitivity", "pes_signal"])
+        ["accelerator", "indist_breakdown", "optim_hazard", "perturbation_sensitivity", "pes_signal"])
 
 
 def test_pes_signal_tiny(tmp_path):
@@ -82,3 +82,29 @@ def test_indist_breakdown_tiny(tmp_path):
     mech = json.loads((tmp_path / "mechanism.json").read_text())
     assert mech["direction_bias"]["fmnist8_mlp32"]["star"]["outcome"][0] in ("ok", "degraded", "dead", "diverged")
     assert mech["anatomy"]["fmnist8_mlp32"]["star"]["steps"][0]["layers"]["Dense_0/kernel"]["eps_dominated"] > 0.9
+
+
+def test_accelerator_tiny(tmp_path):
+    """The accelerator script end to end on the CPU at smoke size: timing on every device JAX sees, both runs
+    (the first complete, the second at least one chunk), meta-curves, provenance."""
+    out = tmp_path / "acc.json"
+    assert _load("accelerator").main(["--smoke", "--out", str(out), "--runs", str(tmp_path / "runs"), "--n", "2",
+                                      "--outer-steps", "2", "--big-n", "4", "--chunk", "1", "--repeats", "1",
+                                      "--curve-seeds", "2", "--budget-s", "100000"]) == 0
+    res = json.loads(out.read_text())
+    assert [r["platform"] for r in res["timing"]][0] == "cpu"
+    assert all(r["pes_inner_steps_per_s"] > 0 and r["star_step_ms"] > 0 for r in res["timing"])
+    first, big = res["runs"]
+    assert (first["num_tasks"], first["steps"], big["num_tasks"]) == (2, 2, 4) and big["steps"] >= 1
+    assert all(r["meta_curve"]["first"] > 0 for r in res["runs"]) and not res["skipped"]
+    for key in PROVENANCE_KEYS:
+        assert key in res["provenance"], key
+    log = (tmp_path / "runs" / first["folder"] / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [1, 2]  # two chunks of one step, resumed
+
+
+@pytest.mark.parametrize("bad", [["--budget-s", "0"], ["--budget-s", "nan"], ["--n", "0"], ["--big-n", "-1"]])
+def test_accelerator_bad_arguments(bad, capsys, tmp_path):
+    out = tmp_path / "acc.json"
+    assert _load("accelerator").main(["--smoke", "--out", str(out)] + bad) == 2
+    assert capsys.readouterr().err.startswith("error: --") and not out.exists()

@@ -363,3 +363,20 @@ def test_cli_meta_curve_evaluates_every_theta_snapshot(tmp_path, capsys):
     assert cli_main(["meta-curve", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "bad.json")]) == 2
     assert "holds no run" in capsys.readouterr().err
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_equal_problems_share_one_compilation():
+    """Two build_problem calls with the same optimizer give the same static structure, so a resumed run or an
+    evaluation reuses the outer step compiled for the first (a new functools.partial per call compiled again)."""
+    from star.inner import build_problem
+
+    a, _, _ = build_problem("star", "fmnist8_mlp32", 20, seed=0)
+    b, _, _ = build_problem("star", "fmnist8_mlp32", 20, seed=5)
+    c, _, _ = build_problem("blackbox", "fmnist8_mlp32", 20, seed=0)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    assert jax.tree.structure(a) != jax.tree.structure(c)
+    f = jax.jit(lambda p: p.horizon)
+    f(a)
+    before = f._cache_size()
+    f(b)
+    assert f._cache_size() == before

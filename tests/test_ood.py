@@ -209,16 +209,21 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     assert rec3["baselines"]["provenance"]["command"] == "first"
     assert rec3["baselines"]["wall_s"] == {"tuning": 1.0, "evaluation": 2.0,
                                            "evaluation_includes": ["blackbox", "star"]}
-    # another suite configuration: everything is redone
+    # another suite configuration: the baselines are redone; the learned curves, which do not depend on the
+    # NAdamW search, are kept
     other = dataclasses.replace(cfg, search_seed=1)
     rec4 = ood.run_task("digits_mlp32", other, [ood.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fifth"})
-    assert calls == {"tune": 2, "learned": 5} and not rec4["baselines"]["reused"]
-    assert rec4["baselines"]["provenance"]["command"] == "fifth"
+    assert calls == {"tune": 2, "learned": 4} and not rec4["baselines"]["reused"]
+    assert rec4["baselines"]["provenance"]["command"] == "fifth" and rec4["learned_kept_from"]["command"] == "fourth"
+    # another number of steps: the learned optimizers are evaluated again too
+    longer = dataclasses.replace(other, num_steps=12)
+    ood.run_task("digits_mlp32", longer, [ood.load_learned("star", [s0])], out, progress=False)
+    assert calls == {"tune": 3, "learned": 5}
     # so is a stored file that lacks the baselines' arrays
     np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
     ood.run_task("digits_mlp32", other, [ood.load_learned("blackbox", [bb])], out, progress=False)
-    assert calls == {"tune": 3, "learned": 6}
+    assert calls == {"tune": 4, "learned": 6}
 
 
 def test_meta_runs_split_and_summarize():
@@ -298,6 +303,16 @@ def test_cli_rejects_bad_arguments_before_any_work(capsys):
     assert "NAME=RUN_DIR" in capsys.readouterr().err
     assert main(["ood", "--tasks", "digits_mlp32", "--learned", "star=/nonexistent/run"]) == 2
     assert "no finished meta-training run" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned-set", "nope"]) == 2
+    assert "--learned-set must be one of" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--baselines-from", "/nonexistent/ood"]) == 2
+    assert "--baselines-from must be a folder" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--learned", "x=results/metatrain/fmnist8_grid/s0@x"]) == 2
+    assert "non-negative integer" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--steps", "5"]) == 2
+    assert "--steps must be an integer >= 10" in capsys.readouterr().err
+    assert main(["ood", "--tasks", "digits_mlp32", "--adam-near", "/nonexistent/ood"]) == 2
+    assert "holds no stored record of ['digits_mlp32']" in capsys.readouterr().err
 
 
 def test_figures_mark_divergence(tmp_path):
@@ -390,3 +405,163 @@ def test_optimizer_findings_follow_the_summary():
     md = book_ood.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
     assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
     assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25x of it on 0" in md
+
+
+def test_parse_source():
+    assert ood.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
+    assert ood.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
+    assert ood.parse_source("/abs/run@200") == ("/abs/run", 200, ())
+    with pytest.raises(ValueError, match="non-negative integer"):
+        ood.parse_source("results/x@-1")
+    with pytest.raises(ValueError, match="transforms of a learned source must be among"):
+        ood.parse_source("results/x@0+nope")
+    with pytest.raises(ValueError, match="RUN_DIR"):
+        ood.parse_source("@3")
+
+
+def test_learned_snapshots_and_zero_output(tmp_path):
+    """``@0`` reads the initial θ snapshot; ``+zero_output`` makes it the nominal initialisation exactly."""
+    from star import runs
+
+    folder = tmp_path / "results" / "metatrain" / "run"
+    cfg = preset("star")
+    folder.mkdir(parents=True)
+    final = init_meta_params(cfg, jax.random.key(5), init="reference")
+    save_meta_params(folder / "meta_params.msgpack", cfg, jax.tree.map(lambda x: x + 1.0, final))
+    runs.save_theta(runs.theta_snapshot_path(folder, 0), final)
+    lo = ood.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
+    th = [jax.tree.map(lambda x, i=i: x[i], lo.thetas) for i in range(3)]
+    for a, b in zip(jax.tree.leaves(th[0]), jax.tree.leaves(final)):
+        np.testing.assert_array_equal(a, b)
+    nominal = init_meta_params(cfg, jax.random.key(5), init="nominal")
+    for a, b in zip(jax.tree.leaves(th[1]), jax.tree.leaves(nominal)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(th[2]), jax.tree.leaves(final)):
+        np.testing.assert_array_equal(a, b + 1.0)
+    assert lo.sources[0]["path"].endswith("thetas/theta_00000000.npz") and lo.sources[0]["step"] == 0
+    assert lo.sources[1]["transforms"] == ["zero_output"] and "step" not in lo.sources[2]
+    # the transform is part of the learned fingerprint (same file, different optimizer)
+    keys = ood._learned_shas([lo])["t0"]
+    assert keys[0] != keys[1] and keys[1].startswith(keys[0])
+    with pytest.raises(ValueError, match="no θ snapshot after 7 outer steps"):
+        ood.load_learned("t7", [f"{folder}@7"])
+
+
+def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
+    root = tmp_path / "results" / "metatrain"
+    s0 = _save_learned(root / "s0", "star", 0)
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    suite, controls = tmp_path / "results" / "ood" / "cpu", tmp_path / "results" / "ood" / "cpu_controls"
+    first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], suite, progress=False,
+                         provenance={"command": "suite"})
+    monkeypatch.setattr(ood, "_tune_baselines", lambda *a, **k: pytest.fail("tuned again"))
+    lo = ood.load_learned("star_theta0", [str(s0)])
+    rec = ood.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
+                       baselines_from=suite)
+    assert rec["baselines"]["reused"] and rec["baselines"]["reused_from"] == "results/ood/cpu"
+    assert rec["adam"] == first["adam"] and rec["baselines"]["provenance"]["command"] == "suite"
+    assert set(rec["optimizers"]) == {"adam", "nadamw", "star_theta0"}
+    np.testing.assert_array_equal(ood.load_results(controls)["digits_mlp32"][1]["adam"],
+                                  ood.load_results(suite)["digits_mlp32"][1]["adam"])
+    with pytest.raises(ValueError, match="holds no stored record of task 'digits_conv'"):
+        ood.run_task("digits_conv", cfg, [lo], controls, progress=False, baselines_from=suite)
+    other = dataclasses.replace(cfg, search_seed=1)
+    with pytest.raises(ValueError, match="made with other suite settings"):
+        ood.run_task("digits_mlp32", other, [lo], tmp_path / "elsewhere", progress=False, baselines_from=suite)
+
+
+def test_learned_sets_name_the_runs_of_the_grids():
+    from star import sweep
+
+    assert ood.LEARNED_SETS["default"] is ood.DEFAULT_LEARNED
+    folders = {s.folder(".").as_posix().removeprefix("./") for g in ("indist", "ood_controls", "indist_long")
+               for s in sweep.get_grid(g, "cpu").runs()}
+    for set_name, rows in ood.LEARNED_SETS.items():
+        for row, sources in rows.items():
+            for src in sources:
+                assert ood.parse_source(src)[0] in folders, (set_name, row, src)
+
+
+def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monkeypatch):
+    """Adding a tuning seed runs only that seed; the scores are the means over all seeds, as a full rerun's."""
+    root = tmp_path / "results" / "metatrain"
+    s0 = _save_learned(root / "s0", "star", 0)
+    one = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-1), nadamw_samples=2, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    two = dataclasses.replace(one, tune_seeds=(9, 11))
+    learned = [ood.load_learned("star", [s0])]
+    full = ood.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
+    out = tmp_path / "ood"
+    first = ood.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
+    seen, evaluated = [], []
+    run_baselines = ood._run_baselines
+    monkeypatch.setattr(ood, "_run_baselines", lambda task, make, h, seeds, *a: seen.append(list(seeds))
+                        or run_baselines(task, make, h, seeds, *a))
+    monkeypatch.setattr(ood, "_evaluate_learned", lambda *a: evaluated.append(1) or pytest.fail("re-evaluated"))
+    rec = ood.run_task("digits_mlp32", two, learned, out, progress=False, provenance={"command": "two seeds"})
+    assert seen[0] == [11] and not evaluated
+    ext = rec["baselines"]["extended"]
+    assert ext["tune_seeds_kept"] == [9] and ext["tune_seeds_run"] == [11] and ext["kept_from"]["command"] == "one seed"
+    np.testing.assert_allclose(rec["adam"]["scores"], full["adam"]["scores"], rtol=1e-5)
+    np.testing.assert_allclose(rec["nadamw"]["scores"], full["nadamw"]["scores"], rtol=1e-5)
+    assert rec["adam"]["best_index"] == full["adam"]["best_index"]
+    assert rec["baselines"]["fingerprint"] == full["baselines"]["fingerprint"]
+    kept = ood.load_results(out)["digits_mlp32"][1]
+    np.testing.assert_array_equal(kept["star"], ood.load_results(tmp_path / "full")["digits_mlp32"][1]["star"])
+    with np.load(out / "digits_mlp32.npz") as z:
+        assert z["tuning/adam_final"].shape == (5, 2)
+        np.testing.assert_array_equal(z["tuning/adam_final"][:, 0], np.asarray(first["adam"]["scores"], np.float32))
+    assert ext["evaluation_kept"] == (first["adam"]["best_index"] == rec["adam"]["best_index"]
+                                      and first["nadamw"]["best_index"] == rec["nadamw"]["best_index"])
+    # the same record again: nothing runs
+    seen.clear()
+    assert ood.run_task("digits_mlp32", two, learned, out, progress=False) == rec and not seen
+
+
+def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
+    from star import tasks as tasks_lib
+
+    root = tmp_path / "results" / "metatrain"
+    learned = [ood.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
+    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=0, tune_seeds=(9,),
+                          eval_seeds=(0, 1), width=3, chunk_size=4)
+    out = tmp_path / "ood"
+    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    assert rec["nadamw"] is None and set(rec["optimizers"]) == {"adam", "star"} and rec["task_version"] == 1
+    res = ood.load_results(out)
+    assert set(res["digits_mlp32"][1]) == {"adam", "star"} and "star" in ood.summarize(res)["digits_mlp32"]
+    # a new version of the task: nothing of the stored record is kept
+    monkeypatch.setitem(tasks_lib.TASKS, "digits_mlp32",
+                        dataclasses.replace(tasks_lib.TASKS["digits_mlp32"], version=2))
+    calls = []
+    monkeypatch.setattr(ood, "_evaluate_learned", lambda *a, f=ood._evaluate_learned: calls.append(1) or f(*a))
+    rec2 = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    assert calls and rec2["task_version"] == 2 and rec2["baselines"]["fingerprint"] != rec["baselines"]["fingerprint"]
+    assert ood.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
+    with pytest.raises(ValueError, match="nadamw_samples must be >= 0"):
+        dataclasses.replace(cfg, nadamw_samples=-1)
+
+
+def test_adam_range_near():
+    assert ood.adam_range_near(3e-3) == pytest.approx((1e-3, 1e-2))
+    assert ood.adam_range_near(1e-2) == pytest.approx((3e-3, 3e-2))
+    assert ood.adam_range_near(0.001) == pytest.approx((3e-4, 3e-3))
+    with pytest.raises(ValueError, match="half-decade grid"):
+        ood.adam_range_near(2e-3)
+
+
+def test_mse_task_averages_over_the_classes():
+    """fmnist_mlp_mse: the reference's ``jnp.mean(jnp.square(logits - labels))`` (batch and classes)."""
+    from star.tasks import TASKS
+    from star.tasks.image import MLP, ImageClassificationTask
+
+    task = get_task("digits_mlp32", batch_size=8)
+    mse = ImageClassificationTask(data=task.data, model=task.model, name="x", batch_size=8, description="",
+                                  reference="", loss_type="mse")
+    params = mse.init(jax.random.key(0))
+    batch = mse.sample_batch(jax.random.key(1))
+    logits = mse.logits(params, batch["image"])
+    onehot = np.eye(logits.shape[-1])[np.asarray(batch["label"])]
+    np.testing.assert_allclose(mse.loss(params, batch), np.mean((np.asarray(logits) - onehot) ** 2), rtol=1e-5)
+    assert TASKS["fmnist_mlp_mse"].version == 2 and isinstance(task.model, MLP)

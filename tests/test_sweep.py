@@ -33,7 +33,12 @@ def _spec(name, scale="cpu"):
 def test_cpu_grid_is_the_running_grid():
     grid = sweep.get_grid("indist", "cpu")
     runs = grid.runs()
-    assert len(runs) == 24 and [r.seed for r in runs[:8]] == [0] * 8  # seed 0 of every member first
+    assert len(runs) == 30 and [r.seed for r in runs[:8]] == [0] * 8  # seed 0 of every member first
+    # the 24 runs of seeds 0-2 come first, unchanged; then seeds 3 and 4 of Fig. 3's three members
+    assert [r.name for r in runs[:24]] == [f"{m.label}_s{s}" for s in (0, 1, 2) for m in grid.members]
+    assert [r.name for r in runs[24:]] == [f"{lab}_s{s}" for s in (3, 4)
+                                           for lab in ("star_wd0.1", "hyperparam_wd0.0", "blackbox_wd0.0")]
+    assert runs[24].expected_config() == dict(CPU_GRID_CONFIG, seed=3)
     names = [r.name for r in runs[:8]]
     assert names == ["star_wd0.1_s0", "hyperparam_wd0.0_s0", "blackbox_wd0.0_s0", "star_nonom_wd0.1_s0",
                      "star_nopre_wd0.1_s0", "star_wd0.0_s0", "star_wd0.5_s0", "star_wd1.0_s0"]
@@ -78,6 +83,42 @@ def test_figures_and_bad_arguments():
     assert {r.member.optimizer for r in conv.runs()} == {"star", "hyperparam", "blackbox"}
     est = sweep.get_grid("indist", "paper").compute_estimate(1000.0)
     assert est["inner_steps_per_run"] == 5000 * 2 * 8 * 50 and est["runs"] == 24
+    assert sweep.get_grid("indist", "cpu").compute_estimate(1000.0)["runs"] == 30
+    with pytest.raises(ValueError, match="subset of the grid's seeds"):
+        grid.runs(seeds=[5])
+    assert [r.name for r in grid.runs(figure="app4", seeds=[3, 4])] == ["star_wd0.1_s3", "star_wd0.1_s4"]
+
+
+def test_extra_seeds_are_validated():
+    base = sweep.get_grid("indist", "smoke")
+    grid = dataclasses.replace(base, extra_seeds=(1,), extra_members=("star_wd0.1",))
+    assert [r.name for r in grid.runs()] == ["star_wd0.1_s0", "hyperparam_wd0.0_s0", "star_wd0.1_s1"]
+    assert grid.member_seeds(grid.members[1]) == (0,) and grid.all_seeds == (0, 1)
+    with pytest.raises(ValueError, match="extra_members must be labels"):
+        dataclasses.replace(base, extra_members=("nope_wd0.0",))
+    with pytest.raises(ValueError, match="must not repeat the grid's seeds"):
+        dataclasses.replace(base, extra_seeds=(0,))
+    with pytest.raises(ValueError, match="must be given together"):
+        dataclasses.replace(base, extra_seeds=(5,), extra_members=())
+
+
+def test_new_grids_long_and_controls():
+    long = sweep.get_grid("indist_long", "cpu")
+    assert (long.outer_steps, long.num_tasks, long.lr, long.task) == (2000, 16, 1e-3, "fmnist8_mlp32")
+    assert [m.label for m in long.members] == ["star_wd0.1", "star_wd1.0", "star_nopre_wd0.1", "hyperparam_wd0.0",
+                                               "blackbox_wd0.0"]
+    assert len(long.runs()) == 15 and long.eval_steps == (2000, 10000)
+    assert long.compute_estimate(4761.0)["inner_steps_per_run"] == 2000 * 2 * 16 * 50
+    ctl = sweep.get_grid("ood_controls", "cpu")
+    names = [r.name for r in ctl.runs(seeds=[0])]
+    assert names == ["star_wd0.1_init-nominal_s0", "star_wd5.0_s0"]
+    nominal, decayed = ctl.runs(seeds=[0])
+    assert nominal.expected_config() == dict(CPU_GRID_CONFIG, init="nominal")
+    assert decayed.expected_config() == dict(CPU_GRID_CONFIG, weight_decay=5.0)
+    argv = nominal.meta_train_argv()
+    assert argv[argv.index("--init") + 1] == "nominal" and argv[-1].endswith("star_wd0.1_init-nominal_s0")
+    # the cumulative weight decay the notes state is the grid's own lr x wd x outer steps
+    assert decayed.lr * decayed.member.weight_decay * ctl.outer_steps == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("x", [0.01, 1e-3, 1e-4, 3e-4, 0.1, 0.5, 1.0, 0.0, 2.5e-3])
@@ -179,6 +220,10 @@ def test_cli(tmp_path, capsys):
                      "--figure", "fig3", "--seeds", "0"]) == 0
     out = capsys.readouterr().out
     assert "3 runs" in out and "star_wd0.1_s0" in out and not (tmp_path / "results").exists()
+    assert cli_main(["sweep", "--grid", "indist", "--scale", "cpu", "--root", str(tmp_path), "--dry-run",
+                     "--seeds", "3,4"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs" in out and "blackbox_wd0.0_s4" in out and "star_wd0.5" not in out
 
 
 def test_every_grid_member_is_a_known_optimizer_and_task():
@@ -193,3 +238,20 @@ def test_every_grid_member_is_a_known_optimizer_and_task():
     lr_member = next(m for m in sweep.get_grid("remedies", "cpu").members if m.lr is not None)
     spec = sweep.RunSpec(sweep.get_grid("remedies", "cpu"), lr_member, 0)
     assert spec.name.endswith("_lr1e-3_s0") and spec.expected_config()["lr"] == 1e-3
+
+
+@pytest.mark.slow
+def test_smoke_controls_member_starts_from_its_own_init(tmp_path):
+    """A member's init overrides the grid's: the run starts from a zero output layer (the nominal init)."""
+    from star import runs as runs_lib
+
+    grid = sweep.get_grid("ood_controls", "smoke")
+    grid = dataclasses.replace(grid, members=grid.members[:1])
+    assert grid.init == "reference" and grid.members[0].init == "nominal"
+    status = sweep.run_sweep(grid, tmp_path, post=False, progress=False, log=lambda s: None)
+    assert status == {"star_wd0.1_init-nominal_s0": "finished"}
+    out = grid.runs()[0].folder(tmp_path)
+    assert json.loads((out / "config.json").read_text())["init"] == "nominal"
+    with np.load(out / runs_lib.THETA_SNAPSHOT_DIR / "theta_00000000.npz") as z:
+        weights = sorted(k for k in z.files if "['mlp']['w" in k)
+        assert len(weights) >= 2 and not np.any(z[weights[-1]]) and np.any(z[weights[0]])

@@ -63,6 +63,7 @@ class TaskSpec:
     uses_data_dir: bool = True
     build: Callable[..., object] | None = None
     data: str = ""
+    version: int = 1  # raised when the task itself changes (stored results of an older version are redone)
 
 
 TASKS = {
@@ -104,7 +105,7 @@ TASKS["cifar10_conv"] = dataclasses.replace(TASKS["cifar10_conv"], data="CIFAR-1
 for _name, _s in suite.SPECS.items():
     TASKS[_name] = TaskSpec(load=None, model=None, batch_size=_s.batch_size, description=_s.description,
                             reference=_s.reference, build=_s.build, data=_s.data,
-                            uses_data_dir=_s.uses_data_dir)
+                            uses_data_dir=_s.uses_data_dir, version=_s.version)
 
 
 def list_tasks() -> list:

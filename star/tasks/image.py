@@ -159,13 +159,14 @@ class ImageClassificationTask:
     def loss(self, params: Params, batch: Batch) -> jax.Array:
         """Mean softmax cross-entropy of the batch (the training loss of App. B.2).
 
-        With ``loss_type="mse"``: the mean over the batch of the squared error between the logits
-        and the one-hot labels, summed over the classes (the reference's ``*_MSE`` tasks).
+        With ``loss_type="mse"``: the squared error between the logits and the one-hot labels, averaged over
+        the batch and the classes, as the reference's ``*_MSE`` tasks (``_MLPImageTaskMSE``:
+        ``jnp.mean(jnp.square(logits - labels))``).
         """
         logits = self.logits(params, batch["image"])
         if self.loss_type == "mse":
             onehot = jax.nn.one_hot(batch["label"], logits.shape[-1], dtype=logits.dtype)
-            return jnp.mean(jnp.sum(jnp.square(logits - onehot), axis=-1))
+            return jnp.mean(jnp.square(logits - onehot))
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
 
     def loss_and_accuracy(self, params: Params, batch: Batch):

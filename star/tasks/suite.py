@@ -48,6 +48,7 @@ class SuiteSpec:
     reference: str
     data: str
     uses_data_dir: bool = True
+    version: int = 1  # raised when the task itself changes (stored results of an older version are redone)
 
 
 def _image(loader, model, image_size=None, loss_type="cross_entropy"):
@@ -88,9 +89,9 @@ def _es(num_pairs):
 _D = {}
 
 
-def _add(name, batch_size, description, reference, data, build, uses_data_dir=True):
+def _add(name, batch_size, description, reference, data, build, uses_data_dir=True, version=1):
     _D[name] = SuiteSpec(build=build, batch_size=batch_size, description=description,
-                         reference=reference, data=data, uses_data_dir=uses_data_dir)
+                         reference=reference, data=data, uses_data_dir=uses_data_dir, version=version)
 
 
 _add("fmnist_mlp_tanh", 128, "Fashion-MNIST 28x28, MLP 784-128-128-128-10 with tanh, batch 128",
@@ -101,9 +102,11 @@ _add("fmnist_mlp_layernorm", 128,
      "ImageMLP_Cifar10_128x128x128_LayerNorm_Relu (architecture; Fashion-MNIST instead of CIFAR-10)",
      FMNIST, _image(load_fashion_mnist, MLP((128, 128, 128), 10, layer_norm=True)))
 _add("fmnist_mlp_mse", 128,
-     "Fashion-MNIST 28x28, MLP 784-128-128-128-10 ReLU trained with squared error to one-hot labels, "
-     "batch 128", "ImageMLP_Cifar10_128x128x128_Relu_MSE (architecture; Fashion-MNIST instead of CIFAR-10)",
-     FMNIST, _image(load_fashion_mnist, MLP((128, 128, 128), 10), loss_type="mse"))
+     "Fashion-MNIST 28x28, MLP 784-128-128-128-10 ReLU trained with squared error to one-hot labels (mean over "
+     "the batch and the 10 classes), batch 128",
+     "ImageMLP_Cifar10_128x128x128_Relu_MSE (architecture; Fashion-MNIST instead of CIFAR-10)",
+     FMNIST, _image(load_fashion_mnist, MLP((128, 128, 128), 10), loss_type="mse"),
+     version=2)  # version 1 summed the squared error over the classes (10x the reference's loss)
 _add("fmnist16_mlp256x256", 128, "Fashion-MNIST resized to 16x16, MLP 256-256-256-10 ReLU, batch 128",
      "ImageMLP_Cifar10_256x256_Relu (architecture; Fashion-MNIST 16x16 instead of CIFAR-10 32x32)", FMNIST,
      _image(load_fashion_mnist, MLP((256, 256), 10), image_size=(16, 16)))
