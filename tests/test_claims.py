@@ -91,7 +91,8 @@ def test_budget_from_a_grid_feeds_the_rule():
     g = sweep.get_grid("indist", "cpu")
     b = Budget.from_grid(g)
     assert (b.task, b.task_size, b.outer_steps, b.num_tasks, b.horizon, b.seeds) == \
-        (g.task, 2410, g.outer_steps, g.num_tasks, g.horizon, len(g.seeds))
+        (g.task, 2410, g.outer_steps, g.num_tasks, g.horizon, len(g.all_seeds))
+    assert Budget.from_grid(g, seeds=3).seeds == 3  # the seeds a comparison actually has
     assert any("outer learning rate" in n for n in b.notes)
     short = claims.shortfalls("nominal_term", b)
     assert any("not Fashion-MNIST MLP 784-128-128" in s for s in short)
@@ -264,7 +265,7 @@ def test_the_verdict_a_chapter_shows(tmp_path):
     v = _rec(tmp_path, checks=[SUPPORTED, CONTRADICTED], summary="One for, one against.")
     shown = v._repr_html_()
     assert "partly" in shown and "One for, one against." in shown and "<details>" in shown
-    assert "+0.3 [+0.1, +0.5] nats" in shown and "−0.3 [−0.5, −0.1] nats" in shown
+    assert "+0.3 [+0.1, +0.5]</span><br/><small>nats" in shown and "−0.3 [−0.5, −0.1]</span>" in shown
     assert "Short of the paper" in shown and html.escape(claims.CHECK_RULE) in shown
     assert str(tmp_path) not in shown and str(tmp_path) not in repr(v)
 

@@ -708,7 +708,9 @@ def _budget_html(rec: ClaimRecord) -> str:
 
 def _checks_html(checks: Sequence[Check]) -> str:
     e = html.escape
-    rows = "".join(f"<tr><td>{e(c.question)}</td><td style='white-space:nowrap'>{e(c.interval_text())}</td>"
+    rows = "".join(f"<tr><td>{e(c.question)}</td><td><span style='white-space:nowrap'>"
+                   f"{e(c.interval_text().removesuffix(' ' + c.unit) if c.unit else c.interval_text())}</span>"
+                   + (f"<br/><small>{e(c.unit)}</small>" if c.unit else "") + "</td>"
                    f"<td>{_badge(c.status)}</td><td>{e(c.how)}</td></tr>" for c in checks)
     return (f'<table class="star-table star-checks"><thead><tr><th>check</th><th>effect [95 % interval]</th>'
             f"<th>outcome</th><th>how measured</th></tr></thead><tbody>{rows}</tbody></table>")
