@@ -219,9 +219,10 @@ def main(argv=None) -> int:
             steps = done + args.chunk if target is None else min(done + args.chunk, target)
             _cli(_meta_train_argv(settings, run_dir, num_tasks=num_tasks, outer_steps=steps, seed=args.seed,
                                   checkpoint_every=args.chunk, resume=done > 0))
-            # the first chunk includes compilation, so the estimate of a chunk's time falls as chunks pass
-            dt = time.perf_counter() - c0
-            done, chunk_s = steps, dt if chunk_s is None else max(0.5 * chunk_s, dt)
+            # the next chunk's time from the steady step time (the first call's wall time includes compiling)
+            step_s = runs.load_log(run_dir)["step_s"][done + (done == 0):]
+            chunk_s = (1.2 * float(np.median(step_s)) * args.chunk if step_s.size else time.perf_counter() - c0) + 1.0
+            done = steps
         if target is not None and done < target:
             report["skipped"].append(f"{run_dir.name}: stopped at {done} of {target} outer steps (out of time)")
         report["runs"].append(dict(_run_summary(run_dir), num_tasks=num_tasks, wall_s=time.perf_counter() - t0))

@@ -596,9 +596,11 @@ def _remove_empty(dirs) -> None:
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
     """``HEAD`` of the repository holding ``path`` (default: this package), ``+dirty`` with tracked changes.
 
-    Outside a git repository (a copy of the tree without ``.git``): ``$STAR_GIT_COMMIT`` if set (whoever copied
-    the tree names the commit it copied), else ``None``.
+    ``$STAR_GIT_COMMIT``, when set, overrides this: whoever copies the tree to another machine (a remote
+    accelerator) names the commit it copied, since a ``.git`` travelling with the copy may be stale or absent.
     """
+    if os.environ.get("STAR_GIT_COMMIT"):
+        return os.environ["STAR_GIT_COMMIT"]
     here = Path(path) if path is not None else Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -606,10 +608,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    if not commit:  # a copy of the tree without its .git (e.g. sent to a remote accelerator)
-        return os.environ.get("STAR_GIT_COMMIT") or None
-    return commit + ("+dirty" if dirty else "")
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
 
 
 def device_info() -> dict:

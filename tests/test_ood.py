@@ -565,3 +565,54 @@ def test_mse_task_averages_over_the_classes():
     onehot = np.eye(logits.shape[-1])[np.asarray(batch["label"])]
     np.testing.assert_allclose(mse.loss(params, batch), np.mean((np.asarray(logits) - onehot) ** 2), rtol=1e-5)
     assert TASKS["fmnist_mlp_mse"].version == 2 and isinstance(task.model, MLP)
+
+
+def test_controls_rows_table_and_findings(tmp_path):
+    """The controls' table reads each θ's decay and direction head from its files and counts failures."""
+    from star import runs as runs_lib
+    from star.book import ood as book_ood
+
+    cfg = preset("star")
+
+    def run(name, wd, steps, bias):
+        folder = tmp_path / "results" / "metatrain" / "g" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"lr": 1e-3, "weight_decay": wd, "outer_steps": steps}))
+        theta = init_meta_params(cfg, jax.random.key(0), init="reference")
+        runs_lib.save_theta(runs_lib.theta_snapshot_path(folder, 0), theta)
+        last = max(int(k[1:]) for k in theta["mlp"] if k.startswith("w"))
+        theta["mlp"][f"b{last}"] = theta["mlp"][f"b{last}"].at[0].set(bias)
+        save_meta_params(folder / "meta_params.msgpack", cfg, theta)
+        return f"results/metatrain/g/{name}"
+
+    def fetch(rel):
+        return tmp_path / rel
+
+    learned = {"star_theta0": [run("a_s0", 0.1, 200, -0.5) + "@0"], "star_output0": [run("b_s0", 0.1, 200, 0.0)
+                                                                                     + "@0+zero_output"],
+               "star": [run("c_s0", 0.1, 200, -0.01)], "star_wd5.0": [run("d_s0", 5.0, 200, -0.001)],
+               "star_init_nominal": [run("e_s0", 0.1, 200, -0.0135)]}
+    los = {n: ood.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
+    good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 3, axis=0)
+    bad = good[:, ::-1] + 1.0
+    fails = {"star_theta0": 2, "star_output0": 0, "star": 2, "star_wd5.0": 1, "star_init_nominal": 2}
+    results = {}
+    for i in range(2):
+        rec = {"learned": {n: {"sources": list(lo.sources), "num_meta_runs": 1} for n, lo in los.items()}}
+        curves = {"adam": good, **{n: (bad if i < k else good) for n, k in fails.items()}}
+        results[f"t{i}"] = (rec, curves)
+    rows = book_ood.controls_rows(results, fetch=fetch)
+    by = {r["row"]: r for r in rows}
+    assert [r["row"] for r in rows] == ["star_theta0", "star_output0", "star", "star_wd5.0", "star_init_nominal"]
+    assert by["star_theta0"]["decay"] == 0.0 and math.isinf(by["star_output0"]["decay"])
+    assert by["star"]["decay"] == pytest.approx(0.02) and by["star_wd5.0"]["decay"] == pytest.approx(1.0)
+    assert by["star_theta0"]["d_bias"] == 0.0  # the step-0 snapshot, not the final θ's bias
+    assert by["star_init_nominal"]["d_bias"] == pytest.approx(-0.0135) and by["star_output0"]["d_weight_rms"] == 0
+    assert by["star_wd5.0"]["unstable"] == 1 and by["star_wd5.0"]["per_task"] == {"t0": (3, 3), "t1": (0, 3)}
+    tab = book_ood.controls_table(rows, tasks=("t0", "nope"))
+    assert tab.columns[6] == "failed runs, t0" and "nope" not in " ".join(tab.columns)
+    assert tab.cells[1][2] == "∞" and tab.cells[3][6] == "3/3"
+    md = book_ood.controls_findings_markdown(rows)
+    assert "θ₀ is unstable on 2 of 2 tasks; the same θ₀ with its output layer zero (the nominal optimizer) on 0" in md
+    assert "zero-output start on 2 of 2 tasks, its direction head's bias at -1.35e-02" in md
+    assert "0.02: 2" in md and "1: 1" in md

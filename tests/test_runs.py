@@ -370,3 +370,13 @@ def test_subprocess_failure_has_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: run folder {str(tmp_path / 'none')!r} holds no run "
                                                 "(no config.json)"]
+
+
+def test_git_commit_named_by_whoever_copied_the_tree(monkeypatch, tmp_path):
+    """$STAR_GIT_COMMIT wins over a .git found beside the code (a copy sent to another machine may carry a stale
+    one); without it, a folder outside any repository has no commit."""
+    monkeypatch.setenv("STAR_GIT_COMMIT", "abc123")
+    assert runs.git_commit() == "abc123"
+    monkeypatch.delenv("STAR_GIT_COMMIT")
+    assert runs.git_commit() != "abc123"
+    assert runs.git_commit(tmp_path) is None

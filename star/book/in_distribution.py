@@ -795,3 +795,114 @@ def remedy_nominal(remedies: Mapping) -> float | None:
         if nom:
             return float(nom["mean"])
     return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# budgets, and the 2000-outer-step grid against the 200-step one
+
+#: The paper-scale grid each grid's budget is compared with (``(name, "paper")`` in :data:`star.sweep.GRIDS`;
+#: the paper does not state N or the number of outer steps, so these are the book's paper-scale choices).
+PAPER_COUNTERPART = {"indist_conv": "indist_conv"}
+
+
+def task_num_params(task: str) -> int:
+    """Parameters of the inner model of ``task`` (its initialisation from a fixed key)."""
+    import jax
+
+    from star.tasks import get_task
+
+    params = get_task(task).init(jax.random.key(0))
+    return int(sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(params)))
+
+
+def budget_fraction(grid: Grid, paper: Grid | None = None, num_params: Mapping | None = None) -> dict:
+    """One meta-training run of ``grid`` as a fraction of one run of its paper-scale counterpart
+    (:data:`PAPER_COUNTERPART`, default the ``indist`` paper grid): outer steps, inner steps (outer steps ×
+    2N × truncation, both antithetic sides) and inner compute (inner steps × parameters of the task, what a
+    step of a small MLP costs relative to a large one). ``num_params``: ``{task: parameters}`` to skip building
+    the tasks (:func:`task_num_params`)."""
+    from star.sweep import get_grid
+
+    paper = paper if paper is not None else get_grid(PAPER_COUNTERPART.get(grid.name, "indist"), "paper")
+    sizes = dict(num_params or {})
+    for t in (grid.task, paper.task):
+        if t not in sizes:
+            sizes[t] = task_num_params(t)
+    inner, inner_p = grid.inner_steps_per_run(), paper.inner_steps_per_run()
+    return {"grid": grid.name, "task": grid.task, "paper_task": paper.task, "outer_steps": grid.outer_steps,
+            "paper_outer_steps": paper.outer_steps, "num_tasks": grid.num_tasks, "paper_num_tasks": paper.num_tasks,
+            "outer_fraction": grid.outer_steps / paper.outer_steps, "inner_fraction": inner / inner_p,
+            "compute_fraction": inner * sizes[grid.task] / (inner_p * sizes[paper.task]),
+            "params": sizes[grid.task], "paper_params": sizes[paper.task]}
+
+
+def budget_table(grids: Sequence[Grid], num_params: Mapping | None = None):
+    """:func:`budget_fraction` of each grid as a table (fractions of one paper-scale run)."""
+    from star.book.tables import table
+
+    rows = []
+    for g in grids:
+        b = budget_fraction(g, num_params=num_params)
+        rows.append([g.name, f"{g.task} ({b['params']:,} params)", f"{g.outer_steps} × N {g.num_tasks}",
+                     f"{b['paper_task']}: {b['paper_outer_steps']} × N {b['paper_num_tasks']}",
+                     f"{100 * b['outer_fraction']:.3g} %", f"{100 * b['inner_fraction']:.3g} %",
+                     f"{100 * b['compute_fraction']:.3g} %"])
+    return table(["grid", "task", "outer steps × inner problems", "paper-scale run", "outer steps",
+                  "inner steps", "inner compute (steps × params)"], rows)
+
+
+def meta_objective_at(results: GridResults, m: Member, step: int) -> np.ndarray:
+    """Each stored seed's unperturbed meta-objective at outer step ``step`` (seeds without that snapshot left
+    out)."""
+    out = []
+    for s in sorted(results.runs.get(m.label, {})):
+        c = results.runs[m.label][s].meta_curve
+        row = next((r for r in (c or {}).get("curve", []) if r["step"] == step), None)
+        if row is not None:
+            out.append(float(row["mean"]))
+    return np.asarray(out)
+
+
+def long_short_rows(short: GridResults, long: GridResults) -> list:
+    """Per member of the long grid: the unperturbed meta-objective (mean ± s.e. over seeds) after the short
+    grid's outer steps in each grid, and after the long grid's, with the nominal optimizer's; and the loss at
+    the end of the longest evaluation over the loss at the horizon (:func:`beyond_horizon_ratio`, mean over
+    seeds) in each grid."""
+    def ms(x):
+        x = np.asarray(x, np.float64)
+        if not x.size:
+            return math.nan, math.nan
+        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
+
+    rows = []
+    for m in long.grid.members:
+        if m.label not in long.runs:
+            continue
+        row = {"member": m, "seeds": len(long.runs[m.label]),
+               "short_end": ms(meta_objective_at(short, m, short.grid.outer_steps)),
+               "long_at_short": ms(meta_objective_at(long, m, short.grid.outer_steps)),
+               "long_end": ms(meta_objective_at(long, m, long.grid.outer_steps)),
+               "beyond_short": ms(beyond_horizon_ratio(short, m)) if m.label in short.runs else (math.nan,) * 2,
+               "beyond_long": ms(beyond_horizon_ratio(long, m))}
+        rows.append(row)
+    return rows
+
+
+def long_short_table(short: GridResults, long: GridResults):
+    """:func:`long_short_rows` as a table, with the nominal optimizer's meta-objective in the caption."""
+    from star.book.tables import table
+
+    def f(pair):
+        m, se = pair
+        return "—" if not math.isfinite(m) else (f"{m:.3f}" + (f" ± {se:.3f}" if math.isfinite(se) else ""))
+
+    s, lg = short.grid, long.grid
+    cells = [[label(r["member"]), r["seeds"], f(r["short_end"]), f(r["long_at_short"]), f(r["long_end"]),
+              f(r["beyond_short"]), f(r["beyond_long"])] for r in long_short_rows(short, long)]
+    nom = nominal_objective(long)
+    cap = None if nom is None else f"nominal optimizer: {nom:.3f} on the long grid's episodes"
+    t = max(lg.eval_steps)
+    return table(["optimizer", "seeds (long)", f"meta-objective at {s.outer_steps}, N {s.num_tasks}",
+                  f"at {s.outer_steps}, N {lg.num_tasks}", f"at {lg.outer_steps}, N {lg.num_tasks}",
+                  f"loss at {t} / at horizon, {s.outer_steps}-step θ", f"the same, {lg.outer_steps}-step θ"],
+                 cells, caption=cap)
