@@ -616,3 +616,14 @@ def test_controls_rows_table_and_findings(tmp_path):
     assert "θ₀ is unstable on 2 of 2 tasks; the same θ₀ with its output layer zero (the nominal optimizer) on 0" in md
     assert "zero-output start on 2 of 2 tasks, its direction head's bias at -1.35e-02" in md
     assert "0.02: 2" in md and "1: 1" in md
+
+
+def test_suite_budget_table():
+    from star.book import ood as book_ood
+
+    cpu = {"suite_config": ood.suite_config("cpu").to_dict(), "adam": {"learning_rates": [1e-3] * 9}}
+    long = {"suite_config": dict(ood.suite_config("cpu").to_dict(), num_steps=4000, nadamw_samples=0),
+            "adam": {"learning_rates": [1e-3] * 3}}
+    tab = book_ood.suite_budget_table({"1000 steps": cpu, "4000 steps": long})
+    assert tab.cells[0] == ["1000 steps", "1000 (10 %)", "9 (paper 15)", "16 (1.6 %)", "2 (40 %)", "3 (60 %)"]
+    assert tab.cells[1][1:4] == ["4000 (40 %)", "3 (paper 15)", "0 (0 %)"]

@@ -744,3 +744,33 @@ def controls_findings_markdown(rows: Sequence[Mapping]) -> str:
         lines.append(f"* **Outer weight decay.** Unstable tasks (of {by[decays[0][1]]['tasks']}) against the "
                      f"cumulative decay lr·wd·steps of STAR meta-trained from θ₀ — {steps}.")
     return "\n".join(lines)
+
+
+def suite_budget_table(records: Mapping, paper=None):
+    """The budget of each stored suite (``{label: a record of it}``, its ``suite_config``) against the paper
+    scale's (:func:`star.ood.suite_config` ``"paper"``, from the paper's description and the reference's 10 000-step
+    NAdamW curves): inner steps per run, Adam learning rates, NAdamW samples, tuning and evaluation seeds,
+    each with its fraction of the paper scale's."""
+    from star.book.tables import table
+    from star.ood import suite_config
+
+    p = (paper or suite_config("paper")).to_dict()
+
+    def frac(x, y):
+        return f"{x} ({100 * x / y:.3g} %)"
+
+    rows = []
+    for lab, rec in records.items():
+        c = rec["suite_config"]
+        n_adam = len(rec["adam"]["learning_rates"])
+        rows.append([lab, frac(c["num_steps"], p["num_steps"]), f"{n_adam} (paper {len(_adam_grid(p))})",
+                     frac(c["nadamw_samples"], p["nadamw_samples"]), frac(len(c["tune_seeds"]), len(p["tune_seeds"])),
+                     frac(len(c["eval_seeds"]), len(p["eval_seeds"]))])
+    return table(["stored suite", "inner steps per run", "Adam learning rates", "NAdamW samples", "tuning seeds",
+                  "evaluation seeds"], rows)
+
+
+def _adam_grid(cfg: Mapping):
+    from star import baselines
+
+    return baselines.adam_lr_grid(*cfg["adam_lr_range"])
