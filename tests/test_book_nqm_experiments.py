@@ -61,6 +61,7 @@ def test_fig2a_verdict_follows_the_variance():
 
 def test_fig2a_seed_gradients_match_the_grid():
     import jax
+
     from star import nqm_experiments as E
     model, alphas = nqm.paper_nqm(), ALPHAS
     var = E.meta_gradient_variance_grid(jax.random.key(0), model, alphas, (10, 50), 30)

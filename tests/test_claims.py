@@ -19,7 +19,8 @@ PAPER_LIKE = Budget("fmnist_mlp", 118_282, 5000, 8, 2000, 3)
 
 
 def _rec(folder, cid="nominal_term", checks=(SUPPORTED,), budget=SMALL, chapter="c", **kw):
-    return record_claim(cid, list(checks) if isinstance(checks, tuple) else checks, kw.pop("summary", "A plain sentence."), budget=budget, chapter=chapter,
+    checks = list(checks) if isinstance(checks, tuple) else checks
+    return record_claim(cid, checks, kw.pop("summary", "A plain sentence."), budget=budget, chapter=chapter,
                         scale="smoke", claims_folder=folder, **kw)
 
 
