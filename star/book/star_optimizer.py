@@ -280,15 +280,15 @@ def plot_meta_training(runs: Mapping[str, StoredRun], colours: Sequence[str] | N
     colours = list(colours or ["#de2d26", "#fc9272", "#a50f15", "#fb6a4a"])
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.8))
     nominal = None
-    for (label, run), colour in zip(runs.items(), colours):
-        log = run.log
+    for k, ((label, run), colour) in enumerate(zip(runs.items(), colours)):
+        log, ls = run.log, ("-", "--", "-.", ":")[k % 4]
         if len(runs) == 1:
             ax0.plot(log["step"], log["meta_loss"], color="0.75", lw=0.8, label="per outer step")
-        ax0.plot(log["step"], plotting.ema(log["meta_loss"], ema), color=colour, label=f"{label} (EMA {ema:g})")
+        ax0.plot(log["step"], plotting.ema(log["meta_loss"], ema), color=colour, ls=ls, label=f"{label} (EMA {ema:g})")
         if run.curve is not None:
             steps = [r["step"] for r in run.curve["curve"]]
             ax1.errorbar(steps, [r["mean"] for r in run.curve["curve"]], yerr=[r["stderr"] for r in run.curve["curve"]],
-                         color=colour, marker="o", ms=4, capsize=2, label=label)
+                         color=colour, ls=ls, marker="os^D"[k % 4], ms=4, capsize=2, label=label)
             nominal = run.curve["baselines"]["nominal"]["mean"] if nominal is None else nominal
     if reset_step is not None:
         ax0.axvline(reset_step, color="k", ls=":", lw=0.8, label="every problem has reset once")
