@@ -4,16 +4,18 @@ import numpy as np
 import pytest
 
 from star.book import star_optimizer as S
-from star.book.claims import status_from_checks
 from star.book.files import StoredRun
 
 
-def test_metatraining_verdict_follows_the_runs():
-    assert status_from_checks(S.metatraining_checks({"a": (0.4, 0.3), "b": (0.7, 0.6)})) == "reproduced"
-    assert status_from_checks(S.metatraining_checks({"a": (0.4, 0.9), "b": (0.7, 0.6)})) == "partly"
-    assert status_from_checks(S.metatraining_checks({"a": (0.4, 0.9), "b": (0.7, 2.3)})) == "refuted"
+def test_metatraining_finding_follows_the_runs():
+    assert S.metatraining_finding({"a": (0.4, 0.3), "b": (0.7, 0.6)}) == \
+        "Meta-training improved on the nominal start on a (0.400 → 0.300); b (0.700 → 0.600) (mean training loss " \
+        "over 2,000-step episodes)."
+    text = S.metatraining_finding({"a": (0.4, 0.9), "b": (0.7, 0.6)})
+    assert "improved on the nominal start on b" in text and "it did not on a (0.400 → 0.900)" in text
+    assert S.metatraining_finding({"a": (0.4, 0.9)}).startswith("It did not on a")
     with pytest.raises(ValueError, match="at least one stored run"):
-        S.metatraining_checks({})
+        S.metatraining_finding({})
 
 
 def test_the_nominal_first_step_closed_form():
@@ -64,11 +66,13 @@ def test_stored_runs_summary_table_and_figure():
     assert (s["start"], s["end"], s["lower"], s["episodes"]) == (0.72, 0.62, 3, 4)
     assert np.isclose(s["diff"], np.mean([0.6, 0.61, 0.65, 0.73]) - 0.72)
     t = S.meta_training_table({"N = 64": run})
-    assert t.cells[0][:3] == ["N = 64", "fmnist8_mlp32", "64"] and t.cells[0][-1] == "3 of 4"
+    assert t.cells[0][:3] == ["N = 64", "Fashion-MNIST 8×8 MLP 64-32", "64"] and t.cells[0][-1] == "3 of 4"
     fig = S.plot_meta_training({"N = 64": run, "N = 8": _run("q", [0.72, 2.3], 0.72, [2.3] * 4)})
     left, right = fig.axes
     assert len(right.containers) == 2  # one error-bar series per run
-    assert any("ln 10" in t.get_text() for t in right.get_legend().get_texts())
+    assert any("ln 10" in t.get_text() for t in fig.legends[0].get_texts())  # one legend, below the panels
+    from star.book import figures
+    assert figures.figure_problems(figures.figure_facts(fig)) == []
     plt.close(fig)
     with pytest.raises(ValueError, match="no meta_curve.json"):
         S.meta_curve_summary(StoredRun("x", run.log, {}, {}, None))

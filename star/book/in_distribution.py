@@ -13,9 +13,9 @@ the four claims it records, and the figures of the breakdown on the paper's MLP 
   nominal optimizer (:func:`plot_inner_training`).
 
 The verdict rules (:func:`verdict_fig3`, :func:`verdict_weight_decay`, :func:`verdict_preconditioning`,
-:func:`verdict_nominal_term`) turn the evidence (:func:`evidence`) into named pass/fail checks for
-:func:`star.claims.status_from_checks`; each compares paired seeds (the same meta-training seeds for every
-member) and passes only if the difference exceeds two standard errors of the paired difference.
+:func:`verdict_nominal_term`) turn the evidence (:func:`evidence`) into :class:`star.book.claims.Check` s: each an
+effect signed so that a positive value is the paper's direction, with a 95 % interval over paired meta-training
+seeds; :func:`record_verdict` records them with the grid's budget (:meth:`star.book.claims.Budget.from_grid`).
 """
 
 from __future__ import annotations
@@ -28,31 +28,31 @@ from pathlib import Path
 
 import numpy as np
 
+from star.book.claims import Check
+from star.book.stats import mean_ci, paired_ci
 from star.plotting import ema, mean_stderr_band
 from star.sweep import FIGURES, Grid, Member
 
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
-    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_rows", "evidence", "paired_lower",
-    "steps_to_reach", "complete", "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning",
-    "verdict_nominal_term",
+    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
+    "provenance_table", "accelerator_estimate_table", "evidence", "complete",
+    "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
     "VERDICT_RULES", "EMA",
 ]
 
 EMA = 0.98  # App. B.2: "In all plots, we apply EMA smoothing with a coefficient of 0.98."
-K_SE = 2.0  # a difference counts when it exceeds this many standard errors of the paired difference
 
-_NAMES = {"star": "STAR", "hyperparam": "Hyperparam", "blackbox": "Blackbox", "star_nopre": "STAR No Pre.",
-          "star_nonom": "STAR No Nom."}
 COLORS = {"star_wd0.1": "#de2d26", "hyperparam_wd0.0": "#fd8d3c", "blackbox_wd0.0": "#756bb1",
           "star_nopre_wd0.1": "#31a354", "star_nonom_wd0.1": "#3182bd", "star_wd0.0": "#fcbba1",
           "star_wd0.5": "#a50f15", "star_wd1.0": "#3f007d", "adam": "#08519c", "nominal": "0.2"}
 
 
 def label(member: Member) -> str:
-    """How a member is named in figures: ``STAR (wd 0.1)``, ``Blackbox``, ..."""
-    name = _NAMES.get(member.optimizer, member.optimizer)
-    return f"{name} (wd {member.weight_decay:g})" if member.optimizer == "star" else name
+    """How a member is named in figures and tables (:func:`star.book.labels.member`): ``STAR (outer wd 0.1)``."""
+    from star.book import labels
+
+    return labels.member(member)
 
 
 @dataclasses.dataclass
@@ -247,7 +247,8 @@ def evidence(results: GridResults) -> dict:
     PES meta-loss curve), ``final_objective`` (the unperturbed meta-objective at the last snapshot) and
     ``beyond_horizon`` (:func:`beyond_horizon_ratio`), each a ``{seed: value}`` dict holding the seeds whose
     files exist; and the grid's ``outer_steps`` and ``task``."""
-    out = {"outer_steps": results.grid.outer_steps, "task": results.grid.task, "members": {}}
+    out = {"outer_steps": results.grid.outer_steps, "task": results.grid.task, "members": {},
+           "long": max(results.grid.eval_steps) if max(results.grid.eval_steps) > results.grid.horizon else None}
     for lab, by_seed in results.runs.items():
         seeds = sorted(by_seed)
         m = by_seed[seeds[0]].member
@@ -285,30 +286,6 @@ def complete(ev: Mapping, figure: str, min_seeds: int = 3) -> list[str]:
 # verdict rules
 
 
-def paired_lower(a, b, k: float = K_SE) -> tuple[bool, float, float]:
-    """Is ``a`` lower than ``b``, paired by seed? ``(passes, mean difference a − b, its standard error)``.
-
-    Passes when the mean paired difference is below −``k`` standard errors (needs at least two pairs; a NaN,
-    e.g. a diverged run, counts against ``a``).
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a and b must be paired 1-D arrays of equal length; got shapes {a.shape} and {b.shape}")
-    if a.size < 2:
-        return False, float("nan"), float("nan")
-    d = np.where(np.isnan(a), np.inf, a) - b
-    if not np.all(np.isfinite(d)):
-        return False, float(np.mean(d)), float("nan")
-    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
-    return bool(mean + k * se < 0), mean, se
-
-
-def steps_to_reach(curve, target: float) -> int | None:
-    """First outer step (1-based) at which ``curve`` is at or below ``target``; None if never."""
-    hit = np.nonzero(np.asarray(curve) <= target)[0]
-    return int(hit[0]) + 1 if hit.size else None
-
-
 def _common(ev: Mapping, a: str, b: str, key: str):
     """The two members' values on the seeds both have (paired by seed)."""
     x, y = ev["members"][a][key], ev["members"][b][key]
@@ -320,81 +297,114 @@ def _area(curves):
     return np.asarray(curves, np.float64).mean(axis=-1)
 
 
-def _cmp(ev, a, b, key, what):
-    x, y = _common(ev, a, b, key)
-    if key == "meta_loss":
-        x, y = _area(x), _area(y)
-    ok, mean, se = paired_lower(x, y)
-    return ok, f"{what}: {a} − {b} = {mean:+.3f} ± {se:.3f} over {len(x)} seeds"
+def _final_ema(curves):
+    return np.asarray(curves, np.float64)[..., -1]
 
 
-def verdict_fig3(ev: Mapping) -> tuple[dict, str]:
-    """Fig. 3: STAR meta-trains faster than the blackbox optimizer and reaches a lower meta-loss.
+def _lower_check(ev, ours: str, other: str, key: str, question: str, reduce=None, unit: str = "") -> Check:
+    """``other − ours`` of ``key`` paired by meta-training seed (positive: ``ours`` is lower, the paper's direction),
+    with a 95 % t interval; ``reduce`` turns a stored curve into one number per seed."""
+    x, y = _common(ev, ours, other, key)
+    if reduce is not None:
+        x, y = reduce(x), reduce(y)
+    if len(x) == 0:
+        return Check(question, float("nan"), -math.inf, math.inf, unit, "no seed has both runs")
+    return Check(question, *paired_ci(y, x), unit=unit, how=f"paired over {len(x)} meta-training seeds, 95 % t "
+                 "interval" + ("; a run without a value (diverged) leaves it undecided" if not np.all(
+                     np.isfinite(np.concatenate([x, y]))) else ""))
 
-    Checks: (1) the EMA PES meta-loss averaged over all outer steps (area under the curve) is lower for STAR
-    than for Blackbox; (2) the seed-mean STAR curve reaches the Blackbox curve's final value within half of
-    the outer steps; (3) the unperturbed meta-objective after the last outer step is lower for STAR. (1) and
-    (3) are paired by seed and need more than two standard errors.
+
+def verdict_fig3(ev: Mapping) -> tuple[list, str]:
+    """Fig. 3 (and the abstract): STAR meta-trains faster than the blackbox optimizer and reaches a better
+    meta-loss. Three effects, each Blackbox − STAR paired by meta-training seed (positive: STAR better):
+
+    1. the EMA PES meta-loss averaged over all outer steps (the area under the curve: faster);
+    2. Blackbox's final EMA PES meta-loss minus STAR's at half of the outer steps (STAR gets there in half the time);
+    3. the unperturbed meta-objective after the last outer step (better).
     """
     s, bb = "star_wd0.1", "blackbox_wd0.0"
-    ok1, t1 = _cmp(ev, s, bb, "meta_loss", "mean EMA meta-loss")
-    star_mean = np.mean(list(ev["members"][s]["meta_loss"].values()), axis=0)
-    target = float(np.mean(list(ev["members"][bb]["meta_loss"].values()), axis=0)[-1])
-    hit = steps_to_reach(star_mean, target)
-    ok2 = hit is not None and hit <= ev["outer_steps"] // 2
-    ok3, t3 = _cmp(ev, s, bb, "final_objective", "final unperturbed meta-objective")
-    checks = {"lower PES meta-loss over meta-training than Blackbox": ok1,
-              "reaches Blackbox's final meta-loss within half the outer steps": ok2,
-              "lower unperturbed meta-objective at the end than Blackbox": ok3}
-    text = (f"{t1}; STAR reaches Blackbox's final EMA meta-loss {target:.3f} at outer step {hit} of "
-            f"{ev['outer_steps']}; {t3}")
-    return checks, text
+    half = max(1, ev["outer_steps"] // 2)
+    x, y = _common(ev, s, bb, "meta_loss")
+    checks = [
+        _lower_check(ev, s, bb, "meta_loss", "STAR's PES meta-loss over meta-training is lower than Blackbox's", _area,
+                     "PES meta-loss (mean over outer steps)"),
+        Check("Halfway through meta-training STAR is already below Blackbox's final PES meta-loss",
+              *paired_ci(_final_ema(y), np.asarray(x, np.float64)[:, half - 1]), unit="PES meta-loss",
+              how=f"paired over {len(x)} meta-training seeds, 95 % t interval"),
+        _lower_check(ev, s, bb, "final_objective", "STAR's final meta-objective is lower than Blackbox's",
+                     unit="mean training loss over an episode"),
+    ]
+    return checks, _numbers(checks)
 
 
-def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[dict, str]:
+def _numbers(checks: Sequence[Check]) -> str:
+    return "; ".join(f"{c.question}: {c.interval_text()}" for c in checks)
+
+
+def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[list, str]:
     """Fig. App.2: outer weight decay 0.1–0.5 × lr keeps STAR stable beyond the horizon; 1.0 over-damps.
 
-    Checks: (1) for wd 0.1 and 0.5, on every meta-training seed, the training loss at the end of the long
-    evaluation is at most ``tolerance`` × its value at the horizon (:func:`beyond_horizon_ratio`); (2) wd 1.0
-    has a higher final unperturbed meta-objective than wd 0.1 and (3) than wd 0.5 (paired, > 2 s.e.).
+    Effects (positive: the paper's direction): for wd 0.1 and for wd 0.5, log(``tolerance``) − log(the training loss
+    at the end of the long evaluation / its loss at the horizon), mean over meta-training seeds
+    (:func:`beyond_horizon_ratio`; positive: within ``tolerance`` × its horizon loss); the final unperturbed
+    meta-objective of wd 1.0 minus that of wd 0.1, and of wd 1.0 minus wd 0.5, paired by seed (positive: wd 1.0
+    worse, over-damped).
     """
     m = ev["members"]
-    r01 = np.asarray(list(m["star_wd0.1"]["beyond_horizon"].values()))
-    r05 = np.asarray(list(m["star_wd0.5"]["beyond_horizon"].values()))
-    ok1 = bool(len(r01) and len(r05) and np.all(r01 <= tolerance) and np.all(r05 <= tolerance))
-    ok2, t2 = _cmp(ev, "star_wd0.1", "star_wd1.0", "final_objective", "final meta-objective")
-    ok3, t3 = _cmp(ev, "star_wd0.5", "star_wd1.0", "final_objective", "final meta-objective")
-    checks = {f"wd 0.1 and 0.5 stay within {tolerance}x of their horizon loss at the long evaluation": ok1,
-              "wd 1.0 has a worse meta-objective than wd 0.1": ok2,
-              "wd 1.0 has a worse meta-objective than wd 0.5": ok3}
-    ratios = ", ".join(f"wd {w}: {[round(v, 2) for v in m[f'star_wd{w}']['beyond_horizon'].values()]}"
+    checks = []
+    for wd in ("0.1", "0.5"):
+        r = np.asarray(list(m[f"star_wd{wd}"]["beyond_horizon"].values()), np.float64)
+        q = f"With outer wd {wd} STAR stays within {tolerance:g}× its horizon loss when trained {_long(ev)}"
+        if r.size == 0:
+            checks.append(Check(q, float("nan"), -math.inf, math.inf, how="no long evaluation stored"))
+            continue
+        checks.append(Check(q, *mean_ci(math.log(tolerance) - np.log(r)), unit=f"log({tolerance:g}) − log(loss ratio)",
+                            how=f"mean over {r.size} meta-training seeds, 95 % t interval"))
+    for wd in ("0.1", "0.5"):
+        x, y = _common(ev, "star_wd1.0", f"star_wd{wd}", "final_objective")
+        checks.append(Check(f"Outer wd 1.0 ends with a worse meta-objective than wd {wd} (over-damped)",
+                            *paired_ci(x, y), unit="mean training loss over an episode",
+                            how=f"paired over {len(x)} meta-training seeds, 95 % t interval"))
+    ratios = ", ".join(f"wd {w}: " + " / ".join(f"{v:.2f}" for v in m[f"star_wd{w}"]["beyond_horizon"].values())
                        for w in ("0.0", "0.1", "0.5", "1.0") if f"star_wd{w}" in m)
-    return checks, f"loss at the long evaluation / loss at the horizon per seed — {ratios}; {t2}; {t3}"
+    return checks, f"loss at the end of the long evaluation / loss at the horizon, per seed — {ratios}. " + \
+        _numbers(checks)
 
 
-def verdict_preconditioning(ev: Mapping) -> tuple[dict, str]:
-    """Fig. App.3: the Adam-style preconditioner of the blackbox term gives a better meta-loss.
-
-    Checks: STAR below STAR No Pre. in (1) the EMA PES meta-loss averaged over meta-training and (2) the final
-    unperturbed meta-objective (paired, > 2 s.e.).
-    """
-    ok1, t1 = _cmp(ev, "star_wd0.1", "star_nopre_wd0.1", "meta_loss", "mean EMA meta-loss")
-    ok2, t2 = _cmp(ev, "star_wd0.1", "star_nopre_wd0.1", "final_objective", "final meta-objective")
-    return {"lower PES meta-loss than No Pre.": ok1, "lower final meta-objective than No Pre.": ok2}, f"{t1}; {t2}"
+def _long(ev) -> str:
+    return f"to {ev['long']:,} steps" if ev.get("long") else "past its horizon"
 
 
-def verdict_nominal_term(ev: Mapping) -> tuple[dict, str]:
-    """Fig. App.4: without the nominal term meta-training is slower and ends worse.
+def verdict_preconditioning(ev: Mapping) -> tuple[list, str]:
+    """Fig. App.3: "better meta-losses are achieved with the preconditioning compared to without". Effects, STAR
+    without preconditioner − STAR, paired by seed: (1) the EMA PES meta-loss at the end of meta-training (not its
+    average, which the start transient of the two initialisations dominates); (2) the final unperturbed
+    meta-objective."""
+    s, nopre = "star_wd0.1", "star_nopre_wd0.1"
+    checks = [
+        _lower_check(ev, s, nopre, "meta_loss", "STAR's PES meta-loss at the end of meta-training is lower than "
+                     "without the preconditioner", _final_ema, "PES meta-loss (EMA, last outer step)"),
+        _lower_check(ev, s, nopre, "final_objective", "STAR's final meta-objective is lower than without the "
+                     "preconditioner", unit="mean training loss over an episode"),
+    ]
+    return checks, _numbers(checks)
 
-    Checks: STAR below STAR No Nom. in (1) the EMA PES meta-loss averaged over meta-training (slower) and (2)
-    the final unperturbed meta-objective (worse), paired, > 2 s.e.
-    """
-    ok1, t1 = _cmp(ev, "star_wd0.1", "star_nonom_wd0.1", "meta_loss", "mean EMA meta-loss")
-    ok2, t2 = _cmp(ev, "star_wd0.1", "star_nonom_wd0.1", "final_objective", "final meta-objective")
-    return {"No Nom. meta-trains slower": ok1, "No Nom. ends with a worse meta-objective": ok2}, f"{t1}; {t2}"
+
+def verdict_nominal_term(ev: Mapping) -> tuple[list, str]:
+    """Fig. App.4: "without the nominal term, meta-training is slower and converges to worse solutions". Effects,
+    STAR without nominal term − STAR, paired by seed: (1) the EMA PES meta-loss averaged over meta-training
+    (slower); (2) the final unperturbed meta-objective (worse)."""
+    s, nonom = "star_wd0.1", "star_nonom_wd0.1"
+    checks = [
+        _lower_check(ev, s, nonom, "meta_loss", "Without the nominal term meta-training is slower (higher PES "
+                     "meta-loss over meta-training)", _area, "PES meta-loss (mean over outer steps)"),
+        _lower_check(ev, s, nonom, "final_objective", "Without the nominal term the final meta-objective is worse",
+                     unit="mean training loss over an episode"),
+    ]
+    return checks, _numbers(checks)
 
 
-#: claim id of star.claims -> (figure, verdict rule)
+#: claim id of star.book.claims -> (figure, verdict rule)
 VERDICT_RULES = {
     "star_faster_metatraining": ("fig3", verdict_fig3),
     "weight_decay_tradeoff": ("app2", verdict_weight_decay),
@@ -405,6 +415,19 @@ VERDICT_RULES = {
 
 # ----------------------------------------------------------------------------------------------------
 # figures
+
+
+_LEGEND = dict(fontsize=8, frameon=False)
+#: line style of each member, so that members stay apart in print and where curves cross
+LINESTYLES = {"star_wd0.1": "-", "hyperparam_wd0.0": "--", "blackbox_wd0.0": "-.", "star_nopre_wd0.1": ":",
+              "star_nonom_wd0.1": "--", "star_wd0.0": ":", "star_wd0.5": "--", "star_wd1.0": "-.", "adam": "--",
+              "nominal": ":"}
+MARKERS = {"star_wd0.1": "o", "hyperparam_wd0.0": "s", "blackbox_wd0.0": "^", "star_nopre_wd0.1": "D",
+           "star_nonom_wd0.1": "v", "star_wd0.0": "P", "star_wd0.5": "X", "star_wd1.0": "*"}
+
+
+def _ls(lab: str) -> str:
+    return LINESTYLES.get(lab, "-")
 
 
 def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
@@ -418,37 +441,36 @@ def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coeffici
             ax.fill_between(steps, lo, hi, color=color, alpha=0.25, lw=0)
         else:
             mean = curves[0]
-        ax.plot(steps, mean, color=color, label=f"{label(m)} ({len(curves)} seeds)")
-    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (EMA {coefficient})", title="PES meta-loss (loss of θ ± ε)")
-    ax.legend(fontsize=7)
+        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {len(curves)} seeds")
+    ax.set(xlabel="outer step", ylabel="PES meta-loss (nats, EMA 0.98)", title="PES meta-loss (loss of θ ± ε)")
 
 
 def plot_seeds(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
-    """Fig. App.1: every seed's EMA-smoothed PES meta-loss."""
+    """Fig. App.1: every seed's EMA-smoothed PES meta-loss (legend beside the panel)."""
     for m in members:
         curves = meta_loss_curves(results, m, coefficient)
         for i, c in enumerate(curves):
-            ax.plot(np.arange(1, len(c) + 1), c, color=COLORS.get(m.label), lw=0.9, alpha=0.8,
+            ax.plot(np.arange(1, len(c) + 1), c, color=COLORS.get(m.label), ls=_ls(m.label), lw=0.9, alpha=0.8,
                     label=label(m) if i == 0 else None)
-    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (EMA {coefficient})", title="individual seeds (Fig. App.1)")
-    ax.legend(fontsize=7)
+    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (nats, EMA {coefficient})",
+           title="every meta-training seed (Fig. App.1)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), **_LEGEND)
 
 
 def plot_meta_objective(ax, results: GridResults, members: Sequence[Member]):
-    """Unperturbed meta-objective of the θ snapshots, mean ± s.e. over meta-training seeds; nominal dashed."""
+    """Unperturbed meta-objective of the θ snapshots, mean ± s.e. over meta-training seeds; nominal dotted."""
     for m in members:
         steps, obj = meta_objective(results, m)
         if obj.size == 0:
             continue
         se = obj.std(axis=0, ddof=1) / np.sqrt(len(obj)) if len(obj) > 1 else np.zeros(obj.shape[1])
-        ax.errorbar(steps, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), marker="o", ms=3, capsize=2,
-                    label=label(m))
+        ax.errorbar(steps, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), ls=_ls(m.label),
+                    marker=MARKERS.get(m.label, "o"), ms=4, capsize=2, label=label(m))
     nom = nominal_objective(results)
     if nom is not None:
-        ax.axhline(nom, color=COLORS["nominal"], ls="--", lw=1, label="nominal optimizer")
-    ax.set(xlabel="outer step", ylabel="mean training loss over the episode",
+        ax.axhline(nom, color=COLORS["nominal"], ls=":", lw=1.2, label="nominal optimizer")
+    ax.set(xlabel="outer step", ylabel="mean training loss over an episode (nats)",
            title="meta-objective of θ itself (no perturbation)")
-    ax.legend(fontsize=7)
 
 
 def plot_inner_training(ax, results: GridResults, members: Sequence[Member], steps: int):
@@ -459,329 +481,198 @@ def plot_inner_training(ax, results: GridResults, members: Sequence[Member], ste
         if c.size:
             block = steps // c.shape[1]
             ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS.get(m.label),
-                    label=label(m))
+                    ls=_ls(m.label), label=label(m))
     b = results.baselines
     if b is not None:
-        adam = f"Adam, tuned lr {b['adam_search']['best_lr']:g}"
+        adam = f"Adam, tuned learning rate {b['adam_search']['best_lr']:g}"
         for key, name in (("adam", adam), ("nominal", "nominal optimizer")):
             if str(steps) in b[key]:
                 c = _eval_curves([b[key][str(steps)]])
                 block = steps // c.shape[1]
                 ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS[key],
-                        ls="--", lw=1.2, label=name)
+                        ls=LINESTYLES[key], lw=1.4, label=name)
     if steps > results.grid.horizon:
-        ax.axvline(results.grid.horizon, color="0.5", ls=":", lw=1)
-    ax.set(xlabel="inner step", ylabel="training loss", yscale="log", title=f"inner training, {steps} steps")
-    ax.legend(fontsize=7)
+        ax.axvline(results.grid.horizon, color="0.6", ls="-", lw=0.8, label="the meta-training horizon")
+    ax.set(xlabel="inner step", ylabel="training loss (nats, log scale)", yscale="log",
+           title=f"inner training, {steps:,} steps")
 
 
 def plot_figure(results: GridResults, figure: str):
-    """One of the paper's figures at our scale: PES meta-loss, meta-objective of θ, inner training at the
-    horizon and at the longest evaluation (four panels)."""
+    """One of the paper's figures at our budget: PES meta-loss, meta-objective of θ, inner training at the horizon
+    and at the longest evaluation; one legend for all panels, below them."""
     import matplotlib.pyplot as plt
+
+    from star.book import labels
 
     members = _members(results, figure)
     steps = sorted(results.grid.eval_steps)
     lengths = [steps[0], steps[-1]] if len(steps) > 1 else steps  # the horizon and the longest evaluation
     # four panels in a 2x2 grid, or three in a row with one evaluation length
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5)) if len(lengths) == 2 else plt.subplots(1, 3, figsize=(13, 3.9))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.2)) if len(lengths) == 2 else plt.subplots(1, 3, figsize=(13, 4.8))
     axes = axes.ravel()
     plot_meta_loss(axes[0], results, members)
     plot_meta_objective(axes[1], results, members)
     for ax, n in zip(axes[2:], lengths):
         plot_inner_training(ax, results, members, n)
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            key = n.split(",")[0] if n.endswith("seeds") else n
+            if key not in [x.split(",")[0] if x.endswith("seeds") else x for x in names]:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), **_LEGEND)
     paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
-    fig.suptitle(f"{paper_name}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{paper_name} at our budget: {labels.task_short(results.grid.task)}, "
+                 f"{results.grid.outer_steps:,} outer steps", fontsize=11)
+    rows = math.ceil(len(names) / 3)
+    fig.tight_layout(rect=(0, 0.035 * rows * (8.2 / fig.get_figheight()), 1, 1))
     return fig
 
 
-def summary_rows(results: GridResults, figure: str | None = None) -> list[dict]:
-    """Per member: seeds, final unperturbed meta-objective, and per evaluation length the final training loss,
-    test loss and accuracy (means over meta-training seeds, each a mean over evaluation seeds), plus the
-    baselines. For a table in the chapter."""
+def summary_table(results: GridResults, figure: str | None = None):
+    """Per member and baseline: meta-training seeds, the final unperturbed meta-objective, and per evaluation length
+    the final training loss, test loss (nats) and test accuracy (%), means over meta-training seeds of means over
+    evaluation seeds (a :class:`star.book.tables.Table`)."""
+    from star.book.tables import table
+
     members = _members(results, figure) if figure else [next(iter(v.values())).member for v in results.runs.values()]
+    lengths = sorted(results.grid.eval_steps)
     rows = []
     for m in members:
         _, obj = meta_objective(results, m)
-        row = {"optimizer": label(m), "seeds": len(results.runs[m.label]),
-               "meta_objective": float(np.mean(obj[:, -1])) if obj.size else float("nan")}
-        for steps in results.grid.eval_steps:
-            for key in ("final_train_loss", "test_loss", "test_accuracy"):
-                row[f"{key}@{steps}"] = float(np.mean(_per_meta_seed(results, m, steps, key)))
+        row = [label(m), len(results.runs[m.label]), float(np.mean(obj[:, -1])) if obj.size else float("nan")]
+        for steps in lengths:
+            for key, f in (("final_train_loss", 1), ("test_loss", 1), ("test_accuracy", 100)):
+                row.append(f * float(np.mean(_per_meta_seed(results, m, steps, key))))
         rows.append(row)
     b = results.baselines
     if b is not None:
-        for key, name in (("adam", f"Adam (lr {b['adam_search']['best_lr']:g})"), ("nominal", "nominal optimizer")):
-            row = {"optimizer": name, "seeds": len(b["settings"]["eval_seeds"]), "meta_objective": float("nan")}
-            for steps in results.grid.eval_steps:
+        for key, name in (("adam", f"Adam, tuned learning rate {b['adam_search']['best_lr']:g}"),
+                          ("nominal", "nominal optimizer")):
+            row = [name, "—", float("nan")]
+            for steps in lengths:
                 per = b[key].get(str(steps), {"per_seed": []})["per_seed"]
-                for k in ("final_train_loss", "test_loss", "test_accuracy"):
+                for k, f in (("final_train_loss", 1), ("test_loss", 1), ("test_accuracy", 100)):
                     vals = [r[k] for r in per]
-                    row[f"{k}@{steps}"] = float("nan") if not vals or None in vals else float(np.mean(vals))
+                    row.append(float("nan") if not vals or None in vals else f * float(np.mean(vals)))
             rows.append(row)
-    return rows
+    cols = ["optimizer", "meta-training seeds", "final meta-objective (nats)"]
+    for steps in lengths:
+        cols += [f"training loss after {steps:,} steps (nats)", f"test loss after {steps:,} (nats)",
+                 f"test accuracy after {steps:,} (%)"]
+    rows = [[("—" if isinstance(x, float) and math.isnan(x) else x) for x in r] for r in rows]
+    return table(cols, rows, digits=3)
 
 
-def format_rows(rows: list[dict]) -> str:
-    """:func:`summary_rows` as a fixed-width text table."""
-    if not rows:
-        return "(no runs)"
-    cols = list(rows[0])
-    width = {c: max(len(c), 8) for c in cols}
-    width["optimizer"] = max(len(r["optimizer"]) for r in rows)
-    lines = ["  ".join(c.rjust(width[c]) if c != "optimizer" else c.ljust(width[c]) for c in cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(v.ljust(width[c]) if isinstance(v, str) else
-                         (f"{v:d}" if isinstance(v, int) else f"{v:.3f}").rjust(width[c]))
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
+def adam_search_table(results: GridResults):
+    """The tuned Adam's learning-rate search: mean training loss over 2000 steps per learning rate."""
+    from star.book.tables import table
+
+    search = results.baselines["adam_search"]
+    rows = [[float(lr), v] for lr, v in sorted(search["mean_train_loss"].items(), key=lambda kv: float(kv[0]))]
+    return table(["Adam learning rate", "mean training loss over 2,000 steps (nats)"], rows, digits=3)
 
 
-# ----------------------------------------------------------------------------------------------------
-# the breakdown on the paper's MLP (results/metatrain/breakdown/mechanism.json) and the remedies
-
-_CFG_COLORS = {"star": "#de2d26", "star_bc_eps1e-4": "#3182bd", "star_out0.1": "#31a354",
-               "star_out0.1_bc_eps1e-4": "#756bb1"}
-_CFG_NAMES = {"star": "STAR (paper)", "star_bc_eps1e-4": "ours: bias-corrected, eps 1e-4",
-              "star_out0.1": "ours: output layer ×0.1", "star_out0.1_bc_eps1e-4": "ours: both"}
-
-
-def broken_fraction(outcomes: Sequence[str]) -> float:
-    """Fraction of runs that are ``dead`` or ``diverged`` (:func:`star.breakdown.classify`)."""
-    return float(np.mean([o in ("dead", "diverged") for o in outcomes])) if len(outcomes) else float("nan")
-
-
-def plot_anatomy(axes, mech: Mapping, layer: str = "Dense_0/kernel"):
-    """Left: the blackbox drift of the first layer's weights per step (|mean|, its spread) against the
-    nominal step, for the paper's preconditioner and ours; right: loss and dead first-layer units."""
-    ax0, ax1 = axes
-    for name, an in mech["anatomy"]["fmnist_mlp"].items():
-        rows = an["steps"]
-        t = [r["step"] for r in rows]
-        c = _CFG_COLORS.get(name)
-        ax0.semilogy(t, [abs(r["layers"][layer]["blackbox_mean"]) for r in rows], color=c, marker="o", ms=3,
-                     label=f"|mean blackbox step|, {_CFG_NAMES.get(name, name)}")
-        if name == "star":
-            ax0.semilogy(t, [r["layers"][layer]["blackbox_std"] for r in rows], color=c, ls=":",
-                         label="its std over the weights")
-            ax0.semilogy(t, [r["layers"][layer]["nominal_rms"] for r in rows], color="0.2", ls="--",
-                         label="RMS nominal step")
-        ax1.plot(t, [r["dead_first_layer_units"] for r in rows], color=c, marker="o", ms=3,
-                 label=f"dead units, {_CFG_NAMES.get(name, name)}")
-    ax0.set(xlabel="inner step", ylabel="per-weight step", title=f"first layer ({layer}), d = +2e-3")
-    ax0.legend(fontsize=6)
-    ax1.set(xlabel="inner step", ylabel="fraction of first-layer units dead on the batch", ylim=(-0.05, 1.05),
-            title="the first ReLU layer dies")
-    ax1.legend(fontsize=6)
-
-
-def plot_direction_bias(ax, mech: Mapping):
-    """Loss after the measured steps against the direction head's output bias, per preconditioner and task."""
-    chance = math.log(10)
-    for task, by_cfg in mech["direction_bias"].items():
-        for name, row in by_cfg.items():
-            ls = "-" if task == "fmnist_mlp" else "--"
-            ax.plot(row["values"], np.minimum(row["final"], 10.0), color=_CFG_COLORS.get(name), ls=ls, marker="o",
-                    ms=3, label=f"{_CFG_NAMES.get(name, name)}, {task}")
-        ax.axhline(mech["nominal"][task]["final"], color="0.2", lw=0.8, ls=":" if task == "fmnist_mlp" else "-.")
-    ax.axhline(chance, color="0.5", lw=1, label="ln 10 (no training)")
-    ax.set(xscale="symlog", xlabel="output bias of the direction head d", yscale="log",
-           ylabel=f"training loss, last {mech['settings']['tail']} of {mech['settings']['inner_steps']} steps",
-           title="how large may d be?")
-    ax.set_xscale("symlog", linthresh=1e-4)
-    ax.legend(fontsize=6)
-
-
-def plot_sensitivity(ax, mech: Mapping):
-    """Fraction of broken runs (dead or diverged) against the PES perturbation σ of all meta-parameters."""
-    for task, by_cfg in mech["sigma"].items():
-        for name, rows in by_cfg.items():
-            sig = sorted(rows, key=float)
-            ax.plot([float(s) for s in sig], [broken_fraction(rows[s]["outcome"]) for s in sig],
-                    color=_CFG_COLORS.get(name), ls="-" if task == "fmnist_mlp" else "--", marker="o", ms=3,
-                    label=f"{_CFG_NAMES.get(name, name)}, {task}")
-    n = len(mech["settings"]["perturbation_seeds"])
-    ax.set(xscale="log", xlabel="σ of the perturbation (all meta-parameters)", ylim=(-0.05, 1.05),
-           ylabel=f"fraction broken ({n} perturbations)", title="PES-sized perturbations of the nominal θ")
-    ax.legend(fontsize=6)
-
-
-def group_rows(mech: Mapping) -> list[tuple]:
-    """``(group, fraction broken, outcomes)`` of the σ = 0.01 perturbations restricted to one group."""
-    return [(g, broken_fraction(r["outcome"]), r["outcome"]) for g, r in mech["groups"].items()]
-
-
-def load_remedies(root: str | Path | None = None) -> dict:
-    """The paper's STAR on the paper's MLP (stored run ``star_fmnist_cpu_paper_sigma``) and our variants
-    (the ``remedies`` grid), as ``{label: {"curve", "provenance", "log"}}`` for those that are stored."""
+def accelerator_estimate_table():
+    """Per paper-scale grid: runs, inner steps per run and in all, and the hours they take at the inner-step rate of
+    STAR on the paper's MLP with N = 8 on two CPU cores (the median over a stored run's outer steps; no accelerator's
+    rate has been measured for this book); and whether the grid's data are available here."""
+    from star.book import labels
+    from star.book.files import stored_run
+    from star.book.tables import table
+    from star.data import DataUnavailableError
     from star.sweep import get_grid
+    from star.tasks import get_task
 
-    read = _reader(root)
-    runs = {"STAR, the paper's settings": "results/metatrain/star_fmnist_cpu_paper_sigma"}
-    for name, suffix in (("remedies", ""), ("remedies_long", ", 200 steps")):
-        g = get_grid(name, "cpu")
-        for spec in g.runs():
-            lr = "" if spec.member.lr is None else f", lr {spec.member.lr:g}"
-            runs[f"ours: {spec.member.optimizer}{lr}{suffix}"] = f"{g.folder}/{spec.name}"
-    out = {}
-    for lab, folder in runs.items():
-        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
-        if c is None or p is None:
-            continue
-        out[lab] = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
-                    "log": _log(lg) if lg is not None else None}
-    return out
+    rate = float(np.median(stored_run("star_fmnist_cpu_paper_sigma").log["inner_steps_per_s"]))
+    rows = []
+    for name in ("indist", "indist_conv"):
+        g = get_grid(name, "paper")
+        est = g.compute_estimate(inner_steps_per_s=rate)
+        try:
+            get_task(g.task)
+            data = "yes"
+        except DataUnavailableError:
+            data = "no (tensorflow-datasets, online)"
+        rows.append([labels.grid(name), labels.task_short(g.task), est["runs"], est["inner_steps_per_run"],
+                     est["inner_steps"], est["hours"] if g.task == "fmnist_mlp" else "not measured", data])
+    return table(["paper-scale grid", "task", "runs", "inner steps per run", "inner steps in all",
+                  f"hours at {rate:,.0f} inner steps per second (2 CPU cores)", "data available here"], rows, digits=3)
 
 
-def plot_remedies(ax, remedies: Mapping, max_step: int | None = None, ylim=None):
-    """Unperturbed meta-objective of θ snapshots on the paper's MLP: the paper's STAR and our variants
-    (``ylim`` zooms in; the colours follow the order of ``remedies``)."""
-    colors = iter(["#de2d26", "#756bb1", "#3182bd", "#31a354", "#fd8d3c", "0.4"])
-    nominal = None
-    for lab, r in remedies.items():
-        rows = [row for row in r["curve"]["curve"] if max_step is None or row["step"] <= max_step]
-        se = [row.get("stderr") or 0.0 for row in rows]
-        ax.errorbar([row["step"] for row in rows], [row["mean"] for row in rows], yerr=se, marker="o", ms=3,
-                    capsize=2, color=next(colors), label=lab)
-        nominal = r["curve"].get("baselines", {}).get("nominal", {}).get("mean", nominal)
-    if nominal is not None:
-        ax.axhline(nominal, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
-    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
-    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
-           title="paper's MLP: meta-objective of θ (common episodes)" + (" — zoom" if ylim else ""))
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.legend(fontsize=6)
+def provenance_table(*grids: GridResults):
+    """Per grid: finished and missing runs, meta-training and post-processing minutes summed over the runs, inner
+    steps per second of meta-training, the devices and the commits that made the runs."""
+    from star.book import labels
+    from star.book.tables import table
+
+    rows = []
+    for res in grids:
+        prov = [r.provenance for by_seed in res.runs.values() for r in by_seed.values()]
+        dev = sorted({f"{p.get('device', {}).get('count')} × {p.get('device', {}).get('platform')} "
+                      f"({p.get('device', {}).get('cpu_count')} cores)" for p in prov})
+        commits = sorted({str(p.get("git_commit", "?"))[:7] for p in prov})
+        rows.append([labels.grid(res.grid.name), sum(len(v) for v in res.runs.values()), len(res.missing),
+                     res.total_wall_s() / 60, res.post_wall_s() / 60, res.inner_steps_per_s(), ", ".join(dev),
+                     ", ".join(commits)])
+    return table(["grid", "finished runs", "runs not stored yet", "meta-training (min, summed)",
+                  "post-processing (min)", "inner steps per second", "devices", "commits"], rows, digits=3)
 
 
 # ----------------------------------------------------------------------------------------------------
 # recording the verdicts
 
-PAPER_TASKS = {"fmnist_mlp": "the paper's Fashion-MNIST MLP", "cifar10_conv": "the paper's CIFAR-10 ConvNet",
-               "fmnist8_conv": "an offline, quarter-width substitute for the paper's CIFAR-10 ConvNet, not a task of "
-                               "the paper"}
+def regime_notes(results: GridResults, claim_id: str) -> list[str]:
+    """Reasons, computed from the grid, why its budget cannot reach the regime a claim is about (beyond the
+    outer steps and the task, which :func:`star.book.claims.shortfalls` checks): for the weight-decay claim, a
+    cumulative outer decay lr·wd·steps at wd 1.0 below half the paper's at the book's paper-scale length."""
+    from star.sweep import get_grid
+
+    if claim_id != "weight_decay_tradeoff":
+        return []
+    g = results.grid
+    ours = g.lr * 1.0 * g.outer_steps
+    try:
+        ref = get_grid("indist", "paper")
+        theirs = 1e-4 * 1.0 * ref.outer_steps
+    except ValueError:
+        return []
+    if ours < 0.5 * theirs:
+        return [f"the cumulative outer weight decay lr·wd·steps at wd 1.0 is {ours:.2g} (θ shrinks to "
+                f"{math.exp(-ours):.2f} of itself), the paper's at 5,000 outer steps {theirs:.2g}"]
+    return []
 
 
-def task_description(task: str) -> str:
-    """``fmnist8_mlp32 (not a task of the paper)`` or ``fmnist_mlp (the paper's Fashion-MNIST MLP)``."""
-    return f"{task} ({PAPER_TASKS.get(task, 'not a task of the paper')})"
+def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
+    """One plain sentence: where and at what length, then which checks came out how."""
+    from star.book import claims, labels
+
+    return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps: "
+            + claims.summarize_checks(checks))
 
 
-def record_verdict(results: GridResults, claim_id: str, *, also: Sequence[GridResults] = (),
-                   chapter: str = "in_distribution", min_seeds: int = 3, claims_folder=None):
-    """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with
-    :func:`star.book.claims.record_claim`, which derives the status; returns its ``Verdict`` (a notebook shows
-    the claim, the rule, the checks and the status). Nothing is recorded — a line saying why is returned —
-    while the evidence has fewer than ``min_seeds`` seeds of a member (:func:`complete`).
-
-    ``also``: further grids (other tasks) whose evidence the same rule is applied to; every check is then
-    prefixed with its task and the status follows from all of them (a claim made on two tasks, like Fig. 3's,
-    is reproduced only if it holds on both). A grid of ``also`` with incomplete evidence is left out and the
-    evidence says so.
-    """
+def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
+                   claims_folder=None, anchor: str | None = None):
+    """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with the grid's
+    budget (:func:`star.book.claims.record_claim`, one record per task, ``part`` = the task), which derives the
+    verdict; returns its ``Verdict``. Nothing is recorded — a line saying why is returned — while the evidence has
+    fewer than ``min_seeds`` seeds of a member (:func:`complete`)."""
     from star.book import claims
 
     figure, rule = VERDICT_RULES[claim_id]
     ev = evidence(results)
     lacking = complete(ev, figure, min_seeds)
     if lacking:
-        return f"{claim_id}: not recorded, the evidence is incomplete ({'; '.join(lacking)})"
+        return f"Not recorded: the evidence is incomplete ({'; '.join(lacking)})."
     checks, text = rule(ev)
-    texts = [f"Tested on {task_description(results.grid.task)}, {results.grid.scale} scale "
-             f"({results.grid.name} grid): {text}"]
-    if also:
-        checks = {f"{results.grid.task}: {k}": v for k, v in checks.items()}
-    for more in also:
-        ev2 = evidence(more)
-        lacking = complete(ev2, figure, min_seeds)
-        if lacking:
-            texts.append(f"Not counted: {task_description(more.grid.task)} ({more.grid.name} grid), evidence "
-                         f"incomplete ({'; '.join(lacking)})")
-            continue
-        checks2, text2 = rule(ev2)
-        checks.update({f"{more.grid.task}: {k}": v for k, v in checks2.items()})
-        texts.append(f"On {task_description(more.grid.task)}, {more.grid.scale} scale ({more.grid.name} grid): "
-                     f"{text2}")
-    return claims.record_claim(claim_id, checks, ". ".join(texts), scale=results.grid.scale, chapter=chapter,
-                               anchor=f"indist-{figure}", claims_folder=claims_folder)
-
-
-def format_interventions(iv: Mapping) -> str:
-    """``interventions.json`` as text: per intervention, the outcome of the ±2e-3 bias runs and how many of the
-    σ = 0.01 perturbations end dead or diverged."""
-    labels = iv["settings"]["runs"]
-    lines = [f"{iv['settings']['inner_steps']} inner steps on {iv['settings']['task']}, "
-             f"nominal optimizer {iv['nominal_final']:.3f}"]
-    for name, r in iv["interventions"].items():
-        bias = [f"{lab[7:]}: {o} ({f:.2f})" for lab, o, f in zip(labels, r["outcome"], r["final"])
-                if lab.startswith("d bias")]
-        sig = [o for lab, o in zip(labels, r["outcome"]) if lab.startswith("sigma")]
-        lines.append(f"  {name:26s} {'; '.join(bias)}; σ = 0.01: {sum(o in ('dead', 'diverged') for o in sig)} of "
-                     f"{len(sig)} broken")
-    return "\n".join(lines)
-
-
-def format_second_moments(sm: Mapping) -> str:
-    """``second_moments.json`` as text: per task and step, for each weight matrix, the fraction of weights with
-    ``v < 1e-6`` (the paper's preconditioner at its cap) and with bias-corrected ``v̂ < 1e-4`` (our variant's
-    eps dominates)."""
-    lines = []
-    for task, r in sm["tasks"].items():
-        lines.append(f"{task} (nominal optimizer; fraction of weights): v < 1e-6 | v_hat < 1e-4")
-        for c in r["checkpoints"]:
-            cells = [f"{k.split('/')[0]} {v['v_below_1e-06']:.2f} | {v['v_hat_below_0.0001']:.2f}"
-                     for k, v in c["layers"].items() if k.endswith("kernel")]
-            lines.append(f"  after {c['step']:5d} steps: " + ";  ".join(cells))
-    return "\n".join(lines)
-
-
-def _seed_curves(results: GridResults):
-    """``(member, seed, {outer step: meta-objective})`` for every member of the grid and stored seed."""
-    for m in results.grid.members:
-        if m.label not in results.runs:
-            continue
-        steps, obj = meta_objective(results, m)
-        for seed, values in zip(results.seeds(m), obj):
-            yield m, seed, dict(zip(steps.tolist(), values.tolist()))
-
-
-def remedy_seed_rows(results: GridResults) -> list[tuple]:
-    """Per member and meta-training seed of a grid: ``(label, seed, {outer step: meta-objective})`` — for the
-    ``remedies_seeds`` grid, the paper's STAR and our combined variant on the same seeds."""
-    return [(_CFG_NAMES.get(m.optimizer, m.optimizer), seed, curve) for m, seed, curve in _seed_curves(results)]
-
-
-def plot_remedy_seeds(ax, results: GridResults):
-    """Every seed's unperturbed meta-objective for each member of the grid (the paper's STAR in red, our variant
-    in its colour), with the nominal optimizer and ln 10 (no training) as lines."""
-    labelled = set()
-    for m, seed, curve in _seed_curves(results):
-        color = _CFG_COLORS.get(m.optimizer)
-        ax.plot(list(curve), list(curve.values()), marker="o", ms=3, color=color,
-                label=None if m in labelled else _CFG_NAMES.get(m.optimizer, m.optimizer))
-        labelled.add(m)
-        ax.annotate(f"s{seed}", (list(curve)[-1], list(curve.values())[-1]), fontsize=7, xytext=(3, 0),
-                    textcoords="offset points", color=color)
-    nom = nominal_objective(results)
-    if nom is not None:
-        ax.axhline(nom, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
-    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
-    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
-           title=f"paper's MLP, σ = {results.grid.std:g}, lr {results.grid.lr:g}: every seed")
-    ax.legend(fontsize=7)
-
-
-def remedy_nominal(remedies: Mapping) -> float | None:
-    """The nominal optimizer's meta-objective on the remedies' common episodes (the same in every run)."""
-    for r in remedies.values():
-        nom = r["curve"].get("baselines", {}).get("nominal")
-        if nom:
-            return float(nom["mean"])
-    return None
+    members = [Member(o, float(w)).label for o, w in FIGURES[figure]]
+    seeds = min(len(set(ev["members"][m]["final_objective"])) for m in members)
+    return claims.record_claim(claim_id, checks, verdict_summary(results, checks),
+                               budget=claims.Budget.from_grid(results.grid, seeds=seeds),
+                               regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
+                               chapter=chapter, part=results.grid.task, anchor=anchor or f"indist-{figure}",
+                               claims_folder=claims_folder)
 
 
 # ----------------------------------------------------------------------------------------------------
