@@ -16,7 +16,7 @@ def test_budget_fraction_of_the_cpu_grids():
     short, long = sweep.get_grid("indist", "cpu"), sweep.get_grid("indist_long", "cpu")
     mlp8 = 64 * 32 + 32 + 32 * 10 + 10  # fmnist8_mlp32: 64-32-10
     mlp = 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10  # fmnist_mlp: 784-128-128-10
-    assert D.task_num_params("fmnist8_mlp32") == mlp8
+    assert D.budget_fraction(short)["params"] == mlp8 and D.paper_counterpart(long).name == "indist"
     b = D.budget_fraction(short, num_params={"fmnist_mlp": mlp})
     assert b["paper_task"] == "fmnist_mlp" and b["outer_fraction"] == 200 / 5000
     assert b["inner_fraction"] == pytest.approx(200 * 64 / (5000 * 8))
@@ -26,6 +26,8 @@ def test_budget_fraction_of_the_cpu_grids():
     assert bl["outer_fraction"] == 2000 / 5000 and bl["inner_fraction"] == pytest.approx(2000 * 16 / (5000 * 8))
     conv = D.budget_fraction(sweep.get_grid("indist_conv", "cpu"), num_params={"fmnist8_conv": 1, "cifar10_conv": 4})
     assert conv["paper_task"] == "cifar10_conv" and conv["compute_fraction"] == pytest.approx(150 * 16 / 4 / (5000 * 8))
+    with pytest.raises(ValueError, match="no paper-scale grid runs its task"):
+        D.paper_counterpart(dataclasses.replace(short, task="digits_mlp32"))
     tab = D.budget_table([short, long], num_params={"fmnist_mlp": mlp, "fmnist8_mlp32": mlp8})
     assert tab.cells[0][-1] == "0.652 %" and tab.cells[1][4] == "40 %"
 

@@ -678,34 +678,36 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
 # ----------------------------------------------------------------------------------------------------
 # budgets, and the 2000-outer-step grid against the 200-step one
 
-#: The paper-scale grid each grid's budget is compared with (``(name, "paper")`` in :data:`star.sweep.GRIDS`;
-#: the paper does not state N or the number of outer steps, so these are the book's paper-scale choices).
-PAPER_COUNTERPART = {"indist_conv": "indist_conv"}
+def paper_counterpart(grid: Grid) -> Grid:
+    """The book's paper-scale grid on the paper task that ``grid``'s task is (or stands in for,
+    :data:`star.book.claims.SUBSTITUTES`): the paper does not state N or the number of outer steps, so these are the
+    book's paper-scale choices.
 
+    Raises:
+        ValueError: no paper-scale grid runs that task.
+    """
+    from star.book.claims import SUBSTITUTES
+    from star.sweep import GRIDS
 
-def task_num_params(task: str) -> int:
-    """Parameters of the inner model of ``task`` (its initialisation from a fixed key)."""
-    import jax
-
-    from star.tasks import get_task
-
-    params = get_task(task).init(jax.random.key(0))
-    return int(sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(params)))
+    task = SUBSTITUTES.get(grid.task, grid.task)
+    for g in GRIDS.values():
+        if g.scale == "paper" and g.task == task:
+            return g
+    raise ValueError(f"grid {grid.name!r}: no paper-scale grid runs its task {task!r}")
 
 
 def budget_fraction(grid: Grid, paper: Grid | None = None, num_params: Mapping | None = None) -> dict:
     """One meta-training run of ``grid`` as a fraction of one run of its paper-scale counterpart
-    (:data:`PAPER_COUNTERPART`, default the ``indist`` paper grid): outer steps, inner steps (outer steps ×
-    2N × truncation, both antithetic sides) and inner compute (inner steps × parameters of the task, what a
-    step of a small MLP costs relative to a large one). ``num_params``: ``{task: parameters}`` to skip building
-    the tasks (:func:`task_num_params`)."""
-    from star.sweep import get_grid
+    (:func:`paper_counterpart`): outer steps, inner steps (outer steps × 2N × truncation, both antithetic sides)
+    and inner compute (inner steps × parameters of the task, what a step of a small MLP costs relative to a large
+    one). ``num_params``: ``{task: parameters}`` instead of :func:`star.book.claims.task_size`."""
+    from star.book.claims import task_size
 
-    paper = paper if paper is not None else get_grid(PAPER_COUNTERPART.get(grid.name, "indist"), "paper")
+    paper = paper if paper is not None else paper_counterpart(grid)
     sizes = dict(num_params or {})
     for t in (grid.task, paper.task):
         if t not in sizes:
-            sizes[t] = task_num_params(t)
+            sizes[t] = task_size(t)
     inner, inner_p = grid.inner_steps_per_run(), paper.inner_steps_per_run()
     return {"grid": grid.name, "task": grid.task, "paper_task": paper.task, "outer_steps": grid.outer_steps,
             "paper_outer_steps": paper.outer_steps, "num_tasks": grid.num_tasks, "paper_num_tasks": paper.num_tasks,
