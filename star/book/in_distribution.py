@@ -718,13 +718,15 @@ def budget_fraction(grid: Grid, paper: Grid | None = None, num_params: Mapping |
 
 def budget_table(grids: Sequence[Grid], num_params: Mapping | None = None):
     """:func:`budget_fraction` of each grid as a table (fractions of one paper-scale run)."""
+    from star.book import labels
     from star.book.tables import table
 
     rows = []
     for g in grids:
         b = budget_fraction(g, num_params=num_params)
-        rows.append([g.name, f"{g.task} ({b['params']:,} params)", f"{g.outer_steps} × N {g.num_tasks}",
-                     f"{b['paper_task']}: {b['paper_outer_steps']} × N {b['paper_num_tasks']}",
+        rows.append([labels.grid(g.name), f"{labels.task_short(g.task)} ({b['params']:,} parameters)",
+                     f"{g.outer_steps} × N {g.num_tasks}",
+                     f"{labels.task_short(b['paper_task'])}: {b['paper_outer_steps']} × N {b['paper_num_tasks']}",
                      f"{100 * b['outer_fraction']:.3g} %", f"{100 * b['inner_fraction']:.3g} %",
                      f"{100 * b['compute_fraction']:.3g} %"])
     return table(["grid", "task", "outer steps × inner problems", "paper-scale run", "outer steps",
