@@ -19,7 +19,7 @@ from star.book.files import repo_json
 from star.book.pages import find_book_root, page_title, toc_pages
 
 __all__ = ["chapter_times", "chapter_time_rows", "chapter_time_table", "times_summary", "accelerator_reports",
-           "accelerator_rows", "accelerator_tables", "grid_hours", "paper_plan"]
+           "accelerator_rows", "accelerator_tables", "grid_hours", "grid_estimates", "grid_description", "paper_plan"]
 
 TIMES = "results/timing/{scale}/chapter_times.json"
 ACCELERATOR_GLOB = "results/accelerator/*/accelerator.json"
@@ -85,6 +85,36 @@ def grid_hours(grid, root: str | Path | None = None) -> dict[str, float]:
                 out[f"one {row.get('kind', row['platform'])} (measured rate)"] = \
                     grid.compute_estimate(inner_steps_per_s=row["pes_inner_steps_per_s"])["hours"]
     return out
+
+
+# Stored runs whose logged inner-step rate is the book's CPU rate for a (task, N): PES on the paper's MLP with N = 8
+# on the 2-core machine that ran the book's cpu-scale results.
+CPU_RATE_RUNS = {("fmnist_mlp", 8): "star_fmnist_cpu_paper_sigma"}
+
+
+def grid_estimates(grid, root: str | Path | None = None) -> dict[str, float]:
+    """{where: hours} of meta-training ``grid`` at every measured rate for its task and N: the CPU rate of a
+    stored run (:data:`CPU_RATE_RUNS`) and each stored accelerator's (:func:`grid_hours`); empty if none."""
+    import numpy as np
+
+    from star.book.files import stored_run
+
+    out = {}
+    name = CPU_RATE_RUNS.get((grid.task, grid.num_tasks))
+    if name is not None:
+        run = stored_run(name)
+        rate = float(np.median(run.log["inner_steps_per_s"]))
+        cores = run.provenance.get("device", {}).get("cpu_count", "?")
+        out[f"{cores} CPU cores (measured rate)"] = grid.compute_estimate(inner_steps_per_s=rate)["hours"]
+    return {**out, **grid_hours(grid, root)}
+
+
+def grid_description(grid) -> str:
+    """What meta-training ``grid`` means, in words: its name, scale, task, runs, outer steps and N."""
+    from star.book import labels
+
+    return (f"{labels.grid(grid.name)} at {grid.scale} scale ({labels.task_short(grid.task)}): "
+            f"{len(grid.runs())} meta-training runs of {grid.outer_steps} outer steps, N = {grid.num_tasks}")
 
 
 def paper_plan(report: dict, budgets_h=(1, 4, 12)) -> list[dict]:

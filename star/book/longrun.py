@@ -46,14 +46,14 @@ def opt_in(what: str, estimates: Mapping[str, float]) -> bool:
 
     Args:
         what: what would run, e.g. ``"the paper-scale grid: 24 meta-training runs of 5000 outer steps"``.
-        estimates: ``{where: hours}`` from measured rates, e.g. ``{"2 CPU cores": 44.0}``; at least one.
+        estimates: ``{where: hours}`` from measured rates, e.g. ``{"2 CPU cores": 44.0}``; empty when no rate
+            was measured for this work (the message then says so).
 
     Raises:
-        ValueError: no estimate, an estimate that is not a non-negative number, or a bad ``$STAR_RUN_LONG``.
+        ValueError: an estimate that is not a non-negative number, or a bad ``$STAR_RUN_LONG``.
     """
-    if not estimates:
-        raise ValueError("estimates must give at least one {where: hours} entry, from a measured rate")
-    times = "; ".join(f"{format_hours(float(h))} on {where}" for where, h in estimates.items())
+    times = "; ".join(f"{format_hours(float(h))} on {where}" for where, h in estimates.items()) or \
+        "no estimate (no rate was measured for it)"
     if long_runs_allowed():
         print(f"{VARIABLE}=1: starting {what} (estimated {times}).")
         return True
