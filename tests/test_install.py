@@ -161,9 +161,9 @@ def test_a_chapter_starts_on_colab_from_the_wheel(page, wheel, dependencies, tmp
     where = re.search(r"CELLS: star from (\S+)", out).group(1)
     assert Path(where).is_relative_to(tmp_path / "venv"), f"star was imported from {where}, not the fresh venv"
     assert not Path(where).is_relative_to(ROOT)
-    if page == "book/in_distribution":  # its first cell loads a stored run: fetched, not read from a checkout
-        fetched = tmp_path / "work" / "home" / ".cache" / "star" / "results" / "metatrain"
-        assert (fetched / "star_fmnist_cpu_paper_sigma" / "log.jsonl").is_file()
+    if page == "book/gpu":  # its first cell loads a stored result: fetched, not read from a checkout
+        fetched = tmp_path / "work" / "home" / ".cache" / "star" / "results"
+        assert (fetched / "timing" / "cpu" / "chapter_times.json").is_file()
 
 
 @pytest.mark.parametrize("broken, expected", [
