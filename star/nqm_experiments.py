@@ -164,8 +164,8 @@ def fig2a_alphas(H=nqm_lib.PAPER_H, num: int = 50) -> np.ndarray:
 
 
 
-@functools.partial(jax.jit, static_argnames=("horizons", "optimizer"))
-def _variance_grid(H, phi0s, xis, alphas, P, beta, horizons, optimizer):
+@functools.partial(jax.jit, static_argnames=("horizons", "optimizer", "per_seed"))
+def _variance_grid(H, phi0s, xis, alphas, P, beta, horizons, optimizer, per_seed=False):
     n = H.shape[0]
     p = 1 + n * n  # θ = (α, vec P)
     T = max(horizons)
@@ -216,12 +216,15 @@ def _variance_grid(H, phi0s, xis, alphas, P, beta, horizons, optimizer):
     xs = (xis[:-1], xis[1:], jnp.arange(T), slot)
     buf = lax.scan(body, (phi, phi, dphi, dphi, cum, buf), xs)[0][-1]
     g = buf[jnp.asarray([hs.index(h) for h in horizons])]  # (K, p, a, S): per-seed meta-gradients
+    if per_seed:
+        return g
     # (A.32)-(A.33): trace of the 1/N empirical covariance over seeds.
     return jnp.sum(jnp.mean(jnp.square(g - jnp.mean(g, axis=-1, keepdims=True)), axis=-1), axis=1)
 
 
 def meta_gradient_variance_grid(key, nqm: nqm_lib.NQM, alphas, horizons=PAPER_HORIZONS, num_seeds: int = 500, *,
-                                P=None, optimizer: str = "sgd", momentum=0.0, use_float64: bool = True):
+                                P=None, optimizer: str = "sgd", momentum=0.0, use_float64: bool = True,
+                                per_seed: bool = False):
     r"""Fig. 2a: :math:`\operatorname{tr}\hat\Sigma` (A.32) of the meta-gradient w.r.t. (α, P) for every
     horizon in ``horizons`` and every α in ``alphas`` (P fixed, default 0), over ``num_seeds`` seeds.
 
@@ -235,7 +238,9 @@ def meta_gradient_variance_grid(key, nqm: nqm_lib.NQM, alphas, horizons=PAPER_HO
     exceed float32's range (~1e171 at T = 1000, α = 1.43).
 
     Returns:
-      numpy array of shape (len(horizons), len(alphas)).
+      numpy array of shape (len(horizons), len(alphas)); with ``per_seed=True`` the per-seed meta-gradients
+      themselves, shape (len(horizons), 1 + N², len(alphas), num_seeds) (θ = (α, vec P)), e.g. to bootstrap
+      the variance over seeds.
     """
     n = nqm_lib.check_nqm(nqm)
     if n > 8:
@@ -253,7 +258,7 @@ def meta_gradient_variance_grid(key, nqm: nqm_lib.NQM, alphas, horizons=PAPER_HO
         dt = jnp.asarray(nqm.H).dtype
         phi0s, xis = nqm_lib.seed_draws(key, nqm, max(horizons), num_seeds)
         out = _variance_grid(jnp.asarray(nqm.H), phi0s, xis, jnp.asarray(alphas, dt), jnp.asarray(P, dt),
-                             jnp.asarray(momentum, dt), horizons, optimizer)
+                             jnp.asarray(momentum, dt), horizons, optimizer, bool(per_seed))
         return np.asarray(out)
 
 

@@ -8,7 +8,7 @@ import pytest
 from star import nqm
 from star import nqm_experiments as E
 from star.book import nqm_experiments as F
-from star.book.claims import status_from_checks
+from star.book.claims import claim_status
 
 EDGE = 2.0 / np.linalg.eigvalsh(nqm.PAPER_H)[-1]
 ALPHAS = np.linspace(0.05, 1.05 * EDGE, 12)
@@ -25,15 +25,50 @@ def _grid(inside_growth=1.0, past_grows_with_T=True):
     return var
 
 
-def test_fig2a_verdict_follows_the_grid():
-    assert status_from_checks(F.fig2a_checks(ALPHAS, HORIZONS, _grid(), EDGE)) == "reproduced"
-    # no explosion past the edge (growth < 100x): partly, then refuted when nothing grows with T either
-    flat = _grid()
-    flat[:, ALPHAS > EDGE] = 50.0
-    assert status_from_checks(F.fig2a_checks(ALPHAS, HORIZONS, flat, EDGE)) == "refuted"
-    same_for_all_T = _grid(past_grows_with_T=False)
-    checks = F.fig2a_checks(ALPHAS, HORIZONS, same_for_all_T, EDGE)
-    assert status_from_checks(checks) == "partly" and list(checks.values()) == [True, False, False]
+def _grads(growth_per_T, past_T_slope, seeds=60, seed=0):
+    """Per-seed gradients [T, 2, seeds, 5] whose variance is 1 at mid-range and, past the edge,
+    10**(growth(T)) with growth(T) = growth_per_T · log10 T + 2.5 (so its slope in log10 T is growth_per_T)."""
+    rng = np.random.default_rng(seed)
+    T = np.asarray(HORIZONS_LONG, float)
+    g = rng.standard_normal((len(T), 2, seeds, 5)) / np.sqrt(5)
+    scale = 10.0 ** ((growth_per_T * np.log10(T) + 2.5) / 2)
+    g[:, 1] *= scale[:, None, None]
+    if past_T_slope is not None:  # shift mid-range so that the past-edge slope differs from the growth's
+        g[:, 0] *= (10.0 ** (((growth_per_T - past_T_slope) * np.log10(T)) / 2))[:, None, None]
+    return g
+
+
+HORIZONS_LONG = (10, 50, 100, 300)
+
+
+def test_fig2a_verdict_follows_the_variance():
+    """Growth past the edge by orders of magnitude, steeper for longer T: every check supported. Flat in T: the
+    'steeper' checks are not; no growth at all: the first is contradicted."""
+    status = lambda checks: claim_status([(checks, ())])  # noqa: E731
+    checks = F.fig2a_checks(HORIZONS_LONG, _grads(2.0, None))
+    assert [c.status for c in checks] == ["supported"] * 3 and status(checks) == "reproduced"
+    flat = F.fig2a_checks(HORIZONS_LONG, _grads(0.0, None))
+    assert [c.status for c in flat] == ["supported", "inconclusive", "inconclusive"] and status(flat) == "partly"
+    shrinking = F.fig2a_checks(HORIZONS_LONG, _grads(-1.0, -1.0))
+    assert shrinking[1].status == shrinking[2].status == "contradicted"
+    none = _grads(0.0, None)
+    none[:, 1] = none[:, 0]  # the same variance past the edge as mid-range
+    checks = F.fig2a_checks(HORIZONS_LONG, none)
+    assert checks[0].status == "contradicted" and status(checks) == "contradicted"
+    with pytest.raises(ValueError, match="grads must have shape"):
+        F.fig2a_checks(HORIZONS_LONG, none[:2])
+
+
+def test_fig2a_seed_gradients_match_the_grid():
+    import jax
+
+    from star import nqm_experiments as E
+    model, alphas = nqm.paper_nqm(), ALPHAS
+    var = E.meta_gradient_variance_grid(jax.random.key(0), model, alphas, (10, 50), 30)
+    used, g = F.fig2a_seed_gradients(jax.random.key(0), model, alphas, (1, 10, 50), EDGE, 30)
+    i_mid, _, i_out = F.edge_columns(alphas, EDGE)
+    assert used == [10, 50] and g.shape == (2, 2, 30, 5)
+    np.testing.assert_allclose(10 ** F._log10_traces(g), var[:, [i_mid, i_out]], rtol=1e-9)
 
 
 def test_edge_columns_needs_points_on_both_sides():
@@ -54,38 +89,48 @@ def test_fig2a_has_a_stable_range_panel_on_its_own_scale():
     plt.close(fig)
 
 
-def _fake_run(eig_alone, eig_nom, eig_wd, rho_alone_up=False):
-    """An ES run of the three SGD variants, two seeds, three outer steps, with the given eigenvalue paths."""
+def _fake_run(eig_alone, eig_nom, eig_wd, rho_alone_up=False, seed_noise=False):
+    """An ES run of the three SGD variants, three outer steps, with the given eigenvalue paths: two identical seeds,
+    or with ``seed_noise`` four seeds whose paths are 1, 1.2, 1.4, 1.6 times the given ones."""
     variants = (E.ESVariant("learned P alone", 0.0), E.ESVariant("nominal + P", 0.3),
                 E.ESVariant("nominal + P + wd", 0.3, weight_decay=0.5))
-    eig = np.stack([np.broadcast_to(np.asarray(e, float), (2, 3, 2)) for e in (eig_alone, eig_nom, eig_wd)])
-    p = np.zeros((3, 2, 3, 3))
+    seeds = 4 if seed_noise else 2
+    eig = np.stack([np.broadcast_to(np.asarray(e, float), (seeds, 3, 2)).copy()
+                    for e in (eig_alone, eig_nom, eig_wd)])
+    if seed_noise:
+        eig *= (1 + 0.2 * np.arange(seeds))[None, :, None, None]
+    p = np.zeros((3, seeds, 3, 3))
     for i in range(3):  # diagonal P with the final eigenvalues, so the spectral radius can be computed
         p[i, :, -1] = [eig[i, 0, -1, 0], 0.0, eig[i, 0, -1, 1]]
     if rho_alone_up:
         p[0, :, 0] = [0.5, 0.0, 0.5]  # start from a stable P: the end (diag(-0.1, ...)) is then less stable
-    return SimpleNamespace(variants=variants, eigenvalues=eig, p=p, exact_loss=np.array([[[2.0, 1.0]] * 2] * 3),
-                           nan_count=np.zeros((3, 2, 3)), meta_loss=np.ones((3, 2, 3)), exact_steps=np.array([0, 2]))
+    loss = np.array([[[2.0, 1.0 + 0.05 * k * seed_noise] for k in range(seeds)]] * 3)
+    return SimpleNamespace(variants=variants, eigenvalues=eig, p=p, exact_loss=loss,
+                           nan_count=np.zeros((3, seeds, 3)), meta_loss=np.ones((3, seeds, 3)),
+                           exact_steps=np.array([0, 2]))
 
 
 def test_fig2bc_verdict_follows_where_the_eigenvalues_go():
     H = nqm.PAPER_H
+    status = lambda checks: claim_status([(checks, ())])  # noqa: E731
     inside, above = [[0.0, 0.2]] * 3, [[0.0, 0.2], [0.0, 1.2], [0.0, 1.8]]
-    # what the chapter finds: P alone and nominal + P leave the band at the top, only weight decay stays inside
-    found = F.es_summary(_fake_run(above, above, inside), H)
-    checks = F.fig2bc_checks(found, "learned P alone", "nominal + P", "nominal + P + wd")
-    assert status_from_checks(checks) == "partly"
-    assert not checks["the nominal term alone (no weight decay) also keeps P inside Theorem 1's region"]
-    # the paper's picture: P alone drifts towards instability, both nominal variants stay inside
-    drift = [[0.0, 0.2], [-0.05, 0.5], [-0.1, 0.9]]
-    paper = F.es_summary(_fake_run(drift, inside, inside, rho_alone_up=True), H)
-    assert status_from_checks(F.fig2bc_checks(paper, *[v.name for v in _fake_run(drift, inside, inside).variants])) \
-        == "reproduced"
-    # weight decay fails too and P alone stays inside: nothing of the claim holds
-    run = _fake_run(inside, above, above)
-    run.exact_loss[2] = [[1.0, 2.0]] * 2  # and the decayed optimizer gets worse
-    worst = F.es_summary(run, H)
-    assert status_from_checks(F.fig2bc_checks(worst, "learned P alone", "nominal + P", "nominal + P + wd")) == "refuted"
+    below = [[0.0, 0.2], [-0.05, 0.5], [-0.1, 0.9]]
+    # the paper's picture: P alone goes below the band (unstable) on every seed, weight decay keeps P inside
+    found = F.es_summary(_fake_run(below, above, inside, seed_noise=True), H)
+    checks = F.fig2bc_checks(found, "learned P alone", "nominal + P + wd")
+    assert [c.status for c in checks] == ["supported"] * 3 and status(checks) == "reproduced"
+    # P alone never leaves the band: the first two checks are undecided (zero effect), not supported
+    calm = F.es_summary(_fake_run(inside, inside, inside, seed_noise=True), H)
+    assert [c.status for c in F.fig2bc_checks(calm, "learned P alone", "nominal + P + wd")][:2] == \
+        ["inconclusive", "inconclusive"]
+    # the decayed optimizer leaves the band where P alone does not, and gets worse: contradicted
+    run = _fake_run(inside, inside, above, seed_noise=True)
+    run.exact_loss[2] = [[1.0, 2.0], [1.0, 2.1], [1.0, 2.3], [1.0, 2.2]]
+    worst = F.fig2bc_checks(F.es_summary(run, H), "learned P alone", "nominal + P + wd")
+    assert [c.status for c in worst][1:] == ["contradicted", "contradicted"] and status(worst) == "contradicted"
+    # the nominal variant without decay is a finding, not a check
+    assert "leaves Theorem 1's band at the top on 2 of 2 seeds" in F.nominal_only_finding(
+        F.es_summary(_fake_run(below, above, inside), H), "nominal + P")
 
 
 def test_fig2c_shows_the_excess_over_the_best_p_on_a_log_axis():

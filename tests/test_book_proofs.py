@@ -5,46 +5,59 @@ import pytest
 
 from star import nqm
 from star.book import proofs
-from star.book.claims import status_from_checks
+from star.book.claims import claim_status
 
 
-def _regions(theorem1_inside=True, robust_inside=True):
-    exact = np.array([[True, True], [False, False]])
-    m = {"exact": exact, "theorem1": exact if theorem1_inside else np.ones_like(exact),
-         ("robust_bound", 2.0): exact & np.array([[True, False], [False, False]]),
-         ("robust_exact", 2.0): exact if robust_inside else np.zeros_like(exact)}
-    return proofs.Regions(np.array([0.1, 0.2]), np.array([-1.0, 1.0]), (2.0,), 1.36, {"P = pI": m})
+def _status(checks):
+    return claim_status([(checks, ())])
 
 
-@pytest.mark.parametrize("trials, regions, expected", [
-    (proofs.Trials("Theorem 1", 10, 6, 6, 10, 5, 5), _regions(), "reproduced"),
-    (proofs.Trials("Theorem 1", 10, 6, 5, 10, 5, 5), _regions(), "partly"),  # one instance unstable
-    (proofs.Trials("Theorem 1", 10, 6, 6, 10, 5, 4), _regions(theorem1_inside=False), "partly"),
-    (proofs.Trials("Theorem 1", 10, 6, 5, 10, 5, 4), _regions(theorem1_inside=False), "refuted"),
-    (proofs.Trials("Theorem 1", 10, 0, 0, 10, 0, 0), _regions(theorem1_inside=False), "refuted"),  # no evidence
-])
-def test_theorem1_verdict_follows_its_evidence(trials, regions, expected):
-    assert status_from_checks(proofs.theorem1_checks(trials, regions)) == expected
+REGIONS = proofs.stability_regions(nqm.PAPER_H, np.linspace(0.01, 1.7, 40), np.linspace(-2, 3, 40), d_bars=(2.0,))
+
+
+@pytest.mark.parametrize("worst, first, expected", [(0.99, "supported", "reproduced"),
+                                                    (1.02, "contradicted", "partly"),
+                                                    (float("nan"), "inconclusive", "partly")])
+def test_theorem1_verdict_follows_its_evidence(worst, first, expected):
+    """The effect is 1 − the largest spectral radius found: one unstable instance makes the check contradicted;
+    no instance at all leaves it undecided."""
+    checks = proofs.theorem1_checks(proofs.Trials("Theorem 1", 10, 6, 6, 10, 5, 5, worst_rho=worst), REGIONS)
+    assert [c.status for c in checks] == [first, "supported"]  # the paper's H: Theorem 1's region is stable
+    assert _status(checks) == expected
+
+
+def test_a_region_outside_the_stable_one_contradicts_theorem1():
+    import dataclasses
+    bad = dataclasses.replace(REGIONS, masks={k: dict(m, theorem1=np.ones_like(m["theorem1"]))
+                                              for k, m in REGIONS.masks.items()})
+    checks = proofs.theorem1_checks(proofs.Trials("Theorem 1", 10, 6, 6, 10, 5, 5, worst_rho=0.9), bad)
+    assert checks[1].status == "contradicted" and _status(checks) == "partly"
+    checks = proofs.theorem1_checks(proofs.Trials("Theorem 1", 10, 6, 6, 10, 5, 5, worst_rho=1.1), bad)
+    assert _status(checks) == "contradicted"
 
 
 def test_lemma2_and_lemma3_verdicts_flip():
-    ok = proofs.Trials("Lemma 2", 10, 4, 4)
-    assert status_from_checks(proofs.lemma2_checks(ok, nqm.PAPER_H)) == "reproduced"
-    # on a curvature below one, preconditioning shrinks the step range: the second check fails
-    assert status_from_checks(proofs.lemma2_checks(ok, 0.5 * np.eye(2))) == "partly"
-    assert status_from_checks(proofs.lemma2_checks(proofs.Trials("Lemma 2", 10, 4, 3), 0.5 * np.eye(2))) == "refuted"
-    good = proofs.Trials("Lemma 3", 10, 30, 30, unit="errors")
-    assert status_from_checks(proofs.lemma3_checks(good, _regions())) == "reproduced"
-    assert status_from_checks(proofs.lemma3_checks(good, _regions(robust_inside=False))) == "partly"
-    assert status_from_checks(proofs.lemma3_checks(proofs.Trials("Lemma 3", 10, 30, 29), _regions(False, False))) \
-        == "refuted"
+    ok = proofs.Trials("Lemma 2", 10, 4, 4, worst_rho=0.95)
+    assert _status(proofs.lemma2_checks(ok, nqm.PAPER_H)) == "reproduced"
+    # on a curvature below one, preconditioning shrinks the step range: the second check is contradicted
+    assert _status(proofs.lemma2_checks(ok, 0.5 * np.eye(2))) == "partly"
+    assert _status(proofs.lemma2_checks(proofs.Trials("Lemma 2", 10, 4, 3, worst_rho=1.2), 0.5 * np.eye(2))) \
+        == "contradicted"
+    good = proofs.Trials("Lemma 3", 10, 30, 30, unit="errors", worst_rho=0.97)
+    assert _status(proofs.lemma3_checks(good, REGIONS)) == "reproduced"
+    import dataclasses
+    loose = dataclasses.replace(REGIONS, masks={k: {**m, ("robust_bound", 2.0): np.ones_like(m["exact"])}
+                                                for k, m in REGIONS.masks.items()})
+    assert _status(proofs.lemma3_checks(good, loose)) == "partly"
+    bad = proofs.Trials("Lemma 3", 10, 30, 29, worst_rho=1.01)
+    assert _status(proofs.lemma3_checks(bad, loose)) == "contradicted"
 
 
 def test_random_trials_are_deterministic_and_consistent():
     a = proofs.theorem1_trials(np.random.default_rng(7), 30)
     assert a == proofs.theorem1_trials(np.random.default_rng(7), 30)
     assert a.total == 30 and 0 < a.held <= 30 and a.stable == a.held and a.agree == 30
-    assert a.strict_stable == a.strict_held <= a.held
+    assert a.strict_stable == a.strict_held <= a.held and a.worst_rho < 1
     assert "held on" in str(a) and "exact criterion matched" in str(a)
     lemma3 = proofs.lemma3_trials(np.random.default_rng(3), 10)
     assert lemma3.stable == lemma3.held > 0 and "sampled diagonal errors" in str(lemma3)

@@ -4,16 +4,18 @@ import numpy as np
 import pytest
 
 from star.book import star_optimizer as S
-from star.book.claims import status_from_checks
 from star.book.files import StoredRun
 
 
-def test_metatraining_verdict_follows_the_runs():
-    assert status_from_checks(S.metatraining_checks({"a": (0.4, 0.3), "b": (0.7, 0.6)})) == "reproduced"
-    assert status_from_checks(S.metatraining_checks({"a": (0.4, 0.9), "b": (0.7, 0.6)})) == "partly"
-    assert status_from_checks(S.metatraining_checks({"a": (0.4, 0.9), "b": (0.7, 2.3)})) == "refuted"
+def test_metatraining_finding_follows_the_runs():
+    assert S.metatraining_finding({"a": (0.4, 0.3), "b": (0.7, 0.6)}) == \
+        "Meta-training improved on the nominal start on a (0.400 → 0.300); b (0.700 → 0.600) (mean training loss " \
+        "over 2,000-step episodes)."
+    text = S.metatraining_finding({"a": (0.4, 0.9), "b": (0.7, 0.6)})
+    assert "improved on the nominal start on b" in text and "it did not on a (0.400 → 0.900)" in text
+    assert S.metatraining_finding({"a": (0.4, 0.9)}).startswith("It did not on a")
     with pytest.raises(ValueError, match="at least one stored run"):
-        S.metatraining_checks({})
+        S.metatraining_finding({})
 
 
 def test_the_nominal_first_step_closed_form():

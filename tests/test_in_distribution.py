@@ -36,30 +36,39 @@ def fig3_ev(star, blackbox):
             "members": {"star_wd0.1": member(*star), "blackbox_wd0.0": member(*blackbox)}}
 
 
+def status(checks):
+    """The verdict the checks give at a budget in the paper's regime."""
+    return claims.claim_status([(checks, ())])
+
+
 def test_fig3_verdict_flips_with_the_evidence():
     good = fig3_ev((0.6, [0.60, 0.61, 0.62]), (1.0, [0.95, 1.0, 0.98]))
     checks, text = D.verdict_fig3(good)
-    assert claims.status_from_checks(checks) == "reproduced", checks
-    assert "star_wd0.1 − blackbox_wd0.0" in text
+    assert [c.status for c in checks] == ["supported"] * 3 and status(checks) == "reproduced", checks
+    assert "STAR's final meta-objective is lower than Blackbox's: +0.3" in text and "_wd" not in text
     bad = fig3_ev((1.0, [0.95, 1.0, 0.98]), (0.6, [0.60, 0.61, 0.62]))  # the same numbers, swapped
-    assert claims.status_from_checks(D.verdict_fig3(bad)[0]) == "refuted"
-    # Lower on average but within noise at the end: partly.
+    assert [c.status for c in D.verdict_fig3(bad)[0]] == ["contradicted"] * 3
+    assert status(D.verdict_fig3(bad)[0]) == "contradicted"
+    # lower on average but within the noise at the end: partly, never contradicted
     mixed = fig3_ev((0.6, [0.60, 1.2, 0.62]), (1.0, [0.95, 1.0, 0.98]))
-    assert claims.status_from_checks(D.verdict_fig3(mixed)[0]) == "partly"
+    assert [c.status for c in D.verdict_fig3(mixed)[0]] == ["supported", "supported", "inconclusive"]
+    assert status(D.verdict_fig3(mixed)[0]) == "partly"
 
 
 def test_weight_decay_verdict():
-    def ev(r01, obj10):
-        return {"outer_steps": STEPS, "task": "t", "members": {
-            "star_wd0.1": member(0.6, [0.60, 0.61, 0.62], r01), "star_wd0.5": member(0.6, [0.61, 0.62, 0.63], 1.0),
+    def ev(r01, obj10, r05=1.0):
+        return {"outer_steps": STEPS, "task": "t", "long": 10000, "members": {
+            "star_wd0.1": member(0.6, [0.60, 0.61, 0.62], r01), "star_wd0.5": member(0.6, [0.61, 0.63, 0.62], r05),
             "star_wd1.0": member(0.7, obj10, 1.0), "star_wd0.0": member(0.6, [0.6, 0.6, 0.6], 2.0)}}
 
-    assert claims.status_from_checks(D.verdict_weight_decay(ev(1.05, [0.70, 0.71, 0.72]))[0]) == "reproduced"
-    # unstable beyond the horizon (1.5x) with wd 0.1: the first check fails
-    checks, text = D.verdict_weight_decay(ev(1.5, [0.70, 0.71, 0.72]))
-    assert claims.status_from_checks(checks) == "partly" and "wd 0.1: [1.5, 1.5, 1.5]" in text
-    # wd 1.0 as good as the others and unstable beyond the horizon: refuted
-    assert claims.status_from_checks(D.verdict_weight_decay(ev(1.5, [0.60, 0.61, 0.62]))[0]) == "refuted"
+    assert status(D.verdict_weight_decay(ev(1.05, [0.70, 0.715, 0.72]))[0]) == "reproduced"
+    # unstable beyond the horizon (1.5×) with wd 0.1: that check is contradicted, the rest supported
+    checks, text = D.verdict_weight_decay(ev(1.5, [0.70, 0.715, 0.72]))
+    assert [c.status for c in checks] == ["contradicted", "supported", "supported", "supported"]
+    assert status(checks) == "partly" and "wd 0.1: 1.50 / 1.50 / 1.50" in text
+    # wd 1.0 as good as the others (within the noise) and unstable beyond the horizon: nothing supported
+    checks = D.verdict_weight_decay(ev(1.5, [0.62, 0.60, 0.62], r05=1.3))[0]
+    assert [c.status for c in checks][2:] == ["inconclusive", "inconclusive"] and status(checks) == "contradicted"
 
 
 @pytest.mark.parametrize("rule,other", [(D.verdict_preconditioning, "star_nopre_wd0.1"),
@@ -69,25 +78,19 @@ def test_ablation_verdicts(rule, other):
         return {"outer_steps": STEPS, "task": "t", "members": {"star_wd0.1": member(*star), other: member(*abl)}}
 
     a, b = (0.6, [0.60, 0.61, 0.62]), (0.9, [0.9, 0.92, 0.91])
-    assert claims.status_from_checks(rule(ev(a, b))[0]) == "reproduced"
-    assert claims.status_from_checks(rule(ev(b, a))[0]) == "refuted"
+    assert status(rule(ev(a, b))[0]) == "reproduced"
+    assert status(rule(ev(b, a))[0]) == "contradicted"
+    noisy = (0.6, [0.60, 0.95, 0.62])
+    assert [c.status for c in rule(ev(noisy, b))[0]][1] == "inconclusive"
 
 
 def test_pairing_is_by_seed():
     ev = fig3_ev((0.6, [0.60, 0.61, 0.62]), (1.0, [0.95, 1.0, 0.98]))
     del ev["members"]["star_wd0.1"]["final_objective"][0]  # STAR's seed 0 not evaluated: pairs (1, 2) only
-    checks, text = D.verdict_fig3(ev)
-    assert "over 2 seeds" in text.split(";")[-1]
-
-
-def test_paired_lower():
-    assert D.paired_lower([1.0, 2.0, 3.0], [1.5, 2.5, 3.4])[0]
-    assert not D.paired_lower([1.0, 2.0, 3.0], [1.5, 1.5, 3.4])[0]  # mean lower, but not by 2 s.e.
-    assert not D.paired_lower([np.nan, 2.0, 3.0], [9.0, 9.0, 9.0])[0]  # a diverged run counts against a
-    assert not D.paired_lower([1.0], [2.0])[0]  # one pair is no evidence
-    with pytest.raises(ValueError, match="paired 1-D arrays"):
-        D.paired_lower([1.0, 2.0], [1.0, 2.0, 3.0])
-    assert D.steps_to_reach([3, 2, 1], 2.0) == 2 and D.steps_to_reach([3, 2], 1.0) is None
+    checks, _ = D.verdict_fig3(ev)
+    assert "paired over 2 meta-training seeds" in checks[-1].how
+    ev["members"]["star_wd0.1"]["final_objective"] = {1: 0.6}  # one pair: no interval, undecided
+    assert D.verdict_fig3(ev)[0][-1].status == "inconclusive"
 
 
 # ------------------------------------------------------------------------------------------ run folders
@@ -142,7 +145,7 @@ def test_load_grid_and_figures(tmp_path):
 def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_path):
     grid = fake_grid(tmp_path)
     res = D.load_grid(grid, tmp_path)
-    assert "not recorded" in D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c")
+    assert "Not recorded" in D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c")
     assert not (tmp_path / "c").exists()
     # three complete seeds of STAR and No Pre.: the rule decides, and the record says on which task
     grid3 = dataclasses.replace(grid, members=(sweep.Member("star", 0.1), sweep.Member("star_nopre", 0.1)),
@@ -166,9 +169,11 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
     res3 = D.load_grid(grid3, root)
     assert D.record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c").status == "reproduced"
     rec = claims.load_records(tmp_path / "c")["adam_preconditioning"][0]
-    assert rec.status == "reproduced" and "fmnist8_mlp32 (not a task of the paper)" in rec.evidence
+    assert rec.status == "reproduced" and rec.budget.task == "fmnist8_mlp32" and rec.part == "fmnist8_mlp32"
+    assert rec.budget.seeds == 3 and rec.budget.outer_steps == grid3.outer_steps
     assert rec.anchor == "indist-app3" and rec.chapter == "book/in_distribution"
-    assert rec.checks == {"lower PES meta-loss than No Pre.": True, "lower final meta-objective than No Pre.": True}
+    assert [c.status for c in rec.checks] == ["supported", "supported"]
+    assert any("not Fashion-MNIST MLP 784-128-128" in x for x in rec.shortfalls)
 
 
 def test_wall_times_are_summed_from_the_files(tmp_path):
@@ -215,28 +220,24 @@ def fig3_grid(root, name, task, levels, eval_steps=(20,)):
     return D.load_grid(grid, root)
 
 
-def test_fig3_verdict_on_two_tasks_needs_both(tmp_path):
-    """Fig. 3 is claimed on the MLP and the ConvNet: with ``also`` the checks of both tasks decide."""
+def test_fig3_verdict_on_two_tasks(tmp_path):
+    """Fig. 3 is claimed on the MLP and the ConvNet: each task is one record with its own budget, and the claim's
+    verdict pools their checks."""
     mlp = fig3_grid(tmp_path, "mlp", "fmnist8_mlp32", {"star": 0.5, "blackbox": 0.9})
     conv_good = fig3_grid(tmp_path, "conv_good", "fmnist8_conv", {"star": 0.6, "blackbox": 1.0})
     conv_bad = fig3_grid(tmp_path, "conv_bad", "fmnist8_conv", {"star": 1.0, "blackbox": 0.6})
     folder = tmp_path / "claims"
     alone = D.record_verdict(mlp, "star_faster_metatraining", claims_folder=folder)
-    assert alone.status == "reproduced" and not any(k.startswith("fmnist8_mlp32:") for k in alone.record.checks)
-    both = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_good], claims_folder=folder)
-    assert both.status == "reproduced" and len(both.record.checks) == 6
-    assert all(k.startswith(("fmnist8_mlp32: ", "fmnist8_conv: ")) for k in both.record.checks)
-    mixed = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_bad], claims_folder=folder)
-    assert mixed.status == "partly"
-    assert not any(v for k, v in mixed.record.checks.items() if k.startswith("fmnist8_conv"))
-    rec = claims.load_records(folder)["star_faster_metatraining"][0]
-    assert rec.status == "partly" and "offline, quarter-width substitute" in rec.evidence
-    # an incomplete ConvNet grid is left out, and the evidence says so
-    missing = conv_good.runs["star_wd0.1"].pop(2)
-    assert missing is not None
-    left_out = D.record_verdict(mlp, "star_faster_metatraining", also=[conv_good], claims_folder=folder)
-    assert left_out.status == "reproduced" and len(left_out.record.checks) == 3
-    assert "Not counted: fmnist8_conv" in claims.load_records(folder)["star_faster_metatraining"][0].evidence
+    assert alone.status == "reproduced"
+    D.record_verdict(conv_good, "star_faster_metatraining", claims_folder=folder)
+    row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
+    assert row.status == "reproduced" and [r.part for r in row.records] == ["fmnist8_conv", "fmnist8_mlp32"]
+    bad = D.record_verdict(conv_bad, "star_faster_metatraining", claims_folder=folder)
+    assert bad.status == "not reproduced at this budget"  # reversed, but far from the paper's regime
+    assert {c.status for c in bad.record.checks} == {"contradicted"}
+    row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
+    assert row.status == "partly"
+    assert bad.record.budget.task == "fmnist8_conv" and any("CIFAR-10 ConvNet" in x for x in bad.record.shortfalls)
     assert np.isnan(mlp.inner_steps_per_s())  # the fake logs record no rate
     rates = {s: r for s, r in enumerate(([np.nan, 10.0, 12.0], [np.nan, 30.0, 40.0]))}
     for s, rate in rates.items():

@@ -13,9 +13,9 @@ the four claims it records, and the figures of the breakdown on the paper's MLP 
   nominal optimizer (:func:`plot_inner_training`).
 
 The verdict rules (:func:`verdict_fig3`, :func:`verdict_weight_decay`, :func:`verdict_preconditioning`,
-:func:`verdict_nominal_term`) turn the evidence (:func:`evidence`) into named pass/fail checks for
-:func:`star.claims.status_from_checks`; each compares paired seeds (the same meta-training seeds for every
-member) and passes only if the difference exceeds two standard errors of the paired difference.
+:func:`verdict_nominal_term`) turn the evidence (:func:`evidence`) into :class:`star.book.claims.Check` s: each an
+effect signed so that a positive value is the paper's direction, with a 95 % interval over paired meta-training
+seeds; :func:`record_verdict` records them with the grid's budget (:meth:`star.book.claims.Budget.from_grid`).
 """
 
 from __future__ import annotations
@@ -28,19 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
+from star.book.claims import Check
+from star.book.stats import mean_ci, paired_ci
 from star.plotting import ema, mean_stderr_band
 from star.sweep import FIGURES, Grid, Member
 
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
-    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_rows", "evidence", "paired_lower",
-    "steps_to_reach", "complete", "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning",
-    "verdict_nominal_term",
+    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_rows", "evidence", "complete",
+    "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
     "VERDICT_RULES", "EMA",
 ]
 
 EMA = 0.98  # App. B.2: "In all plots, we apply EMA smoothing with a coefficient of 0.98."
-K_SE = 2.0  # a difference counts when it exceeds this many standard errors of the paired difference
 
 _NAMES = {"star": "STAR", "hyperparam": "Hyperparam", "blackbox": "Blackbox", "star_nopre": "STAR No Pre.",
           "star_nonom": "STAR No Nom."}
@@ -247,7 +247,8 @@ def evidence(results: GridResults) -> dict:
     PES meta-loss curve), ``final_objective`` (the unperturbed meta-objective at the last snapshot) and
     ``beyond_horizon`` (:func:`beyond_horizon_ratio`), each a ``{seed: value}`` dict holding the seeds whose
     files exist; and the grid's ``outer_steps`` and ``task``."""
-    out = {"outer_steps": results.grid.outer_steps, "task": results.grid.task, "members": {}}
+    out = {"outer_steps": results.grid.outer_steps, "task": results.grid.task, "members": {},
+           "long": max(results.grid.eval_steps) if max(results.grid.eval_steps) > results.grid.horizon else None}
     for lab, by_seed in results.runs.items():
         seeds = sorted(by_seed)
         m = by_seed[seeds[0]].member
@@ -285,30 +286,6 @@ def complete(ev: Mapping, figure: str, min_seeds: int = 3) -> list[str]:
 # verdict rules
 
 
-def paired_lower(a, b, k: float = K_SE) -> tuple[bool, float, float]:
-    """Is ``a`` lower than ``b``, paired by seed? ``(passes, mean difference a − b, its standard error)``.
-
-    Passes when the mean paired difference is below −``k`` standard errors (needs at least two pairs; a NaN,
-    e.g. a diverged run, counts against ``a``).
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a and b must be paired 1-D arrays of equal length; got shapes {a.shape} and {b.shape}")
-    if a.size < 2:
-        return False, float("nan"), float("nan")
-    d = np.where(np.isnan(a), np.inf, a) - b
-    if not np.all(np.isfinite(d)):
-        return False, float(np.mean(d)), float("nan")
-    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
-    return bool(mean + k * se < 0), mean, se
-
-
-def steps_to_reach(curve, target: float) -> int | None:
-    """First outer step (1-based) at which ``curve`` is at or below ``target``; None if never."""
-    hit = np.nonzero(np.asarray(curve) <= target)[0]
-    return int(hit[0]) + 1 if hit.size else None
-
-
 def _common(ev: Mapping, a: str, b: str, key: str):
     """The two members' values on the seeds both have (paired by seed)."""
     x, y = ev["members"][a][key], ev["members"][b][key]
@@ -320,81 +297,114 @@ def _area(curves):
     return np.asarray(curves, np.float64).mean(axis=-1)
 
 
-def _cmp(ev, a, b, key, what):
-    x, y = _common(ev, a, b, key)
-    if key == "meta_loss":
-        x, y = _area(x), _area(y)
-    ok, mean, se = paired_lower(x, y)
-    return ok, f"{what}: {a} − {b} = {mean:+.3f} ± {se:.3f} over {len(x)} seeds"
+def _final_ema(curves):
+    return np.asarray(curves, np.float64)[..., -1]
 
 
-def verdict_fig3(ev: Mapping) -> tuple[dict, str]:
-    """Fig. 3: STAR meta-trains faster than the blackbox optimizer and reaches a lower meta-loss.
+def _lower_check(ev, ours: str, other: str, key: str, question: str, reduce=None, unit: str = "") -> Check:
+    """``other − ours`` of ``key`` paired by meta-training seed (positive: ``ours`` is lower, the paper's direction),
+    with a 95 % t interval; ``reduce`` turns a stored curve into one number per seed."""
+    x, y = _common(ev, ours, other, key)
+    if reduce is not None:
+        x, y = reduce(x), reduce(y)
+    if len(x) == 0:
+        return Check(question, float("nan"), -math.inf, math.inf, unit, "no seed has both runs")
+    return Check(question, *paired_ci(y, x), unit=unit, how=f"paired over {len(x)} meta-training seeds, 95 % t "
+                 "interval" + ("; a run without a value (diverged) leaves it undecided" if not np.all(
+                     np.isfinite(np.concatenate([x, y]))) else ""))
 
-    Checks: (1) the EMA PES meta-loss averaged over all outer steps (area under the curve) is lower for STAR
-    than for Blackbox; (2) the seed-mean STAR curve reaches the Blackbox curve's final value within half of
-    the outer steps; (3) the unperturbed meta-objective after the last outer step is lower for STAR. (1) and
-    (3) are paired by seed and need more than two standard errors.
+
+def verdict_fig3(ev: Mapping) -> tuple[list, str]:
+    """Fig. 3 (and the abstract): STAR meta-trains faster than the blackbox optimizer and reaches a better
+    meta-loss. Three effects, each Blackbox − STAR paired by meta-training seed (positive: STAR better):
+
+    1. the EMA PES meta-loss averaged over all outer steps (the area under the curve: faster);
+    2. Blackbox's final EMA PES meta-loss minus STAR's at half of the outer steps (STAR gets there in half the time);
+    3. the unperturbed meta-objective after the last outer step (better).
     """
     s, bb = "star_wd0.1", "blackbox_wd0.0"
-    ok1, t1 = _cmp(ev, s, bb, "meta_loss", "mean EMA meta-loss")
-    star_mean = np.mean(list(ev["members"][s]["meta_loss"].values()), axis=0)
-    target = float(np.mean(list(ev["members"][bb]["meta_loss"].values()), axis=0)[-1])
-    hit = steps_to_reach(star_mean, target)
-    ok2 = hit is not None and hit <= ev["outer_steps"] // 2
-    ok3, t3 = _cmp(ev, s, bb, "final_objective", "final unperturbed meta-objective")
-    checks = {"lower PES meta-loss over meta-training than Blackbox": ok1,
-              "reaches Blackbox's final meta-loss within half the outer steps": ok2,
-              "lower unperturbed meta-objective at the end than Blackbox": ok3}
-    text = (f"{t1}; STAR reaches Blackbox's final EMA meta-loss {target:.3f} at outer step {hit} of "
-            f"{ev['outer_steps']}; {t3}")
-    return checks, text
+    half = max(1, ev["outer_steps"] // 2)
+    x, y = _common(ev, s, bb, "meta_loss")
+    checks = [
+        _lower_check(ev, s, bb, "meta_loss", "STAR's PES meta-loss over meta-training is lower than Blackbox's", _area,
+                     "PES meta-loss (mean over outer steps)"),
+        Check("Halfway through meta-training STAR is already below Blackbox's final PES meta-loss",
+              *paired_ci(_final_ema(y), np.asarray(x, np.float64)[:, half - 1]), unit="PES meta-loss",
+              how=f"paired over {len(x)} meta-training seeds, 95 % t interval"),
+        _lower_check(ev, s, bb, "final_objective", "STAR's final meta-objective is lower than Blackbox's",
+                     unit="mean training loss over an episode"),
+    ]
+    return checks, _numbers(checks)
 
 
-def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[dict, str]:
+def _numbers(checks: Sequence[Check]) -> str:
+    return "; ".join(f"{c.question}: {c.interval_text()}" for c in checks)
+
+
+def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[list, str]:
     """Fig. App.2: outer weight decay 0.1–0.5 × lr keeps STAR stable beyond the horizon; 1.0 over-damps.
 
-    Checks: (1) for wd 0.1 and 0.5, on every meta-training seed, the training loss at the end of the long
-    evaluation is at most ``tolerance`` × its value at the horizon (:func:`beyond_horizon_ratio`); (2) wd 1.0
-    has a higher final unperturbed meta-objective than wd 0.1 and (3) than wd 0.5 (paired, > 2 s.e.).
+    Effects (positive: the paper's direction): for wd 0.1 and for wd 0.5, log(``tolerance``) − log(the training loss
+    at the end of the long evaluation / its loss at the horizon), mean over meta-training seeds
+    (:func:`beyond_horizon_ratio`; positive: within ``tolerance`` × its horizon loss); the final unperturbed
+    meta-objective of wd 1.0 minus that of wd 0.1, and of wd 1.0 minus wd 0.5, paired by seed (positive: wd 1.0
+    worse, over-damped).
     """
     m = ev["members"]
-    r01 = np.asarray(list(m["star_wd0.1"]["beyond_horizon"].values()))
-    r05 = np.asarray(list(m["star_wd0.5"]["beyond_horizon"].values()))
-    ok1 = bool(len(r01) and len(r05) and np.all(r01 <= tolerance) and np.all(r05 <= tolerance))
-    ok2, t2 = _cmp(ev, "star_wd0.1", "star_wd1.0", "final_objective", "final meta-objective")
-    ok3, t3 = _cmp(ev, "star_wd0.5", "star_wd1.0", "final_objective", "final meta-objective")
-    checks = {f"wd 0.1 and 0.5 stay within {tolerance}x of their horizon loss at the long evaluation": ok1,
-              "wd 1.0 has a worse meta-objective than wd 0.1": ok2,
-              "wd 1.0 has a worse meta-objective than wd 0.5": ok3}
-    ratios = ", ".join(f"wd {w}: {[round(v, 2) for v in m[f'star_wd{w}']['beyond_horizon'].values()]}"
+    checks = []
+    for wd in ("0.1", "0.5"):
+        r = np.asarray(list(m[f"star_wd{wd}"]["beyond_horizon"].values()), np.float64)
+        q = f"With outer wd {wd} STAR stays within {tolerance:g}× its horizon loss when trained {_long(ev)}"
+        if r.size == 0:
+            checks.append(Check(q, float("nan"), -math.inf, math.inf, how="no long evaluation stored"))
+            continue
+        checks.append(Check(q, *mean_ci(math.log(tolerance) - np.log(r)), unit=f"log({tolerance:g}) − log(loss ratio)",
+                            how=f"mean over {r.size} meta-training seeds, 95 % t interval"))
+    for wd in ("0.1", "0.5"):
+        x, y = _common(ev, "star_wd1.0", f"star_wd{wd}", "final_objective")
+        checks.append(Check(f"Outer wd 1.0 ends with a worse meta-objective than wd {wd} (over-damped)",
+                            *paired_ci(x, y), unit="mean training loss over an episode",
+                            how=f"paired over {len(x)} meta-training seeds, 95 % t interval"))
+    ratios = ", ".join(f"wd {w}: " + " / ".join(f"{v:.2f}" for v in m[f"star_wd{w}"]["beyond_horizon"].values())
                        for w in ("0.0", "0.1", "0.5", "1.0") if f"star_wd{w}" in m)
-    return checks, f"loss at the long evaluation / loss at the horizon per seed — {ratios}; {t2}; {t3}"
+    return checks, f"loss at the end of the long evaluation / loss at the horizon, per seed — {ratios}. " + \
+        _numbers(checks)
 
 
-def verdict_preconditioning(ev: Mapping) -> tuple[dict, str]:
-    """Fig. App.3: the Adam-style preconditioner of the blackbox term gives a better meta-loss.
-
-    Checks: STAR below STAR No Pre. in (1) the EMA PES meta-loss averaged over meta-training and (2) the final
-    unperturbed meta-objective (paired, > 2 s.e.).
-    """
-    ok1, t1 = _cmp(ev, "star_wd0.1", "star_nopre_wd0.1", "meta_loss", "mean EMA meta-loss")
-    ok2, t2 = _cmp(ev, "star_wd0.1", "star_nopre_wd0.1", "final_objective", "final meta-objective")
-    return {"lower PES meta-loss than No Pre.": ok1, "lower final meta-objective than No Pre.": ok2}, f"{t1}; {t2}"
+def _long(ev) -> str:
+    return f"to {ev['long']:,} steps" if ev.get("long") else "past its horizon"
 
 
-def verdict_nominal_term(ev: Mapping) -> tuple[dict, str]:
-    """Fig. App.4: without the nominal term meta-training is slower and ends worse.
+def verdict_preconditioning(ev: Mapping) -> tuple[list, str]:
+    """Fig. App.3: "better meta-losses are achieved with the preconditioning compared to without". Effects, STAR
+    without preconditioner − STAR, paired by seed: (1) the EMA PES meta-loss at the end of meta-training (not its
+    average, which the start transient of the two initialisations dominates); (2) the final unperturbed
+    meta-objective."""
+    s, nopre = "star_wd0.1", "star_nopre_wd0.1"
+    checks = [
+        _lower_check(ev, s, nopre, "meta_loss", "STAR's PES meta-loss at the end of meta-training is lower than "
+                     "without the preconditioner", _final_ema, "PES meta-loss (EMA, last outer step)"),
+        _lower_check(ev, s, nopre, "final_objective", "STAR's final meta-objective is lower than without the "
+                     "preconditioner", unit="mean training loss over an episode"),
+    ]
+    return checks, _numbers(checks)
 
-    Checks: STAR below STAR No Nom. in (1) the EMA PES meta-loss averaged over meta-training (slower) and (2)
-    the final unperturbed meta-objective (worse), paired, > 2 s.e.
-    """
-    ok1, t1 = _cmp(ev, "star_wd0.1", "star_nonom_wd0.1", "meta_loss", "mean EMA meta-loss")
-    ok2, t2 = _cmp(ev, "star_wd0.1", "star_nonom_wd0.1", "final_objective", "final meta-objective")
-    return {"No Nom. meta-trains slower": ok1, "No Nom. ends with a worse meta-objective": ok2}, f"{t1}; {t2}"
+
+def verdict_nominal_term(ev: Mapping) -> tuple[list, str]:
+    """Fig. App.4: "without the nominal term, meta-training is slower and converges to worse solutions". Effects,
+    STAR without nominal term − STAR, paired by seed: (1) the EMA PES meta-loss averaged over meta-training
+    (slower); (2) the final unperturbed meta-objective (worse)."""
+    s, nonom = "star_wd0.1", "star_nonom_wd0.1"
+    checks = [
+        _lower_check(ev, s, nonom, "meta_loss", "Without the nominal term meta-training is slower (higher PES "
+                     "meta-loss over meta-training)", _area, "PES meta-loss (mean over outer steps)"),
+        _lower_check(ev, s, nonom, "final_objective", "Without the nominal term the final meta-objective is worse",
+                     unit="mean training loss over an episode"),
+    ]
+    return checks, _numbers(checks)
 
 
-#: claim id of star.claims -> (figure, verdict rule)
+#: claim id of star.book.claims -> (figure, verdict rule)
 VERDICT_RULES = {
     "star_faster_metatraining": ("fig3", verdict_fig3),
     "weight_decay_tradeoff": ("app2", verdict_weight_decay),
@@ -661,53 +671,56 @@ def plot_remedies(ax, remedies: Mapping, max_step: int | None = None, ylim=None)
 # ----------------------------------------------------------------------------------------------------
 # recording the verdicts
 
-PAPER_TASKS = {"fmnist_mlp": "the paper's Fashion-MNIST MLP", "cifar10_conv": "the paper's CIFAR-10 ConvNet",
-               "fmnist8_conv": "an offline, quarter-width substitute for the paper's CIFAR-10 ConvNet, not a task of "
-                               "the paper"}
+def regime_notes(results: GridResults, claim_id: str) -> list[str]:
+    """Reasons, computed from the grid, why its budget cannot reach the regime a claim is about (beyond the
+    outer steps and the task, which :func:`star.book.claims.shortfalls` checks): for the weight-decay claim, a
+    cumulative outer decay lr·wd·steps at wd 1.0 below half the paper's at the book's paper-scale length."""
+    from star.sweep import get_grid
+
+    if claim_id != "weight_decay_tradeoff":
+        return []
+    g = results.grid
+    ours = g.lr * 1.0 * g.outer_steps
+    try:
+        ref = get_grid("indist", "paper")
+        theirs = 1e-4 * 1.0 * ref.outer_steps
+    except ValueError:
+        return []
+    if ours < 0.5 * theirs:
+        return [f"the cumulative outer weight decay lr·wd·steps at wd 1.0 is {ours:.2g} (θ shrinks to "
+                f"{math.exp(-ours):.2f} of itself), the paper's at 5,000 outer steps {theirs:.2g}"]
+    return []
 
 
-def task_description(task: str) -> str:
-    """``fmnist8_mlp32 (not a task of the paper)`` or ``fmnist_mlp (the paper's Fashion-MNIST MLP)``."""
-    return f"{task} ({PAPER_TASKS.get(task, 'not a task of the paper')})"
+def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
+    """One plain sentence: where and at what length, then which checks came out how."""
+    from star.book import claims, labels
+
+    return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps: "
+            + claims.summarize_checks(checks))
 
 
-def record_verdict(results: GridResults, claim_id: str, *, also: Sequence[GridResults] = (),
-                   chapter: str = "in_distribution", min_seeds: int = 3, claims_folder=None):
-    """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with
-    :func:`star.book.claims.record_claim`, which derives the status; returns its ``Verdict`` (a notebook shows
-    the claim, the rule, the checks and the status). Nothing is recorded — a line saying why is returned —
-    while the evidence has fewer than ``min_seeds`` seeds of a member (:func:`complete`).
-
-    ``also``: further grids (other tasks) whose evidence the same rule is applied to; every check is then
-    prefixed with its task and the status follows from all of them (a claim made on two tasks, like Fig. 3's,
-    is reproduced only if it holds on both). A grid of ``also`` with incomplete evidence is left out and the
-    evidence says so.
-    """
+def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
+                   claims_folder=None, anchor: str | None = None):
+    """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with the grid's
+    budget (:func:`star.book.claims.record_claim`, one record per task, ``part`` = the task), which derives the
+    verdict; returns its ``Verdict``. Nothing is recorded — a line saying why is returned — while the evidence has
+    fewer than ``min_seeds`` seeds of a member (:func:`complete`)."""
     from star.book import claims
 
     figure, rule = VERDICT_RULES[claim_id]
     ev = evidence(results)
     lacking = complete(ev, figure, min_seeds)
     if lacking:
-        return f"{claim_id}: not recorded, the evidence is incomplete ({'; '.join(lacking)})"
+        return f"Not recorded: the evidence is incomplete ({'; '.join(lacking)})."
     checks, text = rule(ev)
-    texts = [f"Tested on {task_description(results.grid.task)}, {results.grid.scale} scale "
-             f"({results.grid.name} grid): {text}"]
-    if also:
-        checks = {f"{results.grid.task}: {k}": v for k, v in checks.items()}
-    for more in also:
-        ev2 = evidence(more)
-        lacking = complete(ev2, figure, min_seeds)
-        if lacking:
-            texts.append(f"Not counted: {task_description(more.grid.task)} ({more.grid.name} grid), evidence "
-                         f"incomplete ({'; '.join(lacking)})")
-            continue
-        checks2, text2 = rule(ev2)
-        checks.update({f"{more.grid.task}: {k}": v for k, v in checks2.items()})
-        texts.append(f"On {task_description(more.grid.task)}, {more.grid.scale} scale ({more.grid.name} grid): "
-                     f"{text2}")
-    return claims.record_claim(claim_id, checks, ". ".join(texts), scale=results.grid.scale, chapter=chapter,
-                               anchor=f"indist-{figure}", claims_folder=claims_folder)
+    members = [Member(o, float(w)).label for o, w in FIGURES[figure]]
+    seeds = min(len(set(ev["members"][m]["final_objective"])) for m in members)
+    return claims.record_claim(claim_id, checks, verdict_summary(results, checks),
+                               budget=claims.Budget.from_grid(results.grid, seeds=seeds),
+                               regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
+                               chapter=chapter, part=results.grid.task, anchor=anchor or f"indist-{figure}",
+                               claims_folder=claims_folder)
 
 
 def format_interventions(iv: Mapping) -> str:
@@ -782,3 +795,114 @@ def remedy_nominal(remedies: Mapping) -> float | None:
         if nom:
             return float(nom["mean"])
     return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# budgets, and the 2000-outer-step grid against the 200-step one
+
+#: The paper-scale grid each grid's budget is compared with (``(name, "paper")`` in :data:`star.sweep.GRIDS`;
+#: the paper does not state N or the number of outer steps, so these are the book's paper-scale choices).
+PAPER_COUNTERPART = {"indist_conv": "indist_conv"}
+
+
+def task_num_params(task: str) -> int:
+    """Parameters of the inner model of ``task`` (its initialisation from a fixed key)."""
+    import jax
+
+    from star.tasks import get_task
+
+    params = get_task(task).init(jax.random.key(0))
+    return int(sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(params)))
+
+
+def budget_fraction(grid: Grid, paper: Grid | None = None, num_params: Mapping | None = None) -> dict:
+    """One meta-training run of ``grid`` as a fraction of one run of its paper-scale counterpart
+    (:data:`PAPER_COUNTERPART`, default the ``indist`` paper grid): outer steps, inner steps (outer steps ×
+    2N × truncation, both antithetic sides) and inner compute (inner steps × parameters of the task, what a
+    step of a small MLP costs relative to a large one). ``num_params``: ``{task: parameters}`` to skip building
+    the tasks (:func:`task_num_params`)."""
+    from star.sweep import get_grid
+
+    paper = paper if paper is not None else get_grid(PAPER_COUNTERPART.get(grid.name, "indist"), "paper")
+    sizes = dict(num_params or {})
+    for t in (grid.task, paper.task):
+        if t not in sizes:
+            sizes[t] = task_num_params(t)
+    inner, inner_p = grid.inner_steps_per_run(), paper.inner_steps_per_run()
+    return {"grid": grid.name, "task": grid.task, "paper_task": paper.task, "outer_steps": grid.outer_steps,
+            "paper_outer_steps": paper.outer_steps, "num_tasks": grid.num_tasks, "paper_num_tasks": paper.num_tasks,
+            "outer_fraction": grid.outer_steps / paper.outer_steps, "inner_fraction": inner / inner_p,
+            "compute_fraction": inner * sizes[grid.task] / (inner_p * sizes[paper.task]),
+            "params": sizes[grid.task], "paper_params": sizes[paper.task]}
+
+
+def budget_table(grids: Sequence[Grid], num_params: Mapping | None = None):
+    """:func:`budget_fraction` of each grid as a table (fractions of one paper-scale run)."""
+    from star.book.tables import table
+
+    rows = []
+    for g in grids:
+        b = budget_fraction(g, num_params=num_params)
+        rows.append([g.name, f"{g.task} ({b['params']:,} params)", f"{g.outer_steps} × N {g.num_tasks}",
+                     f"{b['paper_task']}: {b['paper_outer_steps']} × N {b['paper_num_tasks']}",
+                     f"{100 * b['outer_fraction']:.3g} %", f"{100 * b['inner_fraction']:.3g} %",
+                     f"{100 * b['compute_fraction']:.3g} %"])
+    return table(["grid", "task", "outer steps × inner problems", "paper-scale run", "outer steps",
+                  "inner steps", "inner compute (steps × params)"], rows)
+
+
+def meta_objective_at(results: GridResults, m: Member, step: int) -> np.ndarray:
+    """Each stored seed's unperturbed meta-objective at outer step ``step`` (seeds without that snapshot left
+    out)."""
+    out = []
+    for s in sorted(results.runs.get(m.label, {})):
+        c = results.runs[m.label][s].meta_curve
+        row = next((r for r in (c or {}).get("curve", []) if r["step"] == step), None)
+        if row is not None:
+            out.append(float(row["mean"]))
+    return np.asarray(out)
+
+
+def long_short_rows(short: GridResults, long: GridResults) -> list:
+    """Per member of the long grid: the unperturbed meta-objective (mean ± s.e. over seeds) after the short
+    grid's outer steps in each grid, and after the long grid's, with the nominal optimizer's; and the loss at
+    the end of the longest evaluation over the loss at the horizon (:func:`beyond_horizon_ratio`, mean over
+    seeds) in each grid."""
+    def ms(x):
+        x = np.asarray(x, np.float64)
+        if not x.size:
+            return math.nan, math.nan
+        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
+
+    rows = []
+    for m in long.grid.members:
+        if m.label not in long.runs:
+            continue
+        row = {"member": m, "seeds": len(long.runs[m.label]),
+               "short_end": ms(meta_objective_at(short, m, short.grid.outer_steps)),
+               "long_at_short": ms(meta_objective_at(long, m, short.grid.outer_steps)),
+               "long_end": ms(meta_objective_at(long, m, long.grid.outer_steps)),
+               "beyond_short": ms(beyond_horizon_ratio(short, m)) if m.label in short.runs else (math.nan,) * 2,
+               "beyond_long": ms(beyond_horizon_ratio(long, m))}
+        rows.append(row)
+    return rows
+
+
+def long_short_table(short: GridResults, long: GridResults):
+    """:func:`long_short_rows` as a table, with the nominal optimizer's meta-objective in the caption."""
+    from star.book.tables import table
+
+    def f(pair):
+        m, se = pair
+        return "—" if not math.isfinite(m) else (f"{m:.3f}" + (f" ± {se:.3f}" if math.isfinite(se) else ""))
+
+    s, lg = short.grid, long.grid
+    cells = [[label(r["member"]), r["seeds"], f(r["short_end"]), f(r["long_at_short"]), f(r["long_end"]),
+              f(r["beyond_short"]), f(r["beyond_long"])] for r in long_short_rows(short, long)]
+    nom = nominal_objective(long)
+    cap = None if nom is None else f"nominal optimizer: {nom:.3f} on the long grid's episodes"
+    t = max(lg.eval_steps)
+    return table(["optimizer", "seeds (long)", f"meta-objective at {s.outer_steps}, N {s.num_tasks}",
+                  f"at {s.outer_steps}, N {lg.num_tasks}", f"at {lg.outer_steps}, N {lg.num_tasks}",
+                  f"loss at {t} / at horizon, {s.outer_steps}-step θ", f"the same, {lg.outer_steps}-step θ"],
+                 cells, caption=cap)

@@ -9,13 +9,14 @@ the status page shows, and ``tests/test_book_proofs.py`` feeds them evidence tha
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from star import errata as _errata
 from star import nqm as _nqm
 from star import stability as _st
+from star.book.claims import Check
 from star.book.tables import Table, table
 
 __all__ = [
@@ -23,7 +24,8 @@ __all__ = [
     "random_instance", "Trials", "theorem1_trials", "lemma2_trials", "lemma3_trials", "preconditioning_summary",
     "Regions", "stability_regions", "plot_stability_regions", "region_table", "e11_summary",
     "plot_cancellation", "errata_table", "MomentumRegions", "momentum_regions", "plot_momentum_regions",
-    "momentum_monte_carlo", "theorem1_checks", "lemma2_checks", "lemma3_checks",
+    "momentum_monte_carlo", "theorem1_checks", "lemma2_checks", "lemma3_checks", "grid_worst_rho",
+    "robust_grid_margin", "verdict_summary",
 ]
 
 
@@ -131,6 +133,7 @@ class Trials:
     strict_held: int = 0
     strict_stable: int = 0
     unit: str = ""  # what ``held`` counts when it is not random instances
+    worst_rho: float = float("nan")  # the largest ρ among the instances that met the strict conditions
 
     def __str__(self) -> str:
         if self.unit:
@@ -149,6 +152,7 @@ class Trials:
 def theorem1_trials(rng: np.random.Generator, num: int) -> Trials:
     """Theorem 1 (non-strict: ρ ≤ 1; strict: ρ < 1) and the exact criterion on ``num`` random instances."""
     held = stable = agree = s_held = s_stable = 0
+    worst = float("nan")
     for _ in range(num):
         H, a, P = random_instance(rng)
         rho = _st.spectral_radius(_eye(len(H)) - (a * _eye(len(H)) + P) @ H)
@@ -159,24 +163,32 @@ def theorem1_trials(rng: np.random.Generator, num: int) -> Trials:
         if _st.theorem1_holds(H, a, P, strict=True):
             s_held += 1
             s_stable += rho < 1
-    return Trials("Theorem 1", num, held, stable, agree, s_held, s_stable)
+            worst = float(np.fmax(worst, rho))
+    return Trials("Theorem 1", num, held, stable, agree, s_held, s_stable, worst_rho=worst)
 
 
 def lemma2_trials(rng: np.random.Generator, num: int) -> Trials:
     """Lemma 2's conditions against ρ(A′) of the preconditioned dynamics on ``num`` random instances."""
-    held = stable = 0
+    held = stable = s_held = s_stable = 0
+    worst = float("nan")
     for _ in range(num):
         H, a, P = random_instance(rng, sqrt_curvature=True)
         if _st.lemma2_holds(H, a, P):
+            rho = _st.spectral_radius(_st.lemma2_dynamics_matrix(H, a, P))
             held += 1
-            stable += _st.spectral_radius(_st.lemma2_dynamics_matrix(H, a, P)) <= 1 + 1e-9
-    return Trials("Lemma 2", num, held, stable)
+            stable += rho <= 1 + 1e-9
+            if _st.lemma2_holds(H, a, P, strict=True):
+                s_held += 1
+                s_stable += rho < 1
+                worst = float(np.fmax(worst, rho))
+    return Trials("Lemma 2", num, held, stable, 0, s_held, s_stable, worst_rho=worst)
 
 
 def lemma3_trials(rng: np.random.Generator, num: int, errors_per_instance: int = 5) -> Trials:
     """Lemma 3: a diagonal P̃ within (16)–(17), then random errors Δ in the box 0 < d_i ≤ d̄_i and its corner
     Δ = diag(d̄). ``held`` counts the errors tried, ``stable`` those with ρ ≤ 1."""
-    checked = stable = 0
+    checked = stable = s_held = s_stable = 0
+    worst = float("nan")
     for _ in range(num):
         H, a, _ = random_instance(rng)
         n, e = len(H), 2 / np.linalg.eigvalsh(H)[-1]
@@ -185,10 +197,17 @@ def lemma3_trials(rng: np.random.Generator, num: int, errors_per_instance: int =
         if not _st.robust_bounds_hold(H, a, P_tilde, d_bar):
             continue
         errors = [np.diag(d_bar * rng.uniform(1e-3, 1, size=n)) for _ in range(errors_per_instance)]
+        strict = _st.robust_bounds_hold(H, a, P_tilde, d_bar, strict=True)
         for Delta in errors + [np.diag(d_bar)]:
+            rho = _st.spectral_radius(_eye(n) - (a * _eye(n) + Delta @ P_tilde) @ H)
             checked += 1
-            stable += _st.spectral_radius(_eye(n) - (a * _eye(n) + Delta @ P_tilde) @ H) <= 1 + 1e-9
-    return Trials("Lemma 3", num, checked, stable, unit="sampled diagonal errors within (16)-(17)")
+            stable += rho <= 1 + 1e-9
+            if strict:
+                s_held += 1
+                s_stable += rho < 1
+                worst = float(np.fmax(worst, rho))
+    return Trials("Lemma 3", num, checked, stable, 0, s_held, s_stable,
+                  unit="sampled diagonal errors within (16)-(17)", worst_rho=worst)
 
 
 def preconditioning_summary(H) -> str:
@@ -212,6 +231,8 @@ class Regions:
     d_bars: tuple
     edge: float
     masks: dict  # {direction label: {"exact"|"theorem1"|("robust_bound", d)|("robust_exact", d): mask}}
+    H: np.ndarray | None = None
+    directions: Mapping | None = None  # {direction label: the diagonal D of P = p D}
 
     def nested(self) -> dict:
         """Per direction: is Theorem 1's region inside the exact one, and (16)–(17) inside the exact robust?"""
@@ -230,7 +251,8 @@ DIRECTIONS = {"$P=pI$": (1.0, 1.0), r"$P=p\,e_1e_1^\top$": (1.0, 0.0), r"$P=p\,e
 def stability_regions(H, alphas, ps, d_bars=(2.0, 4.0), directions: Mapping = DIRECTIONS) -> Regions:
     """The regions of :func:`star.stability.region_masks` for each direction (2-D H)."""
     masks = {name: _st.region_masks(H, alphas, ps, np.array(D), d_bars=d_bars) for name, D in directions.items()}
-    return Regions(np.asarray(alphas), np.asarray(ps), tuple(d_bars), 2 / np.linalg.eigvalsh(H)[-1], masks)
+    return Regions(np.asarray(alphas), np.asarray(ps), tuple(d_bars), 2 / np.linalg.eigvalsh(H)[-1], masks,
+                   np.asarray(H, np.float64), dict(directions))
 
 
 def plot_stability_regions(regions: Regions):
@@ -389,37 +411,112 @@ def momentum_monte_carlo(key, model, alpha: float, momentum: float, horizon: int
 # Verdict rules (star.book.claims records them; the status page shows them)
 
 
-def theorem1_checks(trials: Trials, regions: Regions) -> dict[str, bool]:
-    """Theorem 1 is a sufficient condition: every random instance meeting (9)–(10) is stable (ρ ≤ 1), with
-    strict inequalities strictly (ρ < 1), and on the (α, p) grids its region lies inside the exact one."""
-    return {
-        "rho(A) <= 1 on every random instance that meets (9)-(10)": trials.held > 0 and trials.stable == trials.held,
-        "rho(A) < 1 on every random instance that meets (9)-(10) strictly":
-            trials.strict_held > 0 and trials.strict_stable == trials.strict_held,
-        "Theorem 1's region lies inside the exact stability region on every grid":
-            all(not (m["theorem1"] & ~m["exact"]).any() for m in regions.masks.values()),
-    }
+def _margin_check(question: str, worst: float, what: str) -> Check:
+    """A mathematical statement checked on instances: the effect is 1 − the largest spectral radius among them,
+    exact (no sampling interval), so a single unstable instance makes it negative."""
+    if not np.isfinite(worst):
+        return Check(question, float("nan"), -np.inf, np.inf, unit="1 − largest ρ",
+                     how=f"no {what} met the strict conditions: nothing to check")
+    m = 1.0 - float(worst)
+    return Check(question, m, m, m, unit="1 − largest ρ",
+                 how=f"exact: the worst of the {what}; one unstable instance would make it negative")
 
 
-def lemma2_checks(trials: Trials, H) -> dict[str, bool]:
-    """Lemma 2: its conditions imply ρ(A′) ≤ 1 on random instances, and on the paper's H (λ_max > 1) they
-    allow a larger nominal step than Theorem 1 (2/√λ_max > 2/λ_max)."""
-    lmax = np.linalg.eigvalsh(H)[-1]
-    return {
-        "rho(A') <= 1 on every random instance that meets Lemma 2's conditions":
-            trials.held > 0 and trials.stable == trials.held,
-        "on the paper's H preconditioning enlarges the stable range of the nominal step":
-            bool(2 / np.sqrt(lmax) > 2 / lmax),
-    }
+def grid_worst_rho(regions: Regions, region: str = "theorem1") -> tuple[float, int]:
+    """``(largest ρ(A), number of grid points)`` over the grid points of ``regions`` inside ``region`` (Theorem 1's
+    strict region), for every direction P = p D: how close to instability the region comes on the plotted grids."""
+    if regions.H is None or regions.directions is None:
+        raise ValueError("regions must come from stability_regions (it records H and the directions)")
+    H, n = regions.H, len(regions.H)
+    worst, count = float("nan"), 0
+    a, p = np.meshgrid(regions.alphas, regions.ps)
+    for name, m in regions.masks.items():
+        inside = m[region]
+        if not inside.any():
+            continue
+        D = np.asarray(regions.directions[name], np.float64)
+        M = a[inside][:, None, None] * np.eye(n) + (p[inside][:, None] * D)[:, None, :] * np.eye(n)
+        rho = np.abs(np.linalg.eigvals(np.eye(n) - M @ H)).max(axis=-1)
+        worst, count = float(np.fmax(worst, rho.max())), count + int(inside.sum())
+    return worst, count
 
 
-def lemma3_checks(trials: Trials, regions: Regions) -> dict[str, bool]:
-    """Lemma 3: every sampled diagonal error within (16)–(17) is stable, and on the grids the (16)–(17)
-    region lies inside the exact robust region for every d̄."""
-    return {
-        "rho(A) <= 1 for every sampled diagonal error within (16)-(17)":
-            trials.held > 0 and trials.stable == trials.held,
-        "the (16)-(17) region lies inside the exact robust region on every grid":
-            all(not (m[("robust_bound", d)] & ~m[("robust_exact", d)]).any()
-                for m in regions.masks.values() for d in regions.d_bars),
-    }
+def robust_grid_margin(regions: Regions) -> tuple[float, int]:
+    """``(margin, points)``: over the grid points inside bounds (16)–(17), for every d̄, the smallest margin of the
+    exact criterion 0 ≺ H^½MH^½ ≺ 2I (Proposition A) at the vertices d_i ∈ {0, d̄} of the box of errors, which by
+    Proposition B bounds it over the whole box. Positive: every admissible error keeps ρ(A) < 1."""
+    if regions.H is None or regions.directions is None:
+        raise ValueError("regions must come from stability_regions (it records H and the directions)")
+    H, n = regions.H, len(regions.H)
+    w, V = np.linalg.eigh(H)
+    R = (V * np.sqrt(w)) @ V.T
+    a, p = np.meshgrid(regions.alphas, regions.ps)
+    margin, count = float("nan"), 0
+    for name, m in regions.masks.items():
+        D = np.asarray(regions.directions[name], np.float64)
+        for d in regions.d_bars:
+            inside = m[("robust_bound", d)]
+            if not inside.any():
+                continue
+            for bits in range(2 ** n):
+                scale = np.array([d if (bits >> i) & 1 else 0.0 for i in range(n)])
+                M = a[inside][:, None, None] * np.eye(n) + (p[inside][:, None] * scale * D)[:, None, :] * np.eye(n)
+                lam = np.linalg.eigvalsh(R @ M @ R)
+                margin = float(np.fmin(margin, np.minimum(lam[:, 0], 2 - lam[:, -1]).min()))
+            count += int(inside.sum())
+    return margin, count
+
+
+def theorem1_checks(trials: Trials, regions: Regions) -> list[Check]:
+    """Theorem 1 is a sufficient condition: every random instance that meets (9)–(10) strictly is stable, and so
+    is every point of the (α, p) grids inside its region. Each check's effect is 1 − the largest ρ(A) found."""
+    worst, points = grid_worst_rho(regions)
+    return [
+        _margin_check("Every random instance that meets (9)–(10) strictly has ρ(A) < 1", trials.worst_rho,
+                      f"{trials.strict_held:,} random instances that met them"),
+        _margin_check("Every grid point inside Theorem 1's region has ρ(A) < 1", worst,
+                      f"{points:,} grid points of the three directions of P"),
+    ]
+
+
+def lemma2_checks(trials: Trials, H) -> list[Check]:
+    """Lemma 2: its strict conditions give ρ(A′) < 1 on random instances (effect 1 − the largest ρ), and they
+    relax Theorem 1's on the paper's H: the largest nominal step 2/√λ_max exceeds 2/λ_max (effect: the
+    difference)."""
+    lmax = float(np.linalg.eigvalsh(np.asarray(H, np.float64))[-1])
+    gain = 2 / np.sqrt(lmax) - 2 / lmax
+    return [
+        _margin_check("Every random instance that meets Lemma 2's conditions strictly has ρ(A′) < 1",
+                      trials.worst_rho, f"{trials.strict_held:,} random instances that met them"),
+        Check("On the paper's H the preconditioned conditions allow a larger nominal step", gain, gain, gain,
+              unit="(2/√λ_max − 2/λ_max)", how="exact, from the eigenvalues of H (A.30)"),
+    ]
+
+
+def lemma3_checks(trials: Trials, regions: Regions) -> list[Check]:
+    """Lemma 3: every sampled diagonal error within strict (16)–(17) keeps ρ(A) < 1 (effect 1 − the largest ρ),
+    and on the grids every point within (16)–(17) is stable for every error in the box (effect: the smallest margin
+    of the exact criterion at the box's vertices, :func:`robust_grid_margin`)."""
+    margin, points = robust_grid_margin(regions)
+    grid = (Check("Every grid point within (16)–(17) is stable for every error in the box", margin, margin, margin,
+                  unit="margin of 0 ≺ H^½MH^½ ≺ 2I",
+                  how=f"exact: the smallest over {points:,} grid points and the box's vertices (Proposition B)")
+            if np.isfinite(margin) else
+            Check("Every grid point within (16)–(17) is stable for every error in the box", float("nan"), -np.inf,
+                  np.inf, how="no grid point lies within (16)–(17)"))
+    return [
+        _margin_check("Every sampled diagonal error within strict (16)–(17) keeps ρ(A) < 1", trials.worst_rho,
+                      f"{trials.strict_held:,} sampled errors"),
+        grid,
+    ]
+
+
+def verdict_summary(trials: Trials, checks: Sequence[Check]) -> str:
+    """One plain sentence for the status page: what was checked, how close to unstable the worst instance came,
+    and how the checks came out."""
+    from star.book.claims import summarize_checks
+
+    what = trials.unit or "random instances"
+    worst = (f" (the largest spectral radius among them {trials.worst_rho:.6f})" if np.isfinite(trials.worst_rho)
+             else "")
+    return f"{trials.strict_held:,} {what} met the strict conditions{worst}. " + summarize_checks(checks)

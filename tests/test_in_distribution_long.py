@@ -1,0 +1,75 @@
+"""star.book.in_distribution's budgets and the 2000-outer-step grid against the 200-step one (issue: past the
+starting transient), on fake run folders."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from star import sweep
+from star.book import in_distribution as D
+
+
+def test_budget_fraction_of_the_cpu_grids():
+    short, long = sweep.get_grid("indist", "cpu"), sweep.get_grid("indist_long", "cpu")
+    mlp8 = 64 * 32 + 32 + 32 * 10 + 10  # fmnist8_mlp32: 64-32-10
+    mlp = 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10  # fmnist_mlp: 784-128-128-10
+    assert D.task_num_params("fmnist8_mlp32") == mlp8
+    b = D.budget_fraction(short, num_params={"fmnist_mlp": mlp})
+    assert b["paper_task"] == "fmnist_mlp" and b["outer_fraction"] == 200 / 5000
+    assert b["inner_fraction"] == pytest.approx(200 * 64 / (5000 * 8))
+    assert b["compute_fraction"] == pytest.approx(200 * 64 * mlp8 / (5000 * 8 * mlp))
+    assert round(100 * b["compute_fraction"], 2) == 0.65  # the figure the issue quotes
+    bl = D.budget_fraction(long, num_params={"fmnist_mlp": mlp, "fmnist8_mlp32": mlp8})
+    assert bl["outer_fraction"] == 2000 / 5000 and bl["inner_fraction"] == pytest.approx(2000 * 16 / (5000 * 8))
+    conv = D.budget_fraction(sweep.get_grid("indist_conv", "cpu"), num_params={"fmnist8_conv": 1, "cifar10_conv": 4})
+    assert conv["paper_task"] == "cifar10_conv" and conv["compute_fraction"] == pytest.approx(150 * 16 / 4 / (5000 * 8))
+    tab = D.budget_table([short, long], num_params={"fmnist_mlp": mlp, "fmnist8_mlp32": mlp8})
+    assert tab.cells[0][-1] == "0.652 %" and tab.cells[1][4] == "40 %"
+
+
+def _fake(root, grid, level):
+    """Finished run folders of ``grid`` whose meta-objective falls from 1.0 to ``level[optimizer]``."""
+    for spec in grid.runs():
+        out = spec.folder(root)
+        (out / "thetas").mkdir(parents=True)
+        n = grid.outer_steps
+        (out / "log.jsonl").write_text("".join(json.dumps({"step": i, "meta_loss": 1.0}) + "\n"
+                                               for i in range(1, n + 1)))
+        (out / "provenance.json").write_text(json.dumps({"wall_s_total": 1.0}))
+        (out / "theta_final.npz").write_bytes(b"")
+        end = level[spec.member.optimizer] + 0.01 * spec.seed
+        curve = [{"step": s, "mean": 1.0 + (end - 1.0) * s / n, "per_seed": [0.0]} for s in range(0, n + 1, 2)]
+        (out / "meta_curve.json").write_text(json.dumps({"curve": curve, "baselines": {"nominal": {"mean": 0.7}}}))
+        t = max(grid.eval_steps)
+        c = [0.5] * (grid.horizon // 10) + [0.5 * (2.0 if spec.member.optimizer == "blackbox" else 1.0)] * (
+            (t - grid.horizon) // 10)
+        (out / f"evaluate_{t}.json").write_text(json.dumps({"block": 10, "steps": t, "per_seed": [
+            {"curve": c, "final_train_loss": c[-1], "test_loss": 0.6, "test_accuracy": 0.8}]}))
+
+
+def test_long_against_short(tmp_path):
+    base = sweep.get_grid("indist_long", "smoke")
+    short = dataclasses.replace(base, name="s", folder="results/s", outer_steps=4, seeds=(0, 1))
+    long = dataclasses.replace(base, name="l", folder="results/l", outer_steps=8, seeds=(0, 1))
+    _fake(tmp_path, short, {"star": 0.8, "blackbox": 0.9})
+    _fake(tmp_path, long, {"star": 0.6, "blackbox": 0.95})
+    rs, rl = D.load_grid(short, tmp_path), D.load_grid(long, tmp_path)
+    star = sweep.Member("star", 0.1)
+    np.testing.assert_allclose(D.meta_objective_at(rl, star, 4), [0.8, 0.805])  # halfway from 1.0 to 0.6(+)
+    assert D.meta_objective_at(rl, star, 5).size == 0
+    rows = {r["member"].optimizer: r for r in D.long_short_rows(rs, rl)}
+    assert rows["star"]["short_end"][0] == pytest.approx(0.805) and rows["star"]["long_end"][0] == pytest.approx(0.605)
+    assert rows["star"]["short_end"][1] == pytest.approx(0.005)
+    assert rows["blackbox"]["beyond_long"][0] == pytest.approx(2.0) and rows["star"]["beyond_long"][0] == 1.0
+    tab = D.long_short_table(rs, rl)
+    assert tab.caption == "nominal optimizer: 0.700 on the long grid's episodes"
+    at4 = rows["star"]["long_at_short"]
+    assert at4[0] == pytest.approx(0.8025) and tab.cells[0][3] == f"{at4[0]:.3f} ± {at4[1]:.3f}"
+    assert tab.cells[0][:3] == ["STAR (wd 0.1)", "2", "0.805 ± 0.005"] and tab.cells[0][4] == "0.605 ± 0.005"
+    # a member without runs in the short grid: its short columns are blank
+    only_long = dataclasses.replace(short, members=(sweep.Member("star", 0.1),))
+    rows2 = {r["member"].optimizer: r for r in D.long_short_rows(D.load_grid(only_long, tmp_path), rl)}
+    assert math.isnan(rows2["blackbox"]["short_end"][0]) and math.isnan(rows2["blackbox"]["beyond_short"][0])
