@@ -147,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--outer-steps", type=int, default=200, help="outer steps of the first run")
     ap.add_argument("--big-n", type=int, default=256, help="N of the second run (0: none)")
     ap.add_argument("--chunk", type=int, default=20, help="outer steps per chunk of the second run")
+    ap.add_argument("--big-steps", type=int, default=0,
+                    help="at most this many outer steps of the second run (0: as many as the budget allows)")
     ap.add_argument("--seed", type=int, default=0, help="meta-training seed of both runs")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
     ap.add_argument("--curve-seeds", type=int, default=8, help="episodes per θ snapshot of the meta-curves")
@@ -160,6 +162,7 @@ def main(argv=None) -> int:
         for name in ("n", "outer_steps", "chunk", "repeats", "curve_seeds"):
             _checks.integer("--" + name.replace("_", "-"), getattr(args, name))
         _checks.integer("--big-n", args.big_n, minimum=0)
+        _checks.integer("--big-steps", args.big_steps, minimum=0)
         _checks.integer("--seed", args.seed, minimum=0)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -211,7 +214,7 @@ def main(argv=None) -> int:
     first_deadline = time.perf_counter() + 0.5 * max(0.0, left() - reserve)
     plan = [(args.n, args.outer_steps, lambda: first_deadline - time.perf_counter())]
     if args.big_n:
-        plan.append((args.big_n, None, lambda: left() - reserve))
+        plan.append((args.big_n, args.big_steps or None, lambda: left() - reserve))
     for num_tasks, target, time_left in plan:
         run_dir, done, chunk_s, t0 = folder(num_tasks), 0, None, time.perf_counter()
         while (target is None or done < target) and (chunk_s is None or time_left() > 1.2 * chunk_s):

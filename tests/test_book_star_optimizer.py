@@ -66,11 +66,13 @@ def test_stored_runs_summary_table_and_figure():
     assert (s["start"], s["end"], s["lower"], s["episodes"]) == (0.72, 0.62, 3, 4)
     assert np.isclose(s["diff"], np.mean([0.6, 0.61, 0.65, 0.73]) - 0.72)
     t = S.meta_training_table({"N = 64": run})
-    assert t.cells[0][:3] == ["N = 64", "fmnist8_mlp32", "64"] and t.cells[0][-1] == "3 of 4"
+    assert t.cells[0][:3] == ["N = 64", "Fashion-MNIST 8×8 MLP 64-32", "64"] and t.cells[0][-1] == "3 of 4"
     fig = S.plot_meta_training({"N = 64": run, "N = 8": _run("q", [0.72, 2.3], 0.72, [2.3] * 4)})
     left, right = fig.axes
     assert len(right.containers) == 2  # one error-bar series per run
-    assert any("ln 10" in t.get_text() for t in right.get_legend().get_texts())
+    assert any("ln 10" in t.get_text() for t in fig.legends[0].get_texts())  # one legend, below the panels
+    from star.book import figures
+    assert figures.figure_problems(figures.figure_facts(fig)) == []
     plt.close(fig)
     with pytest.raises(ValueError, match="no meta_curve.json"):
         S.meta_curve_summary(StoredRun("x", run.log, {}, {}, None))

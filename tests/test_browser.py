@@ -13,7 +13,13 @@ execution of the chapters in ``make test``:
   Markdown image — chapters added later are counted by the same rule), and every image is a non-blank picture;
   nothing in the article is wider than the article (tables, images, text outputs); no machine path shows;
   MathJax (the local copy) typeset every formula and no raw TeX is left; internal links and anchors resolve;
-  notebook chapters carry Colab and Binder launch links for the repository of ``_config.yml``.
+  notebook chapters carry Colab and Binder launch links for the repository of ``_config.yml``;
+* every figure a chapter shows obeys the book's figure rules (``star.book.figures``: labelled axes, legends of at
+  least 8 pt that cover no data, distinguishable series, no internal ids), read from the facts the kernel wrote
+  into each PNG;
+* no internal id of the package (a grid member such as ``star_wd0.1``, a task id, a layer id, a constant, a test
+  name, an exception class, a Python repr, a commit hash: ``star.book.labels``), and no function name of the
+  package in inline code, shows in a page's text outside code cells and dropdowns (where provenance belongs).
 
 Each check is also run on a deliberately broken input to show that it can fail. Screenshots go to
 ``_build/screenshots/``. Set ``STAR_SKIP_BROWSER=1`` to skip the browser part on a machine without Chromium
@@ -40,6 +46,7 @@ import nbformat
 import pytest
 import yaml
 
+from star.book import figures as book_figures
 from star.book.pages import toc_pages
 
 pytestmark = pytest.mark.slow
@@ -335,6 +342,8 @@ def page_problems(html_file: Path, dom: str, expected: int = 0) -> list[str]:
     problems += figure_problems(html_file, article, expected)
     problems += layout_problems(soup)
     problems += machine_path_problems(article)
+    problems += figure_rule_problems(html_file, article)
+    problems += internal_id_problems(article, html_file.stem)
     problems += math_problems(html_file, dom)
     problems += link_problems(html_file, soup)
     return problems
@@ -386,6 +395,61 @@ def machine_path_problems(article) -> list[str]:
     text = article.get_text(" ", strip=True)
     hits = [text[max(m.start() - 30, 0): m.end() + 30] for m in MACHINE_PATH_RE.finditer(text)]
     return [f"machine paths on the page: {hits[:5]}"] if hits else []
+
+
+def figure_rule_problems(html_file: Path, article) -> list[str]:
+    """Every image a cell output shows carries the facts ``star.book.figures`` measured on its figure, and they obey
+    the figure rules (axis labels, legends of at least 8 pt that cover no data, distinguishable series, no ids)."""
+    problems = []
+    for img in article.select("div.cell_output img, div.output img"):
+        target = _local_target(html_file, img.get("src", ""))
+        if target is None or not target[0].is_file() or target[0].suffix.lower() != ".png":
+            continue
+        facts = book_figures.read_facts(target[0])
+        name = target[0].name
+        if facts is None:
+            problems.append(f"figure {name} carries no measured facts (not shown through star.book's kernel hook)")
+        elif "error" in facts:
+            problems.append(f"figure {name} could not be measured: {facts['error']}")
+        else:
+            problems += [f"figure {name}: {p}" for p in book_figures.figure_problems(facts)]
+    return problems
+
+
+# Names of other people's code that a page may print in inline code (the paper's optimizer, the reference library).
+EXTERNAL_NAMES = {"small_fc_lopt", "learned_optimization", "tensorflow_datasets"}
+SNAKE_RE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b(?:\(|\.\w)?|\bstar(?:\.[a-z_0-9]+){2,}")
+# pages about code itself, where the reference's function names are the subject
+CODE_PAGES = {"reference_implementation"}
+
+
+def _reader_text(article) -> object:
+    """A copy of the article without code-cell inputs, Python code shown on purpose (the package's functions included
+    where a chapter explains them), dropdowns (provenance, hidden cells), scripts and styles."""
+    article = _soup(str(article))
+    for tag in article.select("div.cell_input, details, script, style, noscript, .toggle-hidden, "
+                              "div.highlight-python, div.highlight-ipython3"):
+        tag.decompose()
+    return article
+
+
+def internal_id_problems(article, page_name: str = "") -> list[str]:
+    """Internal ids in what a reader reads: the article's text outside code-cell inputs and dropdowns must not name
+    a package id or id-shaped string (``star.book.labels``), and its inline code no function of the package."""
+    text_part = _reader_text(article)
+    hits = book_figures.id_hits(text_part.get_text(" ", strip=True))
+    problems = [f"internal ids on the page: {hits[:8]}"] if hits else []
+    if page_name not in CODE_PAGES:
+        names = []
+        for code in text_part.find_all("code"):
+            if code.find_parent("pre") is not None:
+                continue
+            for m in SNAKE_RE.finditer(code.get_text()):
+                if m.group(0).rstrip("(.") not in EXTERNAL_NAMES:
+                    names.append(m.group(0))
+        if names:
+            problems.append(f"function or variable names in the prose: {sorted(set(names))[:8]}")
+    return problems
 
 
 def math_problems(html_file: Path, dom: str) -> list[str]:
@@ -500,6 +564,62 @@ def test_the_checks_catch_broken_pages(tmp_path, chromium):
     assert re.search(r"table \"a wide table\" is 2000 px wide in an article of 800 px", problems)
     assert re.search(r"pre \"x+\" needs \d+ px", problems)
     assert "PosixPath(" in problems and "/work/main" in problems
+
+
+def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
+    """A chapter page whose figure has an unlabelled axis, a 5 pt legend over the data, a curve hidden under
+    another, a legend entry drawn nowhere and an id in its title, and whose prose names a grid member, a task id,
+    a constant, a test and a package function, fails; the same ids in a code cell, a dropdown or a figure made by
+    the rules pass."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.linspace(0.0, 1.0, 40)
+    bad, ax = plt.subplots()
+    ax.plot(x, x, label="one")
+    ax.plot(x, x, color="C1", label="two, under one")
+    ax.plot([], [], "k:", label="a dotted proxy")
+    ax.legend(fontsize=5, loc="center")
+    ax.set(title="task fmnist8_mlp32", xlabel="outer step")
+    (tmp_path / "bad.png").write_bytes(book_figures.png_with_facts(bad))
+    good, ax = plt.subplots()
+    ax.plot(x, x, label="STAR")
+    ax.plot(x, 1 - x, "--", label="Hyperparam")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set(xlabel="outer step", ylabel="meta-loss (nats)", title="Fashion-MNIST 8×8 MLP")
+    (tmp_path / "good.png").write_bytes(book_figures.png_with_facts(good, bbox_inches="tight"))
+    plt.close("all")
+    page = tmp_path / "chapter.html"
+
+    def write(prose, image):
+        page.write_text(
+            "<html><body><article><h1>Chapter</h1><p>" + "words " * 30 + prose + "</p>"
+            "<div class='cell_input'><pre>res = D.load_grid(sweep.get_grid('indist', 'cpu')); star_wd0.1</pre></div>"
+            f"<div class='cell_output'><img src='{image}'></div>"
+            "<details><summary>Provenance</summary><p>run star_wd0.1_s0 at commit ca2aa69</p></details>"
+            "</article></body></html>")
+        return page_problems(page, page.read_text() + "<div id='star-layout-report' data-overflow='[]'></div>")
+
+    problems = "\n".join(write("STAR (star_wd0.1) on <code>fmnist8_mlp32</code>, see <code>VERDICT_RULES</code>, "
+                                "tests/test_ood.py::test_x and <code>star.book.claims.record_claim</code>, "
+                                "<code>plot_remedies(ax)</code>.", "bad.png"))
+    assert "bad.png: panel 1 (task fmnist8_mlp32) has no y-axis label" in problems
+    assert "text at 5 pt (at least 8 pt)" in problems and re.search(r"legend of panel 1 covers \d+ data", problems)
+    assert "the curve 'one' lies exactly under 'two, under one'" in problems
+    assert "the entry 'a dotted proxy'" in problems and "figure text 'fmnist8_mlp32' is an internal id" in problems
+    assert "internal ids on the page:" in problems and "'star_wd0.1'" in problems and "'fmnist8_mlp32'" in problems
+    assert "VERDICT_RULES (constant name)" in problems and "test_ood.py" in problems
+    assert "star.book.claims.record_claim" in problems and "plot_remedies(" in problems
+    assert "ca2aa69" not in problems and "load_grid" not in problems  # a dropdown and a code cell may name them
+    assert write("STAR with outer weight decay 0.1, on the small Fashion-MNIST MLP, the "
+                 "<code>small_fc_lopt</code> optimizer.", "good.png") == []
+    (tmp_path / "plain.png").write_bytes((tmp_path / "good.png").read_bytes()[:8] + b"")  # no facts: not a PNG
+    import matplotlib.image as mpimg
+    mpimg.imsave(tmp_path / "plain.png", np.random.default_rng(0).random((20, 20)))
+    assert "plain.png carries no measured facts" in "\n".join(write("Fine prose.", "plain.png"))
 
 
 def test_an_image_less_page_fails_the_figure_count(tmp_path):

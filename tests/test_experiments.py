@@ -90,7 +90,7 @@ def test_accelerator_tiny(tmp_path):
     out = tmp_path / "acc.json"
     assert _load("accelerator").main(["--smoke", "--out", str(out), "--runs", str(tmp_path / "runs"), "--n", "2",
                                       "--outer-steps", "2", "--big-n", "4", "--chunk", "1", "--repeats", "1",
-                                      "--curve-seeds", "2", "--budget-s", "100000"]) == 0
+                                      "--curve-seeds", "2", "--budget-s", "100000", "--big-steps", "2"]) == 0
     res = json.loads(out.read_text())
     assert [r["platform"] for r in res["timing"]][0] == "cpu"
     assert all(r["pes_inner_steps_per_s"] > 0 and r["star_step_ms"] > 0 for r in res["timing"])

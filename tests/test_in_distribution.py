@@ -137,9 +137,11 @@ def test_load_grid_and_figures(tmp_path):
                                                     "star_nopre_wd0.1: final_objective for 0 of 2 seeds"]
     fig = D.plot_figure(res, "fig3")
     assert len(fig.axes) == 4 and fig.axes[0].lines
-    rows = D.summary_rows(res, "fig3")
-    assert rows[0]["optimizer"] == "STAR (wd 0.1)" and rows[0]["final_train_loss@20"] == 0.5
-    assert "STAR (wd 0.1)" in D.format_rows(rows)
+    from star.book import figures
+    assert figures.figure_problems(figures.figure_facts(fig)) == []  # labels, legend, no ids
+    tab = D.summary_table(res, "fig3")
+    assert tab.cells[0][:2] == ["STAR (outer wd 0.1)", "2"] and tab.cells[0][3] == "0.5"
+    assert "training loss after 20 steps (nats)" in tab.columns and "test accuracy after 20 (%)" in tab.columns
 
 
 def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_path):
@@ -248,8 +250,12 @@ def test_fig3_verdict_on_two_tasks(tmp_path):
     assert len(fig.axes) == 3 and all(ax.lines for ax in fig.axes)
 
 
-def test_remedy_seed_rows_and_figure(tmp_path):
-    """The remedies_seeds view: one row per member and seed, from the stored meta-curves; the figure draws each."""
+def test_remedy_seed_table_and_figure(tmp_path):
+    """The remedies on three seeds: one row per member and seed, from the stored meta-curves; the figure draws each
+    seed and obeys the figure rules."""
+    from star.book import figures
+    from star.book import pes_breaks_star as B
+
     grid = dataclasses.replace(sweep.get_grid("remedies_seeds", "cpu"), outer_steps=6)
     for spec in grid.runs():
         out = spec.folder(tmp_path)
@@ -262,13 +268,16 @@ def test_remedy_seed_rows_and_figure(tmp_path):
             {"step": t, "mean": (2.303 if broken and t else 0.39) + 0.001 * spec.seed} for t in (0, 20)],
             "baselines": {"nominal": {"mean": 0.39}}}))
     res = D.load_grid(grid, tmp_path)
-    rows = D.remedy_seed_rows(res)
-    assert [(lab, s) for lab, s, _ in rows] == [("STAR (paper)", 0), ("STAR (paper)", 1), ("STAR (paper)", 2),
-                                               ("ours: both", 0), ("ours: both", 1), ("ours: both", 2)]
-    assert rows[1][2] == {0: pytest.approx(0.391), 20: pytest.approx(2.304)} and rows[4][2][20] == pytest.approx(0.391)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    D.plot_remedy_seeds(ax, res)
-    assert len([ln for ln in ax.lines if ln.get_marker() == "o"]) == 6
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["STAR (paper)", "ours: both"]
+    tab = B.remedy_seed_table(res)
+    assert [r[:2] for r in tab.cells] == [["STAR (the paper's)", "0"], ["STAR (the paper's)", "1"],
+                                          ["STAR (the paper's)", "2"], ["STAR, both changes (ours)", "0"],
+                                          ["STAR, both changes (ours)", "1"], ["STAR, both changes (ours)", "2"]]
+    assert tab.cells[1][2:] == ["0.391", "2.3"] and tab.columns[-1] == "outer step 20 (nats)"
+    fig = B.plot_remedy_seeds(res)
+    ax = fig.axes[0]
+    assert len([ln for ln in ax.lines if ln.get_marker() in ("o", "s", "^")]) == 6
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert names[:2] == ["STAR (the paper's)", "STAR, both changes (ours)"]
+    assert figures.figure_problems(figures.figure_facts(fig)) == []
+    assert "ends within 1 % of the nominal optimizer" in B.remedies_finding(
+        {"sigma": {"fmnist_mlp": {"star_out0.1_bc_eps1e-4": {"0.01": {"outcome": ["ok"] * 8}}}}}, res)

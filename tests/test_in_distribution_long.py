@@ -68,7 +68,7 @@ def test_long_against_short(tmp_path):
     assert tab.caption == "nominal optimizer: 0.700 on the long grid's episodes"
     at4 = rows["star"]["long_at_short"]
     assert at4[0] == pytest.approx(0.8025) and tab.cells[0][3] == f"{at4[0]:.3f} ± {at4[1]:.3f}"
-    assert tab.cells[0][:3] == ["STAR (wd 0.1)", "2", "0.805 ± 0.005"] and tab.cells[0][4] == "0.605 ± 0.005"
+    assert tab.cells[0][:3] == ["STAR (outer wd 0.1)", "2", "0.805 ± 0.005"] and tab.cells[0][4] == "0.605 ± 0.005"
     # a member without runs in the short grid: its short columns are blank
     only_long = dataclasses.replace(short, members=(sweep.Member("star", 0.1),))
     rows2 = {r["member"].optimizer: r for r in D.long_short_rows(D.load_grid(only_long, tmp_path), rl)}

@@ -335,7 +335,7 @@ def test_figures_mark_divergence(tmp_path):
     fig = ood_plots.plot_summary(results)
     grey = [line.get_marker() for line in fig.axes[0].lines if line.get_color() == "C7"]
     assert grey == ["x", "o", "o"]  # Blackbox: diverged on t0, stable on t1 and t2
-    assert "<td><code>t0</code></td>" in ood_plots.tasks_table_html(results)
+    assert "<td>t0</td>" in ood_plots.tasks_table_html(results)
 
 
 def test_meta_run_table_and_verdicts():
@@ -368,7 +368,7 @@ def test_meta_run_table_and_verdicts():
     md = book_ood.meta_run_findings_markdown(results)
     assert "**STAR**: unstable on 4, 0 of 4 tasks (seed 0, seed 1), on 4 with its θ's pooled" in md
     assert "every one of its 2 θ's on 0 of 4 tasks, with at least one of them on 4" in md
-    assert "seed 0: none; seed 1: `t0`, `t1`, `t2`, `t3`; pooled: none" in md
+    assert "seed 0: none; seed 1: t0, t1, t2, t3; pooled: none" in md
     html = book_ood.meta_run_verdict_table(results)._repr_html_()
     assert "star-table" in html and html.count("<tr>") == len(verdicts["pooled"][0]) + 2
     # the figures: a learned optimizer's band is over its meta-training runs, its runs drawn one by one

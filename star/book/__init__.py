@@ -4,18 +4,26 @@ chapter's figures, tables and verdict rules.
 The science modules of :mod:`star` (NQM, stability, optimizers, PES, meta-training, tasks, data) never
 import from here (``tests/test_book_package.py`` checks it); the chapters do:
 
-* :mod:`star.book.claims` — the paper's claims, the verdict a chapter records (computed from named checks by
-  one rule), the status table and the introduction's summary;
+* :mod:`star.book.claims` — the paper's claims, the evidence a chapter records (checks with intervals and the
+  budget), the one rule that turns it into a verdict, the status page and the introduction's summary;
 * :mod:`star.book.pages` — the book's root folder, its pages (``_toc.yml``) and their titles;
 * :mod:`star.book.files` — stored results under ``results/`` (:func:`~star.book.files.stored_run`), found in a
   checkout or fetched on Colab;
 * :mod:`star.book.devices` — which accelerators JAX sees;
 * :mod:`star.book.tables` — HTML tables that fit the page;
+* :mod:`star.book.labels` — the one map from the package's ids to the words a page uses;
+* :mod:`star.book.stats` — effects with confidence intervals, for the verdicts' checks;
+* :mod:`star.book.figures` — the rules every figure must satisfy (axis labels, legends, distinguishable series,
+  no ids), measured when a chapter shows a figure and carried in its PNG for ``tests/test_browser.py``;
 * one module per chapter, named after it (:mod:`star.book.proofs`, :mod:`star.book.nqm_experiments`,
   :mod:`star.book.star_optimizer`): the chapter's figures (``plot_*`` functions returning a matplotlib
-  figure), tables, and the rules of the verdicts it records (``*_checks`` functions, each a dict of named
-  yes/no checks that the tests feed evidence to flip).
+  figure), tables, and the rules of the verdicts it records (``*_checks`` functions, each a list of
+  :class:`star.book.claims.Check` — effects with confidence intervals — that the tests feed evidence to flip).
 
 A new chapter adds its own module here. Its figure cells call a ``plot_*`` function (or ``plt.subplots()``);
 ``tests/test_browser.py`` counts those cells and fails a page that shows fewer images.
 """
+
+from star.book import figures as _figures
+
+_figures.install()  # in a notebook kernel: every figure shown carries its measured facts (a no-op elsewhere)

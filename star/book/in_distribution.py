@@ -35,24 +35,24 @@ from star.sweep import FIGURES, Grid, Member
 
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
-    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_rows", "evidence", "complete",
+    "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
+    "provenance_table", "accelerator_estimate_table", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
     "VERDICT_RULES", "EMA",
 ]
 
 EMA = 0.98  # App. B.2: "In all plots, we apply EMA smoothing with a coefficient of 0.98."
 
-_NAMES = {"star": "STAR", "hyperparam": "Hyperparam", "blackbox": "Blackbox", "star_nopre": "STAR No Pre.",
-          "star_nonom": "STAR No Nom."}
 COLORS = {"star_wd0.1": "#de2d26", "hyperparam_wd0.0": "#fd8d3c", "blackbox_wd0.0": "#756bb1",
           "star_nopre_wd0.1": "#31a354", "star_nonom_wd0.1": "#3182bd", "star_wd0.0": "#fcbba1",
           "star_wd0.5": "#a50f15", "star_wd1.0": "#3f007d", "adam": "#08519c", "nominal": "0.2"}
 
 
 def label(member: Member) -> str:
-    """How a member is named in figures: ``STAR (wd 0.1)``, ``Blackbox``, ..."""
-    name = _NAMES.get(member.optimizer, member.optimizer)
-    return f"{name} (wd {member.weight_decay:g})" if member.optimizer == "star" else name
+    """How a member is named in figures and tables (:func:`star.book.labels.member`): ``STAR (outer wd 0.1)``."""
+    from star.book import labels
+
+    return labels.member(member)
 
 
 @dataclasses.dataclass
@@ -417,6 +417,19 @@ VERDICT_RULES = {
 # figures
 
 
+_LEGEND = dict(fontsize=8, frameon=False)
+#: line style of each member, so that members stay apart in print and where curves cross
+LINESTYLES = {"star_wd0.1": "-", "hyperparam_wd0.0": "--", "blackbox_wd0.0": "-.", "star_nopre_wd0.1": ":",
+              "star_nonom_wd0.1": "--", "star_wd0.0": ":", "star_wd0.5": "--", "star_wd1.0": "-.", "adam": "--",
+              "nominal": ":"}
+MARKERS = {"star_wd0.1": "o", "hyperparam_wd0.0": "s", "blackbox_wd0.0": "^", "star_nopre_wd0.1": "D",
+           "star_nonom_wd0.1": "v", "star_wd0.0": "P", "star_wd0.5": "X", "star_wd1.0": "*"}
+
+
+def _ls(lab: str) -> str:
+    return LINESTYLES.get(lab, "-")
+
+
 def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
     """PES meta-loss against the outer step: mean ± one standard error over seeds of the EMA-smoothed curves."""
     for m in members:
@@ -428,37 +441,36 @@ def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coeffici
             ax.fill_between(steps, lo, hi, color=color, alpha=0.25, lw=0)
         else:
             mean = curves[0]
-        ax.plot(steps, mean, color=color, label=f"{label(m)} ({len(curves)} seeds)")
-    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (EMA {coefficient})", title="PES meta-loss (loss of θ ± ε)")
-    ax.legend(fontsize=7)
+        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {len(curves)} seeds")
+    ax.set(xlabel="outer step", ylabel="PES meta-loss (nats, EMA 0.98)", title="PES meta-loss (loss of θ ± ε)")
 
 
 def plot_seeds(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
-    """Fig. App.1: every seed's EMA-smoothed PES meta-loss."""
+    """Fig. App.1: every seed's EMA-smoothed PES meta-loss (legend beside the panel)."""
     for m in members:
         curves = meta_loss_curves(results, m, coefficient)
         for i, c in enumerate(curves):
-            ax.plot(np.arange(1, len(c) + 1), c, color=COLORS.get(m.label), lw=0.9, alpha=0.8,
+            ax.plot(np.arange(1, len(c) + 1), c, color=COLORS.get(m.label), ls=_ls(m.label), lw=0.9, alpha=0.8,
                     label=label(m) if i == 0 else None)
-    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (EMA {coefficient})", title="individual seeds (Fig. App.1)")
-    ax.legend(fontsize=7)
+    ax.set(xlabel="outer step", ylabel=f"PES meta-loss (nats, EMA {coefficient})",
+           title="every meta-training seed (Fig. App.1)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), **_LEGEND)
 
 
 def plot_meta_objective(ax, results: GridResults, members: Sequence[Member]):
-    """Unperturbed meta-objective of the θ snapshots, mean ± s.e. over meta-training seeds; nominal dashed."""
+    """Unperturbed meta-objective of the θ snapshots, mean ± s.e. over meta-training seeds; nominal dotted."""
     for m in members:
         steps, obj = meta_objective(results, m)
         if obj.size == 0:
             continue
         se = obj.std(axis=0, ddof=1) / np.sqrt(len(obj)) if len(obj) > 1 else np.zeros(obj.shape[1])
-        ax.errorbar(steps, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), marker="o", ms=3, capsize=2,
-                    label=label(m))
+        ax.errorbar(steps, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), ls=_ls(m.label),
+                    marker=MARKERS.get(m.label, "o"), ms=4, capsize=2, label=label(m))
     nom = nominal_objective(results)
     if nom is not None:
-        ax.axhline(nom, color=COLORS["nominal"], ls="--", lw=1, label="nominal optimizer")
-    ax.set(xlabel="outer step", ylabel="mean training loss over the episode",
+        ax.axhline(nom, color=COLORS["nominal"], ls=":", lw=1.2, label="nominal optimizer")
+    ax.set(xlabel="outer step", ylabel="mean training loss over an episode (nats)",
            title="meta-objective of θ itself (no perturbation)")
-    ax.legend(fontsize=7)
 
 
 def plot_inner_training(ax, results: GridResults, members: Sequence[Member], steps: int):
@@ -469,203 +481,143 @@ def plot_inner_training(ax, results: GridResults, members: Sequence[Member], ste
         if c.size:
             block = steps // c.shape[1]
             ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS.get(m.label),
-                    label=label(m))
+                    ls=_ls(m.label), label=label(m))
     b = results.baselines
     if b is not None:
-        adam = f"Adam, tuned lr {b['adam_search']['best_lr']:g}"
+        adam = f"Adam, tuned learning rate {b['adam_search']['best_lr']:g}"
         for key, name in (("adam", adam), ("nominal", "nominal optimizer")):
             if str(steps) in b[key]:
                 c = _eval_curves([b[key][str(steps)]])
                 block = steps // c.shape[1]
                 ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS[key],
-                        ls="--", lw=1.2, label=name)
+                        ls=LINESTYLES[key], lw=1.4, label=name)
     if steps > results.grid.horizon:
-        ax.axvline(results.grid.horizon, color="0.5", ls=":", lw=1)
-    ax.set(xlabel="inner step", ylabel="training loss", yscale="log", title=f"inner training, {steps} steps")
-    ax.legend(fontsize=7)
+        ax.axvline(results.grid.horizon, color="0.6", ls="-", lw=0.8, label="the meta-training horizon")
+    ax.set(xlabel="inner step", ylabel="training loss (nats, log scale)", yscale="log",
+           title=f"inner training, {steps:,} steps")
 
 
 def plot_figure(results: GridResults, figure: str):
-    """One of the paper's figures at our scale: PES meta-loss, meta-objective of θ, inner training at the
-    horizon and at the longest evaluation (four panels)."""
+    """One of the paper's figures at our budget: PES meta-loss, meta-objective of θ, inner training at the horizon
+    and at the longest evaluation; one legend for all panels, below them."""
     import matplotlib.pyplot as plt
+
+    from star.book import labels
 
     members = _members(results, figure)
     steps = sorted(results.grid.eval_steps)
     lengths = [steps[0], steps[-1]] if len(steps) > 1 else steps  # the horizon and the longest evaluation
     # four panels in a 2x2 grid, or three in a row with one evaluation length
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5)) if len(lengths) == 2 else plt.subplots(1, 3, figsize=(13, 3.9))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.2)) if len(lengths) == 2 else plt.subplots(1, 3, figsize=(13, 4.8))
     axes = axes.ravel()
     plot_meta_loss(axes[0], results, members)
     plot_meta_objective(axes[1], results, members)
     for ax, n in zip(axes[2:], lengths):
         plot_inner_training(ax, results, members, n)
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            key = n.split(",")[0] if n.endswith("seeds") else n
+            if key not in [x.split(",")[0] if x.endswith("seeds") else x for x in names]:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), **_LEGEND)
     paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
-    fig.suptitle(f"{paper_name}: task {results.grid.task}, {results.grid.scale} scale", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{paper_name} at our budget: {labels.task_short(results.grid.task)}, "
+                 f"{results.grid.outer_steps:,} outer steps", fontsize=11)
+    rows = math.ceil(len(names) / 3)
+    fig.tight_layout(rect=(0, 0.035 * rows * (8.2 / fig.get_figheight()), 1, 1))
     return fig
 
 
-def summary_rows(results: GridResults, figure: str | None = None) -> list[dict]:
-    """Per member: seeds, final unperturbed meta-objective, and per evaluation length the final training loss,
-    test loss and accuracy (means over meta-training seeds, each a mean over evaluation seeds), plus the
-    baselines. For a table in the chapter."""
+def summary_table(results: GridResults, figure: str | None = None):
+    """Per member and baseline: meta-training seeds, the final unperturbed meta-objective, and per evaluation length
+    the final training loss, test loss (nats) and test accuracy (%), means over meta-training seeds of means over
+    evaluation seeds (a :class:`star.book.tables.Table`)."""
+    from star.book.tables import table
+
     members = _members(results, figure) if figure else [next(iter(v.values())).member for v in results.runs.values()]
+    lengths = sorted(results.grid.eval_steps)
     rows = []
     for m in members:
         _, obj = meta_objective(results, m)
-        row = {"optimizer": label(m), "seeds": len(results.runs[m.label]),
-               "meta_objective": float(np.mean(obj[:, -1])) if obj.size else float("nan")}
-        for steps in results.grid.eval_steps:
-            for key in ("final_train_loss", "test_loss", "test_accuracy"):
-                row[f"{key}@{steps}"] = float(np.mean(_per_meta_seed(results, m, steps, key)))
+        row = [label(m), len(results.runs[m.label]), float(np.mean(obj[:, -1])) if obj.size else float("nan")]
+        for steps in lengths:
+            for key, f in (("final_train_loss", 1), ("test_loss", 1), ("test_accuracy", 100)):
+                row.append(f * float(np.mean(_per_meta_seed(results, m, steps, key))))
         rows.append(row)
     b = results.baselines
     if b is not None:
-        for key, name in (("adam", f"Adam (lr {b['adam_search']['best_lr']:g})"), ("nominal", "nominal optimizer")):
-            row = {"optimizer": name, "seeds": len(b["settings"]["eval_seeds"]), "meta_objective": float("nan")}
-            for steps in results.grid.eval_steps:
+        for key, name in (("adam", f"Adam, tuned learning rate {b['adam_search']['best_lr']:g}"),
+                          ("nominal", "nominal optimizer")):
+            row = [name, "—", float("nan")]
+            for steps in lengths:
                 per = b[key].get(str(steps), {"per_seed": []})["per_seed"]
-                for k in ("final_train_loss", "test_loss", "test_accuracy"):
+                for k, f in (("final_train_loss", 1), ("test_loss", 1), ("test_accuracy", 100)):
                     vals = [r[k] for r in per]
-                    row[f"{k}@{steps}"] = float("nan") if not vals or None in vals else float(np.mean(vals))
+                    row.append(float("nan") if not vals or None in vals else f * float(np.mean(vals)))
             rows.append(row)
-    return rows
+    cols = ["optimizer", "meta-training seeds", "final meta-objective (nats)"]
+    for steps in lengths:
+        cols += [f"training loss after {steps:,} steps (nats)", f"test loss after {steps:,} (nats)",
+                 f"test accuracy after {steps:,} (%)"]
+    rows = [[("—" if isinstance(x, float) and math.isnan(x) else x) for x in r] for r in rows]
+    return table(cols, rows, digits=3)
 
 
-def format_rows(rows: list[dict]) -> str:
-    """:func:`summary_rows` as a fixed-width text table."""
-    if not rows:
-        return "(no runs)"
-    cols = list(rows[0])
-    width = {c: max(len(c), 8) for c in cols}
-    width["optimizer"] = max(len(r["optimizer"]) for r in rows)
-    lines = ["  ".join(c.rjust(width[c]) if c != "optimizer" else c.ljust(width[c]) for c in cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(v.ljust(width[c]) if isinstance(v, str) else
-                         (f"{v:d}" if isinstance(v, int) else f"{v:.3f}").rjust(width[c]))
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
+def adam_search_table(results: GridResults):
+    """The tuned Adam's learning-rate search: mean training loss over 2000 steps per learning rate."""
+    from star.book.tables import table
+
+    search = results.baselines["adam_search"]
+    rows = [[float(lr), v] for lr, v in sorted(search["mean_train_loss"].items(), key=lambda kv: float(kv[0]))]
+    return table(["Adam learning rate", "mean training loss over 2,000 steps (nats)"], rows, digits=3)
 
 
-# ----------------------------------------------------------------------------------------------------
-# the breakdown on the paper's MLP (results/metatrain/breakdown/mechanism.json) and the remedies
-
-_CFG_COLORS = {"star": "#de2d26", "star_bc_eps1e-4": "#3182bd", "star_out0.1": "#31a354",
-               "star_out0.1_bc_eps1e-4": "#756bb1"}
-_CFG_NAMES = {"star": "STAR (paper)", "star_bc_eps1e-4": "ours: bias-corrected, eps 1e-4",
-              "star_out0.1": "ours: output layer ×0.1", "star_out0.1_bc_eps1e-4": "ours: both"}
-
-
-def broken_fraction(outcomes: Sequence[str]) -> float:
-    """Fraction of runs that are ``dead`` or ``diverged`` (:func:`star.breakdown.classify`)."""
-    return float(np.mean([o in ("dead", "diverged") for o in outcomes])) if len(outcomes) else float("nan")
-
-
-def plot_anatomy(axes, mech: Mapping, layer: str = "Dense_0/kernel"):
-    """Left: the blackbox drift of the first layer's weights per step (|mean|, its spread) against the
-    nominal step, for the paper's preconditioner and ours; right: loss and dead first-layer units."""
-    ax0, ax1 = axes
-    for name, an in mech["anatomy"]["fmnist_mlp"].items():
-        rows = an["steps"]
-        t = [r["step"] for r in rows]
-        c = _CFG_COLORS.get(name)
-        ax0.semilogy(t, [abs(r["layers"][layer]["blackbox_mean"]) for r in rows], color=c, marker="o", ms=3,
-                     label=f"|mean blackbox step|, {_CFG_NAMES.get(name, name)}")
-        if name == "star":
-            ax0.semilogy(t, [r["layers"][layer]["blackbox_std"] for r in rows], color=c, ls=":",
-                         label="its std over the weights")
-            ax0.semilogy(t, [r["layers"][layer]["nominal_rms"] for r in rows], color="0.2", ls="--",
-                         label="RMS nominal step")
-        ax1.plot(t, [r["dead_first_layer_units"] for r in rows], color=c, marker="o", ms=3,
-                 label=f"dead units, {_CFG_NAMES.get(name, name)}")
-    ax0.set(xlabel="inner step", ylabel="per-weight step", title=f"first layer ({layer}), d = +2e-3")
-    ax0.legend(fontsize=6)
-    ax1.set(xlabel="inner step", ylabel="fraction of first-layer units dead on the batch", ylim=(-0.05, 1.05),
-            title="the first ReLU layer dies")
-    ax1.legend(fontsize=6)
-
-
-def plot_direction_bias(ax, mech: Mapping):
-    """Loss after the measured steps against the direction head's output bias, per preconditioner and task."""
-    chance = math.log(10)
-    for task, by_cfg in mech["direction_bias"].items():
-        for name, row in by_cfg.items():
-            ls = "-" if task == "fmnist_mlp" else "--"
-            ax.plot(row["values"], np.minimum(row["final"], 10.0), color=_CFG_COLORS.get(name), ls=ls, marker="o",
-                    ms=3, label=f"{_CFG_NAMES.get(name, name)}, {task}")
-        ax.axhline(mech["nominal"][task]["final"], color="0.2", lw=0.8, ls=":" if task == "fmnist_mlp" else "-.")
-    ax.axhline(chance, color="0.5", lw=1, label="ln 10 (no training)")
-    ax.set(xscale="symlog", xlabel="output bias of the direction head d", yscale="log",
-           ylabel=f"training loss, last {mech['settings']['tail']} of {mech['settings']['inner_steps']} steps",
-           title="how large may d be?")
-    ax.set_xscale("symlog", linthresh=1e-4)
-    ax.legend(fontsize=6)
-
-
-def plot_sensitivity(ax, mech: Mapping):
-    """Fraction of broken runs (dead or diverged) against the PES perturbation σ of all meta-parameters."""
-    for task, by_cfg in mech["sigma"].items():
-        for name, rows in by_cfg.items():
-            sig = sorted(rows, key=float)
-            ax.plot([float(s) for s in sig], [broken_fraction(rows[s]["outcome"]) for s in sig],
-                    color=_CFG_COLORS.get(name), ls="-" if task == "fmnist_mlp" else "--", marker="o", ms=3,
-                    label=f"{_CFG_NAMES.get(name, name)}, {task}")
-    n = len(mech["settings"]["perturbation_seeds"])
-    ax.set(xscale="log", xlabel="σ of the perturbation (all meta-parameters)", ylim=(-0.05, 1.05),
-           ylabel=f"fraction broken ({n} perturbations)", title="PES-sized perturbations of the nominal θ")
-    ax.legend(fontsize=6)
-
-
-def group_rows(mech: Mapping) -> list[tuple]:
-    """``(group, fraction broken, outcomes)`` of the σ = 0.01 perturbations restricted to one group."""
-    return [(g, broken_fraction(r["outcome"]), r["outcome"]) for g, r in mech["groups"].items()]
-
-
-def load_remedies(root: str | Path | None = None) -> dict:
-    """The paper's STAR on the paper's MLP (stored run ``star_fmnist_cpu_paper_sigma``) and our variants
-    (the ``remedies`` grid), as ``{label: {"curve", "provenance", "log"}}`` for those that are stored."""
+def accelerator_estimate_table():
+    """Per paper-scale grid: runs, inner steps per run and in all, and the hours they take at the inner-step rate of
+    STAR on the paper's MLP with N = 8 on two CPU cores (the median over a stored run's outer steps; no accelerator's
+    rate has been measured for this book); and whether the grid's data are available here."""
+    from star.book import labels
+    from star.book.files import stored_run
+    from star.book.tables import table
+    from star.data import DataUnavailableError
     from star.sweep import get_grid
+    from star.tasks import get_task
 
-    read = _reader(root)
-    runs = {"STAR, the paper's settings": "results/metatrain/star_fmnist_cpu_paper_sigma"}
-    for name, suffix in (("remedies", ""), ("remedies_long", ", 200 steps")):
-        g = get_grid(name, "cpu")
-        for spec in g.runs():
-            lr = "" if spec.member.lr is None else f", lr {spec.member.lr:g}"
-            runs[f"ours: {spec.member.optimizer}{lr}{suffix}"] = f"{g.folder}/{spec.name}"
-    out = {}
-    for lab, folder in runs.items():
-        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
-        if c is None or p is None:
-            continue
-        out[lab] = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
-                    "log": _log(lg) if lg is not None else None}
-    return out
+    rate = float(np.median(stored_run("star_fmnist_cpu_paper_sigma").log["inner_steps_per_s"]))
+    rows = []
+    for name in ("indist", "indist_conv"):
+        g = get_grid(name, "paper")
+        est = g.compute_estimate(inner_steps_per_s=rate)
+        try:
+            get_task(g.task)
+            data = "yes"
+        except DataUnavailableError:
+            data = "no (tensorflow-datasets, online)"
+        rows.append([labels.grid(name), labels.task_short(g.task), est["runs"], est["inner_steps_per_run"],
+                     est["inner_steps"], est["hours"] if g.task == "fmnist_mlp" else "not measured", data])
+    return table(["paper-scale grid", "task", "runs", "inner steps per run", "inner steps in all",
+                  f"hours at {rate:,.0f} inner steps per second (2 CPU cores)", "data available here"], rows, digits=3)
 
 
-def plot_remedies(ax, remedies: Mapping, max_step: int | None = None, ylim=None):
-    """Unperturbed meta-objective of θ snapshots on the paper's MLP: the paper's STAR and our variants
-    (``ylim`` zooms in; the colours follow the order of ``remedies``)."""
-    colors = iter(["#de2d26", "#756bb1", "#3182bd", "#31a354", "#fd8d3c", "0.4"])
-    nominal = None
-    for lab, r in remedies.items():
-        rows = [row for row in r["curve"]["curve"] if max_step is None or row["step"] <= max_step]
-        se = [row.get("stderr") or 0.0 for row in rows]
-        ax.errorbar([row["step"] for row in rows], [row["mean"] for row in rows], yerr=se, marker="o", ms=3,
-                    capsize=2, color=next(colors), label=lab)
-        nominal = r["curve"].get("baselines", {}).get("nominal", {}).get("mean", nominal)
-    if nominal is not None:
-        ax.axhline(nominal, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
-    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
-    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
-           title="paper's MLP: meta-objective of θ (common episodes)" + (" — zoom" if ylim else ""))
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.legend(fontsize=6)
+def provenance_table(*grids: GridResults):
+    """Per grid: finished and missing runs, meta-training and post-processing minutes summed over the runs, inner
+    steps per second of meta-training, the devices and the commits that made the runs."""
+    from star.book import labels
+    from star.book.tables import table
+
+    rows = []
+    for res in grids:
+        prov = [r.provenance for by_seed in res.runs.values() for r in by_seed.values()]
+        dev = sorted({f"{p.get('device', {}).get('count')} × {p.get('device', {}).get('platform')} "
+                      f"({p.get('device', {}).get('cpu_count')} cores)" for p in prov})
+        commits = sorted({str(p.get("git_commit", "?"))[:7] for p in prov})
+        rows.append([labels.grid(res.grid.name), sum(len(v) for v in res.runs.values()), len(res.missing),
+                     res.total_wall_s() / 60, res.post_wall_s() / 60, res.inner_steps_per_s(), ", ".join(dev),
+                     ", ".join(commits)])
+    return table(["grid", "finished runs", "runs not stored yet", "meta-training (min, summed)",
+                  "post-processing (min)", "inner steps per second", "devices", "commits"], rows, digits=3)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -721,80 +673,6 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
                                regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
                                chapter=chapter, part=results.grid.task, anchor=anchor or f"indist-{figure}",
                                claims_folder=claims_folder)
-
-
-def format_interventions(iv: Mapping) -> str:
-    """``interventions.json`` as text: per intervention, the outcome of the ±2e-3 bias runs and how many of the
-    σ = 0.01 perturbations end dead or diverged."""
-    labels = iv["settings"]["runs"]
-    lines = [f"{iv['settings']['inner_steps']} inner steps on {iv['settings']['task']}, "
-             f"nominal optimizer {iv['nominal_final']:.3f}"]
-    for name, r in iv["interventions"].items():
-        bias = [f"{lab[7:]}: {o} ({f:.2f})" for lab, o, f in zip(labels, r["outcome"], r["final"])
-                if lab.startswith("d bias")]
-        sig = [o for lab, o in zip(labels, r["outcome"]) if lab.startswith("sigma")]
-        lines.append(f"  {name:26s} {'; '.join(bias)}; σ = 0.01: {sum(o in ('dead', 'diverged') for o in sig)} of "
-                     f"{len(sig)} broken")
-    return "\n".join(lines)
-
-
-def format_second_moments(sm: Mapping) -> str:
-    """``second_moments.json`` as text: per task and step, for each weight matrix, the fraction of weights with
-    ``v < 1e-6`` (the paper's preconditioner at its cap) and with bias-corrected ``v̂ < 1e-4`` (our variant's
-    eps dominates)."""
-    lines = []
-    for task, r in sm["tasks"].items():
-        lines.append(f"{task} (nominal optimizer; fraction of weights): v < 1e-6 | v_hat < 1e-4")
-        for c in r["checkpoints"]:
-            cells = [f"{k.split('/')[0]} {v['v_below_1e-06']:.2f} | {v['v_hat_below_0.0001']:.2f}"
-                     for k, v in c["layers"].items() if k.endswith("kernel")]
-            lines.append(f"  after {c['step']:5d} steps: " + ";  ".join(cells))
-    return "\n".join(lines)
-
-
-def _seed_curves(results: GridResults):
-    """``(member, seed, {outer step: meta-objective})`` for every member of the grid and stored seed."""
-    for m in results.grid.members:
-        if m.label not in results.runs:
-            continue
-        steps, obj = meta_objective(results, m)
-        for seed, values in zip(results.seeds(m), obj):
-            yield m, seed, dict(zip(steps.tolist(), values.tolist()))
-
-
-def remedy_seed_rows(results: GridResults) -> list[tuple]:
-    """Per member and meta-training seed of a grid: ``(label, seed, {outer step: meta-objective})`` — for the
-    ``remedies_seeds`` grid, the paper's STAR and our combined variant on the same seeds."""
-    return [(_CFG_NAMES.get(m.optimizer, m.optimizer), seed, curve) for m, seed, curve in _seed_curves(results)]
-
-
-def plot_remedy_seeds(ax, results: GridResults):
-    """Every seed's unperturbed meta-objective for each member of the grid (the paper's STAR in red, our variant
-    in its colour), with the nominal optimizer and ln 10 (no training) as lines."""
-    labelled = set()
-    for m, seed, curve in _seed_curves(results):
-        color = _CFG_COLORS.get(m.optimizer)
-        ax.plot(list(curve), list(curve.values()), marker="o", ms=3, color=color,
-                label=None if m in labelled else _CFG_NAMES.get(m.optimizer, m.optimizer))
-        labelled.add(m)
-        ax.annotate(f"s{seed}", (list(curve)[-1], list(curve.values())[-1]), fontsize=7, xytext=(3, 0),
-                    textcoords="offset points", color=color)
-    nom = nominal_objective(results)
-    if nom is not None:
-        ax.axhline(nom, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
-    ax.axhline(math.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
-    ax.set(xlabel="outer step", ylabel="mean training loss over 2000 steps",
-           title=f"paper's MLP, σ = {results.grid.std:g}, lr {results.grid.lr:g}: every seed")
-    ax.legend(fontsize=7)
-
-
-def remedy_nominal(remedies: Mapping) -> float | None:
-    """The nominal optimizer's meta-objective on the remedies' common episodes (the same in every run)."""
-    for r in remedies.values():
-        nom = r["curve"].get("baselines", {}).get("nominal")
-        if nom:
-            return float(nom["mean"])
-    return None
 
 
 # ----------------------------------------------------------------------------------------------------

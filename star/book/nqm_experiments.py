@@ -75,7 +75,8 @@ def plot_fig2a(alphas, horizons: Sequence[int], var, edge: float):
             title=r"stable range $\alpha<2/\lambda_{\max}(H)$")
     for ax in (ax0, ax1):
         ax.axvline(edge, color="crimson", ls="--", lw=1.2, label=r"$2/\lambda_{\max}(H)$")
-    ax1.set(xlabel=r"nominal step $\alpha$ ($P=0$)", title="full grid, past the edge included")
+    ax1.set(xlabel=r"nominal step $\alpha$ ($P=0$)", ylabel=r"tr $\hat\Sigma$ of the meta-gradient",
+            title="full grid, past the edge included")
     ax1.legend(loc="upper left", fontsize=8)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=(ax0, ax1), label="horizon $T$", pad=0.02)
     return fig
@@ -276,15 +277,16 @@ def plot_fig2c(run, L_star: Mapping, names: Sequence[str], ema: float = 0.95):
     n = run.meta_loss.shape[2]
     x = np.arange(1, n + 1)
     settled = []
+    styles = ("-", "--", "-.", ":")
     for c, name in enumerate(names):
         i = index[name]
         mean, lo, hi = plotting.mean_stderr_band(run.meta_loss[i], coefficient=ema)
-        ax0.plot(x, mean, color=f"C{c}", label=name)
+        ax0.plot(x, mean, color=f"C{c}", ls=styles[c % 4], label=name)
         ax0.fill_between(x, lo, hi, color=f"C{c}", alpha=0.12)
         settled.append(np.concatenate([lo[n // 20:], hi[n // 20:]]))
         excess = run.exact_loss[i] - L_star[name]
         m, lo, hi = plotting.mean_stderr_band(excess)
-        ax1.plot(run.exact_steps, m, color=f"C{c}", marker=".", ms=3, label=name)
+        ax1.plot(run.exact_steps, m, color=f"C{c}", ls=styles[c % 4], marker="os^D"[c % 4], ms=3, label=name)
         ax1.fill_between(run.exact_steps, np.maximum(lo, m * 1e-3), hi, color=f"C{c}", alpha=0.25)
     low, high = np.nanpercentile(np.concatenate(settled), [0.5, 99.5])
     pad = 0.1 * (high - low)
@@ -292,14 +294,16 @@ def plot_fig2c(run, L_star: Mapping, names: Sequence[str], ema: float = 0.95):
     for c, name in enumerate(names):
         start = plotting.mean_stderr_band(run.meta_loss[index[name]], coefficient=ema)[0][0]
         if start > high + pad:
-            ax0.annotate(f"starts at {start:.3g}", xy=(1, high + pad), xytext=(n * 0.12, high + 0.25 * pad),
+            ax0.annotate(f"{name}: the ES estimate starts at {start:.3g}", xy=(1, high + pad),
+                         xytext=(n * 0.12, high + 0.25 * pad),
                          color=f"C{c}", fontsize=8, arrowprops=dict(arrowstyle="->", color=f"C{c}"))
-    ax0.set(xlabel="outer step", ylabel="ES meta-loss (mean of the ± episodes)",
+    ax0.set(xlabel="outer step", ylabel="ES meta-loss estimate (mean of the ± episodes)",
             title=f"meta-loss reported by ES (EMA {ema:g})")
     ax1.set(yscale="log", xlabel="outer step", ylabel=r"$L(\alpha I+P;50)-L(P^*;50)$",
             title="exact meta-loss above the best symmetric $P^*$")
-    ax0.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*ax0.get_legend_handles_labels(), loc="lower center", ncol=len(names), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 

@@ -206,22 +206,24 @@ def _walls(rec) -> str:
 
 def tasks_table_html(results: Mapping, tasks: Sequence[str] | None = None) -> str:
     """The suite as an HTML table: task, data, what it is, its ``learned_optimization`` counterpart,
-    parameters, the tuned Adam learning rate (flagged at a grid edge), NAdamW's selected learning rate,
-    and the wall times of the baselines' tuning and of the learned optimizers' evaluation."""
+    parameters, the tuned Adam learning rate (flagged at a grid edge) and NAdamW's selected learning rate (the
+    wall times are in :func:`cost_table`)."""
     import html
+
+    from star.book import labels
 
     e = html.escape
     rows = ["<div class='star-table-wrap'><table class='star-table'><thead><tr><th>task</th><th>data</th>"
-            "<th>model and loss</th><th>learned_optimization counterpart</th><th>params</th><th>Adam lr</th>"
-            "<th>NAdamW lr</th><th>wall (s): tuning / learned</th></tr></thead><tbody>"]
+            "<th>model and loss</th><th>learned_optimization counterpart</th><th>parameters</th>"
+            "<th>Adam learning rate</th><th>NAdamW learning rate</th></tr></thead><tbody>"]
     for name in tasks if tasks is not None else results:
         rec, _ = results[name]
         edge = " (grid edge)" if rec["adam"]["best_at_grid_edge"] else ""
         rows.append(
-            f"<tr><td><code>{e(name)}</code></td><td>{e(rec['data'])}</td><td>{e(rec['description'])}</td>"
+            f"<tr><td>{e(labels.task(name))}</td><td>{e(rec['data'])}</td><td>{e(rec['description'])}</td>"
             f"<td>{e(rec['reference'])}</td><td>{rec['num_params']:,}</td>"
             f"<td>{rec['adam']['best_learning_rate']:.0e}{edge}</td>"
-            f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td><td>{_walls(rec)}</td></tr>")
+            f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td></tr>")
     rows.append("</tbody></table></div>")
     return "\n".join(rows)
 
@@ -536,6 +538,12 @@ def meta_run_evidence_text(results: Mapping) -> str:
             f"the rule applied to each run alone gives {alone}.")
 
 
+def _task_words(task: str) -> str:
+    from star.book import labels
+
+    return labels.task(task)
+
+
 def optimizer_findings_markdown(summary: Mapping) -> str:
     """A Markdown list, one item per optimizer (in :data:`LABELS` order), of what :func:`optimizer_counts`
     finds over the tasks of ``summary`` (what :func:`star.ood.summarize` returns): on how many tasks it is
@@ -550,11 +558,12 @@ def optimizer_findings_markdown(summary: Mapping) -> str:
         stable = "stable on every task" if c["unstable"] == 0 else f"unstable on {c['unstable']} of {n} tasks"
         if opt == "adam":
             lines.append(f"* **{_style(opt)[0]}** — the yardstick; {stable}; lowest final loss "
-                         f"{finals[low]:.3g} (`{low}`).")
+                         f"{finals[low]:.3g} ({_task_words(low)}).")
             continue
         lines.append(f"* **{_style(opt)[0]}** — {stable}; final loss below tuned Adam's on {c['below_adam']} "
                      f"and within 1.25x of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
-                     f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} (`{low}`).")
+                     f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} "
+                     f"({_task_words(low)}).")
     return "\n".join(lines)
 
 
@@ -587,10 +596,10 @@ def meta_run_findings_markdown(results: Mapping) -> str:
                     and row["hyperparam"]["final"] > 0 and row["star"]["final"] <= 0.8 * row["hyperparam"]["final"]]
 
         labels = meta_run_labels(results, "star")
-        per = [f"{labels[k]}: {', '.join(f'`{t}`' for t in gains(per_run[k])) or 'none'}"
+        per = [f"{labels[k]}: {', '.join(_task_words(t) for t in gains(per_run[k])) or 'none'}"
                for k in range(min(runs["star"], runs["hyperparam"]))]
         lines.append(f"* Tasks where STAR's final loss is at most 0.8x Hyperparam's — {'; '.join(per)}; pooled: "
-                     f"{', '.join(f'`{t}`' for t in gains(pooled)) or 'none'}.")
+                     f"{', '.join(_task_words(t) for t in gains(pooled)) or 'none'}.")
     return "\n".join(lines)
 
 

@@ -87,7 +87,8 @@ def plot_transient_growth(model, alpha: float, P, alphas: Sequence[float] = (0.3
     ax0.semilogy(k, rho ** k, "C0--", label=r"$\rho(A)^k$ (what (A.14) uses)")
     ax0.semilogy(k, [_st.power_norm_bound(A, int(j)) for j in k], "C1", label=r"$\kappa(V)\rho^k$")
     ax0.semilogy(k, _st.symmetric_kappa(alpha, P) * rho ** k, "C2:", label=r"$\sqrt{\kappa(M)}\rho^k$")
-    ax0.set(xlabel="k", title=fr"E2: $\alpha={alpha:g}$, $P=\mathrm{{diag}}({P[0, 0]:g},{P[1, 1]:g})$")
+    ax0.set(xlabel="power k", ylabel=r"$\|A^k\|_2$ and its bounds (log scale)",
+            title=fr"E2: $\alpha={alpha:g}$, $P=\mathrm{{diag}}({P[0, 0]:g},{P[1, 1]:g})$")
     ax0.legend(fontsize=8)
     T = np.arange(1, horizon + 1)
     with _nqm.float64():
@@ -95,7 +96,8 @@ def plot_transient_growth(model, alpha: float, P, alphas: Sequence[float] = (0.3
             steps = np.asarray(_nqm.expected_losses(model, a, None, horizon))
             ax1.semilogx(T, np.cumsum(steps) / T, c, label=fr"$\alpha={a:g}$")
             ax1.axhline(float(_nqm.asymptotic_loss(model, a, None)), color=c, ls=":", lw=1)
-    ax1.set(xlabel="horizon T", ylabel=r"$L(\theta;T)$", ylim=(0, 25), title="L(T) and its Lyapunov limit (dotted)")
+    ax1.set(xlabel="horizon T (log scale)", ylabel=r"meta-loss $L(\theta;T)$ (Eq. 8)", ylim=(0, 25),
+            title="L(T) and its Lyapunov limit (dotted)")
     ax1.legend()
     fig.tight_layout()
     return fig

@@ -6,11 +6,13 @@ against the blackbox optimizer, which needs a blackbox run).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from star import plotting
+from star.book import labels
 from star.book.files import StoredRun
 from star.book.tables import Table, table
 
@@ -103,12 +105,14 @@ def first_step_table(task, optimizers: Mapping, key, chunk_size: int) -> tuple[T
     rows, updates = [], {}
     for label, (factory, meta) in optimizers.items():
         u = updates[label] = first_step(task, factory, meta(0), params0, key, chunk_size)
-        rows.append([label, np.sqrt(np.mean(u ** 2)), np.abs(u).max(), -u @ g / (np.linalg.norm(u) * np.linalg.norm(g))])
+        cos = -u @ g / (np.linalg.norm(u) * np.linalg.norm(g))
+        rows.append([label, np.sqrt(np.mean(u ** 2)), np.abs(u).max(), cos])
     closed = nominal_first_step(g)
     nominal = next(k for k in updates if k.startswith("STAR, nominal"))
     err = float(np.abs(updates[nominal] - closed).max() / np.abs(closed).max())
     info = dict(updates=updates, grad=g, loss=float(loss0), params0=params0, nominal_error=err)
-    return table(["optimizer", "RMS step", "largest |step|", "cos(step, −g)"], rows, digits=3), info
+    return table(["optimizer", "RMS step (parameter units)", "largest |step| (parameter units)",
+                  "cos(step, −gradient)"], rows, digits=3), info
 
 
 def scaled_meta_params(theta, c: float):
@@ -168,12 +172,12 @@ def plot_shrinking(cs, deviation):
 
     cs, deviation = np.asarray(cs), np.asarray(deviation)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.loglog(cs, deviation, "o-", label="STAR(c·θ_ref), first step")
+    ax.loglog(cs, deviation, "o-", label="STAR with c × its reference θ, first step")
     ax.loglog(cs, deviation[-1] * (cs / cs[-1]) ** 3, "k--", lw=1, label="c³ (ReLU MLP, zero biases)")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set(xlabel="scale c of the MLP meta-parameters", ylabel="‖Δ_STAR − Δ_nominal‖ / ‖Δ_nominal‖",
            title="Shrinking θ fades STAR into its nominal optimizer")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -229,9 +233,12 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
     for axis in (ax0.yaxis,):
         axis.set_major_formatter(FormatStrFormatter("%.1f"))
         axis.set_minor_formatter(FormatStrFormatter("%.1f"))
-    ax1.set(yscale="log", xlabel="inner step", title="full range")
-    ax0.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
+    ax1.set(yscale="log", xlabel="inner step", ylabel=f"training loss (nats, EMA {ema:g}, log scale)",
+            title="full range")
+    ax0.set_ylabel(f"training loss (nats, EMA {ema:g}, log scale)")
+    fig.legend(*ax0.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig
 
 
@@ -242,7 +249,8 @@ def training_table(curves: Mapping, tests: Mapping) -> Table:
         tail = max(1, c.shape[1] // 10)
         rows.append([label, float(np.mean(c[:, -tail:])), float(np.mean([t["loss"] for t in tests[label]])),
                      float(np.mean([t["accuracy"] for t in tests[label]])), float(np.nanmax(c))])
-    return table(["optimizer", "train loss (last 10 %)", "test loss", "test accuracy", "largest loss"], rows)
+    return table(["optimizer", "training loss, last 10 % of the steps (nats)", "test loss (nats)",
+                  "test accuracy (fraction)", "largest training loss (nats)"], rows)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -263,8 +271,8 @@ def meta_curve_summary(run: StoredRun) -> dict:
                 lower=int(np.sum(paired < 0)), episodes=int(paired.size))
 
 
-def plot_meta_training(runs: Mapping[str, StoredRun], colours: "Sequence[str] | None" = None, ema: float = 0.9,
-                       reset_step: "int | None" = None):
+def plot_meta_training(runs: Mapping[str, StoredRun], colours: Sequence[str] | None = None, ema: float = 0.9,
+                       reset_step: int | None = None):
     """Left: the PES meta-loss of each run (perturbed θ ± ε; EMA). Right: the meta-objective of the unperturbed
     θ snapshots on common episodes (± 1 s.e.), the nominal optimizer (the start) and ln 10 (no training)."""
     import matplotlib.pyplot as plt
@@ -272,30 +280,36 @@ def plot_meta_training(runs: Mapping[str, StoredRun], colours: "Sequence[str] | 
     colours = list(colours or ["#de2d26", "#fc9272", "#a50f15", "#fb6a4a"])
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.8))
     nominal = None
-    for (label, run), colour in zip(runs.items(), colours):
-        log = run.log
+    for k, ((label, run), colour) in enumerate(zip(runs.items(), colours)):
+        log, ls = run.log, ("-", "--", "-.", ":")[k % 4]
         if len(runs) == 1:
             ax0.plot(log["step"], log["meta_loss"], color="0.75", lw=0.8, label="per outer step")
-        ax0.plot(log["step"], plotting.ema(log["meta_loss"], ema), color=colour, label=f"{label} (EMA {ema:g})")
+        ax0.plot(log["step"], plotting.ema(log["meta_loss"], ema), color=colour, ls=ls, label=f"{label} (EMA {ema:g})")
         if run.curve is not None:
             steps = [r["step"] for r in run.curve["curve"]]
             ax1.errorbar(steps, [r["mean"] for r in run.curve["curve"]], yerr=[r["stderr"] for r in run.curve["curve"]],
-                         color=colour, marker="o", ms=4, capsize=2, label=label)
+                         color=colour, ls=ls, marker="os^D"[k % 4], ms=4, capsize=2, label=label)
             nominal = run.curve["baselines"]["nominal"]["mean"] if nominal is None else nominal
     if reset_step is not None:
         ax0.axvline(reset_step, color="k", ls=":", lw=0.8, label="every problem has reset once")
-    ax0.set(xlabel="outer step", ylabel="normalized training loss", title="PES meta-loss (perturbed θ ± ε)")
-    ax0.legend(fontsize=8)
+    ax0.set(xlabel="outer step", ylabel="PES meta-loss (normalized training loss)",
+            title="PES meta-loss (perturbed θ ± ε)")
     if nominal is not None:
         ax1.axhline(nominal, color="k", ls="--", lw=1, label="nominal optimizer (start)")
     top = max((r["mean"] for run in runs.values() if run.curve for r in run.curve["curve"]), default=0.0)
     if top > 0.8 * np.log(10):
         ax1.axhline(np.log(10), color="0.5", ls=":", lw=1, label="ln 10: no training")
     episodes = {run.curve["num_seeds"] for run in runs.values() if run.curve}
-    ax1.set(xlabel="outer step", ylabel="mean training loss over the episode",
+    ax1.set(xlabel="outer step", ylabel="mean training loss over an episode (nats)",
             title=f"meta-objective of θ ({', '.join(map(str, sorted(episodes)))} common episodes)")
-    ax1.legend(fontsize=8)
-    fig.tight_layout()
+    handles, names = [], []
+    for ax in (ax0, ax1):
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.12 * math.ceil(len(names) / 3) ** 0.5 + 0.04, 1, 1))
     return fig
 
 
@@ -305,10 +319,12 @@ def meta_training_table(runs: Mapping[str, StoredRun]) -> Table:
     rows = []
     for label, run in runs.items():
         cfg, s = run.config, meta_curve_summary(run)
-        rows.append([label, cfg.get("task", "?"), cfg.get("num_tasks", "?"), cfg.get("std", "?"), cfg.get("lr", "?"),
-                     s["start"], s["end"], f"{s['diff']:+.3f} ± {s['diff_se']:.3f}", f"{s['lower']} of {s['episodes']}"])
-    return table(["run", "task", "N", "σ", "outer lr", "meta-objective at the start", "after meta-training",
-                  "learned − nominal, same episodes", "learned lower on"], rows, digits=3)
+        rows.append([label, labels.task_short(cfg.get("task", "?")), cfg.get("num_tasks", "?"), cfg.get("std", "?"),
+                     cfg.get("lr", "?"), s["start"], s["end"], f"{s['diff']:+.3f} ± {s['diff_se']:.3f}",
+                     f"{s['lower']} of {s['episodes']}"])
+    return table(["run", "task", "N", "σ", "outer lr", "meta-objective at the start (nats)",
+                  "after meta-training (nats)", "learned − nominal, same episodes (nats)", "learned lower on"], rows,
+                 digits=3)
 
 
 def plot_signal_fraction(sig: Mapping):
@@ -329,7 +345,7 @@ def plot_signal_fraction(sig: Mapping):
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set(xscale="log", xlabel="perturbation std σ", ylabel="signal fraction f (± 2 SE)",
            title=f"one PES estimate, N = {sig['num_tasks']}, Fashion-MNIST MLP")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -348,7 +364,8 @@ def evaluation_table(runs: Mapping[str, StoredRun]) -> Table:
         for which in ("initial", "learned"):
             r = ev[which]
             rows.append([label, f"θ {which}", ev["seed"], r["mean_train_loss"], r["test_loss"], r["test_accuracy"]])
-    return table(["run", "θ", "episode seed", "mean train loss", "test loss", "test accuracy"], rows, digits=3)
+    return table(["run", "θ", "episode seed", "mean training loss (nats)", "test loss (nats)",
+                  "test accuracy (fraction)"], rows, digits=3)
 
 
 def metatraining_finding(improvements: Mapping[str, tuple[float, float]]) -> str:

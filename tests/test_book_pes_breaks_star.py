@@ -1,0 +1,42 @@
+"""star.book.pes_breaks_star: the chapter's tables and figures from the stored measurements keep the book's rules,
+and its findings are computed from them (they change with the evidence)."""
+
+import copy
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from star.book import figures
+from star.book import pes_breaks_star as B
+
+ROOT = Path(__file__).resolve().parents[1]
+MECH = json.loads((ROOT / "results/metatrain/breakdown/mechanism.json").read_text())
+IV = json.loads((ROOT / "results/metatrain/breakdown/interventions.json").read_text())
+SM = json.loads((ROOT / "results/metatrain/breakdown/second_moments.json").read_text())
+
+
+def test_figures_keep_the_rules():
+    for fig in (B.plot_anatomy(MECH), B.plot_direction_bias(MECH), B.plot_remedies(B.load_remedies(ROOT))):
+        assert figures.figure_problems(figures.figure_facts(fig)) == []
+        plt.close(fig)
+
+
+def test_tables_name_things_in_words():
+    for t in (B.gradient_profile_table(MECH), B.group_table(MECH), B.interventions_table(IV),
+              B.second_moments_table(SM), B.warm_start_table(MECH), B.remedies_table(B.load_remedies(ROOT))):
+        text = " ".join(t.columns) + " " + " ".join(" ".join(r) for r in t.cells)
+        assert figures.id_hits(text) == [], figures.id_hits(text)
+    assert B.group_table(MECH).cells[0][0] == "all meta-parameters"
+
+
+def test_the_breakdown_finding_follows_the_measurements():
+    text = B.breakdown_finding(MECH, IV)
+    assert "break 88 % of the runs on the paper's MLP" in text
+    fixed = copy.deepcopy(MECH)
+    fixed["sigma"]["fmnist_mlp"]["star"]["0.01"]["outcome"] = ["ok"] * 8
+    assert "break 0 % of the runs on the paper's MLP" in B.breakdown_finding(fixed, IV)
