@@ -722,8 +722,11 @@ def controls_table(rows: Sequence[Mapping], tasks: Sequence[str] = CONTROL_TASKS
         fails = ["/".join(map(str, r["per_task"][t])) if t in r["per_task"] else "—" for t in shown]
         cells.append([r["label"], r["thetas"], decay, f"{r['d_bias']:+.2e}", f"{r['d_weight_rms']:.3f}",
                       f"{r['unstable']}/{r['tasks']}", *fails, r["median_ratio_to_adam"]])
+    from star.book import labels
+
     return table(["θ", "θ's", "lr·wd·steps", "bias of head d", "RMS of head d's weights", "unstable on",
-                  *[f"failed runs, {t}" for t in shown], "median final loss / tuned Adam's"], cells, digits=3)
+                  *[f"failed runs, {labels.task_short(t)}" for t in shown], "median final loss / tuned Adam's"],
+                 cells, digits=3)
 
 
 def controls_findings_markdown(rows: Sequence[Mapping]) -> str:
@@ -783,3 +786,26 @@ def _adam_grid(cfg: Mapping):
     from star import baselines
 
     return baselines.adam_lr_grid(*cfg["adam_lr_range"])
+
+
+def length_comparison_table(by_length: Mapping):
+    """The same tasks at several run lengths (``{label: results}``, e.g. 1000 and 4000 steps): per optimizer
+    present in every one, on how many of the common tasks it is unstable and the median over them of its final
+    loss / tuned Adam's (each length against the Adam tuned at that length)."""
+    from star.book.tables import table
+
+    tasks = sorted(set.intersection(*(set(r) for r in by_length.values()))) if by_length else []
+    counts = {lab: optimizer_counts(summarize({t: res[t] for t in tasks})) for lab, res in by_length.items()}
+    opts = optimizer_order(set.intersection(*(set(c) for c in counts.values()))) if counts else []
+    rows = []
+    for opt in opts:
+        row = [_style(opt)[0]]
+        for lab in by_length:
+            c = counts[lab][opt]
+            row += [f"{c['unstable']}/{c['tasks']}", c["median_ratio_to_adam"]]
+        rows.append(row)
+    cols = ["optimizer"] + [x for lab in by_length for x in (f"unstable, {lab}", f"median final / Adam, {lab}")]
+    from star.book import labels
+
+    return table(cols, rows, caption=f"{len(tasks)} tasks: {'; '.join(labels.task_short(t) for t in tasks)}",
+                 digits=3)
