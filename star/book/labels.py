@@ -177,7 +177,8 @@ ID_PATTERNS = {
     "grid member or run id": r"\b[a-z][a-z0-9_.-]*_wd\d[\w.-]*",
     "network layer id": r"\bDense_\d+(?:/\w+)?",
     "test name": r"\btests?/test_\w+\.py|::test_\w+|\btest_[a-z]\w+\b",
-    "constant name": r"\b(?!STAR_SCALE\b)[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+\b",  # the scale is a reader's setting
+    # environment variables a reader sets (the scale, the opt-in to long cells, where the data are) are not ids
+    "constant name": r"\b(?!(?:STAR_SCALE|STAR_RUN_LONG|STAR_DATA_DIR|TFDS_DATA_DIR)\b)[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+\b",
     "exception class": r"\b[A-Z][A-Za-z]+(?:Error|Exception)\b",
     "Python repr": r"\{'|\['|\bnp\.(?:float|int)\d+\(|\barray\(|\bdict_keys\(|<[a-z_.]+ object at 0x",
     "commit hash": r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b",
