@@ -655,7 +655,8 @@ def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
 def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
                    claims_folder=None, anchor: str | None = None):
     """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with the grid's
-    budget (:func:`star.book.claims.record_claim`, one record per task, ``part`` = the task), which derives the
+    budget (:func:`star.book.claims.record_claim`, one record per grid, ``part`` = the grid's name, so that a longer
+    grid on the same task is a record of its own beside the shorter one), which derives the
     verdict; returns its ``Verdict``. Nothing is recorded — a line saying why is returned — while the evidence has
     fewer than ``min_seeds`` seeds of a member (:func:`complete`)."""
     from star.book import claims
@@ -671,7 +672,7 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
     return claims.record_claim(claim_id, checks, verdict_summary(results, checks),
                                budget=claims.Budget.from_grid(results.grid, seeds=seeds),
                                regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
-                               chapter=chapter, part=results.grid.task, anchor=anchor or f"indist-{figure}",
+                               chapter=chapter, part=results.grid.name, anchor=anchor or f"indist-{figure}",
                                claims_folder=claims_folder)
 
 
