@@ -36,7 +36,7 @@ from star.sweep import FIGURES, Grid, Member
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
-    "provenance_table", "accelerator_estimate_table", "evidence", "complete",
+    "provenance_table", "accelerator_estimate_table", "members_of", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
     "VERDICT_RULES", "EMA",
 ]
@@ -162,6 +162,11 @@ def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:
 
 # ----------------------------------------------------------------------------------------------------
 # evidence arrays
+
+
+def members_of(results: GridResults, figure: str) -> list:
+    """The members of ``figure`` (:data:`star.sweep.FIGURES`) that ``results`` holds runs of."""
+    return _members(results, figure)
 
 
 def _members(results: GridResults, figure: str) -> list:
@@ -645,11 +650,11 @@ def regime_notes(results: GridResults, claim_id: str) -> list[str]:
 
 
 def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
-    """One plain sentence: where and at what length, then which checks came out how."""
+    """One plain sentence: where, at what length, how many checks came out how."""
     from star.book import claims, labels
 
-    return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps: "
-            + claims.summarize_checks(checks))
+    return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps, "
+            f"{claims.count_sentence(checks)}.")
 
 
 def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
