@@ -16,7 +16,7 @@ One command, sized for a few minutes of one GPU (``--budget-s``; every part chec
 3. **Meta-curves** of both runs (``python -m star meta-curve``) when time is left; otherwise run them later.
 
 Writes ``--out`` (JSON: timings, GPU/CPU ratios, the runs' summaries, provenance) and the run folders under
-``--runs`` (``fmnist_mlp_<platform>_n<N>_s<seed>``). ``--smoke`` shrinks everything (the 8×8 MLP, N 2, a few
+``--runs`` (``star_<task>_<scale>_<platform>_n<N>[_s<seed>]``). ``--smoke`` shrinks everything (the 8×8 MLP, N 2, a few
 steps) so that the test suite runs the whole script on a CPU.
 
     python experiments/accelerator.py --out results/accelerator/h200/accelerator.json
@@ -40,6 +40,7 @@ import optax
 
 from star import _checks, pes, runs
 from star.inner import build_problem, data_sources
+from star.scale import get_scale
 from star.train import train_step
 
 PAPER = {"task": "fmnist_mlp", "horizon": 2000, "trunc": 50, "std": 0.01, "lr": 1e-4, "wd": 0.1}
@@ -203,12 +204,13 @@ def main(argv=None) -> int:
         row["pes_speedup_over_cpu"] = row["pes_inner_steps_per_s"] / cpu_row["pes_inner_steps_per_s"]
     save()
 
-    # 2. runs (the accelerator's platform in the folder name: runs on different hardware are different runs).
+    # 2. runs, named by the scheme of results/README.md with the platform (runs on different hardware differ).
     # Both are trained in chunks that end in a checkpoint, each chunk started only if it fits its deadline:
     # the first run may use half of what is left after the timing, the second the rest, less a reserve for
     # the meta-curves and the report.
     def folder(n):
-        return runs_dir / f"{settings['task']}_{platform}_n{n}_s{args.seed}"
+        name = f"star_{settings['task'].split('_')[0]}_{get_scale().value}_{platform}_n{n}"
+        return runs_dir / (name + (f"_s{args.seed}" if args.seed else ""))
 
     reserve = 0.15 * budget
     first_deadline = time.perf_counter() + 0.5 * max(0.0, left() - reserve)

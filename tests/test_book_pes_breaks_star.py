@@ -40,3 +40,18 @@ def test_the_breakdown_finding_follows_the_measurements():
     fixed = copy.deepcopy(MECH)
     fixed["sigma"]["fmnist_mlp"]["star"]["0.01"]["outcome"] = ["ok"] * 8
     assert "break 0 % of the runs on the paper's MLP" in B.breakdown_finding(fixed, IV)
+
+
+def test_the_n_comparison_reads_every_stored_run_and_its_finding_follows_them():
+    runs = B.load_n_runs(ROOT)
+    assert sorted(runs) == [8, 64, 256]  # the CPU run and both GPU runs are stored with their meta-curves
+    fig = B.plot_n_runs(runs)
+    assert figures.figure_problems(figures.figure_facts(fig)) == []
+    plt.close(fig)
+    t = B.n_runs_table(runs)
+    assert [r[0] for r in t.cells] == ["8", "64", "256"] and "GPU (NVIDIA H200)" in t.cells[1][2]
+    assert "at every N the meta-objective of θ stayed above the nominal optimizer's" in B.n_finding(runs)
+    recovered = copy.deepcopy(runs)  # one snapshot of the N = 256 run below the nominal optimizer: no longer "every N"
+    recovered[256]["curve"]["curve"][2]["mean"] = 0.3
+    assert "at some N the meta-objective of θ went below" in B.n_finding(recovered)
+    assert "No stored run" in B.n_finding({})

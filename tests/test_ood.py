@@ -627,3 +627,15 @@ def test_suite_budget_table():
     tab = book_ood.suite_budget_table({"1000 steps": cpu, "4000 steps": long})
     assert tab.cells[0] == ["1000 steps", "1000 (10 %)", "9 (paper 15)", "16 (1.6 %)", "2 (40 %)", "3 (60 %)"]
     assert tab.cells[1][1:4] == ["4000 (40 %)", "3 (paper 15)", "0 (0 %)"]
+
+
+def test_length_comparison_table():
+    from star.book import ood as book_ood
+
+    good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 2, axis=0)
+    bad = good[:, ::-1] + 1.0
+    short = {t: ({}, {"adam": good, "star": good}) for t in ("a", "b", "c")}
+    long = {t: ({}, {"adam": good, "star": bad if t == "a" else 0.5 * good, "blackbox": good}) for t in ("a", "b")}
+    tab = book_ood.length_comparison_table({"1000 steps": short, "4000 steps": long})
+    assert tab.caption == "2 tasks: a, b" and [r[0] for r in tab.cells] == ["Adam (tuned learning rate)", "STAR"]
+    assert tab.cells[1] == ["STAR", "0/2", "1", "1/2", "1.75"]  # median of 3.0 (ends at 3, Adam at 1) and 0.5

@@ -263,6 +263,7 @@ FINDINGS = {
     "nqm_nominal_without_decay": "Without weight decay, a nominal term does not keep P inside Theorem 1's band",
     "star_metatraining": "PES improves STAR on a small MLP, not on the paper's MLP at CPU budgets",
     "breakdown": "Why PES at the paper's σ breaks STAR on the paper's MLP",
+    "breakdown_n": "More inner problems per PES estimate do not prevent the breakdown",
     "remedies": "What lets meta-training on the paper's MLP survive",
     "ood_first_update": "Out of distribution, STAR fails within its first updates",
 }

@@ -783,3 +783,23 @@ def _adam_grid(cfg: Mapping):
     from star import baselines
 
     return baselines.adam_lr_grid(*cfg["adam_lr_range"])
+
+
+def length_comparison_table(by_length: Mapping):
+    """The same tasks at several run lengths (``{label: results}``, e.g. 1000 and 4000 steps): per optimizer
+    present in every one, on how many of the common tasks it is unstable and the median over them of its final
+    loss / tuned Adam's (each length against the Adam tuned at that length)."""
+    from star.book.tables import table
+
+    tasks = sorted(set.intersection(*(set(r) for r in by_length.values()))) if by_length else []
+    counts = {lab: optimizer_counts(summarize({t: res[t] for t in tasks})) for lab, res in by_length.items()}
+    opts = optimizer_order(set.intersection(*(set(c) for c in counts.values()))) if counts else []
+    rows = []
+    for opt in opts:
+        row = [_style(opt)[0]]
+        for lab in by_length:
+            c = counts[lab][opt]
+            row += [f"{c['unstable']}/{c['tasks']}", c["median_ratio_to_adam"]]
+        rows.append(row)
+    cols = ["optimizer"] + [x for lab in by_length for x in (f"unstable, {lab}", f"median final / Adam, {lab}")]
+    return table(cols, rows, caption=f"{len(tasks)} tasks: {', '.join(tasks)}", digits=3)

@@ -21,7 +21,8 @@ __all__ = [
     "CONFIG_STYLES", "config_label", "broken_fraction", "gradient_profile_table", "plot_anatomy",
     "plot_direction_bias", "plot_sensitivity", "group_table", "interventions_table", "second_moments_table",
     "warm_start_table", "load_remedies", "plot_remedies", "remedies_table", "remedy_seed_table", "plot_remedy_seeds",
-    "remedy_nominal", "breakdown_finding", "remedies_finding",
+    "remedy_nominal", "breakdown_finding", "remedies_finding", "N_RUNS", "load_n_runs", "plot_n_runs",
+    "n_runs_table", "n_finding",
 ]
 
 #: colour, line style and marker of each preconditioner configuration (the paper's STAR and our variants)
@@ -212,6 +213,94 @@ def warm_start_table(mech: Mapping) -> Table:
     rows.append(["the nominal optimizer (for comparison)", mech["nominal"]["fmnist_mlp"]["final"], "ok"])
     return table(["optimizer", f"training loss after {mech['settings']['inner_steps']} steps (nats)", "outcome"],
                  rows, digits=3)
+
+
+# ------------------------------------------------------------------------------------- more inner problems
+
+#: PES at the paper's settings on the paper's MLP from the nominal start, by the number N of inner problems: the
+#: CPU run of the STAR chapter (N = 8) and the two runs of ``experiments/accelerator.py`` on one GPU
+N_RUNS = {8: "results/metatrain/star_fmnist_cpu_paper_sigma", 64: "results/metatrain/star_fmnist_paper_gpu_n64",
+          256: "results/metatrain/star_fmnist_paper_gpu_n256"}
+_N_STYLES = {8: ("#de2d26", "-", "o"), 64: ("#3182bd", "--", "s"), 256: ("#31a354", "-.", "^")}
+
+
+def load_n_runs(root: str | Path | None = None) -> dict:
+    """The stored runs of :data:`N_RUNS` that have a meta-curve, as ``{N: {"curve", "provenance", "log"}}``."""
+    from star.book.in_distribution import _log
+
+    read, out = _reader(root), {}
+    for n, folder in N_RUNS.items():
+        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
+        if c is None or p is None or lg is None:
+            continue
+        out[n] = {"curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()), "log": _log(lg)}
+    return out
+
+
+def _device(r) -> str:
+    dev = r["provenance"].get("device", {})
+    return "CPU (2 cores)" if dev.get("platform") == "cpu" else f"GPU ({dev.get('kind', 'unknown')})"
+
+
+def plot_n_runs(n_runs: Mapping):
+    """Unperturbed meta-objective of the θ snapshots (mean over the common episodes ± one standard error) of PES
+    on the paper's MLP from the nominal start, one line per N."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    for n, r in n_runs.items():
+        rows = r["curve"]["curve"]
+        c, ls, mk = _N_STYLES.get(n, ("0.4", ":", "D"))
+        ax.errorbar([row["step"] for row in rows], [row["mean"] for row in rows],
+                    yerr=[row.get("stderr") or 0.0 for row in rows], color=c, ls=ls, marker=mk, ms=5, capsize=2,
+                    label=f"N = {n}, {_device(r)}")
+    nominal = [r["curve"]["baselines"]["nominal"]["mean"] for r in n_runs.values() if "nominal" in
+               r["curve"].get("baselines", {})]
+    if nominal:
+        ax.axhline(float(np.mean(nominal)), color="0.2", ls=":", lw=1.2, label="nominal optimizer (the start)")
+    ax.axhline(math.log(10), color="0.6", ls="-", lw=1, label="ln 10: no training")
+    ax.set(xlabel="outer step", ylabel="mean training loss over a 2,000-step episode (nats)",
+           title="the paper's MLP, PES at σ = 0.01: meta-objective of θ by N")
+    ax.legend(**_LEGEND)
+    fig.tight_layout()
+    return fig
+
+
+def _after_start(rows):
+    return [row["mean"] for row in rows if row["step"] > 0]
+
+
+def n_runs_table(n_runs: Mapping) -> Table:
+    """Per N: outer steps, where it ran and how fast, the nominal optimizer's meta-objective, the meta-objective at
+    outer step 20, the lowest after the start and the last."""
+    rows = []
+    for n, r in n_runs.items():
+        c = r["curve"]["curve"]
+        at20 = next((row["mean"] for row in c if row["step"] == 20), float("nan"))
+        rate = float(np.nanmedian(r["log"]["inner_steps_per_s"]))
+        rows.append([n, c[-1]["step"], _device(r), rate, r["curve"]["baselines"]["nominal"]["mean"], at20,
+                     min(_after_start(c)), c[-1]["mean"], r["curve"]["num_seeds"]])
+    return table(["N", "outer steps", "device", "inner steps per second", "nominal optimizer (nats)",
+                  "meta-objective at outer step 20 (nats)", "lowest after the start (nats)", "last (nats)",
+                  "episodes per point"], rows, digits=3)
+
+
+def n_finding(n_runs: Mapping) -> str:
+    """One sentence: does PES still break STAR on the paper's MLP with more inner problems?"""
+    if not n_runs:
+        return "No stored run of PES on the paper's MLP at another N."
+    parts, broken = [], []
+    for n, r in n_runs.items():
+        c = r["curve"]["curve"]
+        nominal = r["curve"]["baselines"]["nominal"]["mean"]
+        lowest = min(_after_start(c))
+        broken.append(lowest > nominal)
+        parts.append(f"N = {n}: lowest {lowest:.3f} after the start over {c[-1]['step']} outer steps, "
+                     f"nominal {nominal:.3f}")
+    verdict = ("at every N the meta-objective of θ stayed above the nominal optimizer's after the start, so the "
+               "breakdown is not an effect of a small N" if all(broken) else
+               "at some N the meta-objective of θ went below the nominal optimizer's")
+    return f"PES at the paper's σ on the paper's MLP from the nominal start: {verdict} ({'; '.join(parts)})."
 
 
 # ------------------------------------------------------------------------------------------------ the remedies
