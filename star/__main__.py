@@ -48,13 +48,13 @@ def _meta_train(args) -> int:
         raise ValueError(f"--optimizer must be one of {optimizer_names()}; got {args.optimizer!r}")
     if args.task not in task_names():
         raise ValueError(f"--task must be one of {task_names()}; got {args.task!r}")
-    pes_lib.check_settings(horizon=args.horizon)
+    _checks.integer("--horizon", args.horizon, maximum=_checks.MAX_STEPS)
+    _checks.seed("--seed", args.seed)
     cfg = MetaTrainConfig(outer_steps=args.outer_steps, num_tasks=args.num_tasks, trunc_length=args.trunc,
                           std=args.std, lr=args.lr, weight_decay=args.wd, clip=args.clip,
                           clip_mode=args.clip_mode, estimator=args.estimator, seed=args.seed,
                           checkpoint_every=args.checkpoint_every, random_offset=not args.no_offset)
     pes_lib.check_settings(trunc_length=args.trunc, horizon=args.horizon)
-    _checks.integer("--seed", args.seed, minimum=0)
     run_config = dict(cfg.to_dict(), optimizer=args.optimizer, task=args.task, horizon=args.horizon,
                       init=args.init)
     lead = _start_distributed(args) == 0  # process 0 (the only one without --distributed) owns the folder
@@ -100,8 +100,9 @@ def _evaluate(args) -> int:
 
     run, rc = runs.open_run(args.run)
     task = args.task or rc["task"]
-    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps)
-    seed = _checks.integer("--seed", args.seed, minimum=0)
+    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps,
+                                                                       maximum=_checks.MAX_STEPS)
+    seed = _checks.seed("--seed", args.seed)
     problem, template, opt_cfg = build_problem(rc["optimizer"], task, horizon, seed=rc["seed"],
                                                init=rc.get("init", "nominal"))
     theta = run.final_theta(template)
@@ -150,13 +151,14 @@ def _meta_curve(args) -> int:
     run, rc = runs.open_run(args.run)
     seeds = _checks.integer("--seeds", args.seeds)
     every = _checks.integer("--every", args.every)
-    eval_seed = _checks.integer("--seed", args.seed, minimum=0)
+    eval_seed = _checks.seed("--seed", args.seed)
     snaps = run.theta_snapshots()
     if not snaps:
         raise runs.RunError(f"--run {str(run.path)!r} has no θ snapshots (thetas/): it was made before snapshots "
                             "were kept; rerun meta-train")
     snaps = [sp for i, sp in enumerate(snaps) if i % every == 0 or i == len(snaps) - 1]
-    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps)
+    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps,
+                                                                       maximum=_checks.MAX_STEPS)
     init = rc.get("init", "nominal")
     problem, template, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init=init)
     thetas = [(step, runs.load_theta(path, template)) for step, path in snaps]  # every file is read first
@@ -202,7 +204,9 @@ def _ood(args) -> int:
     from star.tasks import OOD_SUITE, TASKS, get_task
 
     named = args.tasks not in (None, "all")
-    tasks = [t for t in args.tasks.split(",") if t] if named else list(OOD_SUITE)
+    tasks = [t for t in args.tasks.split(",") if t.strip()] if named else list(OOD_SUITE)
+    if not tasks:
+        raise ValueError(f"--tasks must be 'all' or a comma list of registered task names; got {args.tasks!r}")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"--tasks must be 'all' or registered task names; unknown: {unknown}")
@@ -271,7 +275,7 @@ def _summarize(args) -> int:
     from star import runs
     from star.metatrain import summarize_run
 
-    run, _ = runs.open_run(args.run)
+    run, _ = runs.open_run(args.run, require={"horizon": int, "trunc_length": int})
     summary = summarize_run(args.run)
     runs.atomic_write_json(Path(args.out) if args.out else run.path / "summary.json", summary)
     print(json.dumps(summary, indent=2))
@@ -297,13 +301,29 @@ def _index(args) -> int:
 
 def _sweep(args) -> int:
     """``python -m star sweep``: run a grid of meta-training runs with post-processing (:mod:`star.sweep`)."""
+    import math
+
     from star import sweep
 
     grid = sweep.get_grid(args.grid, args.scale)
-    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            seeds = []
+        if not seeds:
+            raise ValueError(f"--seeds must be a comma list of integers (a subset of the grid's seeds "
+                             f"{grid.all_seeds}); got {args.seeds!r}")
     if args.estimate is not None:
+        if not (math.isfinite(args.estimate) and args.estimate > 0):
+            raise ValueError(f"--estimate must be a finite number of inner steps per second > 0; got {args.estimate}")
         print(json.dumps(grid.compute_estimate(args.estimate)))
         return 0
+    if not (math.isfinite(args.busy_after) and args.busy_after >= 0):
+        raise ValueError(f"--busy-after must be a finite number of seconds >= 0; got {args.busy_after}")
+    if not Path(args.root).is_dir():
+        raise ValueError(f"--root must be an existing folder (the repository root); got {args.root!r}")
     status = sweep.run_sweep(grid, args.root, figure=args.figure, seeds=seeds, train=not args.no_train,
                              post=not args.no_post, progress=not args.no_progress, dry_run=args.dry_run,
                              busy_after_s=args.busy_after)
@@ -447,6 +467,9 @@ def main(argv=None) -> int:
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
+        from star.scale import get_scale
+
+        get_scale()  # a bad $STAR_SCALE stops every command before it compiles or writes anything
         return args.func(args)
     except (ValueError, OSError) as err:  # bad input, unusable files, data not on this machine
         print(f"error: {err}", file=sys.stderr)

@@ -58,14 +58,27 @@ def finite_scalar(name: str, x, *, low=None, high=None, low_open=False, high_ope
     return x
 
 
-def integer(name: str, value, minimum: int = 1) -> int:
-    """A static integer ``value >= minimum`` (Python or numpy integer, not bool, not float). Returns ``int``."""
+def integer(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """A static integer ``minimum <= value [<= maximum]`` (Python or numpy integer, not bool, not float).
+    Returns ``int``."""
+    bounds = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(
-            f"{name} must be an integer >= {minimum}; got {value!r} of type {type(value).__name__}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {int(value)}")
+            f"{name} must be an integer {bounds}; got {value!r} of type {type(value).__name__}")
+    if int(value) < minimum or (maximum is not None and int(value) > maximum):
+        raise ValueError(f"{name} must be an integer {bounds}; got {int(value)}")
     return int(value)
+
+
+#: The largest step count or horizon: iteration counters are int32.
+MAX_STEPS = 2**31 - 1
+#: The largest PRNG seed: seeds (and seed + 1, the meta-parameters' key) fit a 32-bit signed integer.
+MAX_SEED = 2**31 - 2
+
+
+def seed(name: str, value) -> int:
+    """A PRNG seed, an integer in ``[0, MAX_SEED]``."""
+    return integer(name, value, minimum=0, maximum=MAX_SEED)
 
 
 def horizon(name: str, T) -> int:
@@ -79,6 +92,8 @@ def square_matrix(name: str, X, n: int | None = None):
     shape = np.shape(X)
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(f"{name} must be a square 2-D matrix; got shape {shape}")
+    if shape[0] < 1:
+        raise ValueError(f"{name} must have at least 1 row and column; got shape {shape}")
     if n is not None and shape[0] != n:
         raise ValueError(f"{name} must have shape ({n}, {n}) to match H; got shape {shape}")
     if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
@@ -146,6 +161,14 @@ def key(name: str, value):
         raise ValueError(f"{name} must be a single PRNG key (jax.random.key(seed)); "
                          f"got an array of dtype {value.dtype} and shape {tuple(value.shape)}")
     raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)); got {type(value).__name__}")
+
+
+def finite_tree(name: str, tree) -> None:
+    """Every leaf of ``tree`` finite (checked only on concrete arrays; tracers pass)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{name} must be finite; {name}{jax.tree_util.keystr(path)} holds non-finite values "
+                             f"{_short(leaf)}")
 
 
 def choice(name: str, value, allowed):

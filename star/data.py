@@ -471,6 +471,8 @@ def sample_batch(split: ImageSplit, key, batch_size: int) -> dict:
     """
     _checks.integer("batch_size", batch_size)
     _checks.key("key", key)
+    if split.labels.shape[0] == 0:  # randint(0, 0) would index an empty array: garbage, silently
+        raise ValueError("split has no examples; a batch needs at least one")
     idx = jax.random.randint(key, (batch_size,), 0, split.labels.shape[0])
     return {"image": to_float(split.images[idx]), "label": split.labels[idx]}
 

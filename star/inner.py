@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from star import _checks
 from star import nqm as nqm_lib
 from star.tasks.base import meta_loss_max
 from star.train import train_step
@@ -159,9 +160,12 @@ def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, ini
     the linear optimizer starts at α = 0.1, P = 0 (``optimizer_config`` is then ``None``).
 
     Raises:
-        ValueError: unknown optimizer or task, or an incompatible pair.
+        ValueError: unknown optimizer or task, an incompatible pair, a horizon outside [1, 2**31 - 1] or a
+            seed outside [0, 2**31 - 2].
         star.data.DataUnavailableError: the task's data set is not on this machine.
     """
+    horizon = _checks.integer("horizon", horizon, maximum=_checks.MAX_STEPS)
+    seed = _checks.seed("seed", seed)
     if task == NQM_TASK or optimizer == LINEAR_OPTIMIZER:
         if not (task == NQM_TASK and optimizer == LINEAR_OPTIMIZER):
             raise ValueError(f"optimizer {LINEAR_OPTIMIZER!r} goes with task {NQM_TASK!r} only; got "

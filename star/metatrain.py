@@ -118,7 +118,7 @@ class MetaTrainConfig:
         _checks.integer("outer_steps", self.outer_steps)
         _checks.integer("checkpoint_every", self.checkpoint_every)
         _checks.integer("keep_checkpoints", self.keep_checkpoints, minimum=2)
-        _checks.integer("seed", self.seed, minimum=0)
+        _checks.seed("seed", self.seed)
         _positive_float("lr", self.lr)
         _positive_float("clip", self.clip)
         _positive_float("weight_decay", self.weight_decay, allow_zero=True)
@@ -326,10 +326,17 @@ def summarize_run(run_dir: str | os.PathLike) -> dict:
     ``horizon / trunc_length`` outer steps) is the mixture stationary. We therefore report the least-squares
     slope of the meta-loss over the stationary part, with its standard error, besides window means
     (``python -m star summarize`` writes this as ``summary.json``).
+
+    Raises:
+        star.runs.RunError: the folder holds no run, its configuration lacks the horizon or truncation, or its
+            log holds no records (names the file).
     """
     run = runs.RunFolder(run_dir)
-    cfg = run.config()
+    cfg = run.config(require={"horizon": int, "trunc_length": int})
     log = run.log()
+    lacking = [k for k in ("step", "meta_loss", "nan_count", "inner_steps_per_s") if k not in log]
+    if lacking:
+        raise runs.RunError(f"log {str(run.log_path)!r} holds no meta-training records (no {', '.join(lacking)})")
     step, loss = log["step"], log["meta_loss"]
     warm = cfg["horizon"] // cfg["trunc_length"]
     sel = step > warm
@@ -369,10 +376,16 @@ class MetaTrainResult:
 
 
 def _zero_gradient_message(rec, inner_per_step) -> str:
-    return (f"outer step {rec['step']}: the meta-gradient is exactly 0, so θ does not move "
-            f"({rec['diverged_losses']} of {inner_per_step} inner losses diverged, i.e. were non-finite or at the "
-            f"meta-loss ceiling; {rec['nan_count']} non-finite gradient entries were zeroed); lower --lr/--std "
-            "or check the initialisation")
+    return (f"outer step {rec['step']}: the meta-gradient is exactly 0, so θ gets no signal: it moves only by "
+            f"AdamW's momentum from earlier steps and its weight decay ({rec['diverged_losses']} of "
+            f"{inner_per_step} inner losses diverged, i.e. were non-finite or at the meta-loss ceiling; "
+            f"{rec['nan_count']} non-finite gradient entries were zeroed); lower --lr/--std or check the "
+            "initialisation")
+
+
+def _sync(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _finite_or_none(x):
@@ -418,6 +431,9 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
         return _meta_train(problem, theta0, cfg, None, False, run_config, progress, devices, callback, None, False)
     if jax.process_index() != 0:  # multi-process: the run folder belongs to process 0
         return _meta_train(problem, theta0, cfg, None, resume, run_config, False, devices, callback, None, True)
+    from star.scale import get_scale
+
+    get_scale()  # a bad $STAR_SCALE (recorded in the provenance) stops the run before it writes anything
     session = {"command": command or runs.command_line(sys.argv, prog=("python",)),
                "git_commit": runs.git_commit(), "started_utc": runs.utc_now(), "status": "running"}
     record = functools.partial(runs.write_session_provenance, seeds=seeds or {"seed": cfg.seed}, data=data)
@@ -468,7 +484,7 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
             state, meta, _ = found
             state = _canonical(state)
             resumed_from = int(state.step)
-            history = runs.truncate_log(run.log_path, resumed_from)
+            history = runs.truncate_log(run.log_path, resumed_from, meta.get("log"))
         else:
             history = runs.truncate_log(run.log_path, 0)
     if multi:
@@ -539,17 +555,22 @@ def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices
             if has_folder and (rec["step"] % cfg.checkpoint_every == 0 or rec["step"] == cfg.outer_steps):
                 host = _host_state(state, gather)  # every process takes part in the gather
                 if run is not None:
+                    _sync(log_file)  # the log on disk before the checkpoint that a resume trusts it up to
                     runs.save_theta(runs.theta_snapshot_path(run.path, rec["step"]), host.theta)
-                    runs.save_checkpoint(run.checkpoint_dir, host, {"config": run_config, "identity": identity},
+                    # the checkpoint carries the log, from which a resume repairs a damaged one
+                    runs.save_checkpoint(run.checkpoint_dir, host,
+                                         {"config": run_config, "identity": identity, "log": history},
                                          keep=cfg.keep_checkpoints)
     finally:
         bar.close()
         if log_file is not None:
+            _sync(log_file)
             log_file.close()
     wall = time.perf_counter() - t_run
     if len(zero_steps) > 1:
         warnings.warn(f"the meta-gradient was exactly 0 in {len(zero_steps)} of {int(state.step) - start} outer "
-                      f"steps (first at step {zero_steps[0]}): θ did not move in them", UserWarning, stacklevel=3)
+                      f"steps (first at step {zero_steps[0]}): in them θ moved only by AdamW's momentum and weight "
+                      "decay", UserWarning, stacklevel=3)
     if run is not None:
         runs.save_theta(run.final_theta_path, state.theta)
         write_provenance(status="finished", wall_s=time.perf_counter() - t_start, resumed_from_step=resumed_from,

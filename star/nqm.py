@@ -342,9 +342,16 @@ def lyapunov_covariance(A, Q):
 
     For :math:`\rho(A)<1` and :math:`Q\succeq0` it is the unique PSD solution and the limit of
     :math:`\Sigma_t` (Lemma 5, App. A.1). Solved as a dense (d², d²) linear system (d is small here).
+
+    Raises:
+        ValueError: :math:`\rho(A)\ge1` (checked on concrete ``A``): the recursion has no stationary covariance.
     """
     _checks.square_matrix("A", A)
     _checks.psd_matrix("Q", Q, int(np.shape(A)[0]))
+    if _checks.is_concrete(A):
+        rho = float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, np.float64)))))
+        if not rho < 1.0:  # no PSD solution: the linear system's answer would not be a covariance
+            raise ValueError(f"A must have spectral radius < 1 (a stable recursion); got {rho:.4g}")
     A = jnp.asarray(A)
     return _lyapunov(A, jnp.asarray(Q, A.dtype))
 
@@ -383,6 +390,7 @@ def _noise(noise_key, model, t0, num):
 
 def sample_noise(noise_key, nqm: NQM, t0, num: int):
     """The noisy minima ξ_{t0}, …, ξ_{t0+num−1} ~ N(0, Σξ), shape (num, N); ξ_t uses ``fold_in(noise_key, t)``."""
+    _checks.key("noise_key", noise_key)
     check_nqm(nqm)
     num = _checks.horizon("num", num)
     return _noise(noise_key, _model(nqm), t0, num)
@@ -390,6 +398,7 @@ def sample_noise(noise_key, nqm: NQM, t0, num: int):
 
 def init_state(key, nqm: NQM) -> NQMState:
     """Sample φ0 ~ N(phi0_mean, S0) and return the state at t = 0 (``phi_prev = phi``)."""
+    _checks.key("key", key)
     check_nqm(nqm)
     phi0 = _initial_phi(key, _model(nqm))
     return NQMState(phi0, phi0, jnp.zeros((), jnp.int32))
@@ -463,6 +472,7 @@ def simulated_loss(key, nqm: NQM, alpha, P, T: int, *, optimizer: str = "sgd", m
     r"""One Monte-Carlo sample of the meta-loss: :math:`\frac1T\sum_{t=1}^T\ell_t(\phi_t)` for the noise
     and initial state drawn from ``key`` (split into an init key and a noise key). Differentiable in
     ``alpha``, ``P`` (and ``momentum``); its expectation over ``key`` is :func:`expected_loss`."""
+    _checks.key("key", key)
     n = check_nqm(nqm)
     T = _checks.horizon("T", T)
     _check_theta(alpha, P, n, optimizer, momentum)
@@ -486,6 +496,7 @@ def seed_draws(key, nqm: NQM, T: int, num_seeds: int):
     """The random inputs of :func:`simulate_losses`'s ``num_seeds`` runs of horizon ``T``: the initial states
     φ0, shape (num_seeds, N), and the noisy minima ξ_0..ξ_T, shape (num_seeds, T + 1, N) (seed ``i`` from
     ``jax.random.split(key, num_seeds)[i]``, exactly as the simulations draw them)."""
+    _checks.key("key", key)
     check_nqm(nqm)
     T = _checks.horizon("T", T)
     num_seeds = _checks.horizon("num_seeds", num_seeds)
@@ -503,6 +514,7 @@ def simulate_losses(key, nqm: NQM, alpha, P, T: int, num_seeds: int, *, optimize
 
     Seed ``i`` uses ``jax.random.split(key, num_seeds)[i]``, as :func:`meta_gradients` does.
     """
+    _checks.key("key", key)
     n = check_nqm(nqm)
     T = _checks.horizon("T", T)
     num_seeds = _checks.horizon("num_seeds", num_seeds)

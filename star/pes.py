@@ -133,7 +133,7 @@ def check_settings(*, num_tasks=None, trunc_length=None, horizon=None, std=None,
     if num_tasks is not None:
         _checks.integer("num_tasks", num_tasks)
     if horizon is not None:
-        _checks.integer("horizon", horizon)
+        _checks.integer("horizon", horizon, maximum=_checks.MAX_STEPS)
     if trunc_length is not None:
         trunc_length = _checks.integer("trunc_length", trunc_length)
         if horizon is not None and trunc_length > int(horizon):
@@ -163,6 +163,8 @@ def check_problem(problem) -> None:
 
 def sample_perturbations(theta: PyTree, key: jax.Array, std: float, num: int) -> PyTree:
     """ε_i ~ N(0, σ² I) over every leaf of ``theta``, stacked along a new leading axis of size ``num``."""
+    if _checks.is_concrete(std):
+        check_settings(std=std)
     leaves, treedef = jax.tree.flatten(theta)
     keys = jax.random.split(key, max(len(leaves), 1))
     eps = [
@@ -189,6 +191,7 @@ def init_state(problem: TruncatedProblem, theta: PyTree, key: jax.Array, num_tas
     ``random_offset`` the iteration counters start uniformly in ``[0, horizon)`` to desynchronise the
     problems (``random_initial_iteration_offset = horizon``).
     """
+    num_tasks = _checks.integer("num_tasks", num_tasks)
     k_init, k_off = jax.random.split(key)
     keys = jax.random.split(k_init, num_tasks)
     inner = jax.vmap(problem.init, in_axes=(None, 0))(theta, keys)
@@ -248,7 +251,13 @@ def estimate_gradient(problem: TruncatedProblem, theta: PyTree, state: PESState,
 
     Returns:
         ``(grad, new_state, output)`` with ``grad`` shaped like ``theta``.
+
+    Raises:
+        ValueError: (on concrete arguments) ``std`` not a finite float > 0, or non-finite ``theta``.
     """
+    if _checks.is_concrete(std):
+        check_settings(std=std)
+    _checks.finite_tree("theta", theta)
     num = state.iteration.shape[0]
     k_eps, k_unroll = jax.random.split(key)
     eps = sample_perturbations(theta, k_eps, std, num)

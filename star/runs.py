@@ -10,6 +10,7 @@ A *run folder* is a directory holding one run (meta-training, a sweep member, a 
 ``theta_final.npz``    θ at the end (its presence marks a finished run)
 ``provenance.json``    command, git commit, scale, seeds, wall time, device, data source (:func:`provenance`)
 ``NOTE.md``            (stored runs) what the run shows, written by a person
+``log.damaged.txt``    (only after a repair) damaged lines of the log, kept verbatim
 =====================  =================================================================================
 
 Everything is written atomically (temporary file in the same folder, ``fsync``, ``os.replace``, ``fsync`` of
@@ -20,7 +21,8 @@ The API, smallest first:
 
 * files: :func:`atomic_write_bytes`, :func:`atomic_write_json`, :func:`read_json`;
 * θ files: :func:`save_theta`, :func:`load_theta`, :func:`theta_snapshot_path`, :func:`list_theta_snapshots`;
-* the log: :func:`truncate_log`, :func:`load_log`;
+* the log: :func:`read_log` (the one parser), :func:`truncate_log` (on resume: repaired from the checkpoint's
+  copy of the log, or the resume refused), :func:`load_log`;
 * checkpoints: :func:`encode_checkpoint` / :func:`decode_checkpoint` (``MAGIC | length | SHA-256 | npz``),
   :func:`save_checkpoint`, :func:`load_latest_checkpoint` (skips corrupt files, refuses another run's);
 * the folder: :func:`run_identity`, :func:`open_run` (read an existing run), :func:`writing_run` (create or
@@ -28,8 +30,9 @@ The API, smallest first:
 * provenance: :func:`git_commit`, :func:`device_info`, :func:`command_line`, :func:`provenance`;
 * the index of stored runs: :func:`list_runs`.
 
-Every failure a user can cause (a missing or truncated file, another run's checkpoint, a folder in use) is a
-:class:`RunError` — a ``ValueError`` whose one-line message names the file.
+Every failure a user can cause (a missing or truncated file, another run's checkpoint, a folder in use, a
+damaged log or configuration, a θ file holding NaN) is a :class:`RunError` — a ``ValueError`` whose one-line
+message names the file.
 
 Example (what :func:`star.metatrain.meta_train` does)::
 
@@ -64,6 +67,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from star._io import atomic_write_bytes
+
 try:  # POSIX advisory locks; elsewhere the lock is a no-op
     import fcntl
 except ImportError:  # pragma: no cover
@@ -78,6 +83,7 @@ THETA_SNAPSHOT_DIR = "thetas"
 FINAL_THETA = "theta_final.npz"
 PROVENANCE = "provenance.json"
 NOTE = "NOTE.md"
+DAMAGED_LOG = "log.damaged.txt"  # damaged lines of log.jsonl, kept verbatim when a resume repairs the log
 
 CHECKPOINT_MAGIC = b"STARCKPT"
 _CKPT_RE = re.compile(r"^ckpt_(\d{8})\.ckpt$")
@@ -95,37 +101,6 @@ class CheckpointError(RunError):
 
 # ----------------------------------------------------------------------------------------------------
 # files
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync dir."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _json_default(x):
@@ -159,6 +134,8 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         raise RunError(f"{what} {str(path)!r} does not exist") from None
     except OSError as err:
         raise RunError(f"{what} {str(path)!r} cannot be read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise RunError(f"{what} {str(path)!r} is not JSON text (not UTF-8: {err.reason} at byte {err.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -182,7 +159,8 @@ def load_theta(path: str | os.PathLike, template: PyTree) -> PyTree:
     """Load meta-parameters saved by :func:`save_theta` into the structure of ``template``.
 
     Raises:
-        RunError: the file is missing, truncated or corrupt, or does not fit ``template`` (names the file).
+        RunError: the file is missing, truncated or corrupt, does not fit ``template``, or holds NaN or inf
+            (names the file).
     """
     path = Path(path)
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -204,6 +182,10 @@ def load_theta(path: str | os.PathLike, template: PyTree) -> PyTree:
         if a.shape != np.shape(t):
             raise RunError(f"θ file {str(path)!r} does not fit the run's meta-parameters ({n} has shape "
                            f"{a.shape}, expected {np.shape(t)})")
+        if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a)):
+            raise RunError(f"θ file {str(path)!r} holds non-finite values ({n}: {int(np.sum(~np.isfinite(a)))} of "
+                           f"{a.size} entries NaN or inf); a meta-training run never writes them, so the file is "
+                           "damaged")
     return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in arrays])
 
 
@@ -225,40 +207,145 @@ def list_theta_snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 # the log
 
 
-def truncate_log(log_path: str | os.PathLike, last_step: int) -> list[dict]:
-    """Keep the log lines of steps <= ``last_step`` (lines written after the checkpoint are redone)."""
-    log_path = Path(log_path)
-    if not log_path.exists():
-        return []
-    kept = []
-    for line in log_path.read_text().splitlines():
+@dataclasses.dataclass(frozen=True)
+class LogLines:
+    """What :func:`read_log` found in a ``log.jsonl``.
+
+    Attributes:
+        path: the file.
+        records: every line that is a JSON object with an integer ``"step"``, in file order.
+        damaged: ``(line number, text)`` of every other non-empty line, except a cut last one.
+        cut: ``(line number, text)`` of a last line that lacks its newline and does not parse (a write in
+            progress, or cut by a kill), else ``None``.
+    """
+
+    path: Path
+    records: list
+    damaged: list
+    cut: tuple | None = None
+
+    def steps(self) -> list[int]:
+        return [int(r["step"]) for r in self.records]
+
+
+def read_log(log_path: str | os.PathLike) -> LogLines:
+    """Parse a ``log.jsonl`` line by line: the one parser of run logs (a missing file has no records).
+
+    A damaged line does not hide the records after it (see :class:`LogLines`).
+    """
+    path = Path(log_path)
+    if not path.exists():
+        return LogLines(path, [], [])
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        raise RunError(f"log {str(path)!r} cannot be read ({err.strerror or err})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    records, damaged = [], []
+    for i, line in enumerate(lines, 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            break  # a line cut by a kill
-        if rec.get("step", 0) <= last_step:
-            kept.append(rec)
-    atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+            rec = None
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and not isinstance(rec["step"], bool):
+            records.append(rec)
+        else:
+            damaged.append((i, line))
+    cut = None
+    if damaged and text and not text.endswith("\n") and damaged[-1][0] == len(lines):
+        cut = damaged.pop()
+    return LogLines(path, records, damaged, cut)
+
+
+def _describe_damage(damaged) -> str:
+    shown = ", ".join(f"line {i}" for i, _ in damaged[:5]) + (" ..." if len(damaged) > 5 else "")
+    return f"{len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} ({shown})"
+
+
+def _log_for_resume(log_path, last_step: int, saved: list | None) -> tuple[LogLines, list, list]:
+    """``(log, kept records, restored steps)`` of :func:`truncate_log`, without writing anything."""
+    log = read_log(log_path)
+    kept = [r for r in log.records if r["step"] <= last_step]
+    missing = sorted(set(range(1, int(last_step) + 1)) - {r["step"] for r in kept})
+    by_step = {int(r["step"]): r for r in (saved or []) if isinstance(r, dict) and isinstance(r.get("step"), int)}
+    lacking = [s for s in missing if s not in by_step]
+    if lacking:
+        bad = log.damaged + ([log.cut] if log.cut else [])
+        where = f"; {_describe_damage(bad)}" if bad else ""
+        raise RunError(f"cannot resume: log {str(log.path)!r} lacks the records of steps {_ranges(lacking)} of the "
+                       f"{int(last_step)} the checkpoint holds{where}, and the checkpoint carries no copy of the log "
+                       "(written before checkpoints did); nothing was changed: restore the log from a copy, or "
+                       "start the run again in another folder")
+    kept = sorted(kept + [by_step[s] for s in missing], key=lambda r: r["step"])
+    return log, kept, missing
+
+
+def truncate_log(log_path: str | os.PathLike, last_step: int, saved: list | None = None) -> list[dict]:
+    """Prepare a run's log for a resume from the checkpoint of step ``last_step``; returns its records.
+
+    Records of steps after ``last_step`` are dropped (they are redone). Every step ``1..last_step`` must keep
+    its record: one that is missing or on a damaged line is restored from ``saved`` (the log records that
+    the checkpoint carries, see :func:`star.metatrain.meta_train`), with a warning naming the file and the
+    lines; damaged lines are kept verbatim in ``log.damaged.txt`` beside the log. A line cut by a kill after
+    the checkpoint is dropped (its step is redone).
+
+    Raises:
+        RunError: records of steps up to ``last_step`` are missing and ``saved`` lacks them (checkpoints written
+            before they carried the log): the log is left as it was and the resume refused.
+    """
+    log, kept, missing = _log_for_resume(log_path, last_step, saved)
+    path, damage = log.path, log.damaged
+    if missing:
+        bad = log.damaged + ([log.cut] if log.cut else [])
+        warnings.warn(f"log {str(path)!r}: the records of steps {_ranges(missing)} were missing"
+                      + (f" ({_describe_damage(bad)})" if bad else "") + " and are restored from the checkpoint",
+                      UserWarning, stacklevel=2)
+    elif damage:
+        warnings.warn(f"log {str(path)!r}: {_describe_damage(damage)} moved to {DAMAGED_LOG} (every step up to the "
+                      f"checkpoint's {int(last_step)} has its record)", UserWarning, stacklevel=2)
+    if damage:
+        with open(path.parent / DAMAGED_LOG, "a") as f:
+            f.write(f"# {utc_now()}: damaged lines of {path.name}, kept on resume from step {int(last_step)}\n")
+            f.writelines(f"line {i}: {text}\n" for i, text in damage)
+            f.flush()
+            os.fsync(f.fileno())
+    if path.exists() or kept:
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
     return kept
+
+
+def _ranges(steps) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out, steps = [], sorted(steps)
+    i = 0
+    while i < len(steps):
+        j = i
+        while j + 1 < len(steps) and steps[j + 1] == steps[j] + 1:
+            j += 1
+        out.append(str(steps[i]) if i == j else f"{steps[i]}-{steps[j]}")
+        i = j + 1
+    return ", ".join(out)
 
 
 def load_log(run_dir: str | os.PathLike) -> dict:
     """The per-step metrics of a run folder's ``log.jsonl`` as ``{name: np.ndarray}`` (``None`` → NaN).
 
     For the book: ``log = load_log("results/metatrain/star_fmnist_cpu"); plt.plot(log["step"], log["meta_loss"])``.
-    A line cut by a kill (the last one) is ignored.
+    A last line without its newline (being written, or cut by a kill) is ignored; any other damaged line is
+    skipped with a warning naming the file and the line, and the records after it are kept.
     """
     path = Path(run_dir) / LOG
     if not path.exists():
         raise RunError(f"run_dir {str(run_dir)!r} has no {LOG}")
-    recs = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            recs.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+    log = read_log(path)
+    if log.damaged:
+        warnings.warn(f"log {str(path)!r}: {_describe_damage(log.damaged)} skipped", UserWarning, stacklevel=2)
+    recs = log.records
     keys = sorted({k for r in recs for k in r})
     return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], dtype=np.float64) for k in keys}
 
@@ -435,14 +522,40 @@ class RunFolder:
     provenance_path = property(lambda self: self.path / PROVENANCE)
     note_path = property(lambda self: self.path / NOTE)
 
-    def config(self) -> dict:
-        """The run's ``config.json`` (:class:`RunError` if the folder holds no run)."""
+    def config(self, require: dict | None = None) -> dict:
+        """The run's ``config.json``, a JSON object; with ``require`` (``{field: type}``, e.g.
+        :data:`META_TRAIN_FIELDS`) those fields must be present with those types.
+
+        Raises:
+            RunError: the folder holds no run, or the file is unreadable, not an object, or lacks a field
+                (names the file).
+        """
         if not self.config_path.exists():
             raise RunError(f"run folder {str(self.path)!r} holds no run (no {CONFIG})")
-        return read_json(self.config_path, "run configuration")
+        cfg = read_json(self.config_path, "run configuration")
+        if not isinstance(cfg, dict):
+            raise RunError(f"run configuration {str(self.config_path)!r} is not a JSON object (got a "
+                           f"{type(cfg).__name__}); it was not written by meta-train")
+        bad = [f"{k} ({t.__name__})" for k, t in (require or {}).items()
+               if not isinstance(cfg.get(k), t) or isinstance(cfg.get(k), bool)]
+        if bad:
+            raise RunError(f"run configuration {str(self.config_path)!r} lacks {', '.join(bad)}: it was not "
+                           "written by meta-train, or is damaged")
+        return cfg
 
     def provenance(self) -> dict:
-        return read_json(self.provenance_path, "provenance") if self.provenance_path.exists() else {}
+        """The run's ``provenance.json`` (``{}`` if it has none yet).
+
+        Raises:
+            RunError: the file is unreadable, not a JSON object, or its ``sessions`` is not a list.
+        """
+        if not self.provenance_path.exists():
+            return {}
+        prov = read_json(self.provenance_path, "provenance")
+        if not isinstance(prov, dict) or not isinstance(prov.get("sessions", []), list):
+            raise RunError(f"provenance {str(self.provenance_path)!r} is not a provenance record (a JSON object "
+                           "with a list of sessions); restore it or move it away")
+        return prov
 
     def log(self) -> dict:
         return load_log(self.path)
@@ -474,17 +587,23 @@ class RunFolder:
         """Steps a resume would keep: the newest good checkpoint's, or the last logged step of a finished run."""
         newest = self.newest_checkpoint()
         done = newest[0] if newest else 0
-        if self.finished() and self.log_path.exists():
-            steps = self.log().get("step")
-            if steps is not None and steps.size:
-                done = max(done, int(np.nanmax(steps)))
+        if self.finished():
+            done = max([done, *read_log(self.log_path).steps()])
         return done
 
 
-def open_run(path: str | os.PathLike) -> tuple[RunFolder, dict]:
-    """``(RunFolder, config)`` of an existing run (for evaluation); :class:`RunError` if it holds no run."""
+#: The fields of a meta-training run's ``config.json`` that its readers need, with their types.
+META_TRAIN_FIELDS = {"optimizer": str, "task": str, "horizon": int, "seed": int, "trunc_length": int}
+
+
+def open_run(path: str | os.PathLike, require: dict | None = META_TRAIN_FIELDS) -> tuple[RunFolder, dict]:
+    """``(RunFolder, config)`` of an existing meta-training run (for evaluation; see :meth:`RunFolder.config`).
+
+    Raises:
+        RunError: the folder holds no run, or its configuration is damaged or lacks a field of ``require``.
+    """
     run = RunFolder(Path(path))
-    return run, run.config()
+    return run, run.config(require)
 
 
 @contextlib.contextmanager
@@ -546,13 +665,15 @@ def writing_run(out_dir: str | os.PathLike, config: dict, *, resume: bool, resum
     created = missing
     run = RunFolder(out)
     json_config = to_json(config)
+    new = False
     try:
         with folder_lock(out):
             if run.config_path.exists():
                 if not resume:
                     raise RunError(f"out_dir {str(out)!r} already holds a run ({CONFIG}); pass resume=True "
                                    "(--resume) to continue it or choose another folder; nothing was overwritten")
-                saved = read_json(run.config_path, "run configuration")
+                saved = run.config()
+                run.provenance()  # a damaged provenance.json stops the resume now, not after the first step
                 diff = config_diff(saved, json_config, resumable)
                 if diff:
                     raise RunError("cannot resume: the configuration differs from the saved run in "
@@ -561,6 +682,7 @@ def writing_run(out_dir: str | os.PathLike, config: dict, *, resume: bool, resum
                 if newest is not None:
                     check_checkpoint_identity(newest[1], newest[2], run_identity(json_config, resumable),
                                               json_config, resumable)
+                    _log_for_resume(run.log_path, newest[0], newest[2].get("log"))  # refuse before any change
                 done = run.steps_done()
                 if total_steps is not None and int(total_steps) < done:
                     raise RunError(f"cannot resume: run {str(out)!r} has already done {done} steps; asking for "
@@ -575,10 +697,30 @@ def writing_run(out_dir: str | os.PathLike, config: dict, *, resume: bool, resum
                                    f"({', '.join(sorted(others)[:5])}); choose an empty or new folder; "
                                    "nothing was overwritten")
                 atomic_write_json(run.config_path, json_config)
+                new = True
             created = []  # the folder now holds a run: keep it
-            yield run
+            try:
+                yield run
+            except BaseException:
+                if new and _discard_if_nothing_done(run):
+                    created = missing  # a new run that failed before its first step leaves nothing behind
+                raise
     finally:
         _remove_empty(created)
+
+
+def _discard_if_nothing_done(run: RunFolder) -> bool:
+    """Remove what a new run wrote before its first step (config, empty log, θ snapshot 0), so that a retry
+    with other settings is not refused; ``False`` (nothing removed) once it has logged a step or more."""
+    if (read_log(run.log_path).records or list_checkpoints(run.checkpoint_dir) or run.final_theta_path.exists()
+            or run.provenance_path.exists()):
+        return False
+    for p in (theta_snapshot_path(run.path, 0), run.log_path, run.config_path):
+        p.unlink(missing_ok=True)
+    for d in (run.path / THETA_SNAPSHOT_DIR, run.checkpoint_dir):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    return True
 
 
 def _remove_empty(dirs) -> None:
@@ -661,8 +803,7 @@ def write_session_provenance(run_dir: str | os.PathLike, session: dict, *, seeds
     """
     from star.scale import get_scale
 
-    path = Path(run_dir) / PROVENANCE
-    old = read_json(path, "provenance").get("sessions", []) if path.exists() else []
+    old = RunFolder(run_dir).provenance().get("sessions", [])
     sessions = [s for s in old if s.get("started_utc") != session["started_utc"]] + [dict(session)]
     rec = {
         "command": sessions[0]["command"] if len(sessions) == 1 else [s["command"] for s in sessions],
@@ -676,7 +817,7 @@ def write_session_provenance(run_dir: str | os.PathLike, session: dict, *, seeds
     if data is not None:
         rec["data"] = data
     rec.update(summary)
-    atomic_write_json(path, rec)
+    atomic_write_json(Path(run_dir) / PROVENANCE, rec)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -705,7 +846,12 @@ def _note_heading(path: Path) -> str | None:
 def list_runs(root: str | os.PathLike) -> list[StoredRun]:
     """Every stored result under ``root``: run folders (with ``config.json``) and JSON measurements (top-level
     ``provenance`` with a ``command``), sorted by name. A run's description is the first heading of its
-    ``NOTE.md``; a measurement's is its ``"description"`` field, else the heading of the ``NOTE.md`` beside it."""
+    ``NOTE.md``; a measurement's is its ``"description"`` field, else the heading of the ``NOTE.md`` beside it.
+
+    Raises:
+        RunError: a ``.json`` file under ``root`` cannot be read as JSON, or a run's provenance is damaged
+            (names the file).
+    """
     root = Path(root)
     out = []
     for cfg in sorted(root.rglob(CONFIG)):
@@ -717,10 +863,7 @@ def list_runs(root: str | os.PathLike) -> list[StoredRun]:
     for f in sorted(root.rglob("*.json")):
         if any(p in run_dirs for p in f.parents):
             continue
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+        d = read_json(f, "stored result")  # an unreadable .json among the results stops the index, naming it
         prov = d.get("provenance") if isinstance(d, dict) else None
         if isinstance(prov, dict) and prov.get("command"):
             out.append(StoredRun(f.relative_to(root).as_posix(), f, "measurement", prov["command"],

@@ -349,8 +349,12 @@ def power_norm_bound(A, k: int) -> float:
 def symmetric_kappa(alpha, P=None) -> float:
     r"""Under strict (9) (:math:`M=\alpha I+P\succ0`), :math:`A=I-MH` is diagonalized by
     :math:`V=M^{1/2}U` (U orthogonal eigenvectors of :math:`M^{1/2}HM^{1/2}`), so one may take
-    :math:`\kappa(V)=\sqrt{\kappa(M)}` in :math:`\|A^k\|_2\le\kappa(V)\rho(A)^k`, whatever H is."""
-    alpha = _alpha(alpha, positive=False)
+    :math:`\kappa(V)=\sqrt{\kappa(M)}` in :math:`\|A^k\|_2\le\kappa(V)\rho(A)^k`, whatever H is.
+
+    Raises:
+        ValueError: :math:`M` is not positive definite (``alpha <= 0`` without ``P``), the premise of the bound.
+    """
+    alpha = _alpha(alpha, positive=P is None)  # M = alpha I must be positive definite
     if P is None:
         return 1.0
     _checks.symmetric_matrix("P", P)

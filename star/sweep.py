@@ -362,41 +362,32 @@ def run_status(spec: RunSpec, root: str | os.PathLike = ".", *, now: float | Non
         SweepError: the folder holds a different run (the differences are named) or is not a folder.
     """
     from star.metatrain import MetaTrainConfig
-    from star.runs import config_diff as _config_diff
+    from star.runs import CONFIG, RunError, RunFolder, config_diff, read_log
 
     out = spec.folder(root)
     if not out.exists():
         return "missing"
     if not out.is_dir():
         raise SweepError(f"run folder {str(out)!r} exists and is not a folder")
-    cfg_path = out / "config.json"
-    if not cfg_path.exists():
+    run = RunFolder(out)
+    if not run.config_path.exists():
         if not any(out.iterdir()):
             return "missing"
         if _recently_written(out, now, busy_after_s):
             return "busy"
-        raise SweepError(f"run folder {str(out)!r} holds files but no config.json; move it away")
-    saved = json.loads(cfg_path.read_text())
-    diff = _config_diff(saved, spec.expected_config(), ignore=MetaTrainConfig.RESUMABLE_CHANGES)
+        raise SweepError(f"run folder {str(out)!r} holds files but no {CONFIG}; move it away")
+    try:
+        saved = run.config()
+    except RunError as err:
+        raise SweepError(f"grid {spec.grid.name!r} ({spec.grid.scale}): {err}; move the folder away") from None
+    diff = config_diff(saved, spec.expected_config(), ignore=MetaTrainConfig.RESUMABLE_CHANGES)
     if diff:
         raise SweepError(f"run folder {str(out)!r} holds a different run than grid {spec.grid.name!r} "
                          f"({spec.grid.scale}) asks for: " + "; ".join(diff))
-    if (out / "theta_final.npz").exists() and _logged_steps(out) >= spec.grid.outer_steps:
+    steps = read_log(run.log_path).steps()
+    if run.finished() and max(steps, default=0) >= spec.grid.outer_steps:
         return "finished"
     return "busy" if _recently_written(out, now, busy_after_s) else "partial"
-
-
-def _logged_steps(out: Path) -> int:
-    path = out / "log.jsonl"
-    if not path.exists():
-        return 0
-    last = 0
-    for line in path.read_text().splitlines():
-        try:
-            last = max(last, int(json.loads(line).get("step", 0)))
-        except (json.JSONDecodeError, TypeError, ValueError):
-            break
-    return last
 
 
 def _recently_written(out: Path, now: float | None, window: float) -> bool:

@@ -57,6 +57,34 @@ def _check_task(task, name: str = "task"):
                              f"star.tasks.get_task(name) for a registered task.")
 
 
+def _check_params(task, params, name: str = "params") -> None:
+    """``params`` must have the structure, shapes and dtypes that ``task.init`` gives (else flax fails deep
+    inside the model with a scope error that names neither)."""
+    want = jax.eval_shape(task.init, jax.random.key(0))
+    w_leaves, w_def = jax.tree_util.tree_flatten_with_path(want)
+    try:
+        g_leaves, g_def = jax.tree_util.tree_flatten_with_path(params)
+    except Exception:  # pragma: no cover - not a pytree
+        g_def = None
+    label = getattr(task, "name", type(task).__name__)
+    if g_def != w_def:
+        have = sorted(jax.tree_util.keystr(p) for p, _ in (g_leaves if g_def is not None else []))
+        need = sorted(jax.tree_util.keystr(p) for p, _ in w_leaves)
+        raise ValueError(f"{name} do not fit task {label!r}: its parameters are {need[:4]}"
+                         f"{'...' if len(need) > 4 else ''}; got {have[:4]}{'...' if len(have) > 4 else ''}")
+    for (path, w), (_, g) in zip(w_leaves, g_leaves):
+        if tuple(np.shape(g)) != tuple(w.shape):
+            raise ValueError(f"{name} do not fit task {label!r}: {name}{jax.tree_util.keystr(path)} has shape "
+                             f"{tuple(np.shape(g))}, the task's {tuple(w.shape)}")
+
+
+def _check_nonempty(split, name: str) -> int:
+    n = int(split.labels.shape[0])
+    if n == 0:
+        raise ValueError(f"split {name!r} has no examples; evaluation needs at least one")
+    return n
+
+
 def _as_extra_args(optimizer):
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise ValueError(f"optimizer must be an optax GradientTransformation (with init and update); "
@@ -176,6 +204,8 @@ def train(task: Task, optimizer, num_steps: int, key, *, meta_params=None, param
     init_key, data_key = train_keys(key)
     if params is None:
         params = task.init(init_key)
+    else:
+        _check_params(task, params)
     opt_state = opt.init(params)
 
     curve = []
@@ -216,10 +246,14 @@ def evaluate(task: Task, params, split: str = "test", *, chunk_size: int = 1000)
 
     Returns ``{"loss": float, "accuracy": float, "num_examples": int}``. The split is processed
     in jitted chunks of ``chunk_size`` examples; a diverged model gives ``loss = nan``/``inf``.
+
+    Raises:
+        ValueError: an unknown or empty split, or ``params`` that do not fit ``task``.
     """
     _check_task(task)
     _checks.integer("chunk_size", chunk_size)
     data = task.data.split(split)  # ValueError for an unknown split
-    n = data.num_examples
+    n = _check_nonempty(data, split)
+    _check_params(task, params)
     ce, correct = _eval_totals(task, params, data.images, data.labels, chunk_size)
     return {"loss": float(ce) / n, "accuracy": float(correct) / n, "num_examples": n}

@@ -16,7 +16,7 @@ def test_budget_fraction_of_the_cpu_grids():
     short, long = sweep.get_grid("indist", "cpu"), sweep.get_grid("indist_long", "cpu")
     mlp8 = 64 * 32 + 32 + 32 * 10 + 10  # fmnist8_mlp32: 64-32-10
     mlp = 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10  # fmnist_mlp: 784-128-128-10
-    assert D.task_num_params("fmnist8_mlp32") == mlp8
+    assert D.budget_fraction(short)["params"] == mlp8 and D.paper_counterpart(long).name == "indist"
     b = D.budget_fraction(short, num_params={"fmnist_mlp": mlp})
     assert b["paper_task"] == "fmnist_mlp" and b["outer_fraction"] == 200 / 5000
     assert b["inner_fraction"] == pytest.approx(200 * 64 / (5000 * 8))
@@ -26,6 +26,8 @@ def test_budget_fraction_of_the_cpu_grids():
     assert bl["outer_fraction"] == 2000 / 5000 and bl["inner_fraction"] == pytest.approx(2000 * 16 / (5000 * 8))
     conv = D.budget_fraction(sweep.get_grid("indist_conv", "cpu"), num_params={"fmnist8_conv": 1, "cifar10_conv": 4})
     assert conv["paper_task"] == "cifar10_conv" and conv["compute_fraction"] == pytest.approx(150 * 16 / 4 / (5000 * 8))
+    with pytest.raises(ValueError, match="no paper-scale grid runs its task"):
+        D.paper_counterpart(dataclasses.replace(short, task="digits_mlp32"))
     tab = D.budget_table([short, long], num_params={"fmnist_mlp": mlp, "fmnist8_mlp32": mlp8})
     assert tab.cells[0][-1] == "0.652 %" and tab.cells[1][4] == "40 %"
 
@@ -73,3 +75,25 @@ def test_long_against_short(tmp_path):
     only_long = dataclasses.replace(short, members=(sweep.Member("star", 0.1),))
     rows2 = {r["member"].optimizer: r for r in D.long_short_rows(D.load_grid(only_long, tmp_path), rl)}
     assert math.isnan(rows2["blackbox"]["short_end"][0]) and math.isnan(rows2["blackbox"]["beyond_short"][0])
+
+
+def test_verdicts_on_a_grid_with_some_of_a_figures_members(tmp_path):
+    """App.2's rule on the long grid's two weight decays (0.1 and 1.0); App.3 needs both of its members."""
+    base = sweep.get_grid("indist_long", "smoke")
+    long = dataclasses.replace(base, name="l", folder="results/l", outer_steps=8, seeds=(0, 1, 2),
+                               members=(sweep.Member("star", 0.1), sweep.Member("star", 1.0),
+                                        sweep.Member("blackbox", 0.0)))
+    _fake(tmp_path, long, {"star": 0.6, "blackbox": 0.95})
+    res = D.load_grid(long, tmp_path)
+    ev = D.evidence(res)
+    assert D.figure_members(ev, "app2") == ["star_wd0.1", "star_wd1.0"] and D.complete(ev, "app2") == []
+    assert D.complete(ev, "app3") == ["star_nopre_wd0.1: meta_loss for 0 of 3 seeds",
+                                      "star_nopre_wd0.1: final_objective for 0 of 3 seeds"]
+    checks, text = D.verdict_weight_decay(ev)
+    assert len(checks) == 2 and "wd 0.1" in checks[0].question and "than wd 0.1" in checks[1].question
+    v = D.record_verdict(res, "weight_decay_tradeoff", part="fmnist8_mlp32-8", claims_folder=tmp_path / "claims")
+    assert v.record.part == "fmnist8_mlp32-8" and v.record.budget.seeds == 3
+    assert D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "claims").startswith("Not recorded")
+    # the full grid still needs every weight decay of the figure
+    full = D.evidence(D.load_grid(sweep.get_grid("indist", "cpu"), tmp_path / "nothing"))
+    assert D.figure_members(full, "app2") == ["star_wd0.0", "star_wd0.1", "star_wd0.5", "star_wd1.0"]

@@ -611,6 +611,7 @@ def test_controls_rows_table_and_findings(tmp_path):
     assert by["star_wd5.0"]["unstable"] == 1 and by["star_wd5.0"]["per_task"] == {"t0": (3, 3), "t1": (0, 3)}
     tab = book_ood.controls_table(rows, tasks=("t0", "nope"))
     assert tab.columns[6] == "failed runs, t0" and "nope" not in " ".join(tab.columns)
+    assert book_ood.controls_table(rows, tasks=("t0",)).columns[6] == "failed runs, t0"
     assert tab.cells[1][2] == "∞" and tab.cells[3][6] == "3/3"
     md = book_ood.controls_findings_markdown(rows)
     assert "θ₀ is unstable on 2 of 2 tasks; the same θ₀ with its output layer zero (the nominal optimizer) on 0" in md
@@ -637,5 +638,5 @@ def test_length_comparison_table():
     short = {t: ({}, {"adam": good, "star": good}) for t in ("a", "b", "c")}
     long = {t: ({}, {"adam": good, "star": bad if t == "a" else 0.5 * good, "blackbox": good}) for t in ("a", "b")}
     tab = book_ood.length_comparison_table({"1000 steps": short, "4000 steps": long})
-    assert tab.caption == "2 tasks: a, b" and [r[0] for r in tab.cells] == ["Adam (tuned learning rate)", "STAR"]
+    assert tab.caption == "2 tasks: a; b" and [r[0] for r in tab.cells] == ["Adam (tuned learning rate)", "STAR"]
     assert tab.cells[1] == ["STAR", "0/2", "1", "1/2", "1.75"]  # median of 3.0 (ends at 3, Adam at 1) and 0.5

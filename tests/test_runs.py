@@ -239,6 +239,22 @@ def test_divergence_is_counted_logged_and_a_zero_meta_gradient_warned(tmp_path, 
     assert all(h["diverged_losses"] == 0 and h["grad_norm"] > 0 for h in ok.history)
 
 
+def test_zero_gradient_warning_does_not_claim_theta_stands_still():
+    """After one informative step the inner losses saturate: the meta-gradient is 0, yet AdamW's momentum still
+    moves θ; the warning must say so rather than "θ does not move"."""
+    from star.metatrain import MetaTrainConfig, meta_train
+
+    cfg = MetaTrainConfig(outer_steps=3, num_tasks=2, trunc_length=2, std=0.01, lr=1.0, clip_mode="none",
+                          checkpoint_every=3)
+    with pytest.warns(UserWarning) as warned:
+        res = meta_train(_ClippedQuadratic(), {"a": jnp.asarray(0.1)}, cfg, progress=False)
+    zero = [h for h in res.history if h["grad_norm"] == 0.0]
+    assert zero and all(h["update_norm"] > 0 for h in zero)  # θ moves without a gradient
+    text = " ".join(str(w.message) for w in warned)
+    assert "does not move" not in text and "did not move" not in text
+    assert "momentum" in text
+
+
 def test_truncated_fashion_mnist_gz_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
     src = Path("/usr/share/datasets/fashion-mnist")
     if not src.is_dir():
@@ -310,7 +326,7 @@ def test_evaluate_a_truncated_theta_final_names_it(finished_run, tmp_path, capsy
 def test_evaluate_steps_and_seed_are_checked(finished_run, tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["evaluate", "--run", str(finished_run), "--steps", "0", "--out", str(tmp_path / "e.json")]) == 2
-    assert "--steps must be an integer >= 1; got 0" in _error_line(capsys)
+    assert "--steps must be an integer >= 1 and <= 2147483647; got 0" in _error_line(capsys)
     assert cli_main(["evaluate", "--run", str(finished_run), "--seed", "-1", "--out", str(tmp_path / "e.json")]) == 2
     assert "--seed must be an integer >= 0" in _error_line(capsys)
     assert not (tmp_path / "e.json").exists()

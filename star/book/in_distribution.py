@@ -251,8 +251,9 @@ def evidence(results: GridResults) -> dict:
     """What the verdict rules read, per member label and meta-training seed: ``meta_loss`` (the EMA-smoothed
     PES meta-loss curve), ``final_objective`` (the unperturbed meta-objective at the last snapshot) and
     ``beyond_horizon`` (:func:`beyond_horizon_ratio`), each a ``{seed: value}`` dict holding the seeds whose
-    files exist; and the grid's ``outer_steps`` and ``task``."""
+    files exist; the grid's ``outer_steps``, ``task`` and the labels of its ``grid_members``."""
     out = {"outer_steps": results.grid.outer_steps, "task": results.grid.task, "members": {},
+           "grid_members": [m.label for m in results.grid.members],
            "long": max(results.grid.eval_steps) if max(results.grid.eval_steps) > results.grid.horizon else None}
     for lab, by_seed in results.runs.items():
         seeds = sorted(by_seed)
@@ -274,11 +275,25 @@ def _only(results: GridResults, lab: str, seed: int) -> GridResults:
     return dataclasses.replace(results, runs={lab: {seed: results.runs[lab][seed]}})
 
 
+#: Members of a figure that its verdict rule can do without, when a grid does not run them (the long grid runs
+#: STAR with outer wd 0.1 and 1.0 only: App.2's rule then tests those two).
+OPTIONAL_MEMBERS = {"app2": ("star_wd0.0", "star_wd0.5")}
+
+
+def figure_members(ev: Mapping, figure: str) -> list[str]:
+    """The labels of ``figure``'s members that the verdict uses: all of them, except the optional ones
+    (:data:`OPTIONAL_MEMBERS`) that the evidence's grid does not run."""
+    grid = ev.get("grid_members")
+    return [Member(o, float(w)).label for o, w in FIGURES[figure]
+            if grid is None or Member(o, float(w)).label in grid
+            or Member(o, float(w)).label not in OPTIONAL_MEMBERS.get(figure, ())]
+
+
 def complete(ev: Mapping, figure: str, min_seeds: int = 3) -> list[str]:
-    """What the evidence for ``figure`` lacks: members with fewer than ``min_seeds`` seeds of every kind."""
+    """What the evidence for ``figure`` lacks: members (:func:`figure_members`) with fewer than ``min_seeds`` seeds
+    of every kind."""
     lacking = []
-    for o, w in FIGURES[figure]:
-        lab = Member(o, float(w)).label
+    for lab in figure_members(ev, figure):
         m = ev["members"].get(lab)
         for key in ("meta_loss", "final_objective") + (("beyond_horizon",) if figure == "app2" else ()):
             n = 0 if m is None else len(m[key])
@@ -357,7 +372,7 @@ def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[list, str
     """
     m = ev["members"]
     checks = []
-    for wd in ("0.1", "0.5"):
+    for wd in [w for w in ("0.1", "0.5") if f"star_wd{w}" in m]:
         r = np.asarray(list(m[f"star_wd{wd}"]["beyond_horizon"].values()), np.float64)
         q = f"With outer wd {wd} STAR stays within {tolerance:g}× its horizon loss when trained {_long(ev)}"
         if r.size == 0:
@@ -365,7 +380,7 @@ def verdict_weight_decay(ev: Mapping, tolerance: float = 1.1) -> tuple[list, str
             continue
         checks.append(Check(q, *mean_ci(math.log(tolerance) - np.log(r)), unit=f"log({tolerance:g}) − log(loss ratio)",
                             how=f"mean over {r.size} meta-training seeds, 95 % t interval"))
-    for wd in ("0.1", "0.5"):
+    for wd in [w for w in ("0.1", "0.5") if f"star_wd{w}" in m]:
         x, y = _common(ev, "star_wd1.0", f"star_wd{wd}", "final_objective")
         checks.append(Check(f"Outer wd 1.0 ends with a worse meta-objective than wd {wd} (over-damped)",
                             *paired_ci(x, y), unit="mean training loss over an episode",
@@ -658,12 +673,13 @@ def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
 
 
 def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
-                   claims_folder=None, anchor: str | None = None):
+                   claims_folder=None, anchor: str | None = None, part: str | None = None):
     """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with the grid's
     budget (:func:`star.book.claims.record_claim`, one record per grid, ``part`` = the grid's name, so that a longer
     grid on the same task is a record of its own beside the shorter one), which derives the
     verdict; returns its ``Verdict``. Nothing is recorded — a line saying why is returned — while the evidence has
-    fewer than ``min_seeds`` seeds of a member (:func:`complete`)."""
+    fewer than ``min_seeds`` seeds of a member (:func:`complete`). ``part``: the record's part (default the grid's
+    name)."""
     from star.book import claims
 
     figure, rule = VERDICT_RULES[claim_id]
@@ -672,46 +688,48 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
     if lacking:
         return f"Not recorded: the evidence is incomplete ({'; '.join(lacking)})."
     checks, text = rule(ev)
-    members = [Member(o, float(w)).label for o, w in FIGURES[figure]]
+    members = figure_members(ev, figure)
     seeds = min(len(set(ev["members"][m]["final_objective"])) for m in members)
     return claims.record_claim(claim_id, checks, verdict_summary(results, checks),
                                budget=claims.Budget.from_grid(results.grid, seeds=seeds),
                                regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
-                               chapter=chapter, part=results.grid.name, anchor=anchor or f"indist-{figure}",
+                               chapter=chapter, part=part or results.grid.name, anchor=anchor or f"indist-{figure}",
                                claims_folder=claims_folder)
 
 
 # ----------------------------------------------------------------------------------------------------
 # budgets, and the 2000-outer-step grid against the 200-step one
 
-#: The paper-scale grid each grid's budget is compared with (``(name, "paper")`` in :data:`star.sweep.GRIDS`;
-#: the paper does not state N or the number of outer steps, so these are the book's paper-scale choices).
-PAPER_COUNTERPART = {"indist_conv": "indist_conv"}
+def paper_counterpart(grid: Grid) -> Grid:
+    """The book's paper-scale grid on the paper task that ``grid``'s task is (or stands in for,
+    :data:`star.book.claims.SUBSTITUTES`): the paper does not state N or the number of outer steps, so these are the
+    book's paper-scale choices.
 
+    Raises:
+        ValueError: no paper-scale grid runs that task.
+    """
+    from star.book.claims import SUBSTITUTES
+    from star.sweep import GRIDS
 
-def task_num_params(task: str) -> int:
-    """Parameters of the inner model of ``task`` (its initialisation from a fixed key)."""
-    import jax
-
-    from star.tasks import get_task
-
-    params = get_task(task).init(jax.random.key(0))
-    return int(sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(params)))
+    task = SUBSTITUTES.get(grid.task, grid.task)
+    for g in GRIDS.values():
+        if g.scale == "paper" and g.task == task:
+            return g
+    raise ValueError(f"grid {grid.name!r}: no paper-scale grid runs its task {task!r}")
 
 
 def budget_fraction(grid: Grid, paper: Grid | None = None, num_params: Mapping | None = None) -> dict:
     """One meta-training run of ``grid`` as a fraction of one run of its paper-scale counterpart
-    (:data:`PAPER_COUNTERPART`, default the ``indist`` paper grid): outer steps, inner steps (outer steps ×
-    2N × truncation, both antithetic sides) and inner compute (inner steps × parameters of the task, what a
-    step of a small MLP costs relative to a large one). ``num_params``: ``{task: parameters}`` to skip building
-    the tasks (:func:`task_num_params`)."""
-    from star.sweep import get_grid
+    (:func:`paper_counterpart`): outer steps, inner steps (outer steps × 2N × truncation, both antithetic sides)
+    and inner compute (inner steps × parameters of the task, what a step of a small MLP costs relative to a large
+    one). ``num_params``: ``{task: parameters}`` instead of :func:`star.book.claims.task_size`."""
+    from star.book.claims import task_size
 
-    paper = paper if paper is not None else get_grid(PAPER_COUNTERPART.get(grid.name, "indist"), "paper")
+    paper = paper if paper is not None else paper_counterpart(grid)
     sizes = dict(num_params or {})
     for t in (grid.task, paper.task):
         if t not in sizes:
-            sizes[t] = task_num_params(t)
+            sizes[t] = task_size(t)
     inner, inner_p = grid.inner_steps_per_run(), paper.inner_steps_per_run()
     return {"grid": grid.name, "task": grid.task, "paper_task": paper.task, "outer_steps": grid.outer_steps,
             "paper_outer_steps": paper.outer_steps, "num_tasks": grid.num_tasks, "paper_num_tasks": paper.num_tasks,
@@ -722,13 +740,15 @@ def budget_fraction(grid: Grid, paper: Grid | None = None, num_params: Mapping |
 
 def budget_table(grids: Sequence[Grid], num_params: Mapping | None = None):
     """:func:`budget_fraction` of each grid as a table (fractions of one paper-scale run)."""
+    from star.book import labels
     from star.book.tables import table
 
     rows = []
     for g in grids:
         b = budget_fraction(g, num_params=num_params)
-        rows.append([g.name, f"{g.task} ({b['params']:,} params)", f"{g.outer_steps} × N {g.num_tasks}",
-                     f"{b['paper_task']}: {b['paper_outer_steps']} × N {b['paper_num_tasks']}",
+        rows.append([labels.grid(g.name), f"{labels.task_short(g.task)} ({b['params']:,} parameters)",
+                     f"{g.outer_steps} × N {g.num_tasks}",
+                     f"{labels.task_short(b['paper_task'])}: {b['paper_outer_steps']} × N {b['paper_num_tasks']}",
                      f"{100 * b['outer_fraction']:.3g} %", f"{100 * b['inner_fraction']:.3g} %",
                      f"{100 * b['compute_fraction']:.3g} %"])
     return table(["grid", "task", "outer steps × inner problems", "paper-scale run", "outer steps",

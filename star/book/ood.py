@@ -722,8 +722,11 @@ def controls_table(rows: Sequence[Mapping], tasks: Sequence[str] = CONTROL_TASKS
         fails = ["/".join(map(str, r["per_task"][t])) if t in r["per_task"] else "—" for t in shown]
         cells.append([r["label"], r["thetas"], decay, f"{r['d_bias']:+.2e}", f"{r['d_weight_rms']:.3f}",
                       f"{r['unstable']}/{r['tasks']}", *fails, r["median_ratio_to_adam"]])
+    from star.book import labels
+
     return table(["θ", "θ's", "lr·wd·steps", "bias of head d", "RMS of head d's weights", "unstable on",
-                  *[f"failed runs, {t}" for t in shown], "median final loss / tuned Adam's"], cells, digits=3)
+                  *[f"failed runs, {labels.task_short(t)}" for t in shown], "median final loss / tuned Adam's"],
+                 cells, digits=3)
 
 
 def controls_findings_markdown(rows: Sequence[Mapping]) -> str:
@@ -802,4 +805,7 @@ def length_comparison_table(by_length: Mapping):
             row += [f"{c['unstable']}/{c['tasks']}", c["median_ratio_to_adam"]]
         rows.append(row)
     cols = ["optimizer"] + [x for lab in by_length for x in (f"unstable, {lab}", f"median final / Adam, {lab}")]
-    return table(cols, rows, caption=f"{len(tasks)} tasks: {', '.join(tasks)}", digits=3)
+    from star.book import labels
+
+    return table(cols, rows, caption=f"{len(tasks)} tasks: {'; '.join(labels.task_short(t) for t in tasks)}",
+                 digits=3)

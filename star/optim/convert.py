@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from star._io import atomic_write_bytes
 from star.optim.star import StarConfig, validate_meta_params
 
 _DECAYS = (("momentum", "momentum_decays"), ("rms", "rms_decays"), ("adafactor", "adafactor_decays"))
@@ -63,7 +64,7 @@ def to_reference(theta: Mapping) -> dict:
 
 
 def save_meta_params(path: str | os.PathLike, cfg: StarConfig, theta: Mapping, metadata: Mapping | None = None) -> None:
-    """Write ``theta`` and its configuration to ``path`` (flax msgpack)."""
+    """Write ``theta`` and its configuration to ``path`` (flax msgpack), atomically."""
     validate_meta_params(cfg, theta)
     payload = {
         "format": FORMAT,
@@ -72,15 +73,15 @@ def save_meta_params(path: str | os.PathLike, cfg: StarConfig, theta: Mapping, m
         "metadata": json.dumps(dict(metadata or {}), sort_keys=True),
         "theta": jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), dict(theta)),
     }
-    with open(path, "wb") as f:
-        f.write(serialization.msgpack_serialize(payload))
+    atomic_write_bytes(path, serialization.msgpack_serialize(payload))
 
 
 def load_meta_params(path: str | os.PathLike, cfg: StarConfig | None = None):
     """Read ``(cfg, theta)`` written by :func:`save_meta_params`.
 
     If ``cfg`` is given, the stored meta-parameters must fit its architecture (MLP sizes, number of
-    heads, number of decays): otherwise ``ValueError``.  The returned config is then ``cfg``.
+    heads, number of decays): otherwise ``ValueError``.  The returned config is then ``cfg``. Non-finite
+    meta-parameters are refused (``ValueError`` naming the file).
     """
     try:
         with open(path, "rb") as f:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from star import _checks
 from star.optim import features as F
 
 NOMINAL_GRAD_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
@@ -248,6 +249,7 @@ def init_meta_params(cfg: StarConfig, key: jax.Array, init: str = "reference") -
         raise ValueError(f"cfg must be a StarConfig; got {type(cfg).__name__}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
+    _checks.key("key", key)
     shapes = meta_param_shapes(cfg)
     n_layers = len(shapes["mlp"]) // 2
     keys = jax.random.split(key, n_layers)
@@ -291,6 +293,7 @@ def validate_meta_params(cfg: StarConfig, theta: Any, name: str = "theta") -> No
             f"{name} does not match the architecture of the config (hidden_size={cfg.hidden_size}, "
             f"hidden_layers={cfg.hidden_layers}, num_outputs={cfg.num_outputs}): " + "; ".join(problems)
         )
+    _checks.finite_tree(name, theta)  # NaN/inf meta-parameters would give NaN updates
 
 
 def effective_decays(cfg: StarConfig, theta: Mapping) -> dict:
