@@ -1,7 +1,8 @@
 # Two commands do the whole setup on a fresh machine:
 #   make book   -> .venv, install, build the book at STAR_SCALE=cpu (real data, minutes per chapter)
-#   make test   -> .venv, install, ruff, then pytest at STAR_SCALE=smoke: the package's tests, and the book
-#                  built once (every chapter executed once, every cell and every page checked)
+#   make test   -> .venv, install, ruff and actionlint, then pytest at STAR_SCALE=smoke: nbval over every
+#                  chapter (`pytest --nbval-lax book/`), then the package's tests, the book built from those
+#                  executions and every page checked in Chromium
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,12 +13,12 @@ export JAX_PLATFORMS ?= cpu
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup sysdeps data book book-smoke lint test test-py test-nb bench clean
+.PHONY: help setup sysdeps data book book-smoke lint test test-py test-nbval test-nb bench clean
 
 help:
 	@echo "make book   build the book (STAR_SCALE=cpu by default)"
-	@echo "make test   ruff, then the package's tests + the book built once at STAR_SCALE=smoke, every cell and page checked"
-	@echo "make lint   ruff over star/, tests/, bench/, experiments/ (configuration in pyproject.toml)"
+	@echo "make test   lint, then nbval over book/ at STAR_SCALE=smoke, then the package's tests and the book's pages"
+	@echo "make lint   ruff over star/, tests/, bench/, experiments/, book/conftest.py; actionlint over .github/workflows/"
 	@echo "make bench  run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
@@ -55,22 +56,36 @@ book-smoke: setup sysdeps
 	STAR_SCALE=smoke $(VENV)/bin/jupyter-book build . --path-output _build/smoke $(BOOK_FLAGS)
 
 # Two workers (one per core): most of the suite's time is single-threaded XLA compilation. --dist loadfile
-# keeps each test module in a single worker, in order. tests/test_browser.py builds the book at smoke scale:
-# that build is the only execution of the chapters; the module then checks every cell of every executed chapter
-# (what nbval did) and every page in Chromium, while the other worker runs the rest of the suite.
+# keeps each test module and each chapter in a single worker, in order (nbval runs a chapter's cells in one
+# kernel). First nbval over every chapter (`--nbval-lax book/`): book/conftest.py stores each chapter that
+# passed in the smoke build's execution cache (SMOKE_CACHE). Then the package's tests, among them
+# tests/test_browser.py, which builds the book at smoke scale from those executions (the chapters run once)
+# and checks every page in Chromium while the other worker runs the rest. Both runs always run; make fails if
+# either failed.
 PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,)
 PYTEST := STAR_SCALE=smoke $(PY) -m pytest -q -p no:cacheprovider
+SMOKE_CACHE := _build/smoke/_build/.jupyter_cache/smoke
+NBVAL := --nbval-lax --nbval-current-env --book-cache=$(SMOKE_CACHE)
 
-# ruff (pinned in the test extra); its configuration, including what it skips, is in pyproject.toml
+# ruff and actionlint (both pinned in the test extra); ruff's configuration, including what it skips, is in
+# pyproject.toml; actionlint's (the GPU runner's label) in .github/actionlint.yaml. shellcheck and pyflakes
+# are switched off inside actionlint so that its verdict does not depend on what else the machine has.
 lint: setup
-	$(VENV)/bin/ruff check star tests bench experiments
+	$(VENV)/bin/ruff check star tests bench experiments book/conftest.py
+	$(VENV)/bin/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 test: lint sysdeps
-	$(PYTEST) tests $(XDIST) --durations=15
+	@$(PYTEST) $(NBVAL) book $(XDIST) --durations=5; a=$$?; \
+	$(PYTEST) tests $(XDIST) --durations=15; b=$$?; \
+	if [ $$a != 0 ] || [ $$b != 0 ]; then echo "make test: FAILED (nbval over book/: exit $$a; tests: exit $$b)"; exit 1; fi
 
 test-py: setup sysdeps
 	$(PYTEST) tests $(XDIST) --ignore=tests/test_browser.py
+
+# nbval over the chapters alone, feeding the smoke build's cache (as in make test)
+test-nbval: setup sysdeps
+	$(PYTEST) $(NBVAL) book $(XDIST)
 
 test-nb: setup sysdeps
 	$(PYTEST) tests/test_browser.py

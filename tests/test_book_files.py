@@ -36,6 +36,9 @@ def test_without_a_checkout_the_file_is_downloaded_once(tmp_path, monkeypatch):
     assert calls == [f"{book.REPOSITORY_RAW}/results/x.bin"]
     assert book.repo_file("results/x.bin", start=where, cache_dir=cache) == path
     assert len(calls) == 1
+    monkeypatch.setenv("STAR_REPOSITORY_RAW", "file:///mirror/star")  # a local copy standing in for GitHub
+    book.repo_file("results/y.bin", start=where, cache_dir=cache)
+    assert calls[-1] == "file:///mirror/star/results/y.bin"
 
 
 @pytest.mark.parametrize("bad", ["", "/etc/passwd", "../secrets", "results/../../x", "a\\b", None])

@@ -30,7 +30,8 @@ def _check(path, rows_key, expected_rows):
 
 def test_every_experiment_is_smoke_tested():
     assert sorted(p.stem for p in (REPO / "experiments").glob("*.py")) == sorted(
-        ["accelerator", "indist_breakdown", "optim_hazard", "perturbation_sensitivity", "pes_signal"])
+        ["accelerator", "chapter_times", "indist_breakdown", "optim_hazard", "perturbation_sensitivity",
+         "pes_signal"])
 
 
 def test_pes_signal_tiny(tmp_path):
@@ -82,6 +83,30 @@ def test_indist_breakdown_tiny(tmp_path):
     mech = json.loads((tmp_path / "mechanism.json").read_text())
     assert mech["direction_bias"]["fmnist8_mlp32"]["star"]["outcome"][0] in ("ok", "degraded", "dead", "diverged")
     assert mech["anatomy"]["fmnist8_mlp32"]["star"]["steps"][0]["layers"]["Dense_0/kernel"]["eps_dominated"] > 0.9
+
+
+def test_chapter_times_tiny(tmp_path):
+    """experiments/chapter_times.py on a one-chapter book built with the book's own extension: the chapter's run
+    time comes from the build's execution cache, with the load samples and the provenance."""
+    book = tmp_path / "site"
+    (book / "book").mkdir(parents=True)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    (book / "_config.yml").write_text(
+        "title: tiny\nexecute:\n  execute_notebooks: cache\nsphinx:\n  local_extensions:\n"
+        f"    starbook: {REPO / 'book' / '_ext'}\n  config:\n    mathjax_path: https://example.org/tex-mml-chtml.js\n")
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Tiny"),
+                                         nbformat.v4.new_code_cell("import time\ntime.sleep(1.5)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book / "book" / "intro.ipynb")
+    out = tmp_path / "times.json"
+    assert _load("chapter_times").main(["--book", str(book), "--out", str(out), "--every-s", "0.5"]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["chapters"]) == ["book/intro"] and res["chapters"]["book/intro"] >= 1.5
+    assert res["load_1min"]["samples"] >= 1 and res["cpu_count"] >= 1 and res["build_wall_s"] > 0
+    assert res["description"] and all(k in res["provenance"] for k in ("command", "git_commit", "scale", "device"))
+    assert _load("chapter_times").main(["--book", str(tmp_path), "--out", str(out)]) == 2  # no _toc.yml there
 
 
 def test_accelerator_tiny(tmp_path):

@@ -5,7 +5,8 @@ A chapter that shows a stored artefact calls ``repo_file("results/metatrain/star
 In a checkout (``make book``, ``make test``, CI) that is the file under the book root — the first folder above
 the working directory holding ``_toc.yml``. Where there is no checkout (Colab installs only the
 package), the file is downloaded once from the repository on GitHub into ``~/.cache/star/`` so that the
-chapter runs there too.
+chapter runs there too. ``$STAR_REPOSITORY_RAW`` replaces the GitHub address (any URL ``urllib`` opens, such as
+``file:///path/to/a/checkout``); the install test uses it to stand a local copy in for GitHub.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def repo_file(relpath: str, *, start: "str | os.PathLike | None" = None,
         relpath: path relative to the repository root, e.g. ``"results/nqm/fig2a.npz"``.
         start: where to look for the book root (default: the working directory).
         cache_dir: where downloads go (default ``~/.cache/star``).
-        download: if False, raise instead of downloading.
+        download: if False, raise instead of downloading (from ``$STAR_REPOSITORY_RAW`` if set, else
+            :data:`REPOSITORY_RAW`).
 
     Raises:
         ValueError: ``relpath`` is absolute or leaves the repository.
@@ -66,7 +68,7 @@ def repo_file(relpath: str, *, start: "str | os.PathLike | None" = None,
     if not download:
         raise FileNotFoundError(f"no checkout of the repository here and download=False: {relpath}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    url = f"{REPOSITORY_RAW}/{rel.as_posix()}"
+    url = f"{os.environ.get('STAR_REPOSITORY_RAW') or REPOSITORY_RAW}/{rel.as_posix()}"
     tmp = path.with_name(path.name + ".part")
     with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
         shutil.copyfileobj(response, out)
