@@ -307,7 +307,9 @@ def _fashion_mnist_numpy(data_dir, size):
 # tensorflow-datasets (optional, online); imported lazily so that it is never needed offline
 
 
-def _host_reachable(host_port=TFDS_HOST, timeout: float = 1.0) -> bool:
+def host_reachable(host_port=TFDS_HOST, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to ``host_port`` (``(host, port)``) opens within ``timeout`` seconds: how the
+    loaders (and :mod:`star.optim.released`) tell an offline machine before trying a download."""
     try:
         with socket.create_connection(host_port, timeout=timeout):
             return True
@@ -332,7 +334,7 @@ def _tfds_call(name: str, install_hint: str, load, host_port=None):
     try:
         return load(tfds, download=False)
     except Exception as first:  # tfds raises AssertionError / DatasetNotFoundError when absent
-        if not _host_reachable(host_port):
+        if not host_reachable(host_port):
             raise DataUnavailableError(
                 f"{install_hint} (tensorflow-datasets has no local copy of {name!r} and "
                 f"{host_port[0]} is unreachable: {type(first).__name__})"

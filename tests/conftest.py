@@ -70,3 +70,7 @@ def pytest_collection_finish(session):
     if _outside:  # a test module read such a file while it was imported
         raise pytest.UsageError(f"collecting the tests opened files outside the repository: "
                                 f"{sorted(set(_outside))[:5]}")
+
+
+# Tests that need a Debian data package: the debian_data marker (see tests/debian_data.py).
+from debian_data import pytest_configure, pytest_runtest_setup, pytest_terminal_summary  # noqa: E402, F401

@@ -299,3 +299,11 @@ def test_interval_text_and_summaries():
     assert text == ("Supported: A is lower than B. Inconclusive: A is lower than B. "
                     "Contradicted: A is lower than B.")
     assert np.isclose(Check("q", np.float32(0.5), 0, 1).effect, 0.5)
+
+
+def test_count_sentence_says_how_the_checks_came_out():
+    assert claims.count_sentence([SUPPORTED, SUPPORTED]) == "all 2 checks are supported"
+    assert claims.count_sentence([SUPPORTED, INCONCLUSIVE]) == "1 of 2 checks is supported and none is contradicted"
+    assert claims.count_sentence([INCONCLUSIVE] * 4) == "none of the 4 checks is beyond the noise"
+    assert claims.count_sentence([CONTRADICTED, INCONCLUSIVE]) == \
+        "none of the 2 checks is supported and 1 is contradicted"

@@ -1,6 +1,7 @@
 """star.data: idx parser, Fashion-MNIST sources and splits, batching, resizing, the KJV corpus."""
 
 import gzip
+import socket
 import sys
 import time
 
@@ -162,9 +163,8 @@ def test_cifar10_without_tfds_names_the_download(no_tfds):
     assert time.perf_counter() - t0 < 2.0
 
 
+@pytest.mark.debian_data("dataset-fashion-mnist")
 def test_real_debian_fashion_mnist(monkeypatch):
-    if not data.DEBIAN_FASHION_MNIST_DIR.is_dir():
-        pytest.skip("Debian package dataset-fashion-mnist not installed (make sysdeps installs it)")
     monkeypatch.delenv("STAR_DATA_DIR", raising=False)
     ds = data.load_fashion_mnist()
     assert "/usr/share/datasets/fashion-mnist" in ds.source
@@ -227,9 +227,8 @@ def test_bad_inputs_name_the_argument(tmp_path):
 # --- KJV --------------------------------------------------------------------------------------
 
 
+@pytest.mark.debian_data("bible-kjv")
 def test_kjv_corpus_from_debian_bible(monkeypatch):
-    if data.shutil.which("bible") is None:
-        pytest.skip("Debian package bible-kjv not installed (make sysdeps installs it)")
     monkeypatch.delenv("STAR_DATA_DIR", raising=False)
     corpus = data.load_kjv()
     train, test = np.asarray(corpus.train), np.asarray(corpus.test)
@@ -319,7 +318,9 @@ def test_lm1b_is_utf8_bytes_of_newline_joined_sentences(monkeypatch, lm1b_cache)
 def test_lm1b_downloads_only_when_the_host_answers(monkeypatch, lm1b_cache):
     calls = []
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls, lambda d: d))
-    monkeypatch.setattr(data, "_host_reachable", lambda host_port, timeout=1.0: host_port == data.LM1B_HOST)
+    listener = socket.create_server(("127.0.0.1", 0))  # a host that answers, standing for www.statmt.org
+    monkeypatch.setattr(data, "LM1B_HOST", listener.getsockname())
+    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", 9))  # only the LM1B host answers
     corpus = data.load_lm1b(train_sentences=1, test_sentences=1)
     assert [c[3] for c in calls] == [False, True, True]  # the local copy is missing: download both splits
     assert bytes(np.asarray(corpus.train).tolist()) == b"The cat sat .\n"
@@ -328,6 +329,7 @@ def test_lm1b_downloads_only_when_the_host_answers(monkeypatch, lm1b_cache):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(LM1B_FAKE, calls, lambda d: False))
     with pytest.raises(data.DataUnavailableError, match="the tfds download of 'lm1b' failed"):
         data.load_lm1b(train_sentences=1, test_sentences=1)
+    listener.close()
 
 
 def test_lm1b_offline_fails_fast_without_downloading(monkeypatch, lm1b_cache):
@@ -352,7 +354,7 @@ def test_lm1b_without_tfds_names_the_download(no_tfds, lm1b_cache):
 
 def test_lm1b_on_this_machine_is_available_or_a_fast_clear_error(lm1b_cache):
     """No monkeypatching: offline (this machine, with or without tfds) the error comes at once."""
-    if data._host_reachable(data.LM1B_HOST):
+    if data.host_reachable(data.LM1B_HOST):
         pytest.skip("online: load_lm1b would download LM1B")
     t0 = time.perf_counter()
     try:

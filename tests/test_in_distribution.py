@@ -171,7 +171,7 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
     res3 = D.load_grid(grid3, root)
     assert D.record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c").status == "reproduced"
     rec = claims.load_records(tmp_path / "c")["adam_preconditioning"][0]
-    assert rec.status == "reproduced" and rec.budget.task == "fmnist8_mlp32" and rec.part == "fmnist8_mlp32"
+    assert rec.status == "reproduced" and rec.budget.task == "fmnist8_mlp32" and rec.part == grid3.name
     assert rec.budget.seeds == 3 and rec.budget.outer_steps == grid3.outer_steps
     assert rec.anchor == "indist-app3" and rec.chapter == "book/in_distribution"
     assert [c.status for c in rec.checks] == ["supported", "supported"]
@@ -233,7 +233,7 @@ def test_fig3_verdict_on_two_tasks(tmp_path):
     assert alone.status == "reproduced"
     D.record_verdict(conv_good, "star_faster_metatraining", claims_folder=folder)
     row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
-    assert row.status == "reproduced" and [r.part for r in row.records] == ["fmnist8_conv", "fmnist8_mlp32"]
+    assert row.status == "reproduced" and [r.part for r in row.records] == ["conv_good", "mlp"]
     bad = D.record_verdict(conv_bad, "star_faster_metatraining", claims_folder=folder)
     assert bad.status == "not reproduced at this budget"  # reversed, but far from the paper's regime
     assert {c.status for c in bad.record.checks} == {"contradicted"}

@@ -285,7 +285,6 @@ def test_cli_evaluate_nqm_run(tmp_path, capsys):
 
 def test_cli_smoke_star_on_fashion_mnist_mlp(tmp_path, capsys):
     """A few outer steps of STAR on the Fashion-MNIST MLP end to end through the command line."""
-    pytest.importorskip("star.optim")
     from star.optim.convert import load_meta_params
 
     out = tmp_path / "star"

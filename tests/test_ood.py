@@ -150,6 +150,37 @@ def _legacy(record):
     return dict(old, format_version=1)
 
 
+class _Training:
+    """Every compiled training call of the suite, seen through the public seam ``star.batched.train_batched`` (as
+    :mod:`star.ood` calls it), by kind: ``tune`` and ``eval`` (the baselines' tuning and evaluation runs) and
+    ``learned`` (the learned optimizers), with the seeds each call trains on."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        real = ood.train_batched
+
+        def watched(task, make, rows, keys, num_steps, *, desc="", **kw):
+            word = desc.split()[1] if len(desc.split()) > 1 else ""
+            self.calls.append((word if word in ("tune", "eval") else "learned", keys))
+            return real(task, make, rows, keys, num_steps, desc=desc, **kw)
+
+        monkeypatch.setattr(ood, "train_batched", watched)
+
+    def kinds(self) -> set:
+        return {k for k, _ in self.calls}
+
+    def seeds(self, kind: str, candidates) -> set:
+        """Which of the ``candidates`` seeds the calls of ``kind`` trained on."""
+        data = [np.asarray(jax.random.key_data(k)) for c, keys in self.calls if c == kind for k in keys]
+        return {s for s in candidates
+                if any(np.array_equal(d, np.asarray(jax.random.key_data(jax.random.key(s)))) for d in data)}
+
+    def take(self) -> set:
+        """The kinds seen since the last call, forgetting them."""
+        kinds, self.calls = self.kinds(), []
+        return kinds
+
+
 def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monkeypatch):
     """Same suite settings: the baselines' part is kept bit for bit and only the learned rows are computed."""
     root = tmp_path / "results" / "metatrain"
@@ -157,27 +188,17 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
         _save_learned(root / "bb", "blackbox", 2)
     cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
-    calls = {"tune": 0, "learned": 0}
-    tune, evaluate = ood._tune_baselines, ood._evaluate_learned
-
-    def counting(key, f):
-        def wrapped(*a, **k):
-            calls[key] += 1
-            return f(*a, **k)
-        return wrapped
-
-    monkeypatch.setattr(ood, "_tune_baselines", counting("tune", tune))
-    monkeypatch.setattr(ood, "_evaluate_learned", counting("learned", evaluate))
+    training = _Training(monkeypatch)
     out = tmp_path / "ood"
     first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
                          provenance={"command": "first"})
     with np.load(out / "digits_mlp32.npz") as z:
         before = {k: z[k] for k in z.files}
-    assert calls == {"tune": 1, "learned": 1} and not first["baselines"]["reused"]
+    assert training.take() == {"tune", "eval", "learned"} and not first["baselines"]["reused"]
     # two meta-training runs of STAR and a new row: learned part only
     learned = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
     rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
-    assert calls == {"tune": 1, "learned": 2}
+    assert training.take() == {"learned"}
     with np.load(out / "digits_mlp32.npz") as z:
         after = {k: z[k] for k in z.files}
     for k in ("curves/adam", "curves/nadamw", "tuning/adam_final", "tuning/nadamw_final"):
@@ -193,19 +214,19 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     assert ood.meta_run_curves(rec, ood.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
     # nothing changed: the stored record, nothing computed
     assert ood.run_task("digits_mlp32", cfg, learned, out, progress=False) == rec
-    assert calls == {"tune": 1, "learned": 2}
+    assert training.take() == set()
     # a changed θ file of a learned optimizer: re-evaluated, baselines still kept
     _save_learned(root / "s1b", "star", 7)
     (s1 / "meta_params.msgpack").write_bytes((root / "s1b" / "meta_params.msgpack").read_bytes())
     changed = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
     rec2 = ood.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
-    assert calls == {"tune": 1, "learned": 3} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
+    assert training.take() == {"learned"} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
     assert rec2["baselines"]["provenance"]["command"] == "first"
     # a record of the previous format (one provenance for everything) is reused the same way
     (out / "digits_mlp32.json").write_text(json.dumps(_legacy(rec2)))
     rec3 = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fourth"})
-    assert calls == {"tune": 1, "learned": 4}
+    assert training.take() == {"learned"}
     assert rec3["baselines"]["provenance"]["command"] == "first"
     assert rec3["baselines"]["wall_s"] == {"tuning": 1.0, "evaluation": 2.0,
                                            "evaluation_includes": ["blackbox", "star"]}
@@ -214,16 +235,16 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     other = dataclasses.replace(cfg, search_seed=1)
     rec4 = ood.run_task("digits_mlp32", other, [ood.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fifth"})
-    assert calls == {"tune": 2, "learned": 4} and not rec4["baselines"]["reused"]
+    assert training.take() == {"tune", "eval"} and not rec4["baselines"]["reused"]
     assert rec4["baselines"]["provenance"]["command"] == "fifth" and rec4["learned_kept_from"]["command"] == "fourth"
     # another number of steps: the learned optimizers are evaluated again too
     longer = dataclasses.replace(other, num_steps=12)
     ood.run_task("digits_mlp32", longer, [ood.load_learned("star", [s0])], out, progress=False)
-    assert calls == {"tune": 3, "learned": 5}
+    assert training.take() == {"tune", "eval", "learned"}
     # so is a stored file that lacks the baselines' arrays
     np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
     ood.run_task("digits_mlp32", other, [ood.load_learned("blackbox", [bb])], out, progress=False)
-    assert calls == {"tune": 4, "learned": 6}
+    assert training.take() == {"tune", "eval", "learned"}
 
 
 def test_meta_runs_split_and_summarize():
@@ -455,10 +476,11 @@ def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
     suite, controls = tmp_path / "results" / "ood" / "cpu", tmp_path / "results" / "ood" / "cpu_controls"
     first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], suite, progress=False,
                          provenance={"command": "suite"})
-    monkeypatch.setattr(ood, "_tune_baselines", lambda *a, **k: pytest.fail("tuned again"))
+    training = _Training(monkeypatch)
     lo = ood.load_learned("star_theta0", [str(s0)])
     rec = ood.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
                        baselines_from=suite)
+    assert training.take() == {"learned"}  # the baselines neither tuned nor evaluated again
     assert rec["baselines"]["reused"] and rec["baselines"]["reused_from"] == "results/ood/cpu"
     assert rec["adam"] == first["adam"] and rec["baselines"]["provenance"]["command"] == "suite"
     assert set(rec["optimizers"]) == {"adam", "nadamw", "star_theta0"}
@@ -494,13 +516,9 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
     full = ood.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
     out = tmp_path / "ood"
     first = ood.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
-    seen, evaluated = [], []
-    run_baselines = ood._run_baselines
-    monkeypatch.setattr(ood, "_run_baselines", lambda task, make, h, seeds, *a: seen.append(list(seeds))
-                        or run_baselines(task, make, h, seeds, *a))
-    monkeypatch.setattr(ood, "_evaluate_learned", lambda *a: evaluated.append(1) or pytest.fail("re-evaluated"))
+    training = _Training(monkeypatch)
     rec = ood.run_task("digits_mlp32", two, learned, out, progress=False, provenance={"command": "two seeds"})
-    assert seen[0] == [11] and not evaluated
+    assert training.seeds("tune", (9, 11)) == {11} and "learned" not in training.kinds()
     ext = rec["baselines"]["extended"]
     assert ext["tune_seeds_kept"] == [9] and ext["tune_seeds_run"] == [11] and ext["kept_from"]["command"] == "one seed"
     np.testing.assert_allclose(rec["adam"]["scores"], full["adam"]["scores"], rtol=1e-5)
@@ -515,8 +533,8 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
     assert ext["evaluation_kept"] == (first["adam"]["best_index"] == rec["adam"]["best_index"]
                                       and first["nadamw"]["best_index"] == rec["nadamw"]["best_index"])
     # the same record again: nothing runs
-    seen.clear()
-    assert ood.run_task("digits_mlp32", two, learned, out, progress=False) == rec and not seen
+    training.take()
+    assert ood.run_task("digits_mlp32", two, learned, out, progress=False) == rec and training.take() == set()
 
 
 def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
@@ -534,10 +552,10 @@ def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
     # a new version of the task: nothing of the stored record is kept
     monkeypatch.setitem(tasks_lib.TASKS, "digits_mlp32",
                         dataclasses.replace(tasks_lib.TASKS["digits_mlp32"], version=2))
-    calls = []
-    monkeypatch.setattr(ood, "_evaluate_learned", lambda *a, f=ood._evaluate_learned: calls.append(1) or f(*a))
+    training = _Training(monkeypatch)
     rec2 = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
-    assert calls and rec2["task_version"] == 2 and rec2["baselines"]["fingerprint"] != rec["baselines"]["fingerprint"]
+    assert training.take() == {"tune", "eval", "learned"}
+    assert rec2["task_version"] == 2 and rec2["baselines"]["fingerprint"] != rec["baselines"]["fingerprint"]
     assert ood.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
     with pytest.raises(ValueError, match="nadamw_samples must be >= 0"):
         dataclasses.replace(cfg, nadamw_samples=-1)

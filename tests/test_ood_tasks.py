@@ -160,7 +160,7 @@ def test_lm1b_tasks_offline_are_a_fast_clear_error(without_tfds, name):
 
 def test_lm1b_task_on_this_machine_fails_fast_offline():
     """Unpatched: whatever this machine has (tfds or not), offline building lm1b_lstm fails at once."""
-    if data._host_reachable(data.LM1B_HOST):
+    if data.host_reachable(data.LM1B_HOST):
         pytest.skip("online: building lm1b_lstm would download LM1B")
     data._lm1b_bytes.cache_clear()
     t0 = time.perf_counter()

@@ -255,10 +255,9 @@ def test_zero_gradient_warning_does_not_claim_theta_stands_still():
     assert "momentum" in text
 
 
+@pytest.mark.debian_data("dataset-fashion-mnist")
 def test_truncated_fashion_mnist_gz_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
-    src = Path("/usr/share/datasets/fashion-mnist")
-    if not src.is_dir():
-        pytest.skip("Debian dataset-fashion-mnist is not installed")
+    from star.data import DEBIAN_FASHION_MNIST_DIR as src
     data = tmp_path / "fmnist"
     data.mkdir()
     for f in src.iterdir():
@@ -280,7 +279,7 @@ def test_truncated_fashion_mnist_gz_is_one_line_naming_the_file(tmp_path, capsys
 def test_cifar10_offline_is_one_line(tmp_path, capsys, monkeypatch):
     from star import data
 
-    monkeypatch.setattr(data, "_host_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", 9))  # closed port: offline
     data._from_tfds.cache_clear()
     argv = ["meta-train", "--optimizer", "star", "--task", "cifar10_conv", "--outer-steps", "1", "--num-tasks", "1",
             "--trunc", "2", "--horizon", "4", "--out", str(tmp_path / "run"), "--no-progress"]

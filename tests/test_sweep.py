@@ -160,17 +160,17 @@ def test_run_status_finished_partial_busy_and_foreign(tmp_path):
         sweep.run_status(_spec("star_wd0.5_s0"), tmp_path)
 
 
-def test_a_foreign_folder_stops_the_sweep_before_anything_runs(tmp_path, monkeypatch):
+def test_a_foreign_folder_stops_the_sweep_before_anything_runs(tmp_path):
     grid = sweep.get_grid("indist", "smoke")
-    spec = grid.runs()[-1]
+    first, spec = grid.runs()[0], grid.runs()[-1]
     _write_config(spec, tmp_path, std=0.5)
-    monkeypatch.setattr(sweep, "_cli", lambda argv: pytest.fail(f"ran {argv}"))
     with pytest.raises(sweep.SweepError, match="std: saved 0.5 != requested 0.01"):
         sweep.run_sweep(grid, tmp_path, progress=False, log=lambda s: None)
+    assert not first.folder(tmp_path).exists()  # the first run, before the foreign one, was not started
 
 
 @pytest.mark.slow
-def test_smoke_sweep_runs_skips_and_post_processes(tmp_path, monkeypatch):
+def test_smoke_sweep_runs_skips_and_post_processes(tmp_path):
     grid = dataclasses.replace(sweep.get_grid("indist", "smoke"), members=(sweep.Member("hyperparam", 0.0),))
     lines = []
     status = sweep.run_sweep(grid, tmp_path, progress=False, log=lines.append)
@@ -191,12 +191,15 @@ def test_smoke_sweep_runs_skips_and_post_processes(tmp_path, monkeypatch):
     assert f"{curve['curve'][-1]['mean']:.3f}" in note
     final = np.mean([r["final_train_loss"] for r in ev["per_seed"]])
     assert f"final training loss {final:.3f}" in note
-    # Rerun: nothing is trained or evaluated again, and the note is not rewritten.
-    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    monkeypatch.setattr(sweep, "_cli", lambda argv: pytest.fail(f"ran {argv}"))
-    monkeypatch.setattr(sweep, "train_curves", lambda *a, **k: pytest.fail("evaluated again"))
+    # Rerun: nothing is trained or evaluated again (no file of the run or the grid is written), and the note is
+    # not rewritten.
+    files = [*out.rglob("*"), *(tmp_path / grid.folder).glob("*.*")]
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    lines.clear()
     assert sweep.run_sweep(grid, tmp_path, progress=False, log=lines.append) == status
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    assert set(out.rglob("*")) == {p for p in files if out in p.parents}  # and no new file
+    assert len(lines) == 1 and "1 finished" in lines[0]  # one line of status, no action
     # A changed file changes the note: NOTE.md is computed, not typed.
     curve["curve"][-1]["mean"] = 9.87654
     (out / "meta_curve.json").write_text(json.dumps(curve))

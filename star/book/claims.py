@@ -58,7 +58,7 @@ from star.scale import Scale, get_scale
 __all__ = [
     "CLAIMS", "FINDINGS", "CHECK_STATUSES", "STATUSES", "GROUPS", "CHECK_RULE", "CLAIM_RULE", "REGIME_FRACTION",
     "Claim", "Check", "Budget", "ClaimRecord", "FindingRecord", "StatusRow", "Verdict", "task_size", "paper_budget",
-    "shortfalls", "check_status", "claim_status", "summarize_checks", "budget_rows", "record_claim",
+    "shortfalls", "check_status", "claim_status", "summarize_checks", "count_sentence", "budget_rows", "record_claim",
     "record_finding", "claims_dir", "load_records", "load_findings", "status_rows", "tallies", "render_status_html",
     "render_findings_html", "show_status", "show_findings",
 ]
@@ -374,6 +374,22 @@ def _as_checks(checks) -> tuple:
     if bad:
         raise ValueError(f"checks must be Check objects; got {bad[0]!r}"[:300])
     return tuple(checks)
+
+
+def count_sentence(checks: Sequence[Check]) -> str:
+    """How the checks came out, in words: ``"all 3 checks are supported"``, ``"2 of 3 checks are supported and
+    none is contradicted"``, ``"none of the 4 checks is beyond the noise"``."""
+    n = len(checks)
+    s = sum(c.status == "supported" for c in checks)
+    c = sum(c.status == "contradicted" for c in checks)
+    if s == n:
+        return f"all {n} checks are supported" if n > 1 else "its check is supported"
+    if s == 0 and c == 0:
+        return f"none of the {n} checks is beyond the noise" if n > 1 else "its check is within the noise"
+    contra = "none is contradicted" if c == 0 else f"{c} {'is' if c == 1 else 'are'} contradicted"
+    if s == 0:
+        return f"none of the {n} checks is supported and {contra}"
+    return f"{s} of {n} checks {'is' if s == 1 else 'are'} supported and {contra}"
 
 
 def summarize_checks(checks: Sequence[Check]) -> str:
@@ -783,7 +799,7 @@ def _group_budget(rows: Sequence[StatusRow]) -> str:
 
 def _tally_html(rows: Sequence[StatusRow]) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(s)}</th>" for s in STATUSES)
+    head = "".join(f'<th style="overflow-wrap:normal">{e(s)}</th>' for s in STATUSES)
     body = []
     for (title, counts), (_, kinds) in zip(tallies(rows), GROUPS):
         group = [r for r in rows if r.claim.kind in kinds]

@@ -36,7 +36,7 @@ from star.sweep import FIGURES, Grid, Member
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
-    "provenance_table", "accelerator_estimate_table", "evidence", "complete",
+    "provenance_table", "accelerator_estimate_table", "members_of", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
     "VERDICT_RULES", "EMA",
 ]
@@ -162,6 +162,11 @@ def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:
 
 # ----------------------------------------------------------------------------------------------------
 # evidence arrays
+
+
+def members_of(results: GridResults, figure: str) -> list:
+    """The members of ``figure`` (:data:`star.sweep.FIGURES`) that ``results`` holds runs of."""
+    return _members(results, figure)
 
 
 def _members(results: GridResults, figure: str) -> list:
@@ -660,20 +665,21 @@ def regime_notes(results: GridResults, claim_id: str) -> list[str]:
 
 
 def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
-    """One plain sentence: where and at what length, then which checks came out how."""
+    """One plain sentence: where, at what length, how many checks came out how."""
     from star.book import claims, labels
 
-    return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps: "
-            + claims.summarize_checks(checks))
+    return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps, "
+            f"{claims.count_sentence(checks)}.")
 
 
 def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
                    claims_folder=None, anchor: str | None = None, part: str | None = None):
     """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with the grid's
-    budget (:func:`star.book.claims.record_claim`, one record per task, ``part`` = the task), which derives the
+    budget (:func:`star.book.claims.record_claim`, one record per grid, ``part`` = the grid's name, so that a longer
+    grid on the same task is a record of its own beside the shorter one), which derives the
     verdict; returns its ``Verdict``. Nothing is recorded — a line saying why is returned — while the evidence has
-    fewer than ``min_seeds`` seeds of a member (:func:`complete`). ``part``: the record's part (default the task;
-    another grid on the same task, e.g. the 2000-outer-step one, records apart)."""
+    fewer than ``min_seeds`` seeds of a member (:func:`complete`). ``part``: the record's part (default the grid's
+    name)."""
     from star.book import claims
 
     figure, rule = VERDICT_RULES[claim_id]
@@ -687,7 +693,7 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
     return claims.record_claim(claim_id, checks, verdict_summary(results, checks),
                                budget=claims.Budget.from_grid(results.grid, seeds=seeds),
                                regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
-                               chapter=chapter, part=part or results.grid.task, anchor=anchor or f"indist-{figure}",
+                               chapter=chapter, part=part or results.grid.name, anchor=anchor or f"indist-{figure}",
                                claims_folder=claims_folder)
 
 

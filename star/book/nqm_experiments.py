@@ -15,7 +15,7 @@ from star import nqm_experiments as _E
 from star import plotting
 from star import stability as _st
 from star.book.claims import Check
-from star.book.stats import mean_ci, paired_ci
+from star.book.stats import mean_ci, paired_ci, proportion_ci
 from star.book.tables import Table, table
 
 __all__ = [
@@ -315,8 +315,9 @@ def _steps_outside(s) -> np.ndarray:
 def fig2bc_checks(summary: Mapping, alone: str, decayed: str) -> list[Check]:
     """The Figs. 2b–c claim as three effects over the ES seeds (Student's t intervals), from :func:`es_summary`:
 
-    1. a learned P alone reaches the stability boundary: per seed, how far the smallest eigenvalue of P goes below
-       −α = 0 over meta-training, where the inner dynamics are unstable (condition (9) is necessary);
+    1. a learned P alone reaches the stability boundary: the fraction of seeds on which the smallest eigenvalue of P
+       goes below −α = 0 at some outer step, where the inner dynamics are unstable (condition (9) is necessary),
+       with its Clopper–Pearson interval (no effect: it never does);
     2. nominal term + weight decay keeps P inside Theorem 1's region, where P alone does not: per seed, the steps
        outside the band of P alone minus those of nominal + P + weight decay (paired by seed);
     3. nominal term + weight decay meta-trains smoothly: per seed, the relative fall of the exact meta-loss from
@@ -333,7 +334,8 @@ def fig2bc_checks(summary: Mapping, alone: str, decayed: str) -> list[Check]:
     how = f"mean over {n} seeds, 95 % t interval"
     return [
         Check("A learned P alone reaches the stability boundary and crosses it (λ_min(P) below −α: unstable)",
-              *mean_ci(a["depth_seeds"]), unit="how far the smallest eigenvalue of P goes below −α", how=how),
+              *proportion_ci(int(np.sum(a["depth_seeds"] > 0)), n), unit="fraction of seeds",
+              how=f"{int(np.sum(a['depth_seeds'] > 0))} of {n} seeds, Clopper–Pearson interval"),
         Check("Nominal term + weight decay keeps P inside Theorem 1's region, P alone does not",
               *paired_ci(_steps_outside(a), _steps_outside(d)), unit="outer steps outside the band (P alone − "
               "nominal + wd)", how=f"paired over {n} seeds, 95 % t interval"),

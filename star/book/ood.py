@@ -205,7 +205,7 @@ def _walls(rec) -> str:
 
 
 def tasks_table_html(results: Mapping, tasks: Sequence[str] | None = None) -> str:
-    """The suite as an HTML table: task, data, what it is, its ``learned_optimization`` counterpart,
+    """The suite as an HTML table: task, what it is (data, model, loss), its ``learned_optimization`` counterpart,
     parameters, the tuned Adam learning rate (flagged at a grid edge) and NAdamW's selected learning rate (the
     wall times are in :func:`cost_table`)."""
     import html
@@ -213,14 +213,14 @@ def tasks_table_html(results: Mapping, tasks: Sequence[str] | None = None) -> st
     from star.book import labels
 
     e = html.escape
-    rows = ["<div class='star-table-wrap'><table class='star-table'><thead><tr><th>task</th><th>data</th>"
-            "<th>model and loss</th><th>learned_optimization counterpart</th><th>parameters</th>"
+    rows = ["<div class='star-table-wrap'><table class='star-table'><thead><tr><th>task</th>"
+            "<th>data, model and loss</th><th>learned_optimization counterpart</th><th>parameters</th>"
             "<th>Adam learning rate</th><th>NAdamW learning rate</th></tr></thead><tbody>"]
     for name in tasks if tasks is not None else results:
         rec, _ = results[name]
         edge = " (grid edge)" if rec["adam"]["best_at_grid_edge"] else ""
         rows.append(
-            f"<tr><td>{e(labels.task(name))}</td><td>{e(rec['data'])}</td><td>{e(rec['description'])}</td>"
+            f"<tr><td>{e(labels.task(name))}</td><td>{e(rec['description'])}</td>"
             f"<td>{e(rec['reference'])}</td><td>{rec['num_params']:,}</td>"
             f"<td>{rec['adam']['best_learning_rate']:.0e}{edge}</td>"
             f"<td>{rec['nadamw']['best']['learning_rate']:.1e}</td></tr>")
@@ -367,7 +367,7 @@ def learned_budget(results: Mapping, opt: str = "star"):
 def verdict_summary(results: Mapping, checks: Sequence) -> str:
     """One plain sentence: on how many tasks each learned optimizer is unstable, then the checks' outcomes."""
     from star.book import labels
-    from star.book.claims import summarize_checks
+    from star.book.claims import count_sentence
 
     n = len(results)
     counts = []
@@ -375,7 +375,7 @@ def verdict_summary(results: Mapping, checks: Sequence) -> str:
         if all(o in c for _, c in results.values()):
             k = sum(bool(_runs(*results[t], o)[1].any()) for t in results)
             counts.append(f"{labels.optimizer(o)} on {k}")
-    return f"Unstable on the {n} tasks: {', '.join(counts)}. " + summarize_checks(checks)
+    return f"Unstable on the {n} tasks: {', '.join(counts)}; {count_sentence(checks)}."
 
 
 def verdict_counts(summary: Mapping) -> dict:

@@ -55,12 +55,13 @@ def gradient_profile_table(mech: Mapping) -> Table:
         for layer, p in prof["layers"].items():
             if not layer.endswith("kernel"):
                 continue
-            rows.append([labels.task_short(task), prof["input_l1_mean"], labels.layer(layer), p["size"],
-                         100 * p["zero"], 100 * p["below_sqrt_eps_over_1e-3"], 100 * p["below_sqrt_eps"],
-                         p["median_abs"]])
-    return table(["task", "mean L1 norm of an input", "weights", "count", "zero gradient (%)",
-                  "preconditioner at its cap (%)", "still capped with bias correction (%)", "median |gradient|"],
-                 rows, digits=3)
+            rows.append([f"{labels.task_short(task)}: {labels.layer(layer)}", p["size"], 100 * p["zero"],
+                         100 * p["below_sqrt_eps_over_1e-3"], 100 * p["below_sqrt_eps"], p["median_abs"]])
+    norms = "; ".join(f"{labels.task_short(t)} {prof['input_l1_mean']:.0f}"
+                      for t, prof in mech["gradient_profile"].items())
+    return table(["weights", "count", "zero gradient (%)", "preconditioner at its cap (%)",
+                  "still capped with bias correction (%)", "median |gradient|"], rows,
+                 caption=f"At the first step. Mean L1 norm of an input: {norms}.", digits=3)
 
 
 def plot_anatomy(mech: Mapping, layer: str = "Dense_0/kernel"):

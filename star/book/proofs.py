@@ -516,9 +516,9 @@ def lemma3_checks(trials: Trials, regions: Regions) -> list[Check]:
 def verdict_summary(trials: Trials, checks: Sequence[Check]) -> str:
     """One plain sentence for the status page: what was checked, how close to unstable the worst instance came,
     and how the checks came out."""
-    from star.book.claims import summarize_checks
+    from star.book.claims import count_sentence
 
     what = trials.unit or "random instances"
     worst = (f" (the largest spectral radius among them {trials.worst_rho:.6f})" if np.isfinite(trials.worst_rho)
              else "")
-    return f"{trials.strict_held:,} {what} met the strict conditions{worst}. " + summarize_checks(checks)
+    return f"{trials.strict_held:,} {what} met the strict conditions{worst}, and {count_sentence(checks)}."

@@ -28,7 +28,6 @@ import ast
 import dataclasses
 import os
 import re
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from flax import serialization
 
-from star.data import DataUnavailableError
+from star.data import DataUnavailableError, host_reachable
 from star.optim.convert import from_reference
 from star.optim.star import StarConfig
 
@@ -44,7 +43,7 @@ __all__ = ["BUCKET_URL", "PAPER_RELEASED", "DEFAULT_RELEASED", "ReleasedUnavaila
            "parse_name", "parse_gin", "config_for", "read_checkpoint", "load_released", "preset_name"]
 
 BUCKET_URL = "https://storage.googleapis.com/gresearch/learned_optimization/pretrained_lopts"
-_HOST = ("storage.googleapis.com", 443)
+HOST = ("storage.googleapis.com", 443)  # where the released checkpoints are downloaded from
 _PREFIX = "may27_2022_jamesnomop__best_arch2__"
 PAPER_RELEASED = tuple(
     f"{_PREFIX}wd{wd}_bbnorm{bb}_stepmult{sm}_nomstep{ns}_rep{r}"
@@ -151,14 +150,6 @@ def _default_cache() -> Path:
     return Path(os.environ.get("STAR_CACHE_DIR", Path.home() / ".cache" / "star")) / "released"
 
 
-def _host_reachable(timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection(_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _fetch(url: str, dest: Path, timeout: float) -> bool:
     """Download ``url`` to ``dest`` (atomically); False on HTTP 404."""
     try:
@@ -205,9 +196,9 @@ def load_released(name: str, *, local_dir: str | os.PathLike | None = None,
         if not (folder / "params").is_file():
             if not download:
                 raise ReleasedUnavailableError(f"{name} is not cached in {folder.parent} and download=False")
-            if not _host_reachable():
+            if not host_reachable(HOST):
                 raise ReleasedUnavailableError(
-                    f"{name}: no local or cached copy, and {_HOST[0]} is unreachable (offline?). Fetch "
+                    f"{name}: no local or cached copy, and {HOST[0]} is unreachable (offline?). Fetch "
                     f"{BUCKET_URL}/{name}/params (and config.gin) on a machine with internet access and "
                     f"pass local_dir=")
             try:
