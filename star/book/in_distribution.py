@@ -2,7 +2,7 @@
 runs of a sweep's grid (Fig. 3, Figs. App.1–App.4) read back, their figures and tables, the verdict rules of
 the four claims it records, and the figures of the breakdown on the paper's MLP and of our remedies.
 
-:func:`load_grid` reads the run folders of a :class:`star.sweep.Grid` (``log.jsonl``, ``meta_curve.json``,
+:func:`load_grid` reads the run folders of a :class:`star.grids.Grid` (``log.jsonl``, ``meta_curve.json``,
 ``evaluate_<T>.json``, ``provenance.json``) and the grid's ``baselines.json``. The figure functions draw
 
 * the PES meta-loss against the outer step, each seed EMA-smoothed with 0.98 (App. B.2), mean ± one standard
@@ -31,7 +31,7 @@ import numpy as np
 from star.book.claims import Check
 from star.book.stats import mean_ci, paired_ci
 from star.plotting import ema, mean_stderr_band
-from star.sweep import FIGURES, Grid, Member
+from star.grids import FIGURES, Grid, Member
 
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
@@ -165,7 +165,7 @@ def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:
 
 
 def members_of(results: GridResults, figure: str) -> list:
-    """The members of ``figure`` (:data:`star.sweep.FIGURES`) that ``results`` holds runs of."""
+    """The members of ``figure`` (:data:`star.grids.FIGURES`) that ``results`` holds runs of."""
     return _members(results, figure)
 
 
@@ -602,7 +602,7 @@ def accelerator_estimate_table():
     from star.book.files import stored_run
     from star.book.tables import table
     from star.data import DataUnavailableError
-    from star.sweep import get_grid
+    from star.grids import get_grid
     from star.tasks import get_task
 
     rate = float(np.median(stored_run("star_fmnist_cpu_paper_sigma").log["inner_steps_per_s"]))
@@ -647,7 +647,7 @@ def regime_notes(results: GridResults, claim_id: str) -> list[str]:
     """Reasons, computed from the grid, why its budget cannot reach the regime a claim is about (beyond the
     outer steps and the task, which :func:`star.book.claims.shortfalls` checks): for the weight-decay claim, a
     cumulative outer decay lr·wd·steps at wd 1.0 below half the paper's at the book's paper-scale length."""
-    from star.sweep import get_grid
+    from star.grids import get_grid
 
     if claim_id != "weight_decay_tradeoff":
         return []
@@ -709,7 +709,7 @@ def paper_counterpart(grid: Grid) -> Grid:
         ValueError: no paper-scale grid runs that task.
     """
     from star.book.claims import SUBSTITUTES
-    from star.sweep import GRIDS
+    from star.grids import GRIDS
 
     task = SUBSTITUTES.get(grid.task, grid.task)
     for g in GRIDS.values():

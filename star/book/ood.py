@@ -352,7 +352,7 @@ def learned_budget(results: Mapping, opt: str = "star"):
     suite: the grid whose folder holds its θ files (``None`` if none does), with the number of θ's as seeds and
     the evaluation length as a note."""
     from star.book.claims import Budget
-    from star.sweep import GRIDS
+    from star.grids import GRIDS
 
     for rec, _ in results.values():
         srcs = rec.get("learned", {}).get(opt, {}).get("sources", [])
