@@ -462,7 +462,8 @@ def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coeffici
             ax.fill_between(steps, lo, hi, color=color, alpha=0.25, lw=0)
         else:
             mean = curves[0]
-        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {len(curves)} seeds")
+        n = len(curves)
+        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {n} seed{'s' if n != 1 else ''}")
     ax.set(xlabel="outer step", ylabel="PES meta-loss (nats, EMA 0.98)", title="PES meta-loss (loss of θ ± ε)")
 
 
@@ -538,8 +539,8 @@ def plot_figure(results: GridResults, figure: str):
     handles, names = [], []
     for ax in axes:
         for h, n in zip(*ax.get_legend_handles_labels()):
-            key = n.split(",")[0] if n.endswith("seeds") else n
-            if key not in [x.split(",")[0] if x.endswith("seeds") else x for x in names]:
+            key = n.split(",")[0] if n.endswith(("seed", "seeds")) else n
+            if key not in [x.split(",")[0] if x.endswith(("seed", "seeds")) else x for x in names]:
                 handles.append(h)
                 names.append(n)
     fig.legend(handles, names, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), **_LEGEND)
