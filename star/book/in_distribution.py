@@ -38,6 +38,7 @@ __all__ = [
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
     "provenance_table", "accelerator_estimate_table", "members_of", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
+    "verdict_or_reason",
     "VERDICT_RULES", "EMA",
 ]
 
@@ -461,7 +462,8 @@ def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coeffici
             ax.fill_between(steps, lo, hi, color=color, alpha=0.25, lw=0)
         else:
             mean = curves[0]
-        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {len(curves)} seeds")
+        n = len(curves)
+        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {n} seed{'s' if n != 1 else ''}")
     ax.set(xlabel="outer step", ylabel="PES meta-loss (nats, EMA 0.98)", title="PES meta-loss (loss of θ ± ε)")
 
 
@@ -537,8 +539,8 @@ def plot_figure(results: GridResults, figure: str):
     handles, names = [], []
     for ax in axes:
         for h, n in zip(*ax.get_legend_handles_labels()):
-            key = n.split(",")[0] if n.endswith("seeds") else n
-            if key not in [x.split(",")[0] if x.endswith("seeds") else x for x in names]:
+            key = n.split(",")[0] if n.endswith(("seed", "seeds")) else n
+            if key not in [x.split(",")[0] if x.endswith(("seed", "seeds")) else x for x in names]:
                 handles.append(h)
                 names.append(n)
     fig.legend(handles, names, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), **_LEGEND)
@@ -695,6 +697,26 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
                                regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
                                chapter=chapter, part=part or results.grid.name, anchor=anchor or f"indist-{figure}",
                                claims_folder=claims_folder)
+
+
+def verdict_or_reason(results: GridResults, claim_id: str, *, min_seeds: int = 3, **kwargs):
+    """:func:`record_verdict` for a reader's page: the recorded verdict, or — while the evidence is incomplete — one
+    plain sentence naming, in the reader's terms, how many meta-training seeds of each member the verdict needs
+    and how many are stored (nothing is recorded then)."""
+    from star.book import labels
+
+    figure, _ = VERDICT_RULES[claim_id]
+    ev = evidence(results)
+    if not complete(ev, figure, min_seeds):
+        return record_verdict(results, claim_id, min_seeds=min_seeds, **kwargs)
+    stored = []
+    for lab in figure_members(ev, figure):
+        m = ev["members"].get(lab)
+        n = 0 if m is None else min(len(m["meta_loss"]), len(m["final_objective"]))
+        stored.append(f"{labels.member(lab)}: {n}")
+    paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
+    return (f"{paper_name} at {results.grid.outer_steps:,} outer steps: no verdict yet — it needs {min_seeds} "
+            f"meta-training seeds of each member, and the stored seeds are: {'; '.join(stored)}.")
 
 
 # ----------------------------------------------------------------------------------------------------
