@@ -31,19 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
-from star.inner import LINEAR_OPTIMIZER, NQM_TASK, build_problem, data_sources, optimizer_names, task_names
+from star.inner import optimizer_names, task_names
 
 
 def _meta_train(args) -> int:
     from star import _checks, runs
-    from star import pes as pes_lib
-    from star.metatrain import MetaTrainConfig, meta_train
+    from star.metatrain import MetaTrainConfig, meta_train_named
 
-    # Validate everything cheap before touching the folder or loading data.
+    # The flags are named in the errors; the library checks the same values again under its own names.
     if args.optimizer not in optimizer_names():
         raise ValueError(f"--optimizer must be one of {optimizer_names()}; got {args.optimizer!r}")
     if args.task not in task_names():
@@ -54,141 +52,53 @@ def _meta_train(args) -> int:
                           std=args.std, lr=args.lr, weight_decay=args.wd, clip=args.clip,
                           clip_mode=args.clip_mode, estimator=args.estimator, seed=args.seed,
                           checkpoint_every=args.checkpoint_every, random_offset=not args.no_offset)
-    pes_lib.check_settings(trunc_length=args.trunc, horizon=args.horizon)
-    run_config = dict(cfg.to_dict(), optimizer=args.optimizer, task=args.task, horizon=args.horizon,
-                      init=args.init)
-    lead = _start_distributed(args) == 0  # process 0 (the only one without --distributed) owns the folder
-    if args.resume and lead:  # refuse a resume of nothing before loading any data
-        runs.open_run(args.out)
-    problem, theta0, opt_cfg = build_problem(args.optimizer, args.task, args.horizon, seed=args.seed, init=args.init)
-    out = Path(args.out)
-    result = meta_train(problem, theta0, cfg, out_dir=out, resume=args.resume, run_config=run_config,
-                        progress=not args.no_progress, command=runs.command_line(args.argv),
-                        seeds={"seed": cfg.seed, "meta_param_init_key": cfg.seed + 1}, data=data_sources(problem))
-    if not lead:
+    result = meta_train_named(optimizer=args.optimizer, task=args.task, config=cfg, out_dir=args.out,
+                              horizon=args.horizon, init=args.init, resume=args.resume,
+                              progress=not args.no_progress, command=runs.command_line(args.argv),
+                              distributed=_distributed(args))
+    if result.out_dir is None:  # not process 0 of a distributed run: it writes nothing
         return 0
-    if opt_cfg is not None:
-        from star.optim.convert import save_meta_params
-
-        save_meta_params(out / "meta_params.msgpack", opt_cfg, result.theta,
-                         metadata={"run": str(out), "outer_steps": cfg.outer_steps, "seed": cfg.seed})
     hist = result.history
-    print(json.dumps({"out": str(out), "steps": int(result.state.step), "wall_s": result.wall_s,
+    print(json.dumps({"out": str(Path(args.out)), "steps": int(result.state.step), "wall_s": result.wall_s,
                       "last_meta_loss": hist[-1]["meta_loss"] if hist else None}))
     return 0
 
 
-def _start_distributed(args) -> int:
-    """``jax.distributed.initialize`` for ``--distributed`` (before any computation); this process's index."""
-    import jax
-
+def _distributed(args) -> dict | None:
+    """The ``jax.distributed.initialize`` arguments of ``--distributed`` (None without it)."""
     if not args.distributed:
         for flag in ("coordinator", "num_processes", "process_id"):
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag.replace('_', '-')} needs --distributed")
-        return 0
-    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
-                               process_id=args.process_id)
-    return jax.process_index()
+        return None
+    return {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
+            "process_id": args.process_id}
 
 
 def _evaluate(args) -> int:
-    import jax
-    import numpy as np
-
     from star import _checks, runs
+    from star.evaluate import evaluate_stored_run
 
-    run, rc = runs.open_run(args.run)
-    task = args.task or rc["task"]
-    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps,
-                                                                       maximum=_checks.MAX_STEPS)
-    seed = _checks.seed("--seed", args.seed)
-    problem, template, opt_cfg = build_problem(rc["optimizer"], task, horizon, seed=rc["seed"],
-                                               init=rc.get("init", "nominal"))
-    theta = run.final_theta(template)
-    t0 = time.perf_counter()
-    key = jax.random.key(seed)
-    report = {"run": str(run.path), "task": task, "optimizer": rc["optimizer"], "steps": horizon, "seed": seed}
-    if task == NQM_TASK:
-        from star import nqm
-
-        def closed_form(th):
-            return float(nqm.expected_loss(problem.nqm, th["alpha"], th["P"], horizon))
-
-        report["expected_loss_initial"] = closed_form(template)
-        report["expected_loss"] = closed_form(theta)
-        report["simulated_loss"] = float(nqm.simulated_loss(key, problem.nqm, theta["alpha"], theta["P"], horizon))
-    else:
-        from star.optim import star_optimizer
-        from star.train import evaluate, train
-
-        def factory(th):  # one compilation for both meta-parameter sets (θ is traced)
-            return star_optimizer(opt_cfg, th, horizon)
-
-        for name, th in (("initial", template), ("learned", theta)):
-            res = train(problem.task, factory, horizon, key, meta_params=th, progress=not args.no_progress)
-            losses = np.asarray(res.losses)
-            ev = evaluate(problem.task, res.params)
-            report[name] = {"final_train_loss_mean_last_50": float(np.mean(losses[-50:])),
-                            "mean_train_loss": float(np.mean(losses)), "test_loss": ev["loss"],
-                            "test_accuracy": ev["accuracy"], "wall_s": res.wall_time}
-    if args.out:
-        report["provenance"] = runs.provenance(runs.command_line(args.argv), seeds={"eval_seed": seed},
-                                               wall_s=time.perf_counter() - t0, data=data_sources(problem))
-        runs.atomic_write_json(args.out, report)
+    steps = None if args.steps is None else _checks.integer("--steps", args.steps, maximum=_checks.MAX_STEPS)
+    report = evaluate_stored_run(args.run, task=args.task, steps=steps, seed=_checks.seed("--seed", args.seed),
+                                 out=args.out, progress=not args.no_progress, command=runs.command_line(args.argv))
     print(json.dumps(report, indent=2))
     return 0
 
 
 def _meta_curve(args) -> int:
-    import jax
-    import numpy as np
-    from tqdm.auto import tqdm
-
     from star import _checks, runs
-    from star.metatrain import meta_objective
+    from star.evaluate import meta_curve
 
-    run, rc = runs.open_run(args.run)
-    seeds = _checks.integer("--seeds", args.seeds)
-    every = _checks.integer("--every", args.every)
-    eval_seed = _checks.seed("--seed", args.seed)
-    snaps = run.theta_snapshots()
-    if not snaps:
-        raise runs.RunError(f"--run {str(run.path)!r} has no θ snapshots (thetas/): it was made before snapshots "
-                            "were kept; rerun meta-train")
-    snaps = [sp for i, sp in enumerate(snaps) if i % every == 0 or i == len(snaps) - 1]
-    horizon = rc["horizon"] if args.steps is None else _checks.integer("--steps", args.steps,
-                                                                       maximum=_checks.MAX_STEPS)
-    init = rc.get("init", "nominal")
-    problem, template, _ = build_problem(rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init=init)
-    thetas = [(step, runs.load_theta(path, template)) for step, path in snaps]  # every file is read first
-    key = jax.random.key(eval_seed)
-    t0 = time.perf_counter()
-    rows = []
-    for step, theta in tqdm(thetas, desc="meta-objective", unit="θ", disable=args.no_progress):
-        losses = meta_objective(problem, theta, key, num_seeds=seeds)
-        rows.append({"step": step, "per_seed": [float(x) for x in losses], "mean": float(np.mean(losses)),
-                     "stderr": float(np.std(losses, ddof=1) / np.sqrt(seeds)) if seeds > 1 else None})
-    baselines = {}
-    if rc["optimizer"] != LINEAR_OPTIMIZER:
-        # The nominal optimizer (zero output layer: STAR's hand-designed AdamAggMo term alone) as a yardstick.
-        nominal = template if init == "nominal" else build_problem(
-            rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init="nominal")[1]
-        losses = meta_objective(problem, nominal, key, num_seeds=seeds)
-        baselines["nominal"] = {"per_seed": [float(x) for x in losses], "mean": float(np.mean(losses))}
-    report = {
-        "run": str(run.path), "task": rc["task"], "optimizer": rc["optimizer"], "inner_steps": horizon,
-        "num_seeds": seeds, "eval_seed": eval_seed,
-        "description": "meta-objective (mean normalised training loss over the episode) of each θ snapshot, "
-                       "unperturbed, on the same fresh episodes (common random numbers)",
-        "curve": rows, "baselines": baselines,
-        "provenance": runs.provenance(runs.command_line(args.argv), seeds={"eval_seed": eval_seed},
-                                      wall_s=time.perf_counter() - t0, data=data_sources(problem)),
-    }
-    out = Path(args.out) if args.out else run.path / "meta_curve.json"
-    runs.atomic_write_json(out, report)
-    print(json.dumps({"out": str(out), "first": rows[0]["mean"], "last": rows[-1]["mean"],
-                      "nominal": baselines.get("nominal", {}).get("mean")}))
+    path, report = meta_curve(args.run, num_seeds=_checks.integer("--seeds", args.seeds),
+                              every=_checks.integer("--every", args.every),
+                              eval_seed=_checks.seed("--seed", args.seed),
+                              steps=None if args.steps is None else _checks.integer(
+                                  "--steps", args.steps, maximum=_checks.MAX_STEPS),
+                              out=args.out, progress=not args.no_progress, command=runs.command_line(args.argv))
+    rows = report["curve"]
+    print(json.dumps({"out": str(path), "first": rows[0]["mean"], "last": rows[-1]["mean"],
+                      "nominal": report["baselines"].get("nominal", {}).get("mean")}))
     return 0
 
 
@@ -277,7 +187,7 @@ def _summarize(args) -> int:
 
     run, _ = runs.open_run(args.run, require={"horizon": int, "trunc_length": int})
     summary = summarize_run(args.run)
-    runs.atomic_write_json(Path(args.out) if args.out else run.path / "summary.json", summary)
+    runs.atomic_write_json(Path(args.out) if args.out else run.path / runs.SUMMARY, summary)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -332,6 +242,8 @@ def _sweep(args) -> int:
 
 
 def _add_sweep_parser(sub) -> None:
+    from star.sweep import BUSY_AFTER_S
+
     sw = sub.add_parser("sweep", help="run a figure's grid of meta-training runs (resumable) and post-process them")
     sw.add_argument("--grid", required=True,
                     help="indist (Fig. 3, App.1-4), indist_long (the same for 2000 outer steps), indist_conv (Fig. 3 "
@@ -347,9 +259,10 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--dry-run", action="store_true", help="list the runs and what would be done")
     sw.add_argument("--estimate", type=float, default=None, metavar="INNER_STEPS_PER_S",
                     help="print the grid's meta-training compute at this inner-step rate and exit")
-    sw.add_argument("--busy-after", type=float, default=900.0, metavar="SECONDS",
+    sw.add_argument("--busy-after", type=float, default=BUSY_AFTER_S, metavar="SECONDS",
                     help="an unfinished run folder written to within this many seconds belongs to another "
-                         "process and is skipped (default 900); lower it to resume a run you stopped yourself")
+                         f"process and is skipped (default {BUSY_AFTER_S:g}); lower it to resume a run you "
+                         "stopped yourself")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_sweep)
 

@@ -428,9 +428,11 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
     if out_dir is None:
         if resume:
             raise ValueError("resume=True needs an out_dir")
-        return _meta_train(problem, theta0, cfg, None, False, run_config, progress, devices, callback, None, False)
+        return _meta_train(problem, theta0, cfg, run=None, resume=False, run_config=run_config, progress=progress,
+                           devices=devices, callback=callback, prov=None, has_folder=False)
     if jax.process_index() != 0:  # multi-process: the run folder belongs to process 0
-        return _meta_train(problem, theta0, cfg, None, resume, run_config, False, devices, callback, None, True)
+        return _meta_train(problem, theta0, cfg, run=None, resume=resume, run_config=run_config, progress=False,
+                           devices=devices, callback=callback, prov=None, has_folder=True)
     from star.scale import get_scale
 
     get_scale()  # a bad $STAR_SCALE (recorded in the provenance) stops the run before it writes anything
@@ -439,8 +441,71 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
     record = functools.partial(runs.write_session_provenance, seeds=seeds or {"seed": cfg.seed}, data=data)
     with runs.writing_run(out_dir, run_config, resume=resume, resumable=cfg.RESUMABLE_CHANGES,
                           total_steps=cfg.outer_steps) as run:
-        return _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback,
-                           (session, record), True)
+        return _meta_train(problem, theta0, cfg, run=run, resume=resume, run_config=run_config, progress=progress,
+                           devices=devices, callback=callback, prov=(session, record), has_folder=True)
+
+
+def named_run_config(*, optimizer: str, task: str, horizon: int, init: str, config: MetaTrainConfig) -> dict:
+    """The ``config.json`` of a run of :func:`meta_train_named`: ``config``'s fields and the problem's names."""
+    return dict(config.to_dict(), optimizer=optimizer, task=task, horizon=horizon, init=init)
+
+
+def meta_train_named(*, optimizer: str, task: str, config: MetaTrainConfig, out_dir: str | os.PathLike,
+                     horizon: int = 2000, init: str = "nominal", root: str | os.PathLike = ".",
+                     resume: bool = False, progress: bool = True, command: str | None = None,
+                     distributed: dict | None = None) -> MetaTrainResult:
+    """Meta-train a named optimizer on a named task into a run folder (``python -m star meta-train``, and every
+    run of a :mod:`star.sweep`).
+
+    Builds the problem with :func:`star.inner.build_problem`, runs :func:`meta_train` with ``config.json`` =
+    :func:`named_run_config` and, for the STAR family, writes ``meta_params.msgpack`` (the optimizer
+    configuration with the final θ) into the folder.
+
+    Args:
+        optimizer, task: names (``star.inner.optimizer_names()``, ``star.inner.task_names()``).
+        config: the outer-loop settings.
+        out_dir: the run folder, relative to ``root`` unless absolute (as given, it is recorded in
+            ``meta_params.msgpack``).
+        horizon: the inner episode length ``T``.
+        init: the meta-parameter initialisation of the STAR family (``star.optim.star.INITS``).
+        resume: continue the run in ``out_dir`` (see :func:`meta_train`).
+        progress: show a progress bar.
+        command: recorded in ``provenance.json`` (default: this process's command line).
+        distributed: keyword arguments of ``jax.distributed.initialize``, called after the settings are
+            checked and before any computation (one process per host; process 0 writes the folder).
+
+    Raises:
+        ValueError: an unknown name or a setting out of range (before the folder is touched or data loaded);
+            :class:`star.runs.RunError` for a folder that cannot take this run.
+    """
+    from star.inner import build_problem, data_sources, optimizer_names, task_names
+
+    if optimizer not in optimizer_names():
+        raise ValueError(f"optimizer must be one of {optimizer_names()}; got {optimizer!r}")
+    if task not in task_names():
+        raise ValueError(f"task must be one of {task_names()}; got {task!r}")
+    if not isinstance(config, MetaTrainConfig):
+        raise ValueError(f"config must be a MetaTrainConfig; got {type(config).__name__}")
+    _checks.integer("horizon", horizon, maximum=_checks.MAX_STEPS)
+    pes_lib.check_settings(trunc_length=config.trunc_length, horizon=horizon)
+    run_config = named_run_config(optimizer=optimizer, task=task, horizon=horizon, init=init, config=config)
+    out = Path(root) / out_dir
+    if distributed is not None:
+        jax.distributed.initialize(**distributed)
+    lead = jax.process_index() == 0  # process 0 owns the folder
+    if resume and lead:  # refuse a resume of nothing before loading any data
+        runs.open_run(out)
+    problem, theta0, opt_cfg = build_problem(optimizer, task, horizon, seed=config.seed, init=init)
+    result = meta_train(problem, theta0, config, out_dir=out, resume=resume, run_config=run_config,
+                        progress=progress, command=command, data=data_sources(problem),
+                        seeds={"seed": config.seed, "meta_param_init_key": config.seed + 1})
+    if lead and opt_cfg is not None:
+        from star.optim.convert import save_meta_params
+
+        save_meta_params(out / runs.META_PARAMS, opt_cfg, result.theta,
+                         metadata={"run": str(Path(out_dir)), "outer_steps": config.outer_steps,
+                                   "seed": config.seed})
+    return result
 
 
 def _from_process_0(state: MetaState, resumed_from: int | None):
@@ -468,7 +533,7 @@ def _host_state(state: MetaState, gather: bool) -> MetaState:
     return state._replace(pes_state=multihost_utils.process_allgather(state.pes_state, tiled=True))
 
 
-def _meta_train(problem, theta0, cfg, run, resume, run_config, progress, devices, callback, prov, has_folder):
+def _meta_train(problem, theta0, cfg, *, run, resume, run_config, progress, devices, callback, prov, has_folder):
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()

@@ -245,9 +245,9 @@ def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = "."
     for d in run_dirs:
         d, step, transforms = parse_source(d)
         folder = Path(d) if Path(d).is_absolute() else Path(root) / d
-        path = folder / "meta_params.msgpack"
+        path = folder / runs.META_PARAMS
         if not path.is_file():
-            raise ValueError(f"{name}: {str(folder)!r} holds no finished meta-training run (no meta_params.msgpack)")
+            raise ValueError(f"{name}: {str(folder)!r} holds no finished meta-training run (no {runs.META_PARAMS})")
         cfg, theta = load_meta_params(path)
         if cfg0 is not None and cfg != cfg0:
             raise ValueError(f"{name}: {str(folder)!r} has another optimizer configuration than {run_dirs[0]!r}")
@@ -264,7 +264,7 @@ def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = "."
         if transforms:
             source["transforms"] = list(transforms)
         thetas.append(theta)
-        prov = folder / "provenance.json"
+        prov = folder / runs.PROVENANCE
         commit = json.loads(prov.read_text()).get("git_commit") if prov.is_file() else None
         sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit, **source})
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)

@@ -84,6 +84,15 @@ FINAL_THETA = "theta_final.npz"
 PROVENANCE = "provenance.json"
 NOTE = "NOTE.md"
 DAMAGED_LOG = "log.damaged.txt"  # damaged lines of log.jsonl, kept verbatim when a resume repairs the log
+META_PARAMS = "meta_params.msgpack"  # the STAR family's optimizer configuration with the final θ
+META_CURVE = "meta_curve.json"  # the unperturbed meta-objective of every θ snapshot (star.evaluate.meta_curve)
+BASELINES = "baselines.json"  # in a grid's folder: tuned Adam and the nominal optimizer (star.sweep)
+SUMMARY = "summary.json"  # window means and slope of the PES meta-loss (python -m star summarize)
+
+
+def evaluation_file(steps: int) -> str:
+    """The file of a run's evaluation over ``steps`` inner steps (a grid's post-processing, :mod:`star.sweep`)."""
+    return f"evaluate_{int(steps)}.json"
 
 CHECKPOINT_MAGIC = b"STARCKPT"
 _CKPT_RE = re.compile(r"^ckpt_(\d{8})\.ckpt$")

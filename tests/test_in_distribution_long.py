@@ -97,3 +97,20 @@ def test_verdicts_on_a_grid_with_some_of_a_figures_members(tmp_path):
     # the full grid still needs every weight decay of the figure
     full = D.evidence(D.load_grid(sweep.get_grid("indist", "cpu"), tmp_path / "nothing"))
     assert D.figure_members(full, "app2") == ["star_wd0.0", "star_wd0.1", "star_wd0.5", "star_wd1.0"]
+
+
+def test_verdict_or_reason_names_the_missing_seeds_in_plain_words(tmp_path):
+    base = sweep.get_grid("indist_long", "smoke")
+    long = dataclasses.replace(base, name="l", folder="results/l", outer_steps=8, seeds=(0,),
+                               members=(sweep.Member("star", 0.1), sweep.Member("hyperparam", 0.0),
+                                        sweep.Member("blackbox", 0.0)))
+    _fake(tmp_path, long, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.95})
+    claims = tmp_path / "claims"
+    text = D.verdict_or_reason(D.load_grid(long, tmp_path), "star_faster_metatraining", claims_folder=claims)
+    assert text == ("Fig. 3 at 8 outer steps: no verdict yet — it needs 3 meta-training seeds of each member, and the "
+                    "stored seeds are: STAR (outer wd 0.1): 1; Hyperparam: 1; Blackbox: 1.")
+    assert not claims.exists()  # nothing recorded
+    three = dataclasses.replace(long, seeds=(0, 1, 2))
+    _fake(tmp_path / "b", three, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.95})
+    v = D.verdict_or_reason(D.load_grid(three, tmp_path / "b"), "star_faster_metatraining", claims_folder=claims)
+    assert v.record.budget.seeds == 3 and claims.exists()

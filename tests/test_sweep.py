@@ -1,16 +1,18 @@
 """The sweep driver: grids as data, recognising finished/partial/busy/foreign run folders, a whole smoke
-sweep (meta-train, skip on rerun, post-processing, NOTE.md from the run's numbers) and the command line."""
+sweep (meta-train, skip on rerun, post-processing, NOTE.md from the run's numbers), the command line, and a
+sweep's run equal to the same settings given to ``meta-train``."""
 
 import dataclasses
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from star import sweep
+from star import grids, sweep
 from star.__main__ import main as cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,11 +47,20 @@ def test_cpu_grid_is_the_running_grid():
     spec = runs[0]
     assert spec.expected_config() == CPU_GRID_CONFIG
     assert spec.folder("/r") == Path("/r/results/metatrain/fmnist8_grid/star_wd0.1_s0")
-    # The argv parses with the real CLI parser into the same settings.
+    # The command recorded in provenance.json parses with the real CLI parser into the same settings.
     from star.__main__ import build_parser
 
-    args = build_parser().parse_args(spec.meta_train_argv())
+    args = build_parser().parse_args(_argv(spec.command_line()))
     assert (args.std, args.lr, args.wd, args.num_tasks, args.init) == (0.01, 1e-3, 0.1, 64, "reference")
+    assert args.out == "results/metatrain/fmnist8_grid/star_wd0.1_s0" and not args.resume
+    assert build_parser().parse_args(_argv(spec.command_line(resume=True))).resume
+
+
+def _argv(command: str) -> list[str]:
+    """The arguments of a ``python -m star ...`` command line."""
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "star"], command
+    return words[3:]
 
 
 def test_stored_grid_folders_are_recognised():
@@ -115,7 +126,7 @@ def test_new_grids_long_and_controls():
     nominal, decayed = ctl.runs(seeds=[0])
     assert nominal.expected_config() == dict(CPU_GRID_CONFIG, init="nominal")
     assert decayed.expected_config() == dict(CPU_GRID_CONFIG, weight_decay=5.0)
-    argv = nominal.meta_train_argv()
+    argv = _argv(nominal.command_line())
     assert argv[argv.index("--init") + 1] == "nominal" and argv[-1].endswith("star_wd0.1_init-nominal_s0")
     # the cumulative weight decay the notes state is the grid's own lr x wd x outer steps
     assert decayed.lr * decayed.member.weight_decay * ctl.outer_steps == pytest.approx(1.0)
@@ -123,7 +134,7 @@ def test_new_grids_long_and_controls():
 
 @pytest.mark.parametrize("x", [0.01, 1e-3, 1e-4, 3e-4, 0.1, 0.5, 1.0, 0.0, 2.5e-3])
 def test_number_spelling_round_trips(x):
-    assert float(sweep._num(x)) == x
+    assert float(grids._num(x)) == x
 
 
 def _write_config(spec, root, **changes):
@@ -238,23 +249,40 @@ def test_every_grid_member_is_a_known_optimizer_and_task():
         for m in grid.members:
             assert m.optimizer in optimizer_names(), (name, scale, m)
         assert len({s.name for s in grid.runs()}) == len(grid.runs())  # folder names are unique
+        assert grid.purpose and grid.notes, (name, scale)  # every grid says what it is for (its NOTE.md heading)
     lr_member = next(m for m in sweep.get_grid("remedies", "cpu").members if m.lr is not None)
     spec = sweep.RunSpec(sweep.get_grid("remedies", "cpu"), lr_member, 0)
     assert spec.name.endswith("_lr1e-3_s0") and spec.expected_config()["lr"] == 1e-3
 
 
 @pytest.mark.slow
-def test_smoke_controls_member_starts_from_its_own_init(tmp_path):
-    """A member's init overrides the grid's: the run starts from a zero output layer (the nominal init)."""
+def test_smoke_controls_member_starts_from_its_own_init_as_on_the_command_line(tmp_path, monkeypatch):
+    """A member's init overrides the grid's: the run starts from a zero output layer (the nominal init); and the
+    sweep's run is the run ``meta-train`` makes with the same settings."""
     from star import runs as runs_lib
 
     grid = sweep.get_grid("ood_controls", "smoke")
     grid = dataclasses.replace(grid, members=grid.members[:1])
     assert grid.init == "reference" and grid.members[0].init == "nominal"
-    status = sweep.run_sweep(grid, tmp_path, post=False, progress=False, log=lambda s: None)
+    status = sweep.run_sweep(grid, tmp_path / "sweep", post=False, progress=False, log=lambda s: None)
     assert status == {"star_wd0.1_init-nominal_s0": "finished"}
-    out = grid.runs()[0].folder(tmp_path)
-    assert json.loads((out / "config.json").read_text())["init"] == "nominal"
+    spec = grid.runs()[0]
+    out = spec.folder(tmp_path / "sweep")
+    assert json.loads((out / runs_lib.CONFIG).read_text())["init"] == "nominal"
     with np.load(out / runs_lib.THETA_SNAPSHOT_DIR / "theta_00000000.npz") as z:
         weights = sorted(k for k in z.files if "['mlp']['w" in k)
         assert len(weights) >= 2 and not np.any(z[weights[-1]]) and np.any(z[weights[0]])
+    # The command the sweep records, run on the command line from another root, makes the same run: the same
+    # config.json (byte for byte, and what the grid expects) and the same final θ.
+    command = json.loads((out / runs_lib.PROVENANCE).read_text())["command"]
+    assert command == spec.command_line()
+    cli_root = tmp_path / "cli"
+    cli_root.mkdir()
+    monkeypatch.chdir(cli_root)
+    assert cli_main(_argv(command) + ["--no-progress"]) == 0
+    other = spec.folder(cli_root)
+    assert (other / runs_lib.CONFIG).read_bytes() == (out / runs_lib.CONFIG).read_bytes()
+    assert json.loads((out / runs_lib.CONFIG).read_text()) == spec.expected_config()
+    with np.load(out / runs_lib.FINAL_THETA) as a, np.load(other / runs_lib.FINAL_THETA) as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert (other / runs_lib.META_PARAMS).is_file() and (out / runs_lib.META_PARAMS).is_file()

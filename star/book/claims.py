@@ -109,7 +109,7 @@ class Budget:
 
     @classmethod
     def from_grid(cls, grid, seeds: int | None = None, notes: Sequence[str] = ()) -> Budget:
-        """The budget of a grid of meta-training runs (``star.sweep.Grid``): its task and that task's size, outer
+        """The budget of a grid of meta-training runs (``star.grids.Grid``): its task and that task's size, outer
         steps, N, horizon, and ``seeds`` (default: the grid's seeds; pass the number of seeds a comparison
         actually has). A grid whose outer learning rate is not the paper's 1e-4 says so in ``notes``."""
         n_seeds = seeds if seeds is not None else len(getattr(grid, "all_seeds", grid.seeds))
@@ -158,7 +158,7 @@ SUBSTITUTES = {"fmnist8_mlp32": "fmnist_mlp", "fmnist8_conv": "cifar10_conv", "f
 def _paper_scale_reference(task: str) -> Budget | None:
     """The book's own paper-scale grid on ``task`` (it fills in what the paper does not state)."""
     try:
-        from star.sweep import GRIDS
+        from star.grids import GRIDS
     except ImportError:  # pragma: no cover
         return None
     for g in GRIDS.values():

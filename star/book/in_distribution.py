@@ -2,7 +2,7 @@
 runs of a sweep's grid (Fig. 3, Figs. App.1–App.4) read back, their figures and tables, the verdict rules of
 the four claims it records, and the figures of the breakdown on the paper's MLP and of our remedies.
 
-:func:`load_grid` reads the run folders of a :class:`star.sweep.Grid` (``log.jsonl``, ``meta_curve.json``,
+:func:`load_grid` reads the run folders of a :class:`star.grids.Grid` (``log.jsonl``, ``meta_curve.json``,
 ``evaluate_<T>.json``, ``provenance.json``) and the grid's ``baselines.json``. The figure functions draw
 
 * the PES meta-loss against the outer step, each seed EMA-smoothed with 0.98 (App. B.2), mean ± one standard
@@ -31,13 +31,14 @@ import numpy as np
 from star.book.claims import Check
 from star.book.stats import mean_ci, paired_ci
 from star.plotting import ema, mean_stderr_band
-from star.sweep import FIGURES, Grid, Member
+from star.grids import FIGURES, Grid, Member
 
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
     "provenance_table", "accelerator_estimate_table", "members_of", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
+    "verdict_or_reason",
     "VERDICT_RULES", "EMA",
 ]
 
@@ -165,7 +166,7 @@ def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:
 
 
 def members_of(results: GridResults, figure: str) -> list:
-    """The members of ``figure`` (:data:`star.sweep.FIGURES`) that ``results`` holds runs of."""
+    """The members of ``figure`` (:data:`star.grids.FIGURES`) that ``results`` holds runs of."""
     return _members(results, figure)
 
 
@@ -466,7 +467,8 @@ def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coeffici
             ax.fill_between(steps, lo, hi, color=color, alpha=0.25, lw=0)
         else:
             mean = curves[0]
-        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {len(curves)} seeds",
+        n = len(curves)
+        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {n} seed{'s' if n != 1 else ''}",
                 **_marks(m.label, len(steps)))
     ax.set(xlabel="outer step", ylabel="PES meta-loss (nats, EMA 0.98)", title="PES meta-loss (loss of θ ± ε)")
 
@@ -544,8 +546,8 @@ def plot_figure(results: GridResults, figure: str):
     handles, names = [], []
     for ax in axes:
         for h, n in zip(*ax.get_legend_handles_labels()):
-            key = n.split(",")[0] if n.endswith("seeds") else n
-            if key not in [x.split(",")[0] if x.endswith("seeds") else x for x in names]:
+            key = n.split(",")[0] if n.endswith(("seed", "seeds")) else n
+            if key not in [x.split(",")[0] if x.endswith(("seed", "seeds")) else x for x in names]:
                 handles.append(h)
                 names.append(n)
     fig.legend(handles, names, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), **_LEGEND)
@@ -609,7 +611,7 @@ def accelerator_estimate_table():
     from star.book.files import stored_run
     from star.book.tables import table
     from star.data import DataUnavailableError
-    from star.sweep import get_grid
+    from star.grids import get_grid
     from star.tasks import get_task
 
     rate = float(np.median(stored_run("star_fmnist_cpu_paper_sigma").log["inner_steps_per_s"]))
@@ -654,7 +656,7 @@ def regime_notes(results: GridResults, claim_id: str) -> list[str]:
     """Reasons, computed from the grid, why its budget cannot reach the regime a claim is about (beyond the
     outer steps and the task, which :func:`star.book.claims.shortfalls` checks): for the weight-decay claim, a
     cumulative outer decay lr·wd·steps at wd 1.0 below half the paper's at the book's paper-scale length."""
-    from star.sweep import get_grid
+    from star.grids import get_grid
 
     if claim_id != "weight_decay_tradeoff":
         return []
@@ -704,6 +706,26 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
                                claims_folder=claims_folder)
 
 
+def verdict_or_reason(results: GridResults, claim_id: str, *, min_seeds: int = 3, **kwargs):
+    """:func:`record_verdict` for a reader's page: the recorded verdict, or — while the evidence is incomplete — one
+    plain sentence naming, in the reader's terms, how many meta-training seeds of each member the verdict needs
+    and how many are stored (nothing is recorded then)."""
+    from star.book import labels
+
+    figure, _ = VERDICT_RULES[claim_id]
+    ev = evidence(results)
+    if not complete(ev, figure, min_seeds):
+        return record_verdict(results, claim_id, min_seeds=min_seeds, **kwargs)
+    stored = []
+    for lab in figure_members(ev, figure):
+        m = ev["members"].get(lab)
+        n = 0 if m is None else min(len(m["meta_loss"]), len(m["final_objective"]))
+        stored.append(f"{labels.member(lab)}: {n}")
+    paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
+    return (f"{paper_name} at {results.grid.outer_steps:,} outer steps: no verdict yet — it needs {min_seeds} "
+            f"meta-training seeds of each member, and the stored seeds are: {'; '.join(stored)}.")
+
+
 # ----------------------------------------------------------------------------------------------------
 # budgets, and the 2000-outer-step grid against the 200-step one
 
@@ -716,7 +738,7 @@ def paper_counterpart(grid: Grid) -> Grid:
         ValueError: no paper-scale grid runs that task.
     """
     from star.book.claims import SUBSTITUTES
-    from star.sweep import GRIDS
+    from star.grids import GRIDS
 
     task = SUBSTITUTES.get(grid.task, grid.task)
     for g in GRIDS.values():

@@ -6,7 +6,7 @@ of the book names them through this module, and ``tests/test_browser.py`` fails 
 code cells and "provenance" dropdowns) or whose figures show one of :func:`internal_ids`.
 
 * :func:`optimizer` — ``"star_nopre"`` → ``"STAR without preconditioner"``;
-* :func:`member` — a grid member (``star.sweep.Member`` or its label ``"star_wd0.1"``) → ``"STAR (outer wd 0.1)"``;
+* :func:`member` — a grid member (``star.grids.Member`` or its label ``"star_wd0.1"``) → ``"STAR (outer wd 0.1)"``;
 * :func:`task` / :func:`task_short` — ``"fmnist8_mlp32"`` → ``"Fashion-MNIST 8×8, MLP 64-32"``;
 * :func:`grid` — a grid's name → what it is;
 * :func:`layer` — ``"Dense_0/kernel"`` → ``"first-layer weights"``.
@@ -122,7 +122,7 @@ def optimizer(name: str) -> str:
 
 
 def member(m) -> str:
-    """The reader's name of a grid member (a ``star.sweep.Member`` or its label, e.g. ``"star_wd0.1_lr0.001"``):
+    """The reader's name of a grid member (a ``star.grids.Member`` or its label, e.g. ``"star_wd0.1_lr0.001"``):
     ``"STAR (outer wd 0.1, outer lr 0.001)"``. Weight decay is named for STAR-family members only when it is not
     the paper's 0.1, for Hyperparam and Blackbox (whose paper setting is 0) only when it is not 0."""
     if isinstance(m, str):
@@ -193,7 +193,7 @@ def internal_ids() -> set:
     not already words (``adam`` is a word, ``fmnist8_mlp32`` is not), every grid's name and member labels."""
     ids = {k for k in (*OPTIMIZERS, *TASKS, *GRIDS, *LAYERS) if re.search(r"[_/0-9]", k)}
     try:
-        from star.sweep import GRIDS as _grids
+        from star.grids import GRIDS as _grids
     except ImportError:  # pragma: no cover - the package always has it
         return ids
     for g in _grids.values():

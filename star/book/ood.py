@@ -358,7 +358,7 @@ def first_update_sentence(failures: Mapping, opt: str = "STAR") -> str:
 def _learned_grid(results: Mapping, opt: str = "star"):
     """The grid (``star.sweep.Grid``) whose folder holds every θ file of the learned optimizer ``opt`` of the stored
     suite, and the number of those files; ``(None, 0)`` if no grid does."""
-    from star.sweep import GRIDS
+    from star.grids import GRIDS
 
     for rec, _ in results.values():
         srcs = rec.get("learned", {}).get(opt, {}).get("sources", [])

@@ -195,7 +195,7 @@ def second_moments_table(sm: Mapping) -> Table:
 
 def _run_label(folder: str) -> str:
     """A stored meta-training run's folder as words."""
-    from star.sweep import GRIDS
+    from star.grids import GRIDS
 
     name = folder.rstrip("/").rsplit("/", 1)[-1]
     for g in GRIDS.values():
@@ -317,7 +317,7 @@ def load_remedies(root: str | Path | None = None) -> dict:
     """The paper's STAR on the paper's MLP (the stored run of the STAR chapter) and our variants (the ``remedies``
     and ``remedies_long`` grids), as ``{label: {"folder", "curve", "provenance", "log"}}`` for those stored."""
     from star.book.in_distribution import _log
-    from star.sweep import get_grid
+    from star.grids import get_grid
 
     read = _reader(root)
     runs = {"STAR (the paper's), outer lr 0.0001": "results/metatrain/star_fmnist_cpu_paper_sigma"}  # + its length

@@ -184,19 +184,17 @@ def plot_shrinking(cs, deviation):
 
 def train_all(task, optimizers: Mapping, num_steps: int, num_seeds: int, chunk_size: int):
     """Train the task with every optimizer for every seed (the seed sets the initialization, the batches and
-    the meta-parameters) and evaluate on the test set: ``(curves {label: [seeds, steps]}, tests {label: [dict]},
-    wall {label: seconds})``."""
-    import jax
-
-    from star.train import evaluate, train
+    the meta-parameters) and evaluate on the test set (:func:`star.evaluate.train_seeds`): ``(curves {label:
+    [seeds, steps]}, tests {label: [dict]}, wall {label: seconds})``."""
+    from star.evaluate import train_seeds
 
     curves, tests, wall = {}, {}, {}
     for label, (factory, meta) in optimizers.items():
-        runs = [train(task, factory, num_steps, jax.random.key(s), meta_params=meta(s), chunk_size=chunk_size,
-                      progress=False) for s in range(num_seeds)]
+        runs = [r for s in range(num_seeds)
+                for r in train_seeds(task, factory, num_steps, [s], meta_params=meta(s), chunk_size=chunk_size)]
         curves[label] = np.stack([r.losses for r in runs])
-        tests[label] = [evaluate(task, r.params) for r in runs]
-        wall[label] = sum(r.wall_time for r in runs)
+        tests[label] = [r.test for r in runs]
+        wall[label] = sum(r.wall_s for r in runs)
     return curves, tests, wall
 
 
