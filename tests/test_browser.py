@@ -372,7 +372,7 @@ def internal_id_problems(article, page_name: str = "") -> list[str]:
     a package id or id-shaped string (``star.book.labels``), and its inline code no function of the package."""
     text_part = _reader_text(article)
     hits = book_figures.id_hits(text_part.get_text(" ", strip=True))
-    problems = [f"internal ids on the page: {hits[:8]}"] if hits else []
+    problems = [f"internal ids on the page: {hits[:16]}"] if hits else []
     if page_name not in CODE_PAGES:
         names = []
         for code in text_part.find_all("code"):
@@ -541,7 +541,7 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     problems = "\n".join(write("STAR (star_wd0.1) on <code>fmnist8_mlp32</code>, see <code>VERDICT_RULES</code>, "
                                 "tests/test_ood.py::test_x and <code>star.book.claims.record_claim</code>, "
                                 "<code>plot_remedies(ax)</code>.</p><div class='cell_output'><pre>eigenvalues "
-                                "[0.1253 1.4707]; P = [[-0.25, 0.11], [0.11, -0.05]]</pre></div><table><tr><td>loss"
+                                "[0.1253 1.4707]; P = [[-0.25, 0.11], [0.11, -0.05]]; run fmnist_mlp_gpu_n64_s0</pre></div><table><tr><td>loss"
                                 "</td><td>nan</td></tr></table><p>", "bad.png"))
     assert "bad.png: panel 1 (task fmnist8_mlp32) has no y-axis label" in problems
     assert "text at 5 pt (at least 8 pt)" in problems and re.search(r"legend of panel 1 covers \d+ data", problems)
@@ -552,6 +552,7 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     assert "star.book.claims.record_claim" in problems and "plot_remedies(" in problems
     assert "[0.1253 1.4707] (Python repr)" in problems and "[[-0 (Python repr)" in problems
     assert "nan (not-a-number in a table or sentence)" in problems
+    assert "fmnist_mlp_gpu_n64_s0 (run folder id)" in problems
     assert "ca2aa69" not in problems and "load_grid" not in problems  # a dropdown and a code cell may name them
     assert write("STAR with outer weight decay 0.1, on the small Fashion-MNIST MLP, the "
                  "<code>small_fc_lopt</code> optimizer, a NaN guard, a curvature "

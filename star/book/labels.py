@@ -176,6 +176,7 @@ def layer(name: str) -> str:
 ID_PATTERNS = {
     "grid member or run id": r"\b[a-z][a-z0-9_.-]*_wd\d[\w.-]*",
     "network layer id": r"\bDense_\d+(?:/\w+)?",
+    "run folder id": r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+_s\d+\b",
     "test name": r"\btests?/test_\w+\.py|::test_\w+|\btest_[a-z]\w+\b",
     # environment variables a reader sets (the scale, the opt-in to long cells, where the data are) are not ids
     "constant name": r"\b(?!(?:STAR_SCALE|STAR_RUN_LONG|STAR_DATA_DIR|TFDS_DATA_DIR)\b)[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+\b",
