@@ -541,8 +541,8 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     problems = "\n".join(write("STAR (star_wd0.1) on <code>fmnist8_mlp32</code>, see <code>VERDICT_RULES</code>, "
                                 "tests/test_ood.py::test_x and <code>star.book.claims.record_claim</code>, "
                                 "<code>plot_remedies(ax)</code>.</p><div class='cell_output'><pre>eigenvalues "
-                                "[0.1253 1.4707]; P = [[-0.25, 0.11], [0.11, -0.05]]; run fmnist_mlp_gpu_n64_s0</pre></div><table><tr><td>loss"
-                                "</td><td>nan</td></tr></table><p>", "bad.png"))
+                                "[0.1253 1.4707]; P = [[-0.25, 0.11], [0.11, -0.05]]; run fmnist_mlp_gpu_n64_s0"
+                                "</pre></div><table><tr><td>loss</td><td>nan</td></tr></table><p>", "bad.png"))
     assert "bad.png: panel 1 (task fmnist8_mlp32) has no y-axis label" in problems
     assert "text at 5 pt (at least 8 pt)" in problems and re.search(r"legend of panel 1 covers \d+ data", problems)
     assert "the curve 'one' lies exactly under 'two, under one'" in problems
