@@ -702,14 +702,16 @@ def _source_folder(source: Mapping) -> str:
 
 
 def cumulative_decay(source: Mapping, fetch=None) -> float:
-    """lr · wd · outer steps of the θ a stored source names (its run's ``config.json``; a snapshot counts its
+    """lr · wd · outer steps of the θ a stored source names (its run's configuration; a snapshot counts its
     own step): how much AdamW's decoupled decay alone shrank θ, as ``exp(-that)``. ``inf`` for a θ whose
     output layer was zeroed (the limit of infinite decay)."""
     if "zero_output" in source.get("transforms", ()):
         return math.inf
     if fetch is None:
         from star.book.files import repo_file as fetch
-    cfg = json.loads(Path(fetch(f"{_source_folder(source)}/config.json")).read_text())
+    from star import runs
+
+    cfg = runs.RunFolder(Path(fetch(f"{_source_folder(source)}/{runs.CONFIG}")).parent).config()
     steps = source.get("step", cfg["outer_steps"])
     return float(cfg["lr"]) * float(cfg["weight_decay"]) * int(steps)
 
@@ -717,13 +719,14 @@ def cumulative_decay(source: Mapping, fetch=None) -> float:
 def direction_head(source: Mapping, fetch=None) -> dict:
     """The direction head d of a stored θ: its output bias and the RMS of its output weights (the MLP's last
     layer, column 0), which PES moves away from the initialisation."""
+    from star import runs
     from star.optim.convert import load_meta_params
     from star.runs import load_theta
 
     if fetch is None:
         from star.book.files import repo_file as fetch
     folder = _source_folder(source)
-    cfg, theta = load_meta_params(fetch(f"{folder}/meta_params.msgpack"))
+    cfg, theta = load_meta_params(fetch(f"{folder}/{runs.META_PARAMS}"))
     if "step" in source:
         theta = load_theta(fetch(source["path"]), theta)
     mlp = theta["mlp"]
