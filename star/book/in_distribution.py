@@ -108,7 +108,7 @@ class GridResults:
 
 
 def _reader(root):
-    """``relpath -> Path | None``: files under ``root``, else through :func:`star.book.repo_file` (Colab)."""
+    """``relpath -> Path | None``: files under ``root``, else through :func:`star.book.files.repo_file` (Colab)."""
     if root is not None:
         def read(rel):
             p = Path(root) / rel
