@@ -194,15 +194,16 @@ def _summarize(args) -> int:
 
 def _index(args) -> int:
     from star import runs
+    from star.book import results_index
 
     root = Path(args.root)
     readme = root / "README.md"
     text = readme.read_text() if readme.exists() else ""
-    new = runs.update_index(text, root, Path(args.book))
+    new = results_index.update_index(text, root, Path(args.book))
     if args.check:
         if new != text:
             raise runs.RunError(f"{readme} is out of date: run 'python -m star index' and commit it")
-        print(f"{readme} is up to date ({len(runs.list_runs(root))} stored results)")
+        print(f"{readme} is up to date ({len(results_index.list_runs(root))} stored results)")
         return 0
     runs.atomic_write_bytes(readme, new.encode())
     print(f"wrote {readme}")

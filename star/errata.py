@@ -106,7 +106,7 @@ def errata() -> list[Erratum]:
         "E5", "Lemma 5, (A.5)–(A.7)", "Plain transposes with a complex eigendecomposition: ZᵀVᵀHVZ is not "
         "Hermitian, so (A.7) is not a Rayleigh-quotient bound.",
         "Use conjugate transposes (V*HV, (λ^t)*); the bound (A.7) survives (Cauchy–Schwarz).",
-        f"α=0.5, P=[[0,1],[−1,0]]: λ(A)={lam[0]:.3f}, {lam[1]:.3f}; ‖W−W*‖={herm:.2f}; "
+        f"α=0.5, P with rows (0, 1) and (−1, 0): λ(A)={lam[0]:.3f}, {lam[1]:.3f}; ‖W−W*‖={herm:.2f}; "
         f"(λ³)ᵀWλ³={(x @ W @ x).real:.4f} (= φ0ᵀ(A³)ᵀHA³φ0 = {exact:.4f}) ≤ ‖W‖Σ|λ|⁶={rhs5:.4f}",
         bool(np.any(np.abs(lam.imag) > 1e-6) and herm > 1e-6 and abs(x @ W @ x - exact) < 1e-9
              and lhs5 <= rhs5)))
@@ -142,8 +142,9 @@ def errata() -> list[Erratum]:
     out.append(Erratum(
         "E9", "Lemma 2 proof", "(A.16) is applied to X = αI + H^(−1/2)PH^(1/2), which is not symmetric.",
         "Use the similarity H^(1/2)(H^(−1/2)MH)H^(−1/2) = MH^(1/2) with M symmetric PSD.",
-        f"for non-symmetric X=[[1,4],[0,1]], Y=[[2,1],[1,1]]: λmax(XY)={lxy:.3f} > λmax(X)λmax(Y)={bound:.3f}; "
-        f"the similarity holds (spectra equal: {same})",
+        f"for the non-symmetric X with rows (1, 4), (0, 1) and Y with rows (2, 1), (1, 1): "
+        f"λmax(XY)={lxy:.3f} > λmax(X)λmax(Y)={bound:.3f}; "
+        f"the similarity holds (spectra equal: {'yes' if same else 'no'})",
         bool(lxy > bound and same)))
 
     P10 = np.diag([-0.05, -0.05])

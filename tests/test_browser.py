@@ -358,10 +358,11 @@ CODE_PAGES = {"reference_implementation"}
 
 def _reader_text(article) -> object:
     """A copy of the article without code-cell inputs, Python code shown on purpose (the package's functions included
-    where a chapter explains them), dropdowns (provenance, hidden cells), scripts and styles."""
+    where a chapter explains them), dropdowns (provenance, hidden cells), scripts, styles and formulas (a matrix
+    typeset by MathJax reads like a NumPy array)."""
     article = _soup(str(article))
     for tag in article.select("div.cell_input, details, script, style, noscript, .toggle-hidden, "
-                              "div.highlight-python, div.highlight-ipython3"):
+                              "div.highlight-python, div.highlight-ipython3, mjx-container, .math"):
         tag.decompose()
     return article
 
@@ -371,7 +372,7 @@ def internal_id_problems(article, page_name: str = "") -> list[str]:
     a package id or id-shaped string (``star.book.labels``), and its inline code no function of the package."""
     text_part = _reader_text(article)
     hits = book_figures.id_hits(text_part.get_text(" ", strip=True))
-    problems = [f"internal ids on the page: {hits[:8]}"] if hits else []
+    problems = [f"internal ids on the page: {hits[:16]}"] if hits else []
     if page_name not in CODE_PAGES:
         names = []
         for code in text_part.find_all("code"):
@@ -502,7 +503,8 @@ def test_the_checks_catch_broken_pages(tmp_path, chromium):
 def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     """A chapter page whose figure has an unlabelled axis, a 5 pt legend over the data, a curve hidden under
     another, a legend entry drawn nowhere and an id in its title, and whose prose names a grid member, a task id,
-    a constant, a test and a package function, fails; the same ids in a code cell, a dropdown or a figure made by
+    a constant, a test and a package function, whose output prints a NumPy array and a nested list and whose
+    table shows ``nan``, fails; the same ids in a code cell, a dropdown or a figure made by
     the rules pass."""
     import matplotlib
 
@@ -538,7 +540,9 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
 
     problems = "\n".join(write("STAR (star_wd0.1) on <code>fmnist8_mlp32</code>, see <code>VERDICT_RULES</code>, "
                                 "tests/test_ood.py::test_x and <code>star.book.claims.record_claim</code>, "
-                                "<code>plot_remedies(ax)</code>.", "bad.png"))
+                                "<code>plot_remedies(ax)</code>.</p><div class='cell_output'><pre>eigenvalues "
+                                "[0.1253 1.4707]; P = [[-0.25, 0.11], [0.11, -0.05]]; run fmnist_mlp_gpu_n64_s0"
+                                "</pre></div><table><tr><td>loss</td><td>nan</td></tr></table><p>", "bad.png"))
     assert "bad.png: panel 1 (task fmnist8_mlp32) has no y-axis label" in problems
     assert "text at 5 pt (at least 8 pt)" in problems and re.search(r"legend of panel 1 covers \d+ data", problems)
     assert "the curve 'one' lies exactly under 'two, under one'" in problems
@@ -546,9 +550,13 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     assert "internal ids on the page:" in problems and "'star_wd0.1'" in problems and "'fmnist8_mlp32'" in problems
     assert "VERDICT_RULES (constant name)" in problems and "test_ood.py" in problems
     assert "star.book.claims.record_claim" in problems and "plot_remedies(" in problems
+    assert "[0.1253 1.4707] (Python repr)" in problems and "[[-0 (Python repr)" in problems
+    assert "nan (not-a-number in a table or sentence)" in problems
+    assert "fmnist_mlp_gpu_n64_s0 (run folder id)" in problems
     assert "ca2aa69" not in problems and "load_grid" not in problems  # a dropdown and a code cell may name them
     assert write("STAR with outer weight decay 0.1, on the small Fashion-MNIST MLP, the "
-                 "<code>small_fc_lopt</code> optimizer.", "good.png") == []
+                 "<code>small_fc_lopt</code> optimizer, a NaN guard, a curvature "
+                 "<mjx-container>H = [ 1.11 0.596 0.596 0.486 ]</mjx-container>.", "good.png") == []
     (tmp_path / "plain.png").write_bytes((tmp_path / "good.png").read_bytes()[:8] + b"")  # no facts: not a PNG
     import matplotlib.image as mpimg
     mpimg.imsave(tmp_path / "plain.png", np.random.default_rng(0).random((20, 20)))

@@ -125,10 +125,11 @@ def test_accelerator_tiny(tmp_path):
     for key in PROVENANCE_KEYS:
         assert key in res["provenance"], key
     from star import runs
+    from star.book import results_index
 
     for r in res["runs"]:  # the folders follow the naming scheme of results/README.md
         folder = runs.RunFolder(tmp_path / "runs" / r["folder"])
-        assert runs.run_name_problems(f"metatrain/{r['folder']}", folder.config(), folder.provenance()) == []
+        assert results_index.run_name_problems(f"metatrain/{r['folder']}", folder.config(), folder.provenance()) == []
     log = (tmp_path / "runs" / first["folder"] / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [1, 2]  # two chunks of one step, resumed
 

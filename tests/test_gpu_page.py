@@ -72,7 +72,8 @@ def test_a_stored_measurement_gives_rates_estimates_and_a_plan(tmp_path):
     assert len(rows) == 1 and rows[0]["cpu"]["star_step_ms"] == 20.0
     tables = gpu.accelerator_tables(reports[1:], grid, root)
     html = "".join(t._repr_html_() for t in tables)
-    assert len(tables) == 3 and "NVIDIA H200" in html and "fmnist_mlp_gpu_n256_s0" in html and "3600" in html
+    assert len(tables) == 3 and "NVIDIA H200" in html and "3600" in html
+    assert "fmnist_mlp_gpu" not in html and "<td>0</td><td>256</td>" in html  # the run by its seed, not its folder id
     assert "0.392 → 2.303" in html and "0.500 → 0.450" in html
 
 

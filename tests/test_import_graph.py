@@ -95,7 +95,8 @@ def test_the_sweep_calls_the_library_not_the_command_line():
 
 @pytest.mark.parametrize("where, line, members", [
     ("scale.py", "from star import grids\n", {"star.grids", "star.scale"}),  # a top-level cycle
-    ("runs.py", "def _f():\n    from star.sweep import run_sweep\n", {"star.runs", "star.sweep"}),  # in a function
+    ("runs/__init__.py", "def _f():\n    from star.sweep import run_sweep\n",  # in a function
+     {"star.runs", "star.sweep"}),
 ])
 def test_a_cycle_put_into_a_copy_is_found(tmp_path, where, line, members):
     copy = tmp_path / "star"

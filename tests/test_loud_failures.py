@@ -147,7 +147,7 @@ def test_a_damaged_log_without_a_copy_in_the_checkpoint_refuses_the_resume(finis
         data = path.read_bytes()
         import io
 
-        payload = runs._verified_payload(data)
+        payload = runs.checkpoints._verified_payload(data)
         with np.load(io.BytesIO(payload)) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(bytes(arrays.pop("meta_json")).decode())

@@ -20,6 +20,7 @@ from flax import struct
 
 from star import runs
 from star.__main__ import main as cli_main
+from star.book import results_index
 
 REPO = Path(__file__).resolve().parent.parent
 THETA0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
@@ -130,7 +131,7 @@ def test_list_runs_finds_run_folders_and_measurements(tmp_path):
     runs.atomic_write_json(tmp_path / "m.json", {
         "description": "a measurement", "provenance": {"command": "python experiments/m.py", "scale": "smoke"}})
     runs.atomic_write_json(tmp_path / "plain.json", {"no": "provenance"})
-    found = runs.list_runs(tmp_path)
+    found = results_index.list_runs(tmp_path)
     assert [(r.name, r.kind, r.command, r.scale, r.description) for r in found] == [
         ("m.json", "measurement", "python experiments/m.py", "smoke", "a measurement"),
         ("metatrain/star_x_cpu", "run", "python -m star meta-train", "cpu", "What it shows")]

@@ -13,6 +13,7 @@ Where the second is absent the page says so (:func:`accelerator_reports` returns
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from star.book.files import repo_json
@@ -147,6 +148,7 @@ def accelerator_tables(reports: list[tuple[str, dict]], grid=None, root: str | P
     """Tables of the stored accelerator measurements: timings against the host CPU, and how many outer steps of
     PES on the paper's MLP fit in a few hours at each measured N. ``grid``: a grid to estimate at the measured
     PES rate (the paper-scale in-distribution grid)."""
+    from star.book import labels
     from star.book.longrun import format_hours
     from star.book.tables import table
 
@@ -166,10 +168,10 @@ def accelerator_tables(reports: list[tuple[str, dict]], grid=None, root: str | P
         plan = paper_plan(report)
         if plan:
             hours = list(plan[0]["fits"])
-            out.append(table(["run", "N", "outer steps run", "s per outer step",
+            out.append(table(["meta-training seed", "N", "outer steps run", "s per outer step",
                               *[f"outer steps in {h} h" for h in hours], "PES meta-loss, first → last step",
                               "meta-objective, θ₀ → last θ"],
-                             [[p["folder"], p["num_tasks"], p["steps"], p["step_s"], *p["fits"].values(),
+                             [[_seed_of(p["folder"]), p["num_tasks"], p["steps"], p["step_s"], *p["fits"].values(),
                                _arrow(p["first_meta_loss"], p["last_meta_loss"]),
                                _arrow((p["meta_curve"] or {}).get("first"), (p["meta_curve"] or {}).get("last"))]
                               for p in plan], digits=3,
@@ -179,11 +181,18 @@ def accelerator_tables(reports: list[tuple[str, dict]], grid=None, root: str | P
     if grid is not None:
         est = grid_hours(grid, root)
         if est:
-            out.append(table(["where", f"the paper-scale grid '{grid.name}'"],
+            out.append(table(["where", f"{labels.grid(grid.name)} at paper scale"],
                              [[k, format_hours(v)] for k, v in est.items()],
                              caption=f"{len(grid.members) * len(grid.seeds)} runs × {grid.outer_steps} outer steps, "
                                      f"N = {grid.num_tasks}, at the measured PES rate"))
     return out
+
+
+def _seed_of(folder: str) -> str:
+    """The meta-training seed of a run folder (``..._s0`` → ``"0"``), or ``"–"``: a table names runs by it, not by
+    the folder's id."""
+    m = re.search(r"_s(\d+)$", str(folder).rstrip("/"))
+    return m.group(1) if m else "–"
 
 
 def _arrow(first, last) -> str:

@@ -45,8 +45,8 @@ __all__ = [
 EMA = 0.98  # App. B.2: "In all plots, we apply EMA smoothing with a coefficient of 0.98."
 
 COLORS = {"star_wd0.1": "#de2d26", "hyperparam_wd0.0": "#fd8d3c", "blackbox_wd0.0": "#756bb1",
-          "star_nopre_wd0.1": "#31a354", "star_nonom_wd0.1": "#3182bd", "star_wd0.0": "#fcbba1",
-          "star_wd0.5": "#a50f15", "star_wd1.0": "#3f007d", "adam": "#08519c", "nominal": "0.2"}
+          "star_nopre_wd0.1": "#31a354", "star_nonom_wd0.1": "#3182bd", "star_wd0.0": "#e6ab02",
+          "star_wd0.5": "#1b9e77", "star_wd1.0": "#3f007d", "adam": "#08519c", "nominal": "0.2"}
 
 
 def label(member: Member) -> str:
@@ -451,6 +451,11 @@ def _ls(lab: str) -> str:
     return LINESTYLES.get(lab, "-")
 
 
+def _marks(lab: str, n: int) -> dict:
+    """A member's marker every eighth of a curve of ``n`` points, so that curves lying on each other stay apart."""
+    return dict(marker=MARKERS.get(lab, "o"), markevery=max(1, n // 8), ms=4) if n > 1 else {}
+
+
 def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coefficient: float = EMA):
     """PES meta-loss against the outer step: mean ± one standard error over seeds of the EMA-smoothed curves."""
     for m in members:
@@ -463,7 +468,8 @@ def plot_meta_loss(ax, results: GridResults, members: Sequence[Member], coeffici
         else:
             mean = curves[0]
         n = len(curves)
-        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {n} seed{'s' if n != 1 else ''}")
+        ax.plot(steps, mean, color=color, ls=_ls(m.label), label=f"{label(m)}, {n} seed{'s' if n != 1 else ''}",
+                **_marks(m.label, len(steps)))
     ax.set(xlabel="outer step", ylabel="PES meta-loss (nats, EMA 0.98)", title="PES meta-loss (loss of θ ± ε)")
 
 
@@ -481,12 +487,13 @@ def plot_seeds(ax, results: GridResults, members: Sequence[Member], coefficient:
 
 def plot_meta_objective(ax, results: GridResults, members: Sequence[Member]):
     """Unperturbed meta-objective of the θ snapshots, mean ± s.e. over meta-training seeds; nominal dotted."""
-    for m in members:
+    for j, m in enumerate(members):
         steps, obj = meta_objective(results, m)
         if obj.size == 0:
             continue
         se = obj.std(axis=0, ddof=1) / np.sqrt(len(obj)) if len(obj) > 1 else np.zeros(obj.shape[1])
-        ax.errorbar(steps, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), ls=_ls(m.label),
+        dodge = (j - (len(members) - 1) / 2) * 0.012 * float(np.ptp(steps))  # error bars side by side, not stacked
+        ax.errorbar(np.asarray(steps) + dodge, obj.mean(axis=0), yerr=se, color=COLORS.get(m.label), ls=_ls(m.label),
                     marker=MARKERS.get(m.label, "o"), ms=4, capsize=2, label=label(m))
     nom = nominal_objective(results)
     if nom is not None:
@@ -503,7 +510,7 @@ def plot_inner_training(ax, results: GridResults, members: Sequence[Member], ste
         if c.size:
             block = steps // c.shape[1]
             ax.plot(np.arange(1, c.shape[1] + 1) * block, ema(np.nanmean(c, axis=0), 0.9), color=COLORS.get(m.label),
-                    ls=_ls(m.label), label=label(m))
+                    ls=_ls(m.label), label=label(m), **_marks(m.label, c.shape[1]))
     b = results.baselines
     if b is not None:
         adam = f"Adam, tuned learning rate {b['adam_search']['best_lr']:g}"

@@ -172,15 +172,19 @@ def layer(name: str) -> str:
 
 #: Shapes of ids that must not reach a reader's page (checked by ``tests/test_browser.py``): a grid member
 #: (``star_wd0.1``), a run folder (``..._s0``), a layer (``Dense_0/kernel``), a test node id, a constant
-#: (``VERDICT_RULES``), an exception class, a Python repr, a commit hash.
+#: (``VERDICT_RULES``), an exception class, a Python repr (a dict, a list, a NumPy array), ``nan``, a commit hash.
 ID_PATTERNS = {
     "grid member or run id": r"\b[a-z][a-z0-9_.-]*_wd\d[\w.-]*",
     "network layer id": r"\bDense_\d+(?:/\w+)?",
+    "run folder id": r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+_s\d+\b",
     "test name": r"\btests?/test_\w+\.py|::test_\w+|\btest_[a-z]\w+\b",
     # environment variables a reader sets (the scale, the opt-in to long cells, where the data are) are not ids
     "constant name": r"\b(?!(?:STAR_SCALE|STAR_RUN_LONG|STAR_DATA_DIR|TFDS_DATA_DIR)\b)[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+\b",
     "exception class": r"\b[A-Z][A-Za-z]+(?:Error|Exception)\b",
-    "Python repr": r"\{'|\['|\bnp\.(?:float|int)\d+\(|\barray\(|\bdict_keys\(|<[a-z_.]+ object at 0x",
+    "Python repr": r"\{'|\['|\bnp\.(?:float|int)\d+\(|\barray\(|\bdict_keys\(|<[a-z_.]+ object at 0x"
+                   r"|\[\[\s*-?\d"  # a nested list of numbers
+                   r"|\[\s*-?\d+\.\d*(?:e[+-]?\d+)?(?:\s+-?\d+\.?\d*(?:e[+-]?\d+)?)+\s*\]",  # a NumPy array
+    "not-a-number in a table or sentence": r"\bnan\b",
     "commit hash": r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b",
 }
 

@@ -27,7 +27,7 @@ __all__ = [
     "ood_checks", "ood_verdict", "first_update_failures", "first_update_sentence", "learned_budget",
     "verdict_summary", "verdict_counts", "evidence_text", "optimizer_counts", "meta_run_labels", "meta_run_table",
     "meta_run_verdicts", "meta_run_verdict_table", "meta_run_evidence_text", "meta_run_findings_markdown",
-    "optimizer_findings_markdown", "cost_table",
+    "optimizer_findings_markdown", "cost_table", "suite_budget_markdown", "budget_caveat_markdown",
 ]
 
 #: Colour and line style per optimizer row of the suite (names come from :mod:`star.book.labels`).
@@ -69,7 +69,8 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
     error is over its evaluation seeds; for a learned optimizer with several meta-training runs it is over the
     runs, each averaged over the evaluation seeds first (:func:`_band_rows`). Where a run diverged the mean is
     undefined: line and band stop, and a cross at the top edge marks the step. The y-range ends a little above the
-    initial loss, so an optimizer that makes the model worse leaves the panel at the top."""
+    initial loss, so an optimizer that makes the model worse leaves the panel at the top; a triangle at the top
+    right marks a line that ends above the panel."""
     import matplotlib.pyplot as plt
 
     from star.book import labels
@@ -79,12 +80,12 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
     nrows = max(1, math.ceil(len(tasks) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + (1.5 if ncols == 1 else 0), 2.9 * nrows),
                              squeeze=False)
-    handles, any_diverged = {}, False
+    handles, any_diverged, any_above = {}, False, False
     for ax, name in zip(axes.flat, tasks):
         rec, curves = results[name]
         init = float(np.nanmedian(np.asarray(curves["adam"])[:, 0]))
         top = init * 1.15
-        lows = []
+        lows, above = [], 0
         for opt in optimizer_order(curves):
             c = _band_rows(rec, curves, opt)
             mean, lo, hi = mean_stderr_band(np.minimum(c, 1e6), coefficient=coefficient)
@@ -103,6 +104,11 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
                         label="_diverged")
             if ok.any():
                 lows.append(np.nanmin(mean))
+                if ok[-1] and mean[-1] > top:  # the line ends above the panel: a triangle at the top right
+                    any_above, above = True, above + 1
+                    ax.plot([x[-1] * (1.0 - 0.06 * (above - 1))], [top], marker="^", ms=7, color=h.get_color(),
+                            clip_on=False, ls="none",
+                            label="_above")
         bottom = min(lows) if lows else 0.0
         ax.set_ylim(max(0.0, bottom - 0.05 * (top - bottom)), top)
         ax.set_title(labels.task_short(name), fontsize=9)
@@ -115,6 +121,8 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
 
     if any_diverged:
         handles["diverged (the line stops)"] = Line2D([], [], color="0.3", marker="x", ms=7, mew=2, ls="none")
+    if any_above:
+        handles["ends above the panel"] = Line2D([], [], color="0.3", marker="^", ms=7, ls="none")
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
                fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.0))
     rows_of_legend = math.ceil(len(handles) / min(len(handles), 4))
@@ -348,21 +356,66 @@ def first_update_sentence(failures: Mapping, opt: str = "STAR") -> str:
             f"first value already after the first update.")
 
 
-def learned_budget(results: Mapping, opt: str = "star"):
-    """The :class:`star.book.claims.Budget` of the meta-training behind the learned optimizer ``opt`` of the stored
-    suite: the grid whose folder holds its θ files (``None`` if none does), with the number of θ's as seeds and
-    the evaluation length as a note."""
-    from star.book.claims import Budget
+def _learned_grid(results: Mapping, opt: str = "star"):
+    """The grid (``star.sweep.Grid``) whose folder holds every θ file of the learned optimizer ``opt`` of the stored
+    suite, and the number of those files; ``(None, 0)`` if no grid does."""
     from star.grids import GRIDS
 
     for rec, _ in results.values():
         srcs = rec.get("learned", {}).get(opt, {}).get("sources", [])
         for g in GRIDS.values():
             if srcs and all(str(src.get("path", "")).startswith(g.folder + "/") for src in srcs):
-                steps = np.asarray(next(iter(results.values()))[1]["adam"]).shape[-1]
-                return Budget.from_grid(g, seeds=len(srcs), notes=(
-                    f"each learned optimizer is evaluated for {steps:,} inner steps on each of {len(results)} tasks",))
-    return None
+                return g, len(srcs)
+    return None, 0
+
+
+def _eval_steps(results: Mapping) -> int:
+    return int(np.asarray(next(iter(results.values()))[1]["adam"]).shape[-1])
+
+
+def learned_budget(results: Mapping, opt: str = "star"):
+    """The :class:`star.book.claims.Budget` of the meta-training behind the learned optimizer ``opt`` of the stored
+    suite: the grid whose folder holds its θ files (``None`` if none does), with the number of θ's as seeds and
+    the evaluation length as a note."""
+    from star.book.claims import Budget
+
+    g, n = _learned_grid(results, opt)
+    if g is None:
+        return None
+    steps = _eval_steps(results)
+    return Budget.from_grid(g, seeds=n, notes=(
+        f"each learned optimizer is evaluated for {steps:,} inner steps on each of {len(results)} tasks",))
+
+
+def suite_budget_markdown(stored, paper, scale: str = "cpu") -> str:
+    """The stored suite's budgets (``star.ood_suite.SuiteConfig`` at ``scale``) beside the paper scale's, in one
+    sentence."""
+    def seeds(s):
+        return ", ".join(str(x) for x in s)
+
+    return (f"**Budgets** of the stored `{scale}`-scale suite: {stored.num_steps:,} inner steps per run "
+            f"({paper.num_steps:,} at `paper` scale; the paper's meta-training horizon is 2,000); Adam's learning "
+            f"rate chosen from {len(stored.adam_lrs)} values ({len(paper.adam_lrs)} at `paper` scale) and NAdamW's "
+            f"configuration from {stored.nadamw_samples:,} random samples ({paper.nadamw_samples:,}); tuning on seeds "
+            f"{seeds(stored.tune_seeds)}, evaluation on seeds {seeds(stored.eval_seeds)}.")
+
+
+def budget_caveat_markdown(results: Mapping, opt: str = "star") -> str:
+    """What the suite's result does and does not say: the meta-training budget of its learned optimizers, computed
+    from the grid their θ files come from (empty if none does), against the paper's."""
+    from star.book import labels
+
+    g, n = _learned_grid(results, opt)
+    if g is None:
+        return ""
+    from star.book.claims import task_size
+
+    size = task_size(g.task)
+    return (f"What this does and does not say: each learned optimizer was meta-trained {n} times for "
+            f"{g.outer_steps:,} PES steps on the {labels.task_short(g.task)}"
+            + (f" ({size:,} parameters)" if size else "")
+            + f" from the {getattr(g, 'init', 'reference')} initialization of θ, and evaluated for "
+            f"{_eval_steps(results):,} inner steps; the paper meta-trained on the 28×28 MLP with far more compute.")
 
 
 def verdict_summary(results: Mapping, checks: Sequence) -> str:

@@ -88,8 +88,9 @@ def plot_anatomy(mech: Mapping, layer: str = "Dense_0/kernel"):
             title=f"{labels.layer(layer)}: blackbox step against nominal")
     ax1.set(xlabel="inner step", ylabel="first-layer units dead on the batch (%)", ylim=(-5, 105),
             title="the first ReLU layer dies")
-    fig.legend(*_merged(ax0, ax1), fontsize=8, frameon=False, loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.0))
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    for ax in (ax0, ax1):  # each panel's legend under it: the two panels show different quantities
+        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    fig.tight_layout()
     return fig
 
 
@@ -319,7 +320,7 @@ def load_remedies(root: str | Path | None = None) -> dict:
     from star.grids import get_grid
 
     read = _reader(root)
-    runs = {"STAR (the paper's), outer lr 0.0001, 60 steps": "results/metatrain/star_fmnist_cpu_paper_sigma"}
+    runs = {"STAR (the paper's), outer lr 0.0001": "results/metatrain/star_fmnist_cpu_paper_sigma"}  # + its length
     for name in ("remedies", "remedies_long"):
         g = get_grid(name, "cpu")
         for spec in g.runs():
@@ -331,8 +332,12 @@ def load_remedies(root: str | Path | None = None) -> dict:
         c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
         if c is None or p is None:
             continue
-        out[lab] = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
-                    "log": _log(lg) if lg is not None else None}
+        rec = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
+               "log": _log(lg) if lg is not None else None}
+        if not lab.endswith(" steps"):  # the stored run of the STAR chapter: its length from its own files
+            n = int(rec["log"]["step"][-1]) if rec["log"] is not None else int(rec["curve"]["curve"][-1]["step"])
+            lab = f"{lab}, {n} steps"
+        out[lab] = rec
     return out
 
 
@@ -399,6 +404,27 @@ def remedy_seed_table(results) -> Table:
     return table(["optimizer", "seed", *(f"outer step {t} (nats)" for t in steps or [])], rows, digits=3)
 
 
+def _label_seed_ends(ax, ends):
+    """Label each curve's last point with its seed; seeds of one colour whose ends (nearly) coincide share one
+    label ("seeds 0, 1"), and labels of different colours that would overlap are moved apart vertically."""
+    lo, hi = ax.get_ylim()
+    tol = 0.04 * (hi - lo)
+    groups = []
+    for x, y, seed, c in sorted(ends, key=lambda e: e[1]):
+        if groups and groups[-1]["c"] == c and abs(y - groups[-1]["y"]) < tol:
+            groups[-1]["seeds"].append(seed)
+        else:
+            groups.append({"x": x, "y": y, "c": c, "seeds": [seed]})
+    last_y, shift = None, 0
+    for g in groups:
+        shift = shift + 9 if last_y is not None and abs(g["y"] - last_y) < tol else 0
+        last_y = g["y"]
+        seeds = sorted(g["seeds"])
+        text = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(str(k) for k in seeds)
+        ax.annotate(text, (g["x"], g["y"]), fontsize=8, xytext=(4, shift), textcoords="offset points", color=g["c"],
+                    va="center")
+
+
 def plot_remedy_seeds(results):
     """Every seed's unperturbed meta-objective for each member of the ``remedies_seeds`` grid, with the nominal
     optimizer and ln 10 (no training); each seed is labelled at its last point."""
@@ -407,19 +433,19 @@ def plot_remedy_seeds(results):
     from star.book.in_distribution import nominal_objective
 
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    labelled = set()
+    labelled, ends = set(), []
     seed_marks = ["o", "s", "^", "D", "v"]
     for m, seed, curve in _seed_curves(results):
         c, ls, _ = _style(m.optimizer)
         ax.plot(list(curve), list(curve.values()), marker=seed_marks[seed % 5], ms=4, ls=ls, color=c,
                 label=None if m in labelled else config_label(m.optimizer))
         labelled.add(m)
-        ax.annotate(f"seed {seed}", (list(curve)[-1], list(curve.values())[-1]), fontsize=8, xytext=(4, 0),
-                    textcoords="offset points", color=c, va="center")
+        ends.append((list(curve)[-1], list(curve.values())[-1], seed, c))
     nom = nominal_objective(results)
     if nom is not None:
         ax.axhline(nom, color="0.2", ls="--", lw=1, label="nominal optimizer (the start)")
     ax.axhline(math.log(10), color="0.6", ls="-", lw=1, label="ln 10: no training")
+    _label_seed_ends(ax, ends)
     ax.set(xlabel="outer step", ylabel="mean training loss over a 2,000-step episode (nats)",
            title=f"the paper's MLP, σ = {results.grid.std:g}, outer lr {results.grid.lr:g}: every seed")
     ax.margins(x=0.12)

@@ -9,6 +9,7 @@ the status page shows, and ``tests/test_book_proofs.py`` feeds them evidence tha
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from star import errata as _errata
 from star import nqm as _nqm
 from star import stability as _st
 from star.book.claims import Check
-from star.book.tables import Table, table
+from star.book.tables import Table, column, table
 
 __all__ = [
     "monte_carlo_check", "lemma4_table", "transient_growth_facts", "plot_transient_growth",
@@ -25,8 +26,11 @@ __all__ = [
     "Regions", "stability_regions", "plot_stability_regions", "region_table", "e11_summary",
     "plot_cancellation", "errata_table", "MomentumRegions", "momentum_regions", "plot_momentum_regions",
     "momentum_monte_carlo", "theorem1_checks", "lemma2_checks", "lemma3_checks", "grid_worst_rho",
-    "robust_grid_margin", "verdict_summary",
+    "robust_grid_margin", "verdict_summary", "agreement_sentence", "DIFFERENCE",
 ]
+
+#: The column of the closed-form-against-Monte-Carlo tables that :func:`agreement_sentence` reads.
+DIFFERENCE = "difference in s.e."
 
 
 def _eye(n):
@@ -39,16 +43,44 @@ def _eye(n):
 
 def monte_carlo_check(key, model, alphas: Sequence[float], horizon: int, num_runs: int, *,
                       optimizer: str = "sgd", momentum: float = 0.0) -> Table:
-    """Eq. (8) against a Monte-Carlo simulation of the optimizer (a separate code path), one row per α."""
+    """Eq. (8) against a Monte-Carlo simulation of the optimizer (a separate code path), one row per α, each
+    row with its own random numbers (``key`` folded with the row's index), so that the rows' differences are
+    independent samples of the simulation's error."""
     rows = []
     opt = dict(optimizer=optimizer, momentum=momentum)
-    for alpha in alphas:
-        runs = np.asarray(_nqm.simulate_losses(key, model, alpha, None, horizon, num_runs, **opt)).mean(axis=1)
+    for i, alpha in enumerate(alphas):
+        runs = np.asarray(_nqm.simulate_losses(_fold(key, i), model, alpha, None, horizon, num_runs, **opt))
+        runs = runs.mean(axis=1)
         closed = float(_nqm.expected_loss(model, alpha, None, horizon, **opt))
         se = runs.std(ddof=1) / np.sqrt(num_runs)
         rows.append([alpha, closed, runs.mean(), se, (runs.mean() - closed) / se])
     return table(["α", f"closed form L(θ; {horizon})", f"Monte Carlo ({num_runs} runs)", "1 s.e.",
-                  "difference in s.e."], rows)
+                  DIFFERENCE], rows)
+
+
+def _fold(key, i: int):
+    import jax
+
+    return jax.random.fold_in(key, i)
+
+
+def agreement_sentence(*tables: Table, level: float = 0.01) -> str:
+    """One sentence on the closed form against Monte Carlo in ``tables`` (their :data:`DIFFERENCE` columns,
+    independent rows): the largest difference in standard errors and how likely a difference at least that large
+    is in one of the rows under sampling noise alone (two-sided, normal); below ``level`` it is called a
+    discrepancy, otherwise consistent with sampling noise."""
+    z = np.asarray([float(v) for t in tables for v in column(t, DIFFERENCE)], np.float64)
+    if z.size == 0 or not np.isfinite(z).all():
+        return "The simulation did not give a finite difference for every row: no comparison."
+    worst = float(np.max(np.abs(z)))
+    p_one = math.erfc(worst / math.sqrt(2.0))
+    p_any = 1.0 - (1.0 - p_one) ** z.size
+    diffs = ", ".join(f"{v:+.2f}" for v in z)
+    rows = f"one of {z.size} independent rows" if z.size > 1 else "one row"
+    verdict = ("consistent with sampling noise" if p_any >= level else
+               f"larger than sampling noise explains at the {level:.0%} level: a discrepancy")
+    return (f"The differences are {diffs} standard errors. Under sampling noise alone, a difference of at least "
+            f"{worst:.2f} standard errors in {rows} has probability {p_any:.0%}, so they are {verdict}.")
 
 
 def lemma4_table(model, alphas: Sequence[float], horizon: int) -> Table:
@@ -67,8 +99,8 @@ def lemma4_table(model, alphas: Sequence[float], horizon: int) -> Table:
 def transient_growth_facts(H, alpha: float, P) -> str:
     """ρ(A), ‖A‖₂ and κ(V) of A = I − (αI + P)H: the E2 example's numbers."""
     A = _eye(len(H)) - (alpha * _eye(len(H)) + P) @ H
-    return (f"rho(A) = {_st.spectral_radius(A):.4f}, ||A||_2 = {np.linalg.norm(A, 2):.3f}, "
-            f"kappa(V) = {_st.eigenvector_condition_number(A):.3f}")
+    return (f"ρ(A) = {_st.spectral_radius(A):.4f}, ‖A‖₂ = {np.linalg.norm(A, 2):.3f}, "
+            f"κ(V) = {_st.eigenvector_condition_number(A):.3f}")
 
 
 def plot_transient_growth(model, alpha: float, P, alphas: Sequence[float] = (0.3, 0.8, 1.3),
@@ -145,9 +177,9 @@ class Trials:
             out = f"{self.name}: conditions held on {self.held} of {self.total} random instances; stable on " \
                   f"{self.stable}/{self.held}"
         if self.strict_held:
-            out += f"; strict conditions held on {self.strict_held}, rho < 1 on {self.strict_stable}"
+            out += f"; strict conditions held on {self.strict_held}, ρ(A) < 1 on {self.strict_stable}"
         if self.agree:
-            out += f"; the exact criterion matched rho(A) < 1 on {self.agree}/{self.total}"
+            out += f"; the exact criterion matched ρ(A) < 1 on {self.agree}/{self.total}"
         return out
 
 
@@ -215,8 +247,8 @@ def lemma3_trials(rng: np.random.Generator, num: int, errors_per_instance: int =
 def preconditioning_summary(H) -> str:
     """The largest stable nominal step for P = 0 and the condition number, without and with H^(-1/2)."""
     lam = np.linalg.eigvalsh(H)
-    return (f"largest stable alpha for P = 0: 2/lambda_max = {2 / lam[-1]:.3f} without, 2/sqrt(lambda_max) = "
-            f"{2 / np.sqrt(lam[-1]):.3f} with preconditioning; condition number {lam[-1] / lam[0]:.1f} -> "
+    return (f"largest stable α for P = 0: 2/λmax = {2 / lam[-1]:.3f} without, 2/√λmax = "
+            f"{2 / np.sqrt(lam[-1]):.3f} with preconditioning; condition number {lam[-1] / lam[0]:.1f} → "
             f"{np.sqrt(lam[-1] / lam[0]):.2f}")
 
 
@@ -275,10 +307,10 @@ def plot_stability_regions(regions: Regions):
         ax.set(title=name, xlabel=r"nominal step $\alpha$")
     np.atleast_1d(axes)[0].set_ylabel(r"eigenvalue scale $p$ of the learned $P$")
     handles = [plt.Rectangle((0, 0), 1, 1, color="#cfe3f5"), Line2D([], [], color="k")]
-    labels = ["exact region (rho < 1)", "Theorem 1 (9)-(10)"]
+    labels = ["exact region (ρ < 1)", "Theorem 1 (9)–(10)"]
     for d, c in zip(regions.d_bars, colours):
         handles += [Line2D([], [], color=c, ls="--"), Line2D([], [], color=c, ls=":")]
-        labels += [f"(16)-(17), d = {d:g}", f"exact robust, d = {d:g}"]
+        labels += [f"(16)–(17), d̄ = {d:g}", f"exact robust, d̄ = {d:g}"]
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
@@ -299,9 +331,11 @@ def e11_summary(H) -> str:
     """The E11 counterexample: a non-diagonal P̃ within (16)–(17) and an admissible Δ that destabilizes."""
     c = _errata.E11_COUNTEREXAMPLE
     A = _eye(2) - (c["alpha"] * _eye(2) + np.diag(c["d"]) @ c["P_tilde"]) @ H
-    return (f"E11: P_tilde = {np.round(c['P_tilde'], 3).tolist()} (eigenvalues "
-            f"{np.linalg.eigvalsh(c['P_tilde']).round(3)}), alpha = {c['alpha']}, d_bar = {c['d_bar']}, "
-            f"Delta = diag{tuple(c['d'].tolist())}: rho(A) = {_st.spectral_radius(A):.3f}")
+    (p11, p12), (p21, p22) = np.asarray(c["P_tilde"], np.float64)
+    lam = np.linalg.eigvalsh(c["P_tilde"])
+    return (f"E11: P̃ with rows ({p11:.3f}, {p12:.3f}) and ({p21:.3f}, {p22:.3f}), eigenvalues {lam[0]:.3f} and "
+            f"{lam[1]:.3f}; α = {c['alpha']:g}, d̄ = {c['d_bar']:g}, Δ = diag({c['d'][0]:g}, {c['d'][1]:g}): "
+            f"ρ(A) = {_st.spectral_radius(A):.3f}").replace("-", "−")
 
 
 def plot_cancellation(H, alpha: float, Q, eps=np.linspace(-0.5, 0.5, 201)):
@@ -314,7 +348,7 @@ def plot_cancellation(H, alpha: float, Q, eps=np.linspace(-0.5, 0.5, 201)):
         ax.plot(eps, [_st.spectral_radius(_st.cancellation_dynamics_matrix(H, alpha, Qc, e)) for e in eps],
                 label=label)
     ax.plot(eps, [_st.spectral_radius(_eye(len(H)) - (alpha * _eye(len(H)) + (1 + e) * Q) @ H) for e in eps],
-            label="additive, P = (1+eps) Q")
+            label="additive, P = (1+ε) Q")
     ax.axhline(1, color="k", lw=0.8)
     ax.set(xlabel=r"relative error $\varepsilon$", ylabel=r"$\rho(A)$", title=fr"$\alpha={alpha:g}$, paper's $H$")
     ax.legend(fontsize=8)
@@ -387,7 +421,8 @@ def plot_momentum_regions(m: MomentumRegions):
         ax.plot([_st.momentum_step_interval(b, opt)[1] / lam_max for b in m.betas], m.betas, "w--", lw=2)
         for a, b, converged, _, _ in m.points[opt]:
             ax.plot(a, b, "o" if converged else "x", color="k", ms=4, mfc="none")
-        ax.set(title=opt.replace("_", " "), xlabel=r"nominal step $\alpha$ ($P=0$)")
+        ax.set(title={"heavy_ball": "heavy ball", "nesterov": "Nesterov"}.get(opt, opt),
+               xlabel=r"nominal step $\alpha$ ($P=0$)")
     axes[0].set_ylabel(r"momentum $\beta$")
     fig.colorbar(im, ax=axes, label=r"$\log_{10}\rho(\mathcal{A})$")
     return fig
@@ -396,16 +431,18 @@ def plot_momentum_regions(m: MomentumRegions):
 def momentum_monte_carlo(key, model, alpha: float, momentum: float, horizon: int, num_runs: int) -> Table:
     """Closed form with momentum against Monte Carlo, and the per-step loss at T against the Lyapunov limit."""
     rows = []
-    for opt in ("heavy_ball", "nesterov"):
+    for i, opt in enumerate(("heavy_ball", "nesterov")):
         kw = dict(optimizer=opt, momentum=momentum)
-        runs = np.asarray(_nqm.simulate_losses(key, model, alpha, None, horizon, num_runs, **kw)).mean(axis=1)
+        runs = np.asarray(_nqm.simulate_losses(_fold(key, i), model, alpha, None, horizon, num_runs, **kw))
+        runs = runs.mean(axis=1)
         closed = float(_nqm.expected_loss(model, alpha, None, horizon, **kw))
         limit = float(_nqm.asymptotic_loss(model, alpha, None, **kw))
         last = float(_nqm.expected_losses(model, alpha, None, horizon, **kw)[-1])
         rho = _st.momentum_spectral_radius(np.asarray(model.H), alpha, momentum=momentum, optimizer=opt)
         se = runs.std(ddof=1) / np.sqrt(num_runs)
-        rows.append([opt.replace("_", " "), closed, runs.mean(), se, last, limit, rho])
-    return table(["optimizer", f"L({horizon}) closed form", "Monte Carlo", "1 s.e.", f"loss at t={horizon}",
+        rows.append([{"heavy_ball": "heavy ball", "nesterov": "Nesterov"}[opt], closed, runs.mean(), se,
+                     (runs.mean() - closed) / se, last, limit, rho])
+    return table(["optimizer", f"L({horizon}) closed form", "Monte Carlo", "1 s.e.", DIFFERENCE, f"loss at t={horizon}",
                   "Lyapunov limit", "ρ"], rows, caption=f"α = {alpha:g}, β = {momentum:g}")
 
 

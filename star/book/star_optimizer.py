@@ -210,8 +210,10 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
         mean, lo, hi = plotting.seed_band(plotting.ema(c, ema))
         steps = np.arange(1, mean.size + 1)
         colour, ls = COLOURS.get(label, None), "--" if label.startswith("Hyperparam") else "-"
+        # STAR at its nominal init and Hyperparam lie on each other: markers keep the one underneath visible
+        marks = dict(marker="o", ms=4, markevery=max(1, mean.size // 10)) if label.startswith("STAR, nominal") else {}
         for ax in (ax0, ax1):
-            ax.plot(steps, mean, color=colour, label=label, lw=1.5, ls=ls)
+            ax.plot(steps, mean, color=colour, label=label, lw=1.5, ls=ls, **marks)
             if c.shape[0] > 1:
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
         lows.append(np.nanmin(lo))

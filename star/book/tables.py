@@ -11,7 +11,7 @@ import html
 import math
 from typing import Sequence
 
-__all__ = ["Table", "table", "format_number"]
+__all__ = ["Table", "table", "format_number", "column"]
 
 
 def format_number(x, digits: int = 4) -> str:
@@ -28,6 +28,18 @@ def format_number(x, digits: int = 4) -> str:
     return str(x)
 
 
+def column(t: "Table", name: str) -> list:
+    """The unformatted entries of ``t``'s column ``name``.
+
+    Raises:
+        ValueError: ``t`` has no column ``name``.
+    """
+    if name not in t.columns:
+        raise ValueError(f"name must be one of the table's columns {t.columns}; got {name!r}")
+    j = t.columns.index(name)
+    return [r[j] for r in t.values]
+
+
 class Table:
     """Rows under named columns; ``_repr_html_`` for notebooks, ``__repr__`` as aligned text."""
 
@@ -41,6 +53,7 @@ class Table:
             if len(r) != len(columns):
                 raise ValueError(f"rows[{i}] has {len(r)} entries; the table has {len(columns)} columns")
         self.columns, self.caption = columns, caption
+        self.values = rows  # the unformatted entries, for prose computed from the same numbers
         self.cells = [[format_number(x, digits) for x in r] for r in rows]
 
     def _repr_html_(self) -> str:
