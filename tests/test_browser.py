@@ -277,6 +277,7 @@ def page_problems(html_file: Path, dom: str, expected: int = 0) -> list[str]:
     problems += machine_path_problems(article)
     problems += figure_rule_problems(html_file, article)
     problems += internal_id_problems(article, html_file.stem)
+    problems += string_repr_problems(article)
     problems += math_problems(html_file, dom)
     problems += link_problems(html_file, soup)
     return problems
@@ -384,6 +385,13 @@ def internal_id_problems(article, page_name: str = "") -> list[str]:
         if names:
             problems.append(f"function or variable names in the prose: {sorted(set(names))[:8]}")
     return problems
+
+
+def string_repr_problems(article) -> list[str]:
+    """A cell whose output is a Python string in quotes (a sentence returned as ``str`` instead of shown as text)."""
+    quoted = [pre.get_text().strip() for pre in article.select("div.cell_output pre")]
+    quoted = [t for t in quoted if len(t) > 2 and t[0] in "'\"" and t[-1] == t[0]]
+    return [f"a cell shows a Python string in quotes: {t[:60]!r}" for t in quoted[:3]]
 
 
 def math_problems(html_file: Path, dom: str) -> list[str]:
@@ -503,8 +511,8 @@ def test_the_checks_catch_broken_pages(tmp_path, chromium):
 def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     """A chapter page whose figure has an unlabelled axis, a 5 pt legend over the data, a curve hidden under
     another, a legend entry drawn nowhere and an id in its title, and whose prose names a grid member, a task id,
-    a constant, a test and a package function, whose output prints a NumPy array and a nested list and whose
-    table shows ``nan``, fails; the same ids in a code cell, a dropdown or a figure made by
+    a constant, a test and a package function, whose output prints a NumPy array, a nested list, a run folder and
+    a string in quotes and whose table shows ``nan``, fails; the same ids in a code cell, a dropdown or a figure made by
     the rules pass."""
     import matplotlib
 
@@ -542,7 +550,8 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
                                 "tests/test_ood.py::test_x and <code>star.book.claims.record_claim</code>, "
                                 "<code>plot_remedies(ax)</code>.</p><div class='cell_output'><pre>eigenvalues "
                                 "[0.1253 1.4707]; P = [[-0.25, 0.11], [0.11, -0.05]]; run fmnist_mlp_gpu_n64_s0"
-                                "</pre></div><table><tr><td>loss</td><td>nan</td></tr></table><p>", "bad.png"))
+                                "</pre></div><div class='cell_output'><pre>'Fig. 3: no verdict yet.'</pre></div>"
+                                "<table><tr><td>loss</td><td>nan</td></tr></table><p>", "bad.png"))
     assert "bad.png: panel 1 (task fmnist8_mlp32) has no y-axis label" in problems
     assert "text at 5 pt (at least 8 pt)" in problems and re.search(r"legend of panel 1 covers \d+ data", problems)
     assert "the curve 'one' lies exactly under 'two, under one'" in problems
@@ -553,6 +562,7 @@ def test_the_figure_and_id_rules_catch_a_bad_page(tmp_path):
     assert "[0.1253 1.4707] (Python repr)" in problems and "[[-0 (Python repr)" in problems
     assert "nan (not-a-number in a table or sentence)" in problems
     assert "fmnist_mlp_gpu_n64_s0 (run folder id)" in problems
+    assert "a cell shows a Python string in quotes: \"'Fig. 3: no verdict yet.'\"" in problems
     assert "ca2aa69" not in problems and "load_grid" not in problems  # a dropdown and a code cell may name them
     assert write("STAR with outer weight decay 0.1, on the small Fashion-MNIST MLP, the "
                  "<code>small_fc_lopt</code> optimizer, a NaN guard, a curvature "

@@ -109,7 +109,7 @@ class GridResults:
 
 
 def _reader(root):
-    """``relpath -> Path | None``: files under ``root``, else through :func:`star.book.repo_file` (Colab)."""
+    """``relpath -> Path | None``: files under ``root``, else through :func:`star.book.files.repo_file` (Colab)."""
     if root is not None:
         def read(rel):
             p = Path(root) / rel
@@ -717,8 +717,10 @@ def verdict_or_reason(results: GridResults, claim_id: str, *, min_seeds: int = 3
         n = 0 if m is None else min(len(m["meta_loss"]), len(m["final_objective"]))
         stored.append(f"{labels.member(lab)}: {n}")
     paper_name = {"fig3": "Fig. 3"}.get(figure, figure.replace("app", "Fig. App."))
-    return (f"{paper_name} at {results.grid.outer_steps:,} outer steps: no verdict yet — it needs {min_seeds} "
-            f"meta-training seeds of each member, and the stored seeds are: {'; '.join(stored)}.")
+    from star.book.tables import Prose
+
+    return Prose(f"{paper_name} at {results.grid.outer_steps:,} outer steps: no verdict yet — it needs {min_seeds} "
+                 f"meta-training seeds of each member, and the stored seeds are: {'; '.join(stored)}.")
 
 
 # ----------------------------------------------------------------------------------------------------

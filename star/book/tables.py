@@ -11,7 +11,7 @@ import html
 import math
 from typing import Sequence
 
-__all__ = ["Table", "table", "format_number", "column"]
+__all__ = ["Table", "table", "format_number", "column", "Prose"]
 
 
 def format_number(x, digits: int = 4) -> str:
@@ -26,6 +26,14 @@ def format_number(x, digits: int = 4) -> str:
             return str(x)
         return f"{x:.{digits}g}"
     return str(x)
+
+
+class Prose(str):
+    """A sentence a cell returns for the reader: a ``str`` everywhere, shown by a notebook as Markdown (a plain
+    ``str`` would show as its repr, in quotes)."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
 
 
 def column(t: "Table", name: str) -> list:
