@@ -106,7 +106,7 @@ def mechanism(a, t0) -> dict:
                                    "outcome": [B.classify(r, task.num_classes, ref, tail=tail) for r in losses]}
     report["warm_start"] = {}
     for run in WARM_START:
-        path = REPO / run / "theta_final.npz"
+        path = REPO / run / runs.FINAL_THETA
         if path.exists():
             losses = B.train_many(task, preset("star"), jax.tree.map(lambda x: x[None], runs.load_theta(path, theta)),
                                   key, a.steps)

@@ -187,7 +187,8 @@ def _summarize(args) -> int:
 
     run, _ = runs.open_run(args.run, require={"horizon": int, "trunc_length": int})
     summary = summarize_run(args.run)
-    runs.atomic_write_json(Path(args.out) if args.out else run.path / runs.SUMMARY, summary)
+    runs.atomic_write_json(Path(args.out) if args.out else run.path / runs.SUMMARY,
+                           runs.schemas.stamp(runs.Summary, summary))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -270,6 +271,7 @@ def _add_sweep_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from star.optim.star import INITS
+    from star.runs import names as run_files
 
     parser = argparse.ArgumentParser(prog="python -m star", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--steps", type=int, default=None, help="inner steps per episode (default: the run's horizon)")
     mc.add_argument("--every", type=int, default=1, help="use every k-th snapshot (the last is always used)")
     mc.add_argument("--seed", type=int, default=1000, help="PRNG seed of the evaluation episodes")
-    mc.add_argument("--out", default=None, help="JSON report (default: RUN/meta_curve.json)")
+    mc.add_argument("--out", default=None, help=f"JSON report (default: RUN/{run_files.META_CURVE})")
     mc.add_argument("--no-progress", action="store_true")
     mc.set_defaults(func=_meta_curve)
 
@@ -357,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("summarize", help="window means and stationary slope of a run's PES meta-loss")
     sm.add_argument("--run", required=True, help="a meta-train output folder")
-    sm.add_argument("--out", default=None, help="JSON report (default: RUN/summary.json)")
+    sm.add_argument("--out", default=None, help=f"JSON report (default: RUN/{run_files.SUMMARY})")
     sm.set_defaults(func=_summarize)
     ix = sub.add_parser("index", help="write (or --check) the index of stored results, results/README.md")
     ix.add_argument("--root", default="results", help="the results folder")

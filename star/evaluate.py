@@ -195,6 +195,7 @@ def evaluate_stored_run(run: str | os.PathLike, *, task: str | None = None, step
     if out:
         report["provenance"] = runs.provenance(_command(command), seeds={"eval_seed": seed},
                                                wall_s=time.perf_counter() - t0, data=data_sources(problem))
+        report = runs.schemas.stamp(runs.EvaluateReport, report)
         runs.atomic_write_json(Path(root) / out, report)
     return report
 

@@ -325,7 +325,7 @@ def summarize_run(run_dir: str | os.PathLike) -> dict:
     decline is inner training, not meta-learning; only after every problem has reset once (after
     ``horizon / trunc_length`` outer steps) is the mixture stationary. We therefore report the least-squares
     slope of the meta-loss over the stationary part, with its standard error, besides window means
-    (``python -m star summarize`` writes this as ``summary.json``).
+    (``python -m star summarize`` writes this as :data:`star.runs.SUMMARY`, :class:`star.runs.Summary`).
 
     Raises:
         star.runs.RunError: the folder holds no run, its configuration lacks the horizon or truncation, or its
@@ -459,14 +459,14 @@ def meta_train_named(*, optimizer: str, task: str, config: MetaTrainConfig, out_
     run of a :mod:`star.sweep`).
 
     Builds the problem with :func:`star.inner.build_problem`, runs :func:`meta_train` with :data:`star.runs.CONFIG` =
-    :func:`named_run_config` and, for the STAR family, writes ``meta_params.msgpack`` (the optimizer
+    :func:`named_run_config` and, for the STAR family, writes :data:`star.runs.META_PARAMS` (the optimizer
     configuration with the final θ) into the folder.
 
     Args:
         optimizer, task: names (``star.inner.optimizer_names()``, ``star.inner.task_names()``).
         config: the outer-loop settings.
         out_dir: the run folder, relative to ``root`` unless absolute (as given, it is recorded in
-            ``meta_params.msgpack``).
+            :data:`star.runs.META_PARAMS`).
         horizon: the inner episode length ``T``.
         init: the meta-parameter initialisation of the STAR family (``star.optim.star.INITS``).
         resume: continue the run in ``out_dir`` (see :func:`meta_train`).

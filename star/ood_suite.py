@@ -204,7 +204,8 @@ def _repo_relative(path: Path) -> str:
 def parse_source(text: str) -> tuple:
     """``RUN_DIR[@STEP][+TRANSFORM...]`` -> ``(run dir, step or None, (transform, ...))``.
 
-    ``@STEP``: the run's θ snapshot after ``STEP`` outer steps (``thetas/``) instead of its final θ;
+    ``@STEP``: the run's θ snapshot after ``STEP`` outer steps (:func:`star.runs.theta_snapshot_path`) instead of
+    its final θ;
     ``+TRANSFORM``: one of :data:`TRANSFORMS` applied to that θ.
 
     Raises:
@@ -224,7 +225,7 @@ def parse_source(text: str) -> tuple:
 
 
 def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = ".") -> LearnedOptimizer:
-    """Load ``meta_params.msgpack`` of meta-training run folders (``star.optim.save_meta_params`` format).
+    """Load :data:`star.runs.META_PARAMS` of meta-training run folders (``star.optim.save_meta_params`` format).
 
     Args:
         name: the row label (``star``, ``hyperparam``, ``blackbox``, ...).

@@ -16,7 +16,9 @@ from star.runs import schemas
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
 PACKAGE = REPO / "star"
-NAMES = ("log.jsonl", "provenance.json", "config.json")
+# the names of the run folder's files (not the folder names "thetas", "checkpoints", nor NOTE.md, which prose names)
+NAMES = sorted(v for k, v in vars(runs.names).items() if k.isupper() and isinstance(v, str)
+               and v.endswith((".json", ".jsonl", ".npz", ".msgpack", ".txt")))
 
 
 def literal_file_names(package: Path) -> list[str]:
@@ -28,6 +30,7 @@ def literal_file_names(package: Path) -> list[str]:
 
 
 def test_the_file_names_are_spelled_only_in_star_runs(tmp_path):
+    assert {"log.jsonl", "provenance.json", "config.json", "meta_curve.json", "theta_final.npz"} <= set(NAMES)
     assert literal_file_names(PACKAGE) == []
     copy = tmp_path / "star"  # the check finds a reader that spells a name itself (a broken input)
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -43,6 +46,11 @@ def _stored(pattern: str) -> list[Path]:
 def test_every_stored_output_loads_through_the_readers_unchanged():
     curves, evals, baselines = _stored(runs.META_CURVE), _stored("evaluate_*.json"), _stored(runs.BASELINES)
     assert len(curves) > 20 and len(evals) > 20 and baselines  # the stored results are really read
+    for name in (runs.SUMMARY, runs.EVALUATE_REPORT):  # the files of single runs, read as the book reads them
+        stored = _stored(name)
+        assert stored, name
+        for path in stored:
+            assert runs.StoredRun.read(path.parent).json(name) == json.loads(path.read_text()), path
     for path in curves:
         assert runs.RunFolder(path.parent).meta_curve() == json.loads(path.read_text()), path
     for path in evals:
@@ -88,6 +96,20 @@ def test_a_foreign_or_stale_meta_curve_is_refused_naming_the_file(tmp_path, doc,
         runs.RunFolder(tmp_path).meta_curve()
     line = str(err.value)
     assert "\n" not in line and str(path) in line
+
+
+def test_a_stored_runs_other_files_are_checked_by_their_name(tmp_path):
+    """StoredRun.json checks the files that have a schema (here a summary that is another file) and reads the
+    rest as plain JSON."""
+    runs.atomic_write_json(tmp_path / runs.CONFIG, {"seed": 0})
+    (tmp_path / runs.LOG).write_text('{"step": 1, "meta_loss": 1.0}\n')
+    run = runs.StoredRun.read(tmp_path)
+    runs.atomic_write_json(tmp_path / runs.SUMMARY, {"optimizer": "star"})
+    with pytest.raises(runs.RunError, match=r"summary\.json.*is not a summary of version 1 \(no field 'run'\)"):
+        run.json(runs.SUMMARY)
+    runs.atomic_write_json(tmp_path / "other.json", {"anything": 1})
+    assert run.json("other.json") == {"anything": 1}
+    assert runs.schema_of("evaluate_10000.json") is runs.Evaluation and runs.schema_of("evaluate_x.json") is None
 
 
 def test_evaluations_and_baselines_are_checked_too(tmp_path):

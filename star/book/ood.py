@@ -700,7 +700,10 @@ CONTROL_TASKS = ("fmnist_mlp", "fmnist_ae", "fmnist16_mlp256x256", "digits_mlp12
 def _source_folder(source: Mapping) -> str:
     """The run folder of a stored learned source (its ``path`` is a θ file inside it)."""
     path = source["path"]
-    return path.rsplit("/thetas/", 1)[0] if "/thetas/" in path else path.rsplit("/", 1)[0]
+    from star import runs
+
+    snapshots = f"/{runs.THETA_SNAPSHOT_DIR}/"
+    return path.rsplit(snapshots, 1)[0] if snapshots in path else path.rsplit("/", 1)[0]
 
 
 def cumulative_decay(source: Mapping, fetch=None) -> float:

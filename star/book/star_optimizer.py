@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from star import plotting
+from star import runs as run_files  # the chapter's functions name their mappings of runs ``runs``
 from star.book import labels
 from star.book.files import StoredRun
 from star.book.tables import Table, table
@@ -258,10 +259,10 @@ def training_table(curves: Mapping, tests: Mapping) -> Table:
 
 
 def meta_curve_summary(run: StoredRun) -> dict:
-    """From a run's ``meta_curve.json``: the meta-objective at the start and the end, the learned-minus-nominal
+    """From a run's meta-curve (:class:`star.runs.MetaCurve`): the meta-objective at the start and the end, the learned-minus-nominal
     difference on the common episodes (mean, s.e.) and on how many episodes the learned θ was lower."""
     if run.curve is None:
-        raise ValueError(f"run {run.name!r} has no meta_curve.json; make it with python -m star meta-curve")
+        raise ValueError(f"run {run.name!r} has no {run_files.META_CURVE}; make it with python -m star meta-curve")
     first, last = run.curve["curve"][0], run.curve["curve"][-1]
     nominal = np.asarray(run.curve["baselines"]["nominal"]["per_seed"], np.float64)
     paired = np.asarray(last["per_seed"], np.float64) - nominal
@@ -357,10 +358,10 @@ def signal_table(sig: Mapping) -> Table:
 
 
 def evaluation_table(runs: Mapping[str, StoredRun]) -> Table:
-    """``evaluate.json`` of each run: θ at the start and after meta-training, one 2000-step episode each."""
+    """The evaluation report of each run (:class:`star.runs.EvaluateReport`): θ at the start and after meta-training, one 2000-step episode each."""
     rows = []
     for label, run in runs.items():
-        ev = run.json("evaluate.json")
+        ev = run.json(run_files.EVALUATE_REPORT)
         for which in ("initial", "learned"):
             r = ev[which]
             rows.append([label, f"θ {which}", ev["seed"], r["mean_train_loss"], r["test_loss"], r["test_accuracy"]])

@@ -93,6 +93,7 @@ from star.runs.names import (
     CHECKPOINTS,
     CONFIG,
     DAMAGED_LOG,
+    EVALUATE_REPORT,
     FINAL_THETA,
     LOG,
     META_CURVE,
@@ -105,11 +106,11 @@ from star.runs.names import (
     theta_snapshot_name,
 )
 from star.runs.provenance import command_line, device_info, git_commit, provenance, write_session_provenance
-from star.runs.schemas import Baselines, Evaluation, MetaCurve, read_document
+from star.runs.schemas import Baselines, EvaluateReport, Evaluation, MetaCurve, Summary, read_document, schema_of
 
 __all__ = [
     "CONFIG", "LOG", "CHECKPOINTS", "THETA_SNAPSHOT_DIR", "FINAL_THETA", "PROVENANCE", "NOTE", "DAMAGED_LOG",
-    "META_PARAMS", "META_CURVE", "BASELINES", "SUMMARY", "evaluation_file", "theta_snapshot_name",
+    "META_PARAMS", "META_CURVE", "BASELINES", "SUMMARY", "EVALUATE_REPORT", "evaluation_file", "theta_snapshot_name",
     "RunError", "CheckpointError", "to_json", "atomic_write_bytes", "atomic_write_json", "read_json",
     "save_theta", "load_theta", "utc_now",
     "LogLines", "read_log", "load_log", "log_arrays", "truncate_log",
@@ -118,6 +119,6 @@ __all__ = [
     "config_diff",
     "RunFolder", "StoredRun", "read_baselines", "META_TRAIN_FIELDS", "open_run", "folder_lock", "writing_run",
     "theta_snapshot_path", "list_theta_snapshots",
-    "MetaCurve", "Evaluation", "Baselines", "read_document",
+    "MetaCurve", "Evaluation", "Baselines", "EvaluateReport", "Summary", "read_document", "schema_of",
     "git_commit", "device_info", "command_line", "provenance", "write_session_provenance",
 ]

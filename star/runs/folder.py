@@ -40,7 +40,7 @@ from star.runs.names import (
     evaluation_file,
     theta_snapshot_name,
 )
-from star.runs.schemas import Baselines, Evaluation, MetaCurve, read_document
+from star.runs.schemas import Baselines, Evaluation, MetaCurve, read_document, schema_of
 
 try:  # POSIX advisory locks; elsewhere the lock is a no-op
     import fcntl
@@ -254,8 +254,13 @@ class StoredRun:
         return self.path / filename
 
     def json(self, filename: str):
-        """Another JSON file of the run folder, e.g. ``"evaluate.json"``."""
-        return read_json(self.file(filename), f"file of run {self.cited or self.name}")
+        """Another JSON file of the run folder, e.g. :data:`~star.runs.names.EVALUATE_REPORT`; checked against its
+        schema where it has one (:func:`~star.runs.schemas.schema_of`)."""
+        path = self.file(filename)
+        schema = schema_of(filename)
+        if schema is None:
+            return read_json(path, f"file of run {self.cited or self.name}")
+        return read_document(path, schema)
 
     def theta(self, step: int) -> dict:
         """The θ snapshot stored after ``step`` outer steps, as ``{flattened key: array}``."""

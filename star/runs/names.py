@@ -14,6 +14,7 @@
 ``evaluate_<T>.json``  :func:`evaluation_file`: the learned optimizer trained for ``T`` inner steps per seed
 ``baselines.json``     :data:`BASELINES`: (a grid's folder) tuned Adam and the nominal optimizer
 ``summary.json``       :data:`SUMMARY`: window means and slope of the PES meta-loss
+``evaluate.json``      :data:`EVALUATE_REPORT`: the learned θ against the initial θ on one episode
 =====================  =================================================================================
 """
 
@@ -31,6 +32,7 @@ META_PARAMS = "meta_params.msgpack"  # the STAR family's optimizer configuration
 META_CURVE = "meta_curve.json"  # the unperturbed meta-objective of every θ snapshot (star.evaluate.meta_curve)
 BASELINES = "baselines.json"  # in a grid's folder: tuned Adam and the nominal optimizer (star.sweep)
 SUMMARY = "summary.json"  # window means and slope of the PES meta-loss (python -m star summarize)
+EVALUATE_REPORT = "evaluate.json"  # a stored run's learned θ against its initial θ (python -m star evaluate --out)
 EVALUATION_PREFIX = "evaluate"  # evaluate_<T>.json, see evaluation_file
 
 

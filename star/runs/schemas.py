@@ -7,7 +7,13 @@ Each stored kind is a ``TypedDict`` (the fields its readers rely on, with their 
 * :class:`Evaluation` — ``evaluate_<T>.json`` (:func:`~star.runs.names.evaluation_file`), written by
   :func:`star.sweep.evaluate_run` (a grid's post-processing);
 * :class:`Baselines` — :data:`~star.runs.names.BASELINES` in a grid's folder, written by
-  :func:`star.sweep.write_baselines`.
+  :func:`star.sweep.write_baselines`;
+* :class:`EvaluateReport` — :data:`~star.runs.names.EVALUATE_REPORT`, written by
+  :func:`star.evaluate.evaluate_stored_run` (``python -m star evaluate --out``);
+* :class:`Summary` — :data:`~star.runs.names.SUMMARY`, written by ``python -m star summarize``
+  (:func:`star.metatrain.summarize_run`).
+
+:func:`schema_of` names the schema of a file of a run folder by its name.
 
 A writer stamps its document with ``"version"`` (:func:`stamp`); a reader checks it (:func:`check`): a file
 that is not a JSON object, lacks a field, holds a field of the wrong type, or carries a version this code does
@@ -26,9 +32,10 @@ import typing
 from typing import Any, NotRequired, TypedDict
 
 from star.runs.io import RunError, read_json
+from star.runs.names import BASELINES, EVALUATE_REPORT, EVALUATION_PREFIX, META_CURVE, SUMMARY
 
-__all__ = ["MetaCurvePoint", "MetaCurve", "Evaluation", "Baselines", "SCHEMAS", "VERSION_FIELD", "stamp", "check",
-           "read_document"]
+__all__ = ["MetaCurvePoint", "MetaCurve", "Evaluation", "Baselines", "EvaluateSide", "EvaluateReport", "Summary",
+           "SCHEMAS", "VERSION_FIELD", "stamp", "check", "read_document", "schema_of"]
 
 VERSION_FIELD = "version"
 
@@ -90,12 +97,71 @@ class Baselines(TypedDict):
     description: NotRequired[str]
 
 
+class EvaluateSide(TypedDict):
+    """One side (initial or learned θ) of an :class:`EvaluateReport` on a task other than the NQM."""
+
+    final_train_loss_mean_last_50: float | None
+    mean_train_loss: float | None
+    test_loss: float | None
+    test_accuracy: float | None
+    wall_s: NotRequired[float]
+
+
+class EvaluateReport(TypedDict):
+    """``evaluate.json``: one training run with a stored run's final θ and one with its initial θ."""
+
+    version: NotRequired[int]
+    run: str
+    task: str
+    optimizer: str
+    steps: int
+    seed: int
+    initial: NotRequired[EvaluateSide]  # tasks other than the NQM
+    learned: NotRequired[EvaluateSide]
+    expected_loss_initial: NotRequired[float]  # the NQM: Eq. (8) at the initial and the learned θ
+    expected_loss: NotRequired[float]
+    simulated_loss: NotRequired[float]
+    provenance: NotRequired[dict]
+
+
+class Summary(TypedDict):
+    """``summary.json``: window means and the stationary slope of a run's PES meta-loss."""
+
+    version: NotRequired[int]
+    run: str
+    steps_logged: int
+    stationary_after_step: int
+    meta_loss_first_10_mean: float | None
+    meta_loss_last_10_mean: float | None
+    stationary_slope_per_step: NotRequired[float | None]
+    stationary_slope_se: NotRequired[float | None]
+    stationary_slope_z: NotRequired[float | None]
+    stationary_meta_loss_mean: NotRequired[float | None]
+    stationary_steps: NotRequired[int]
+    nan_count_total: NotRequired[int]
+    inner_steps_per_s_median: NotRequired[float | None]
+
+
 #: ``{schema: (what it is called in messages, current version)}``.
 SCHEMAS: dict[type, tuple[str, int]] = {
     MetaCurve: ("meta-curve", 1),
     Evaluation: ("evaluation", 1),
     Baselines: ("baselines", 1),
+    EvaluateReport: ("evaluation report", 1),
+    Summary: ("summary", 1),
 }
+
+_BY_NAME = {META_CURVE: MetaCurve, BASELINES: Baselines, EVALUATE_REPORT: EvaluateReport, SUMMARY: Summary}
+
+
+def schema_of(filename: str) -> type | None:
+    """The schema of a run folder's file by its name (``evaluate_<T>.json``: :class:`Evaluation`), else ``None``."""
+    if filename in _BY_NAME:
+        return _BY_NAME[filename]
+    stem, _, steps = filename.removesuffix(".json").partition("_")
+    if filename.endswith(".json") and stem == EVALUATION_PREFIX and steps.isdigit():
+        return Evaluation
+    return None
 
 
 def stamp(schema: type, doc: dict) -> dict:
