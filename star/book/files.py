@@ -37,8 +37,8 @@ def _check_relpath(relpath: str) -> PurePosixPath:
     return p
 
 
-def repo_file(relpath: str, *, start: "str | os.PathLike | None" = None,
-              cache_dir: "str | os.PathLike | None" = None, download: bool = True) -> Path:
+def repo_file(relpath: str, *, start: str | os.PathLike | None = None,
+              cache_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Local path of the repository file ``relpath``; fetched from GitHub when there is no checkout.
 
     Args:
@@ -95,7 +95,7 @@ class StoredRun:
     log: dict
     config: dict
     provenance: dict
-    curve: "dict | None"
+    curve: dict | None
 
     @property
     def folder(self) -> str:

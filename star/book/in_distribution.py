@@ -30,8 +30,8 @@ import numpy as np
 
 from star.book.claims import Check
 from star.book.stats import mean_ci, paired_ci
-from star.plotting import ema, mean_stderr_band
 from star.grids import FIGURES, Grid, Member
+from star.plotting import ema, mean_stderr_band
 
 __all__ = [
     "RunResult", "GridResults", "load_grid", "label", "COLORS", "plot_meta_loss", "plot_seeds",

@@ -466,8 +466,8 @@ def optimizer_counts(summary: Mapping) -> dict:
 
 
 def _per_meta_run(results: Mapping) -> list:
-    """:func:`star.book.ood_results.summarize` of ``results`` for each meta-training run ``k`` (``meta_run=k``), as many as
-    the learned optimizer with the most runs has."""
+    """:func:`star.book.ood_results.summarize` of ``results`` for each meta-training run ``k``
+    (``meta_run=k``), as many as the learned optimizer with the most runs has."""
     return [summarize(results, meta_run=k) for k in range(max(num_meta_runs(results).values(), default=0))]
 
 
@@ -547,9 +547,10 @@ def cost_table(results: Mapping):
     """Wall time of the stored suite by part, summed over the tasks, with the commit(s) and devices that
     ran it: the baselines' tuning and evaluation (as recorded by the run that tuned them, which may be
     older than the record) and the learned optimizers' evaluation (the record's own run); the last row is
-    the elapsed time of the latter (:func:`star.book.ood_results.elapsed_minutes`). A :class:`star.book.tables.Table`."""
-    from star.book.tables import table
+    the elapsed time of the latter (:func:`star.book.ood_results.elapsed_minutes`). A
+    :class:`star.book.tables.Table`."""
     from star.book.ood_results import elapsed_minutes
+    from star.book.tables import table
 
     def describe(provs):
         provs = sorted(provs, key=lambda p: str(p.get("finished_utc", "")))
@@ -814,9 +815,9 @@ def controls_findings_markdown(rows: Sequence[Mapping]) -> str:
 
 def suite_budget_table(records: Mapping, paper=None):
     """The budget of each stored suite (``{label: a record of it}``, its ``suite_config``) against the paper
-    scale's (:func:`star.ood_suite.suite_config` ``"paper"``, from the paper's description and the reference's 10 000-step
-    NAdamW curves): inner steps per run, Adam learning rates, NAdamW samples, tuning and evaluation seeds,
-    each with its fraction of the paper scale's."""
+    scale's (:func:`star.ood_suite.suite_config` ``"paper"``, from the paper's description and the reference's
+    10 000-step NAdamW curves): inner steps per run, Adam learning rates, NAdamW samples, tuning and evaluation
+    seeds, each with its fraction of the paper scale's."""
     from star.book.tables import table
     from star.ood_suite import suite_config
 
