@@ -613,7 +613,7 @@ def optimizer_findings_markdown(summary: Mapping) -> str:
                          f"{finals[low]:.3g} ({_task_words(low)}).")
             continue
         lines.append(f"* **{_style(opt)[0]}** — {stable}; final loss below tuned Adam's on {c['below_adam']} "
-                     f"and within 1.25x of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
+                     f"and within 1.25× of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
                      f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} "
                      f"({_task_words(low)}).")
     return "\n".join(lines)
@@ -650,7 +650,7 @@ def meta_run_findings_markdown(results: Mapping) -> str:
         labels = meta_run_labels(results, "star")
         per = [f"{labels[k]}: {', '.join(_task_words(t) for t in gains(per_run[k])) or 'none'}"
                for k in range(min(runs["star"], runs["hyperparam"]))]
-        lines.append(f"* Tasks where STAR's final loss is at most 0.8x Hyperparam's — {'; '.join(per)}; pooled: "
+        lines.append(f"* Tasks where STAR's final loss is at most 0.8× Hyperparam's — {'; '.join(per)}; pooled: "
                      f"{', '.join(_task_words(t) for t in gains(pooled)) or 'none'}.")
     return "\n".join(lines)
 
