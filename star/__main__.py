@@ -1,5 +1,5 @@
 """Command line: ``python -m star meta-train …``, ``meta-curve …``, ``evaluate …``, ``sweep …`` (a figure's grid of
-runs, see :mod:`star.sweep`) and ``ood …`` (the out-of-distribution suite, see :mod:`star.ood`).
+runs, see :mod:`star.sweep`) and ``ood …`` (the out-of-distribution suite, see :mod:`star.ood_suite`).
 
 Examples::
 
@@ -18,11 +18,11 @@ Examples::
     python -m star meta-train --optimizer linear --task nqm --horizon 50 --trunc 50 --num-tasks 64 \\
         --outer-steps 300 --lr 1e-2 --out results/metatrain/nqm
 
-An output folder holds ``config.json`` (every setting), ``log.jsonl`` (one JSON object per outer step:
-meta-loss, gradient norm, NaN count, inner steps/s, …), ``checkpoints/`` (complete state, atomic),
-``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and
-``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
-``provenance.json`` (command, git commit, scale, seeds, wall time, device). A folder that already holds a
+An output folder (a run folder, :mod:`star.runs`, which names its files) holds the configuration (every
+setting), the log (one JSON object per outer step: meta-loss, gradient norm, NaN count, inner steps/s, …),
+checkpoints (complete state, atomic), θ snapshots (step 0 and every checkpoint, for ``meta-curve``), the final θ
+(and the optimizer configuration with it for the STAR family) and the provenance (command, git commit, scale,
+seeds, wall time, device). A folder that already holds a
 run is never overwritten: continue it with ``--resume`` (same configuration) or choose another folder.
 """
 
@@ -108,7 +108,7 @@ def _ood(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from star import _checks, ood, runs
+    from star import _checks, ood_suite, runs
     from star.data import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS, get_task
@@ -120,9 +120,9 @@ def _ood(args) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"--tasks must be 'all' or registered task names; unknown: {unknown}")
-    if args.learned_set not in ood.LEARNED_SETS:
-        raise ValueError(f"--learned-set must be one of {sorted(ood.LEARNED_SETS)}; got {args.learned_set!r}")
-    sources = dict(ood.LEARNED_SETS[args.learned_set])
+    if args.learned_set not in ood_suite.LEARNED_SETS:
+        raise ValueError(f"--learned-set must be one of {sorted(ood_suite.LEARNED_SETS)}; got {args.learned_set!r}")
+    sources = dict(ood_suite.LEARNED_SETS[args.learned_set])
     for item in args.learned or []:
         name, sep, paths = item.partition("=")
         if not sep or not name or not paths:
@@ -138,28 +138,28 @@ def _ood(args) -> int:
                 get_task(name)
             except DataUnavailableError as err:
                 raise DataUnavailableError(f"task {name}: {err}") from None
-    learned = [ood.load_learned(n, list(v), root=args.metatrain_root) for n, v in sources.items()]
+    learned = [ood_suite.load_learned(n, list(v), root=args.metatrain_root) for n, v in sources.items()]
     if args.released:
         from star.optim import released
 
         names = released.DEFAULT_RELEASED if args.released in ([], ["default"]) else args.released
         for rname in names:
             try:
-                learned.append(ood.released_learned(rname))
+                learned.append(ood_suite.released_learned(rname))
             except released.ReleasedUnavailableError as err:
                 print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
-    cfg = ood.suite_config()
+    cfg = ood_suite.suite_config()
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, num_steps=_checks.integer("--steps", args.steps, minimum=10))
     if args.no_nadamw:
         cfg = dataclasses.replace(cfg, nadamw_samples=0)
     near = {}
     if args.adam_near is not None:  # Adam's grid per task: the half-decades next to the choice stored there
-        stored = ood.load_results(args.adam_near, tasks)
+        stored = ood_suite.load_results(args.adam_near, tasks)
         lacking = [t for t in tasks if t not in stored]
         if lacking:
             raise ValueError(f"--adam-near {args.adam_near!r} holds no stored record of {lacking}")
-        near = {t: ood.adam_range_near(rec["adam"]["best_learning_rate"]) for t, (rec, _) in stored.items()}
+        near = {t: ood_suite.adam_range_near(rec["adam"]["best_learning_rate"]) for t, (rec, _) in stored.items()}
     out = Path(args.out or f"results/ood/{get_scale().value}")
     prov = {"command": runs.command_line(args.argv), "git_commit": runs.git_commit(),
             "device": runs.device_info()}
@@ -167,8 +167,8 @@ def _ood(args) -> int:
     for name in tqdm(tasks, desc="OOD suite", unit="task", disable=args.no_progress):
         try:
             task_cfg = dataclasses.replace(cfg, adam_lr_range=near[name]) if name in near else cfg
-            rec = ood.run_task(name, task_cfg, learned, out, provenance=prov, progress=not args.no_progress,
-                               force=args.force, baselines_from=args.baselines_from)
+            rec = ood_suite.run_task(name, task_cfg, learned, out, provenance=prov, progress=not args.no_progress,
+                                     force=args.force, baselines_from=args.baselines_from)
         except DataUnavailableError as err:
             skipped[name] = str(err)
             print(f"note: task {name} skipped: {err}", file=sys.stderr)
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "--learned-set); @STEP takes the θ snapshot after STEP outer steps, +zero_output zeroes its "
                          "output layer; repeat for several; a name of the set replaces its row")
     oo.add_argument("--learned-set", default="default", metavar="SET",
-                    help="the learned rows to start from (star.ood.LEARNED_SETS): default (star, star_wd0.5, "
+                    help="the learned rows to start from (star.ood_suite.LEARNED_SETS): default (star, star_wd0.5, "
                          "hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "
                          "results/metatrain/fmnist8_grid), controls (the OOD chapter's controls), long (seed 0 of "
                          "each member of results/metatrain/fmnist8_grid_long)")

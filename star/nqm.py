@@ -46,7 +46,7 @@ All functions follow JAX's default dtype (float32). Beyond the stability edge th
 ``inf``/``nan`` (e.g. Fig. 2a at T=1000, α=1.43 is ~1e171). For float64 without touching the global
 configuration, run the call inside ``with star.nqm.float64():`` (a local ``jax.enable_x64(True)``): the
 ``NQM`` stores float64 numpy arrays, which then stay float64. The Fig. 2a grid
-(:func:`star.nqm_experiments.meta_gradient_variance_grid`) does this by default.
+(:func:`star.nqm_meta.meta_gradient_variance_grid`) does this by default.
 
 API (all differentiable in ``alpha`` and ``P``; ``T`` and ``optimizer`` are static)
 -------------------------------------------------------------------------------------
@@ -60,9 +60,9 @@ API (all differentiable in ``alpha`` and ``P``; ``T`` and ``optimizer`` are stat
 * meta-gradients: :func:`meta_gradients`, :func:`gradient_variance_trace` (A.32–A.33)
 
 :func:`expected_loss` is *the* closed form of Eq. (8): the NQM problems of :mod:`star.inner` and the
-experiments of :mod:`star.nqm_experiments` (Fig. 2) call it rather than carry their own. The experiments
+experiments of :mod:`star.nqm_meta` (Fig. 2) call it rather than carry their own. The experiments
 themselves (the Fig. 2a grid of meta-gradient variances, the ES meta-training of Figs. 2b–c) live in
-:mod:`star.nqm_experiments`.
+:mod:`star.nqm_meta`.
 """
 
 from __future__ import annotations

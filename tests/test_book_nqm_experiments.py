@@ -5,9 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from star import nqm
-from star import nqm_experiments as E
-from star.book import nqm_experiments as F
+from star import nqm, nqm_meta
+from star.book import nqm_experiments
 from star.book.claims import claim_status
 
 EDGE = 2.0 / np.linalg.eigvalsh(nqm.PAPER_H)[-1]
@@ -45,43 +44,43 @@ def test_fig2a_verdict_follows_the_variance():
     """Growth past the edge by orders of magnitude, steeper for longer T: every check supported. Flat in T: the
     'steeper' checks are not; no growth at all: the first is contradicted."""
     status = lambda checks: claim_status([(checks, ())])  # noqa: E731
-    checks = F.fig2a_checks(HORIZONS_LONG, _grads(2.0, None))
+    checks = nqm_experiments.fig2a_checks(HORIZONS_LONG, _grads(2.0, None))
     assert [c.status for c in checks] == ["supported"] * 3 and status(checks) == "reproduced"
-    flat = F.fig2a_checks(HORIZONS_LONG, _grads(0.0, None))
+    flat = nqm_experiments.fig2a_checks(HORIZONS_LONG, _grads(0.0, None))
     assert [c.status for c in flat] == ["supported", "inconclusive", "inconclusive"] and status(flat) == "partly"
-    shrinking = F.fig2a_checks(HORIZONS_LONG, _grads(-1.0, -1.0))
+    shrinking = nqm_experiments.fig2a_checks(HORIZONS_LONG, _grads(-1.0, -1.0))
     assert shrinking[1].status == shrinking[2].status == "contradicted"
     none = _grads(0.0, None)
     none[:, 1] = none[:, 0]  # the same variance past the edge as mid-range
-    checks = F.fig2a_checks(HORIZONS_LONG, none)
+    checks = nqm_experiments.fig2a_checks(HORIZONS_LONG, none)
     assert checks[0].status == "contradicted" and status(checks) == "contradicted"
     with pytest.raises(ValueError, match="grads must have shape"):
-        F.fig2a_checks(HORIZONS_LONG, none[:2])
+        nqm_experiments.fig2a_checks(HORIZONS_LONG, none[:2])
 
 
 def test_fig2a_seed_gradients_match_the_grid():
     import jax
 
-    from star import nqm_experiments as E
+    from star import nqm_meta
     model, alphas = nqm.paper_nqm(), ALPHAS
-    var = E.meta_gradient_variance_grid(jax.random.key(0), model, alphas, (10, 50), 30)
-    used, g = F.fig2a_seed_gradients(jax.random.key(0), model, alphas, (1, 10, 50), EDGE, 30)
-    i_mid, _, i_out = F.edge_columns(alphas, EDGE)
+    var = nqm_meta.meta_gradient_variance_grid(jax.random.key(0), model, alphas, (10, 50), 30)
+    used, g = nqm_experiments.fig2a_seed_gradients(jax.random.key(0), model, alphas, (1, 10, 50), EDGE, 30)
+    i_mid, _, i_out = nqm_experiments.edge_columns(alphas, EDGE)
     assert used == [10, 50] and g.shape == (2, 2, 30, 5)
-    np.testing.assert_allclose(10 ** F._log10_traces(g), var[:, [i_mid, i_out]], rtol=1e-9)
+    np.testing.assert_allclose(10 ** nqm_experiments._log10_traces(g), var[:, [i_mid, i_out]], rtol=1e-9)
 
 
 def test_edge_columns_needs_points_on_both_sides():
-    i_mid, i_in, i_out = F.edge_columns(ALPHAS, EDGE)
+    i_mid, i_in, i_out = nqm_experiments.edge_columns(ALPHAS, EDGE)
     assert ALPHAS[i_in] < EDGE < ALPHAS[i_out] and i_in + 1 == i_out
     with pytest.raises(ValueError, match="both sides of the edge"):
-        F.edge_columns(ALPHAS[ALPHAS < EDGE], EDGE)
+        nqm_experiments.edge_columns(ALPHAS[ALPHAS < EDGE], EDGE)
 
 
 def test_fig2a_has_a_stable_range_panel_on_its_own_scale():
     import matplotlib.pyplot as plt
     var = _grid()
-    fig = F.plot_fig2a(ALPHAS, HORIZONS, var, EDGE)
+    fig = nqm_experiments.plot_fig2a(ALPHAS, HORIZONS, var, EDGE)
     stable, full = fig.axes[:2]
     assert all(np.max(l.get_xdata()) < EDGE for l in stable.get_lines() if len(l.get_xdata()) > 2)
     assert stable.get_ylim()[1] < var.max() / 1e3  # the explosion does not set the stable panel's scale
@@ -92,8 +91,8 @@ def test_fig2a_has_a_stable_range_panel_on_its_own_scale():
 def _fake_run(eig_alone, eig_nom, eig_wd, rho_alone_up=False, seed_noise=False):
     """An ES run of the three SGD variants, three outer steps, with the given eigenvalue paths: two identical seeds,
     or with ``seed_noise`` four seeds whose paths are 1, 1.2, 1.4, 1.6 times the given ones."""
-    variants = (E.ESVariant("learned P alone", 0.0), E.ESVariant("nominal + P", 0.3),
-                E.ESVariant("nominal + P + wd", 0.3, weight_decay=0.5))
+    variants = (nqm_meta.ESVariant("learned P alone", 0.0), nqm_meta.ESVariant("nominal + P", 0.3),
+                nqm_meta.ESVariant("nominal + P + wd", 0.3, weight_decay=0.5))
     seeds = 4 if seed_noise else 2
     eig = np.stack([np.broadcast_to(np.asarray(e, float), (seeds, 3, 2)).copy()
                     for e in (eig_alone, eig_nom, eig_wd)])
@@ -116,21 +115,21 @@ def test_fig2bc_verdict_follows_where_the_eigenvalues_go():
     inside, above = [[0.0, 0.2]] * 3, [[0.0, 0.2], [0.0, 1.2], [0.0, 1.8]]
     below = [[0.0, 0.2], [-0.05, 0.5], [-0.1, 0.9]]
     # the paper's picture: P alone goes below the band (unstable) on every seed, weight decay keeps P inside
-    found = F.es_summary(_fake_run(below, above, inside, seed_noise=True), H)
-    checks = F.fig2bc_checks(found, "learned P alone", "nominal + P + wd")
+    found = nqm_experiments.es_summary(_fake_run(below, above, inside, seed_noise=True), H)
+    checks = nqm_experiments.fig2bc_checks(found, "learned P alone", "nominal + P + wd")
     assert [c.status for c in checks] == ["supported"] * 3 and status(checks) == "reproduced"
     # P alone never leaves the band: the first two checks are undecided (zero effect), not supported
-    calm = F.es_summary(_fake_run(inside, inside, inside, seed_noise=True), H)
-    assert [c.status for c in F.fig2bc_checks(calm, "learned P alone", "nominal + P + wd")][:2] == \
+    calm = nqm_experiments.es_summary(_fake_run(inside, inside, inside, seed_noise=True), H)
+    assert [c.status for c in nqm_experiments.fig2bc_checks(calm, "learned P alone", "nominal + P + wd")][:2] == \
         ["inconclusive", "inconclusive"]
     # the decayed optimizer leaves the band where P alone does not, and gets worse: contradicted
     run = _fake_run(inside, inside, above, seed_noise=True)
     run.exact_loss[2] = [[1.0, 2.0], [1.0, 2.1], [1.0, 2.3], [1.0, 2.2]]
-    worst = F.fig2bc_checks(F.es_summary(run, H), "learned P alone", "nominal + P + wd")
+    worst = nqm_experiments.fig2bc_checks(nqm_experiments.es_summary(run, H), "learned P alone", "nominal + P + wd")
     assert [c.status for c in worst][1:] == ["contradicted", "contradicted"] and status(worst) == "contradicted"
     # the nominal variant without decay is a finding, not a check
-    assert "leaves Theorem 1's band at the top on 2 of 2 seeds" in F.nominal_only_finding(
-        F.es_summary(_fake_run(below, above, inside), H), "nominal + P")
+    assert "leaves Theorem 1's band at the top on 2 of 2 seeds" in nqm_experiments.nominal_only_finding(
+        nqm_experiments.es_summary(_fake_run(below, above, inside), H), "nominal + P")
 
 
 def test_fig2c_shows_the_excess_over_the_best_p_on_a_log_axis():
@@ -140,7 +139,7 @@ def test_fig2c_shows_the_excess_over_the_best_p_on_a_log_axis():
     run.meta_loss[0, :, :2] = 9.0  # P alone starts far above the others
     names = [v.name for v in run.variants]
     L_star = {n: 0.5 for n in names}
-    fig = F.plot_fig2c(run, L_star, names, ema=0.0)
+    fig = nqm_experiments.plot_fig2c(run, L_star, names, ema=0.0)
     left, right = fig.axes
     assert right.get_yscale() == "log"
     assert np.allclose(right.get_lines()[0].get_ydata(), [1.5, 0.5])  # L - L*, not L

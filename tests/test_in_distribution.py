@@ -26,7 +26,7 @@ def curve(level, seeds=3, noise=0.01):
 
 
 def member(level, final, ratio=1.0):
-    """Evidence of one member for seeds 0, 1, 2 (as star.in_distribution.evidence returns it)."""
+    """Evidence of one member for seeds 0, 1, 2 (as star.book.in_distribution.evidence returns it)."""
     return {"meta_loss": dict(enumerate(curve(level))), "final_objective": dict(enumerate(map(float, final))),
             "beyond_horizon": {s: float(ratio) for s in range(3)}}
 

@@ -29,7 +29,7 @@ CHAPTERS = [p for p in toc_pages(ROOT) if (ROOT / f"{p}.ipynb").is_file()]
 LONG_CALL_RE = re.compile(r"\b(?:run_sweep|meta_train|run_task|post_process|write_baselines)\s*\("
                           r"|[\"']-m[\"'],\s*[\"']star[\"']|python -m star (?:meta-train|sweep|ood)\b")
 STUB = """
-import star.metatrain, star.ood, star.sweep
+import star.metatrain, star.ood_suite, star.sweep
 
 class LongWorkStarted(RuntimeError):
     pass
@@ -38,7 +38,7 @@ def _started(*args, **kwargs):
     raise LongWorkStarted("LONGRUN: long work started without being asked to")
 
 for _module, _name in ((star.sweep, "run_sweep"), (star.sweep, "post_process"), (star.sweep, "write_baselines"),
-                       (star.metatrain, "meta_train"), (star.ood, "run_task")):
+                       (star.metatrain, "meta_train"), (star.ood_suite, "run_task")):
     setattr(_module, _name, _started)
 """
 

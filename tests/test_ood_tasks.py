@@ -186,12 +186,12 @@ def _fake_lm1b(monkeypatch):
 
 
 def test_ood_cli_with_lm1b_offline_stops_before_any_work(without_tfds, monkeypatch, tmp_path, capsys):
-    from star import ood
+    from star import ood_suite
     from star.__main__ import main
 
     work = []
-    monkeypatch.setattr(ood, "load_learned", lambda *a, **k: work.append("load_learned"))
-    monkeypatch.setattr(ood, "run_task", lambda *a, **k: work.append("run_task"))
+    monkeypatch.setattr(ood_suite, "load_learned", lambda *a, **k: work.append("load_learned"))
+    monkeypatch.setattr(ood_suite, "run_task", lambda *a, **k: work.append("run_task"))
     out = tmp_path / "out"
     t0 = time.perf_counter()
     assert main(["ood", "--tasks", "fmnist8_mlp32,lm1b_lstm", "--out", str(out), "--no-progress"]) == 2
@@ -202,7 +202,7 @@ def test_ood_cli_with_lm1b_offline_stops_before_any_work(without_tfds, monkeypat
     # the same command goes on to the work when the data are there (a tiny fake LM1B)
     _fake_lm1b(monkeypatch)
     record = {"wall_s": {"total": 0.0}, "adam": {"best_learning_rate": 1e-3}, "optimizers": {}}
-    monkeypatch.setattr(ood, "run_task", lambda name, *a, **k: work.append(name) or record)
+    monkeypatch.setattr(ood_suite, "run_task", lambda name, *a, **k: work.append(name) or record)
     assert main(["ood", "--tasks", "lm1b_lstm", "--out", str(out), "--no-progress",
                  "--no-learned", "star", "--no-learned", "star_wd0.5", "--no-learned", "hyperparam",
                  "--no-learned", "blackbox"]) == 0

@@ -1,5 +1,5 @@
 """What the chapter "The noisy quadratic model" shows (``book/nqm_experiments.ipynb``): Fig. 2a–c and the
-momentum extension, drawn from the results of :mod:`star.nqm` and :mod:`star.nqm_experiments`, and the
+momentum extension, drawn from the results of :mod:`star.nqm` and :mod:`star.nqm_meta`, and the
 verdict rules of the two NQM claims (``fig2a_checks``, ``fig2bc_checks``; flipped in
 ``tests/test_book_nqm_experiments.py``).
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from star import nqm as _nqm
-from star import nqm_experiments as _E
+from star import nqm_meta
 from star import plotting
 from star import stability as _st
 from star.book.claims import Check
@@ -102,10 +102,10 @@ def fig2a_seed_gradients(key, model, alphas, horizons: Sequence[int], edge: floa
                          min_T: int = 10) -> tuple[list, np.ndarray]:
     """Per-seed meta-gradients at the two step sizes Fig. 2a's verdict compares — mid-range and the first α past
     the edge — for every horizon ``T >= min_T``: ``(horizons used, [T, 2, seeds, 5])`` (float64, on the draws of
-    :func:`star.nqm_experiments.meta_gradient_variance_grid` with the same ``key``)."""
+    :func:`star.nqm_meta.meta_gradient_variance_grid` with the same ``key``)."""
     i_mid, _, i_out = edge_columns(alphas, edge)
     used = tuple(int(T) for T in horizons if T >= min_T)
-    g = _E.meta_gradient_variance_grid(key, model, np.asarray(alphas)[[i_mid, i_out]], used, num_seeds,
+    g = nqm_meta.meta_gradient_variance_grid(key, model, np.asarray(alphas)[[i_mid, i_out]], used, num_seeds,
                                        per_seed=True)  # [T, params, 2, seeds]
     return list(used), np.transpose(np.asarray(g, np.float64), (0, 2, 3, 1))
 
@@ -179,7 +179,7 @@ def best_preconditioners(model, variants, horizon: int) -> tuple[dict, dict]:
         key = (float(v.alpha), float(v.momentum))
         if key not in cache:
             opt = dict(optimizer="heavy_ball", momentum=v.momentum) if v.momentum else {}
-            P = _E.optimal_preconditioner(model, v.alpha, horizon, **opt)
+            P = nqm_meta.optimal_preconditioner(model, v.alpha, horizon, **opt)
             with _nqm.float64():  # Eq. (8) in float64
                 cache[key] = (P, float(_nqm.expected_loss(model, v.alpha, P, horizon, **opt)))
         P_star[v.name], L_star[v.name] = cache[key]
@@ -187,7 +187,7 @@ def best_preconditioners(model, variants, horizon: int) -> tuple[dict, dict]:
 
 
 def _spectral_radius(H, v, p) -> float:
-    P = np.asarray(_E.symmetric_from_vector(p), np.float64)
+    P = np.asarray(nqm_meta.symmetric_from_vector(p), np.float64)
     if v.momentum > 0:
         return _st.momentum_spectral_radius(H, v.alpha, P, momentum=v.momentum)
     return _st.spectral_radius(np.eye(len(H)) - (v.alpha * np.eye(len(H)) + P) @ H)
@@ -200,7 +200,7 @@ def es_summary(run, H) -> dict:
     the start and the end (seed mean)."""
     out = {}
     for i, v in enumerate(run.variants):
-        low, high = _E.theorem1_band(H, v.alpha, v.momentum)
+        low, high = nqm_meta.theorem1_band(H, v.alpha, v.momentum)
         eig = run.eigenvalues[i]  # [seeds, steps + 1, 2], ascending
         seeds = range(eig.shape[0])
         out[v.name] = dict(
@@ -245,7 +245,7 @@ def plot_fig2b(run, H, P_star: Mapping, names: Sequence[str], ema: float = 0.95,
             mean, lo, hi = plotting.mean_stderr_band(run.eigenvalues[i][:, :, k], coefficient=ema)
             ax.plot(steps, mean, style, color=colour, lw=1.8)
             ax.fill_between(steps, lo, hi, color=colour, alpha=0.25)
-        for y in _E.theorem1_band(H, v.alpha, v.momentum):
+        for y in nqm_meta.theorem1_band(H, v.alpha, v.momentum):
             ax.axhline(y, color="crimson", ls="--", lw=1.2)
         if extra_bound is not None:
             ax.axhline(extra_bound - v.alpha, color="crimson", ls="-.", lw=0.8, alpha=0.6)

@@ -2,7 +2,7 @@
 
 * :func:`load_stored` — the stored suite ``results/ood/<scale>/`` (fetched on Colab);
 * :func:`plot_curves_grid` (Figs. App.5–App.6) and :func:`plot_summary` — both take what
-  :func:`load_stored` or :func:`star.ood.load_results` return (``{task: (record, curves)}``);
+  :func:`load_stored` or :func:`star.ood_suite.load_results` return (``{task: (record, curves)}``);
 * :func:`ood_checks` / :data:`VERDICT_RULES` — the rule of the verdict on the claim ``ood_generalization``,
   with :func:`verdict_counts` and :func:`evidence_text` for the numbers behind it;
 * :func:`meta_run_table` / :func:`meta_run_verdict_table` — the same counts and rule for each
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from star.ood import failed_runs, final_loss, meta_run_curves, num_meta_runs, summarize
+from star.book.ood_results import meta_run_curves, num_meta_runs, summarize
+from star.ood_suite import failed_runs, final_loss
 from star.plotting import mean_stderr_band
 
 __all__ = [
@@ -387,7 +388,8 @@ def learned_budget(results: Mapping, opt: str = "star"):
 
 
 def suite_budget_markdown(stored, paper, scale: str = "cpu") -> str:
-    """The stored suite's budgets (``star.ood.SuiteConfig`` at ``scale``) beside the paper scale's, in one sentence."""
+    """The stored suite's budgets (``star.ood_suite.SuiteConfig`` at ``scale``) beside the paper scale's, in one
+    sentence."""
     def seeds(s):
         return ", ".join(str(x) for x in s)
 
@@ -464,7 +466,7 @@ def optimizer_counts(summary: Mapping) -> dict:
 
 
 def _per_meta_run(results: Mapping) -> list:
-    """:func:`star.ood.summarize` of ``results`` for each meta-training run ``k`` (``meta_run=k``), as many as
+    """:func:`star.book.ood_results.summarize` of ``results`` for each meta-training run ``k`` (``meta_run=k``), as many as
     the learned optimizer with the most runs has."""
     return [summarize(results, meta_run=k) for k in range(max(num_meta_runs(results).values(), default=0))]
 
@@ -545,9 +547,9 @@ def cost_table(results: Mapping):
     """Wall time of the stored suite by part, summed over the tasks, with the commit(s) and devices that
     ran it: the baselines' tuning and evaluation (as recorded by the run that tuned them, which may be
     older than the record) and the learned optimizers' evaluation (the record's own run); the last row is
-    the elapsed time of the latter (:func:`star.ood.elapsed_minutes`). A :class:`star.book.tables.Table`."""
+    the elapsed time of the latter (:func:`star.book.ood_results.elapsed_minutes`). A :class:`star.book.tables.Table`."""
     from star.book.tables import table
-    from star.ood import elapsed_minutes
+    from star.book.ood_results import elapsed_minutes
 
     def describe(provs):
         provs = sorted(provs, key=lambda p: str(p.get("finished_utc", "")))
@@ -598,7 +600,7 @@ def _task_words(task: str) -> str:
 
 def optimizer_findings_markdown(summary: Mapping) -> str:
     """A Markdown list, one item per optimizer (in :data:`LABELS` order), of what :func:`optimizer_counts`
-    finds over the tasks of ``summary`` (what :func:`star.ood.summarize` returns): on how many tasks it is
+    finds over the tasks of ``summary`` (what :func:`star.book.ood_results.summarize` returns): on how many tasks it is
     unstable, below tuned Adam's final loss and within 1.25x of it, its median final loss / tuned Adam's,
     and its lowest final loss with the task."""
     counts = optimizer_counts(summary)
@@ -657,7 +659,7 @@ def meta_run_findings_markdown(results: Mapping) -> str:
 
 def load_stored(scale: str = "cpu", tasks: Sequence[str] | None = None, fetch=None) -> tuple:
     """``(results, missing)``: the stored results ``results/ood/<scale>/<task>.{json,npz}`` of ``tasks``
-    (default: the suite), found with ``fetch(relpath) -> Path`` (default :func:`star.book.repo_file`,
+    (default: the suite), found with ``fetch(relpath) -> Path`` (default :func:`star.book.files.repo_file`,
     which downloads them on Colab); ``missing`` lists the tasks not stored yet."""
     from star.tasks import OOD_SUITE
 
@@ -681,7 +683,7 @@ def load_stored(scale: str = "cpu", tasks: Sequence[str] | None = None, fetch=No
 # ----------------------------------------------------------------------------------------------------
 # controls: what of the OOD result is the initialisation, the learned direction head, the outer weight decay
 
-#: The rows of ``star.ood.CONTROLS_LEARNED`` (stored in ``results/ood/cpu_controls``), in the order shown.
+#: The rows of ``star.ood_suite.CONTROLS_LEARNED`` (stored in ``results/ood/cpu_controls``), in the order shown.
 CONTROL_ROWS = {
     "star_theta0": "θ₀: the reference initialisation, not meta-trained",
     "star_output0": "θ₀ with its output layer zero: the nominal optimizer (infinite weight decay)",
@@ -702,14 +704,16 @@ def _source_folder(source: Mapping) -> str:
 
 
 def cumulative_decay(source: Mapping, fetch=None) -> float:
-    """lr · wd · outer steps of the θ a stored source names (its run's ``config.json``; a snapshot counts its
+    """lr · wd · outer steps of the θ a stored source names (its run's configuration; a snapshot counts its
     own step): how much AdamW's decoupled decay alone shrank θ, as ``exp(-that)``. ``inf`` for a θ whose
     output layer was zeroed (the limit of infinite decay)."""
     if "zero_output" in source.get("transforms", ()):
         return math.inf
     if fetch is None:
         from star.book.files import repo_file as fetch
-    cfg = json.loads(Path(fetch(f"{_source_folder(source)}/config.json")).read_text())
+    from star import runs
+
+    cfg = runs.RunFolder(Path(fetch(f"{_source_folder(source)}/{runs.CONFIG}")).parent).config()
     steps = source.get("step", cfg["outer_steps"])
     return float(cfg["lr"]) * float(cfg["weight_decay"]) * int(steps)
 
@@ -717,13 +721,14 @@ def cumulative_decay(source: Mapping, fetch=None) -> float:
 def direction_head(source: Mapping, fetch=None) -> dict:
     """The direction head d of a stored θ: its output bias and the RMS of its output weights (the MLP's last
     layer, column 0), which PES moves away from the initialisation."""
+    from star import runs
     from star.optim.convert import load_meta_params
     from star.runs import load_theta
 
     if fetch is None:
         from star.book.files import repo_file as fetch
     folder = _source_folder(source)
-    cfg, theta = load_meta_params(fetch(f"{folder}/meta_params.msgpack"))
+    cfg, theta = load_meta_params(fetch(f"{folder}/{runs.META_PARAMS}"))
     if "step" in source:
         theta = load_theta(fetch(source["path"]), theta)
     mlp = theta["mlp"]
@@ -812,11 +817,11 @@ def controls_findings_markdown(rows: Sequence[Mapping]) -> str:
 
 def suite_budget_table(records: Mapping, paper=None):
     """The budget of each stored suite (``{label: a record of it}``, its ``suite_config``) against the paper
-    scale's (:func:`star.ood.suite_config` ``"paper"``, from the paper's description and the reference's 10 000-step
+    scale's (:func:`star.ood_suite.suite_config` ``"paper"``, from the paper's description and the reference's 10 000-step
     NAdamW curves): inner steps per run, Adam learning rates, NAdamW samples, tuning and evaluation seeds,
     each with its fraction of the paper scale's."""
     from star.book.tables import table
-    from star.ood import suite_config
+    from star.ood_suite import suite_config
 
     p = (paper or suite_config("paper")).to_dict()
 

@@ -1,4 +1,5 @@
-"""star.ood and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage, verdict."""
+"""star.ood_suite and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage;
+star.book.ood_results and star.book.ood: the stored suite condensed, and the verdict."""
 
 import dataclasses
 import json
@@ -10,8 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from star import baselines, ood
+from star import baselines, ood_suite
 from star.batched import train_batched
+from star.book import ood_results
 from star.optim import init_meta_params, preset, save_meta_params
 from star.tasks import get_task
 from star.train import train
@@ -99,11 +101,11 @@ def test_batched_training_equals_a_loop_over_train(tiny_task):
 
 def test_final_loss_and_failures():
     c = np.array([[2.0, 1.0, 0.5, 0.5], [2.0, 3.0, 3.0, 3.0], [2.0, 1.0, np.nan, np.nan]])
-    fin = ood.final_loss(c, fraction=0.5)
+    fin = ood_suite.final_loss(c, fraction=0.5)
     assert fin[0] == 0.5 and fin[1] == 3.0 and math.isinf(fin[2])
     # row 1 ends above its initial loss, row 2 diverged
-    np.testing.assert_array_equal(ood.failed_runs(c), [False, True, True])
-    np.testing.assert_array_equal(ood.failed_runs(np.array([[2.0, 1.9]])), [False])
+    np.testing.assert_array_equal(ood_suite.failed_runs(c), [False, True, True])
+    np.testing.assert_array_equal(ood_suite.failed_runs(np.array([[2.0, 1.9]])), [False])
 
 
 def _save_learned(folder, name, seed):
@@ -116,29 +118,29 @@ def _save_learned(folder, name, seed):
 def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     runs = {n: _save_learned(tmp_path / "results" / "metatrain" / n, n, i)
             for i, n in enumerate(("star", "blackbox"))}
-    learned = [ood.load_learned(n, [str(p)]) for n, p in runs.items()]
+    learned = [ood_suite.load_learned(n, [str(p)]) for n, p in runs.items()]
     assert learned[0].sources[0]["path"] == "results/metatrain/star/meta_params.msgpack"
-    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+    cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     out = tmp_path / "ood"
-    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "test"})
+    rec = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "test"})
     assert rec["adam"]["learning_rates"] == [1e-3, 3e-3, 1e-2] and len(rec["nadamw"]["samples"]) == 2
     assert set(rec["optimizers"]) == {"adam", "nadamw", "star", "blackbox"}
     assert rec["provenance"]["command"] == "test" and rec["wall_s"]["total"] > 0
     assert json.loads((out / "digits_mlp32.json").read_text())["fingerprint"] == rec["fingerprint"]
-    results = ood.load_results(out)
+    results = ood_suite.load_results(out)
     curves = results["digits_mlp32"][1]
     assert curves["adam"].shape == (2, 8) and curves["star"].shape == (2, 8)
     # nominal-init Blackbox makes zero updates: its loss stays at the initial loss, same start as Adam's
     np.testing.assert_allclose(curves["blackbox"][:, 0], curves["adam"][:, 0], rtol=1e-6)
     # resuming: same settings -> the stored record, not recomputed
     (out / "digits_mlp32.npz").touch()
-    again = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    again = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert again["provenance"]["finished_utc"] == rec["provenance"]["finished_utc"]
     with pytest.raises(ValueError, match="no finished meta-training run"):
-        ood.load_learned("star", [str(tmp_path / "nothing")])
+        ood_suite.load_learned("star", [str(tmp_path / "nothing")])
     with pytest.raises(ValueError, match="disjoint"):
-        ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(0,),
+        ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(0,),
                         eval_seeds=(0, 1), width=3, chunk_size=4)
 
 
@@ -152,19 +154,19 @@ def _legacy(record):
 
 class _Training:
     """Every compiled training call of the suite, seen through the public seam ``star.batched.train_batched`` (as
-    :mod:`star.ood` calls it), by kind: ``tune`` and ``eval`` (the baselines' tuning and evaluation runs) and
+    :mod:`star.ood_suite` calls it), by kind: ``tune`` and ``eval`` (the baselines' tuning and evaluation runs) and
     ``learned`` (the learned optimizers), with the seeds each call trains on."""
 
     def __init__(self, monkeypatch):
         self.calls = []
-        real = ood.train_batched
+        real = ood_suite.train_batched
 
         def watched(task, make, rows, keys, num_steps, *, desc="", **kw):
             word = desc.split()[1] if len(desc.split()) > 1 else ""
             self.calls.append((word if word in ("tune", "eval") else "learned", keys))
             return real(task, make, rows, keys, num_steps, desc=desc, **kw)
 
-        monkeypatch.setattr(ood, "train_batched", watched)
+        monkeypatch.setattr(ood_suite, "train_batched", watched)
 
     def kinds(self) -> set:
         return {k for k, _ in self.calls}
@@ -186,18 +188,18 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     root = tmp_path / "results" / "metatrain"
     s0, s1, bb = _save_learned(root / "s0", "star", 0), _save_learned(root / "s1", "star", 1), \
         _save_learned(root / "bb", "blackbox", 2)
-    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+    cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     training = _Training(monkeypatch)
     out = tmp_path / "ood"
-    first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
+    first = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], out, progress=False,
                          provenance={"command": "first"})
     with np.load(out / "digits_mlp32.npz") as z:
         before = {k: z[k] for k in z.files}
     assert training.take() == {"tune", "eval", "learned"} and not first["baselines"]["reused"]
     # two meta-training runs of STAR and a new row: learned part only
-    learned = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
-    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
+    learned = [ood_suite.load_learned("star", [s0, s1]), ood_suite.load_learned("blackbox", [bb])]
+    rec = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
     assert training.take() == {"learned"}
     with np.load(out / "digits_mlp32.npz") as z:
         after = {k: z[k] for k in z.files}
@@ -211,20 +213,20 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     assert rec["learned"]["star"]["num_meta_runs"] == 2 and after["curves/star"].shape == (4, 8)
     # meta-run 0 is the θ of the first record, on the same seeds: the same curves
     np.testing.assert_allclose(after["curves/star"][:2], before["curves/star"], rtol=1e-5)
-    assert ood.meta_run_curves(rec, ood.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
+    assert ood_results.meta_run_curves(rec, ood_suite.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
     # nothing changed: the stored record, nothing computed
-    assert ood.run_task("digits_mlp32", cfg, learned, out, progress=False) == rec
+    assert ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False) == rec
     assert training.take() == set()
     # a changed θ file of a learned optimizer: re-evaluated, baselines still kept
     _save_learned(root / "s1b", "star", 7)
     (s1 / "meta_params.msgpack").write_bytes((root / "s1b" / "meta_params.msgpack").read_bytes())
-    changed = [ood.load_learned("star", [s0, s1]), ood.load_learned("blackbox", [bb])]
-    rec2 = ood.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
+    changed = [ood_suite.load_learned("star", [s0, s1]), ood_suite.load_learned("blackbox", [bb])]
+    rec2 = ood_suite.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
     assert training.take() == {"learned"} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
     assert rec2["baselines"]["provenance"]["command"] == "first"
     # a record of the previous format (one provenance for everything) is reused the same way
     (out / "digits_mlp32.json").write_text(json.dumps(_legacy(rec2)))
-    rec3 = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], out, progress=False,
+    rec3 = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fourth"})
     assert training.take() == {"learned"}
     assert rec3["baselines"]["provenance"]["command"] == "first"
@@ -233,17 +235,17 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     # another suite configuration: the baselines are redone; the learned curves, which do not depend on the
     # NAdamW search, are kept
     other = dataclasses.replace(cfg, search_seed=1)
-    rec4 = ood.run_task("digits_mlp32", other, [ood.load_learned("star", [s0])], out, progress=False,
+    rec4 = ood_suite.run_task("digits_mlp32", other, [ood_suite.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fifth"})
     assert training.take() == {"tune", "eval"} and not rec4["baselines"]["reused"]
     assert rec4["baselines"]["provenance"]["command"] == "fifth" and rec4["learned_kept_from"]["command"] == "fourth"
     # another number of steps: the learned optimizers are evaluated again too
     longer = dataclasses.replace(other, num_steps=12)
-    ood.run_task("digits_mlp32", longer, [ood.load_learned("star", [s0])], out, progress=False)
+    ood_suite.run_task("digits_mlp32", longer, [ood_suite.load_learned("star", [s0])], out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
     # so is a stored file that lacks the baselines' arrays
     np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
-    ood.run_task("digits_mlp32", other, [ood.load_learned("blackbox", [bb])], out, progress=False)
+    ood_suite.run_task("digits_mlp32", other, [ood_suite.load_learned("blackbox", [bb])], out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
 
 
@@ -252,19 +254,19 @@ def test_meta_runs_split_and_summarize():
     adam = np.array([[2.0, 1.0], [2.0, 1.0]])
     star = np.array([[2.0, 0.5], [2.0, 0.5], [2.0, 3.0], [2.0, 0.5]])  # meta-run 1 fails on its 1st seed
     results = {"t": (rec, {"adam": adam, "star": star})}
-    np.testing.assert_array_equal(ood.meta_run_curves(*results["t"], "star")[1], star[2:])
-    pooled = ood.summarize(results)["t"]["star"]
+    np.testing.assert_array_equal(ood_results.meta_run_curves(*results["t"], "star")[1], star[2:])
+    pooled = ood_results.summarize(results)["t"]["star"]
     assert pooled["unstable"] and pooled["num_runs"] == 4 and pooled["final"] == pytest.approx(1.125)
-    first, second = (ood.summarize(results, meta_run=k)["t"]["star"] for k in (0, 1))
+    first, second = (ood_results.summarize(results, meta_run=k)["t"]["star"] for k in (0, 1))
     assert not first["unstable"] and first["ratio_to_adam"] == pytest.approx(0.5) and second["unstable"]
-    assert "star" not in ood.summarize(results, meta_run=2)["t"]
-    assert ood.num_meta_runs(results) == {"star": 2}
+    assert "star" not in ood_results.summarize(results, meta_run=2)["t"]
+    assert ood_results.num_meta_runs(results) == {"star": 2}
     with pytest.raises(ValueError, match="num_meta_runs=3"):
-        ood.meta_run_curves({"learned": {"star": {"num_meta_runs": 3}}}, {"star": star}, "star")
+        ood_results.meta_run_curves({"learned": {"star": {"num_meta_runs": 3}}}, {"star": star}, "star")
 
 
 def _summary(n=8, bb_unstable=8, star_unstable=0, star_vs_hyper=0.9, star_vs_adam=1.1):
-    """What star.ood.summarize returns for ``n`` tasks (for the findings' text)."""
+    """What star.book.ood_results.summarize returns for ``n`` tasks (for the findings' text)."""
     out = {}
     for i in range(n):
         row = {"adam": {"final": 1.0, "ratio_to_adam": 1.0, "unstable": False},
@@ -407,13 +409,14 @@ def test_stored_cpu_suite_holds_the_default_learned_rows():
     """The chapter's regeneration command (the CLI defaults) reproduces the learned rows that are stored."""
     from pathlib import Path
 
-    stored = ood.load_results(Path(__file__).resolve().parents[1] / "results" / "ood" / "cpu")
+    stored = ood_suite.load_results(Path(__file__).resolve().parents[1] / "results" / "ood" / "cpu")
     assert len(stored) >= 16
     for name, (rec, curves) in stored.items():
         assert {k: [s["path"].rsplit("/", 1)[0] for s in v["sources"]] for k, v in rec["learned"].items()} == \
-            {k: list(v) for k, v in ood.DEFAULT_LEARNED.items()}, name
-        for opt in ood.DEFAULT_LEARNED:
-            assert ood.meta_run_curves(rec, curves, opt).shape[:2] == (len(ood.META_SEEDS), 3), (name, opt)
+            {k: list(v) for k, v in ood_suite.DEFAULT_LEARNED.items()}, name
+        for opt in ood_suite.DEFAULT_LEARNED:
+            shape = ood_results.meta_run_curves(rec, curves, opt).shape
+            assert shape[:2] == (len(ood_suite.META_SEEDS), 3), (name, opt)
 
 
 def test_optimizer_findings_follow_the_summary():
@@ -429,15 +432,15 @@ def test_optimizer_findings_follow_the_summary():
 
 
 def test_parse_source():
-    assert ood.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
-    assert ood.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
-    assert ood.parse_source("/abs/run@200") == ("/abs/run", 200, ())
+    assert ood_suite.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
+    assert ood_suite.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
+    assert ood_suite.parse_source("/abs/run@200") == ("/abs/run", 200, ())
     with pytest.raises(ValueError, match="non-negative integer"):
-        ood.parse_source("results/x@-1")
+        ood_suite.parse_source("results/x@-1")
     with pytest.raises(ValueError, match="transforms of a learned source must be among"):
-        ood.parse_source("results/x@0+nope")
+        ood_suite.parse_source("results/x@0+nope")
     with pytest.raises(ValueError, match="RUN_DIR"):
-        ood.parse_source("@3")
+        ood_suite.parse_source("@3")
 
 
 def test_learned_snapshots_and_zero_output(tmp_path):
@@ -450,7 +453,7 @@ def test_learned_snapshots_and_zero_output(tmp_path):
     final = init_meta_params(cfg, jax.random.key(5), init="reference")
     save_meta_params(folder / "meta_params.msgpack", cfg, jax.tree.map(lambda x: x + 1.0, final))
     runs.save_theta(runs.theta_snapshot_path(folder, 0), final)
-    lo = ood.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
+    lo = ood_suite.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
     th = [jax.tree.map(lambda x, i=i: x[i], lo.thetas) for i in range(3)]
     for a, b in zip(jax.tree.leaves(th[0]), jax.tree.leaves(final)):
         np.testing.assert_array_equal(a, b)
@@ -462,62 +465,62 @@ def test_learned_snapshots_and_zero_output(tmp_path):
     assert lo.sources[0]["path"].endswith("thetas/theta_00000000.npz") and lo.sources[0]["step"] == 0
     assert lo.sources[1]["transforms"] == ["zero_output"] and "step" not in lo.sources[2]
     # the transform is part of the learned fingerprint (same file, different optimizer)
-    keys = ood._learned_shas([lo])["t0"]
+    keys = ood_suite._learned_shas([lo])["t0"]
     assert keys[0] != keys[1] and keys[1].startswith(keys[0])
     with pytest.raises(ValueError, match="no θ snapshot after 7 outer steps"):
-        ood.load_learned("t7", [f"{folder}@7"])
+        ood_suite.load_learned("t7", [f"{folder}@7"])
 
 
 def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
     root = tmp_path / "results" / "metatrain"
     s0 = _save_learned(root / "s0", "star", 0)
-    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
+    cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     suite, controls = tmp_path / "results" / "ood" / "cpu", tmp_path / "results" / "ood" / "cpu_controls"
-    first = ood.run_task("digits_mlp32", cfg, [ood.load_learned("star", [s0])], suite, progress=False,
+    first = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], suite, progress=False,
                          provenance={"command": "suite"})
     training = _Training(monkeypatch)
-    lo = ood.load_learned("star_theta0", [str(s0)])
-    rec = ood.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
+    lo = ood_suite.load_learned("star_theta0", [str(s0)])
+    rec = ood_suite.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
                        baselines_from=suite)
     assert training.take() == {"learned"}  # the baselines neither tuned nor evaluated again
     assert rec["baselines"]["reused"] and rec["baselines"]["reused_from"] == "results/ood/cpu"
     assert rec["adam"] == first["adam"] and rec["baselines"]["provenance"]["command"] == "suite"
     assert set(rec["optimizers"]) == {"adam", "nadamw", "star_theta0"}
-    np.testing.assert_array_equal(ood.load_results(controls)["digits_mlp32"][1]["adam"],
-                                  ood.load_results(suite)["digits_mlp32"][1]["adam"])
+    np.testing.assert_array_equal(ood_suite.load_results(controls)["digits_mlp32"][1]["adam"],
+                                  ood_suite.load_results(suite)["digits_mlp32"][1]["adam"])
     with pytest.raises(ValueError, match="holds no stored record of task 'digits_conv'"):
-        ood.run_task("digits_conv", cfg, [lo], controls, progress=False, baselines_from=suite)
+        ood_suite.run_task("digits_conv", cfg, [lo], controls, progress=False, baselines_from=suite)
     other = dataclasses.replace(cfg, search_seed=1)
     with pytest.raises(ValueError, match="made with other suite settings"):
-        ood.run_task("digits_mlp32", other, [lo], tmp_path / "elsewhere", progress=False, baselines_from=suite)
+        ood_suite.run_task("digits_mlp32", other, [lo], tmp_path / "elsewhere", progress=False, baselines_from=suite)
 
 
 def test_learned_sets_name_the_runs_of_the_grids():
     from star import sweep
 
-    assert ood.LEARNED_SETS["default"] is ood.DEFAULT_LEARNED
+    assert ood_suite.LEARNED_SETS["default"] is ood_suite.DEFAULT_LEARNED
     folders = {s.folder(".").as_posix().removeprefix("./") for g in ("indist", "ood_controls", "indist_long")
                for s in sweep.get_grid(g, "cpu").runs()}
-    for set_name, rows in ood.LEARNED_SETS.items():
+    for set_name, rows in ood_suite.LEARNED_SETS.items():
         for row, sources in rows.items():
             for src in sources:
-                assert ood.parse_source(src)[0] in folders, (set_name, row, src)
+                assert ood_suite.parse_source(src)[0] in folders, (set_name, row, src)
 
 
 def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monkeypatch):
     """Adding a tuning seed runs only that seed; the scores are the means over all seeds, as a full rerun's."""
     root = tmp_path / "results" / "metatrain"
     s0 = _save_learned(root / "s0", "star", 0)
-    one = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-1), nadamw_samples=2, tune_seeds=(9,),
+    one = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-1), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     two = dataclasses.replace(one, tune_seeds=(9, 11))
-    learned = [ood.load_learned("star", [s0])]
-    full = ood.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
+    learned = [ood_suite.load_learned("star", [s0])]
+    full = ood_suite.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
     out = tmp_path / "ood"
-    first = ood.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
+    first = ood_suite.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
     training = _Training(monkeypatch)
-    rec = ood.run_task("digits_mlp32", two, learned, out, progress=False, provenance={"command": "two seeds"})
+    rec = ood_suite.run_task("digits_mlp32", two, learned, out, progress=False, provenance={"command": "two seeds"})
     assert training.seeds("tune", (9, 11)) == {11} and "learned" not in training.kinds()
     ext = rec["baselines"]["extended"]
     assert ext["tune_seeds_kept"] == [9] and ext["tune_seeds_run"] == [11] and ext["kept_from"]["command"] == "one seed"
@@ -525,8 +528,8 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
     np.testing.assert_allclose(rec["nadamw"]["scores"], full["nadamw"]["scores"], rtol=1e-5)
     assert rec["adam"]["best_index"] == full["adam"]["best_index"]
     assert rec["baselines"]["fingerprint"] == full["baselines"]["fingerprint"]
-    kept = ood.load_results(out)["digits_mlp32"][1]
-    np.testing.assert_array_equal(kept["star"], ood.load_results(tmp_path / "full")["digits_mlp32"][1]["star"])
+    kept = ood_suite.load_results(out)["digits_mlp32"][1]
+    np.testing.assert_array_equal(kept["star"], ood_suite.load_results(tmp_path / "full")["digits_mlp32"][1]["star"])
     with np.load(out / "digits_mlp32.npz") as z:
         assert z["tuning/adam_final"].shape == (5, 2)
         np.testing.assert_array_equal(z["tuning/adam_final"][:, 0], np.asarray(first["adam"]["scores"], np.float32))
@@ -534,39 +537,39 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
                                       and first["nadamw"]["best_index"] == rec["nadamw"]["best_index"])
     # the same record again: nothing runs
     training.take()
-    assert ood.run_task("digits_mlp32", two, learned, out, progress=False) == rec and training.take() == set()
+    assert ood_suite.run_task("digits_mlp32", two, learned, out, progress=False) == rec and training.take() == set()
 
 
 def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
     from star import tasks as tasks_lib
 
     root = tmp_path / "results" / "metatrain"
-    learned = [ood.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
-    cfg = ood.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=0, tune_seeds=(9,),
+    learned = [ood_suite.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
+    cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=0, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     out = tmp_path / "ood"
-    rec = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    rec = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert rec["nadamw"] is None and set(rec["optimizers"]) == {"adam", "star"} and rec["task_version"] == 1
-    res = ood.load_results(out)
-    assert set(res["digits_mlp32"][1]) == {"adam", "star"} and "star" in ood.summarize(res)["digits_mlp32"]
+    res = ood_suite.load_results(out)
+    assert set(res["digits_mlp32"][1]) == {"adam", "star"} and "star" in ood_results.summarize(res)["digits_mlp32"]
     # a new version of the task: nothing of the stored record is kept
     monkeypatch.setitem(tasks_lib.TASKS, "digits_mlp32",
                         dataclasses.replace(tasks_lib.TASKS["digits_mlp32"], version=2))
     training = _Training(monkeypatch)
-    rec2 = ood.run_task("digits_mlp32", cfg, learned, out, progress=False)
+    rec2 = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
     assert rec2["task_version"] == 2 and rec2["baselines"]["fingerprint"] != rec["baselines"]["fingerprint"]
-    assert ood.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
+    assert ood_suite.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
     with pytest.raises(ValueError, match="nadamw_samples must be >= 0"):
         dataclasses.replace(cfg, nadamw_samples=-1)
 
 
 def test_adam_range_near():
-    assert ood.adam_range_near(3e-3) == pytest.approx((1e-3, 1e-2))
-    assert ood.adam_range_near(1e-2) == pytest.approx((3e-3, 3e-2))
-    assert ood.adam_range_near(0.001) == pytest.approx((3e-4, 3e-3))
+    assert ood_suite.adam_range_near(3e-3) == pytest.approx((1e-3, 1e-2))
+    assert ood_suite.adam_range_near(1e-2) == pytest.approx((3e-3, 3e-2))
+    assert ood_suite.adam_range_near(0.001) == pytest.approx((3e-4, 3e-3))
     with pytest.raises(ValueError, match="half-decade grid"):
-        ood.adam_range_near(2e-3)
+        ood_suite.adam_range_near(2e-3)
 
 
 def test_mse_task_averages_over_the_classes():
@@ -610,7 +613,7 @@ def test_controls_rows_table_and_findings(tmp_path):
                                                                                      + "@0+zero_output"],
                "star": [run("c_s0", 0.1, 200, -0.01)], "star_wd5.0": [run("d_s0", 5.0, 200, -0.001)],
                "star_init_nominal": [run("e_s0", 0.1, 200, -0.0135)]}
-    los = {n: ood.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
+    los = {n: ood_suite.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
     good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 3, axis=0)
     bad = good[:, ::-1] + 1.0
     fails = {"star_theta0": 2, "star_output0": 0, "star": 2, "star_wd5.0": 1, "star_init_nominal": 2}
@@ -640,8 +643,8 @@ def test_controls_rows_table_and_findings(tmp_path):
 def test_suite_budget_table():
     from star.book import ood as book_ood
 
-    cpu = {"suite_config": ood.suite_config("cpu").to_dict(), "adam": {"learning_rates": [1e-3] * 9}}
-    long = {"suite_config": dict(ood.suite_config("cpu").to_dict(), num_steps=4000, nadamw_samples=0),
+    cpu = {"suite_config": ood_suite.suite_config("cpu").to_dict(), "adam": {"learning_rates": [1e-3] * 9}}
+    long = {"suite_config": dict(ood_suite.suite_config("cpu").to_dict(), num_steps=4000, nadamw_samples=0),
             "adam": {"learning_rates": [1e-3] * 3}}
     tab = book_ood.suite_budget_table({"1000 steps": cpu, "4000 steps": long})
     assert tab.cells[0] == ["1000 steps", "1000 (10 %)", "9 (paper 15)", "16 (1.6 %)", "2 (40 %)", "3 (60 %)"]

@@ -1,4 +1,4 @@
-r"""The NQM experiments of §4 / App. B.1 (Fig. 2) and their momentum extension, as reusable functions.
+r"""Meta-learning on the NQM: the experiments of §4 / App. B.1 (Fig. 2) and their momentum extension, as functions.
 
 The experiments of Fig. 2 side by side, on top of the model (:mod:`star.nqm`, whose
 :func:`star.nqm.expected_loss` is the one closed form of Eq. (8) used throughout), :mod:`star.stability`,

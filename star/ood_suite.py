@@ -14,9 +14,10 @@ For every task of the suite (:data:`star.tasks.OOD_SUITE`) :func:`run_task`
 
 A learned optimizer may stand for several meta-training runs (``LearnedOptimizer.thetas`` stacked over
 them): each θ is trained on every evaluation seed, and its curves are stored meta-run major
-(:func:`meta_run_curves`). A θ is a run's final meta-parameters or, written ``RUN_DIR@STEP``, its snapshot
-after ``STEP`` outer steps (``@0``: the initialisation), optionally transformed (``+zero_output``: the MLP's
-output layer set to zero, which makes STAR its nominal optimizer; :func:`parse_source`). Named sets of rows
+(:func:`star.book.ood_results.meta_run_curves` reads them back per θ). A θ is a run's final
+meta-parameters or, written ``RUN_DIR@STEP``, its snapshot after ``STEP`` outer steps (``@0``: the
+initialisation), optionally transformed (``+zero_output``: the MLP's output layer set to zero, which makes
+STAR its nominal optimizer; :func:`parse_source`). Named sets of rows
 are data (:data:`LEARNED_SETS`: the suite's rows, the controls of the chapter, the 2000-outer-step θ's). The
 baselines' part of a record (steps 1 and the baselines of 2) can be kept while the learned optimizers are
 evaluated anew, or taken from another folder's records (see :func:`run_task`).
@@ -24,8 +25,8 @@ evaluated anew, or taken from another folder's records (see :func:`run_task`).
 A run *fails* when its final loss is not finite or is above the loss at its first step (the optimizer
 made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
 evaluation runs fails (for a learned optimizer: any of its meta-trained θ's on any evaluation seed).
-:func:`summarize` condenses the stored results per task and optimizer (pooled, or one meta-training run
-at a time); the chapter's verdict rules on that summary live in :mod:`star.book.ood`.
+:func:`load_results` reads the stored records and curves back; the chapter condenses them per task and
+optimizer in :mod:`star.book.ood_results` and states its verdict rules in :mod:`star.book.ood`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -51,9 +53,8 @@ from star.scale import get_scale
 
 __all__ = ["SuiteConfig", "suite_config", "LearnedOptimizer", "load_learned", "released_learned", "run_task",
            "parse_source", "adam_range_near", "LEARNED_SETS", "CONTROLS_LEARNED", "LONG_LEARNED", "TRANSFORMS",
-           "load_results", "baseline_fingerprint", "learned_fingerprint", "meta_run_curves", "num_meta_runs",
-           "final_loss", "failed_runs", "summarize", "elapsed_minutes", "DEFAULT_LEARNED", "META_SEEDS",
-           "FINAL_FRACTION"]
+           "load_results", "baseline_fingerprint", "learned_fingerprint", "final_loss", "failed_runs",
+           "DEFAULT_LEARNED", "META_SEEDS", "FINAL_FRACTION"]
 
 FINAL_FRACTION = 0.1  # the final loss is the mean training loss over the last 10% of the steps
 META_SEEDS = (0, 1, 2)  # the meta-training seeds of results/metatrain/fmnist8_grid
@@ -633,12 +634,12 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
     if kept is not None:
         record["learned_kept_from"] = old.get("provenance")
     arrays = dict(arrays, **{f"curves/{k}": np.asarray(v, np.float32) for k, v in learned_curves.items()})
-    tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-    tmp.replace(npz_path)
-    tmpj = json_path.with_suffix(".json.tmp")
-    tmpj.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmpj.replace(json_path)
+    from star import runs
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    runs.atomic_write_bytes(npz_path, buf.getvalue())
+    runs.atomic_write_bytes(json_path, json.dumps(record, indent=1, sort_keys=True).encode())
     return record
 
 
@@ -682,68 +683,3 @@ def load_results(folder, tasks: Sequence[str] | None = None) -> dict:
             curves = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("curves/")}
         out[name] = (rec, curves)
     return out
-
-
-# ------------------------------------------------------------------------------------- summary and verdict
-
-def meta_run_curves(record: Mapping, curves: Mapping, opt: str) -> np.ndarray:
-    """``[meta-training runs, evaluation seeds, steps]`` view of optimizer ``opt``'s stored curves.
-
-    A learned optimizer's curves are stored meta-run major (``record["learned"][opt]["num_meta_runs"]``
-    θ's, each on every evaluation seed); a baseline is one "run" on the evaluation seeds.
-
-    Raises:
-        ValueError: the number of curves is not a multiple of the number of meta-training runs.
-    """
-    c = np.asarray(curves[opt])
-    n = int(record.get("learned", {}).get(opt, {}).get("num_meta_runs", 1))
-    if n < 1 or c.shape[0] % n:
-        raise ValueError(f"{opt}: {c.shape[0]} curves cannot be split into num_meta_runs={n} equal groups")
-    return c.reshape(n, c.shape[0] // n, c.shape[-1])
-
-
-def summarize(results: Mapping, meta_run: int | None = None) -> dict:
-    """Per task and optimizer: mean final loss, its ratio to tuned Adam's, and whether it was unstable.
-
-    With ``meta_run=None`` a learned optimizer's row pools all its evaluation runs (every meta-trained θ on
-    every evaluation seed): ``final`` is their mean, and it is ``unstable`` when *any* of them failed.
-    With ``meta_run=k`` a learned optimizer's row holds only its ``k``-th meta-trained θ (on every
-    evaluation seed), as if that were its only one; optimizers with fewer runs are left out. The baselines'
-    rows are always all their evaluation runs. ``num_runs`` counts the runs behind a row.
-    """
-    out = {}
-    for name, (rec, curves) in results.items():
-        adam = float(np.mean(final_loss(curves["adam"])))
-        row = {}
-        for opt in curves:
-            c = meta_run_curves(rec, curves, opt)
-            if meta_run is not None and opt in rec.get("learned", {}):
-                if meta_run >= c.shape[0]:
-                    continue
-                c = c[meta_run: meta_run + 1]
-            c = c.reshape(-1, c.shape[-1])
-            mean = float(np.mean(final_loss(c)))
-            row[opt] = {"final": mean, "ratio_to_adam": mean / adam if math.isfinite(mean) and adam > 0 else math.inf,
-                        "unstable": bool(np.any(failed_runs(c))), "num_runs": int(c.shape[0])}
-        out[name] = row
-    return out
-
-
-def num_meta_runs(results: Mapping) -> dict:
-    """``{learned optimizer: number of meta-training runs}`` (the smallest over the tasks holding it)."""
-    out = {}
-    for rec, _ in results.values():
-        for opt, info in rec.get("learned", {}).items():
-            out[opt] = min(out.get(opt, math.inf), int(info.get("num_meta_runs", 1)))
-    return out
-
-
-def elapsed_minutes(results: Mapping) -> float:
-    """Minutes from the first task's start (finish time minus its wall time) to the last task's finish."""
-    spans = []
-    for rec, _ in results.values():
-        end = _dt.datetime.fromisoformat(rec["provenance"]["finished_utc"])
-        spans.append((end - _dt.timedelta(seconds=rec["wall_s"]["total"]), end))
-    if not spans:
-        return 0.0
-    return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds() / 60.0

@@ -1,4 +1,4 @@
-"""Tests for the NQM experiments (Fig. 2a–c, App. B.1) and their momentum extension (star.nqm_experiments)."""
+"""Tests for the NQM experiments (Fig. 2a–c, App. B.1) and their momentum extension (star.nqm_meta)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from star import nqm, stability
-from star import nqm_experiments as E
+from star import nqm, nqm_meta, stability
 from star.inner import NQMProblem
 
 EDGE = 2.0 / np.linalg.eigvalsh(nqm.PAPER_H)[-1]  # 2/λmax(H) = 1.360
@@ -21,8 +20,8 @@ KEY = jax.random.key(0)
 
 def test_fig2a_constants():
     lam = np.linalg.eigvalsh(nqm.PAPER_H)
-    assert len(E.PAPER_HORIZONS) == 20 and E.PAPER_HORIZONS[-1] == 1000
-    alphas = E.fig2a_alphas()
+    assert len(nqm_meta.PAPER_HORIZONS) == 20 and nqm_meta.PAPER_HORIZONS[-1] == 1000
+    alphas = nqm_meta.fig2a_alphas()
     assert alphas.shape == (50,) and alphas[-1] == pytest.approx(1.05 * 2 / lam[-1])
 
 
@@ -31,14 +30,14 @@ def test_variance_grid_equals_reverse_mode_per_point():
     # The one-pass grid (forward mode, prefix means) equals reverse mode per (T, alpha) point, in float64,
     # from a stable alpha to far beyond the edge (alpha = 5: rho(A) = 6.35, loss ~ 1e48 at T = 30).
     horizons, alphas = (7, 30), np.array([0.3, 1.45, 5.0])
-    grid = E.meta_gradient_variance_grid(KEY, m, alphas, horizons, 64)
+    grid = nqm_meta.meta_gradient_variance_grid(KEY, m, alphas, horizons, 64)
     with nqm.float64():
         for j, a in enumerate(alphas):
             ref = float(nqm.gradient_variance_trace(nqm.meta_gradients(KEY, m, a, None, 30, 64)))
             assert grid[1, j] == pytest.approx(ref, rel=1e-9)
     assert grid[1, 2] > 1e80 and np.all(np.isfinite(grid))
     # Momentum (Nesterov) tangents as well.
-    g = E.meta_gradient_variance_grid(KEY, m, alphas, horizons, 64, optimizer="nesterov", momentum=0.5)
+    g = nqm_meta.meta_gradient_variance_grid(KEY, m, alphas, horizons, 64, optimizer="nesterov", momentum=0.5)
     with nqm.float64():
         ref = nqm.gradient_variance_trace(nqm.meta_gradients(KEY, m, 0.3, None, 30, 64, optimizer="nesterov",
                                                          momentum=0.5))
@@ -47,10 +46,12 @@ def test_variance_grid_equals_reverse_mode_per_point():
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: E.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [np.nan], (1,), 2), "alphas must be"),
-    (lambda: E.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [0.1], (0,), 2), "horizons"),
-    (lambda: E.meta_gradient_variance_grid(KEY, nqm.make_nqm(np.eye(9), np.eye(9)), [0.1], (1,), 2), "at most 8x8"),
-    (lambda: E.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [0.1], (1,), 2, momentum=0.5), "momentum must be 0"),
+    (lambda: nqm_meta.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [np.nan], (1,), 2), "alphas must be"),
+    (lambda: nqm_meta.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [0.1], (0,), 2), "horizons"),
+    (lambda: nqm_meta.meta_gradient_variance_grid(KEY, nqm.make_nqm(np.eye(9), np.eye(9)), [0.1], (1,), 2),
+     "at most 8x8"),
+    (lambda: nqm_meta.meta_gradient_variance_grid(KEY, nqm.paper_nqm(), [0.1], (1,), 2, momentum=0.5),
+     "momentum must be 0"),
 ])
 def test_variance_grid_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
@@ -62,7 +63,7 @@ def test_variance_grid_bad_input(call, match):
 def test_variance_finite_inside_and_explodes_just_past_the_edge():
     """Fig. 2a: finite at a stable α; orders of magnitude larger just beyond 2/λmax, more so for longer T."""
     alphas = np.array([0.5 * EDGE, 0.9 * EDGE, 1.03 * EDGE])
-    var = E.meta_gradient_variance_grid(jax.random.PRNGKey(3), nqm.paper_nqm(), alphas, (50, 100), 200)
+    var = nqm_meta.meta_gradient_variance_grid(jax.random.PRNGKey(3), nqm.paper_nqm(), alphas, (50, 100), 200)
     assert np.all(np.isfinite(var)) and np.all(var > 0)
     mid, near, past = var[:, 0], var[:, 1], var[:, 2]
     assert np.all(mid < 100.0), mid  # O(1–10) in the middle of the stable range
@@ -77,16 +78,16 @@ def test_variance_finite_inside_and_explodes_just_past_the_edge():
 
 def test_symmetric_vector_roundtrip_and_bad_sizes():
     p = jnp.array([1.0, 2.0, 3.0])
-    P = np.asarray(E.symmetric_from_vector(p))
+    P = np.asarray(nqm_meta.symmetric_from_vector(p))
     np.testing.assert_array_equal(P, [[1.0, 2.0], [2.0, 3.0]])
-    np.testing.assert_array_equal(E.vector_from_symmetric(P), p)
-    assert E.num_free_entries(3) == 6 and E.symmetric_from_vector(jnp.arange(6.0)).shape == (3, 3)
+    np.testing.assert_array_equal(nqm_meta.vector_from_symmetric(P), p)
+    assert nqm_meta.num_free_entries(3) == 6 and nqm_meta.symmetric_from_vector(jnp.arange(6.0)).shape == (3, 3)
     with pytest.raises(ValueError, match="n\\(n\\+1\\)/2"):
-        E.symmetric_from_vector(jnp.zeros(4))
+        nqm_meta.symmetric_from_vector(jnp.zeros(4))
     with pytest.raises(ValueError, match="1-D"):
-        E.symmetric_from_vector(jnp.zeros((2, 2)))
+        nqm_meta.symmetric_from_vector(jnp.zeros((2, 2)))
     with pytest.raises(ValueError, match="P"):
-        E.vector_from_symmetric(np.array([[0.0, 1.0], [0.0, 0.0]]))
+        nqm_meta.vector_from_symmetric(np.array([[0.0, 1.0], [0.0, 0.0]]))
 
 
 def _episode(problem, theta, key, T):
@@ -103,8 +104,8 @@ def test_problem_delegates_to_nqm_and_heavy_ball_with_zero_momentum_is_sgd():
     m = nqm.paper_nqm()
     theta = {"p": jnp.array([0.1, -0.05, 0.2])}
     P = np.array([[0.1, -0.05], [-0.05, 0.2]])
-    sgd = E.SymmetricNQMProblem(NQMProblem(m, horizon=20), alpha=0.3)
-    hb0 = E.SymmetricNQMProblem(NQMProblem(m, horizon=20, optimizer="heavy_ball", momentum=0.0), alpha=0.3)
+    sgd = nqm_meta.SymmetricNQMProblem(NQMProblem(m, horizon=20), alpha=0.3)
+    hb0 = nqm_meta.SymmetricNQMProblem(NQMProblem(m, horizon=20, optimizer="heavy_ball", momentum=0.0), alpha=0.3)
     ref = NQMProblem(m, horizon=20)
     key = jax.random.PRNGKey(5)
     a = _episode(sgd, theta, key, 20)
@@ -115,7 +116,7 @@ def test_problem_delegates_to_nqm_and_heavy_ball_with_zero_momentum_is_sgd():
         return float(nqm.expected_loss(m, T=20, **problem.closed_form_args(theta)))
 
     assert closed_form(sgd) == pytest.approx(float(nqm.expected_loss(m, 0.3, P, 20)), rel=1e-5)
-    hb = E.SymmetricNQMProblem(NQMProblem(m, horizon=20, optimizer="heavy_ball", momentum=0.5), alpha=0.3)
+    hb = nqm_meta.SymmetricNQMProblem(NQMProblem(m, horizon=20, optimizer="heavy_ball", momentum=0.5), alpha=0.3)
     want = float(nqm.expected_loss(m, 0.3, P, 20, optimizer="heavy_ball", momentum=0.5))
     assert closed_form(hb) == pytest.approx(want, rel=1e-5)
     assert closed_form(hb) != pytest.approx(closed_form(sgd), rel=1e-3)
@@ -137,7 +138,7 @@ def test_nqm_problem_rejects_momentum_with_sgd():
 def test_eigenvalues_inside_band_are_stable(frac, beta, u, v, angle):
     """Any symmetric P with eigenvalues strictly inside theorem1_band gives ρ < 1 (β = 0: Theorem 1)."""
     alpha = frac * 2 * (1 + beta) / np.linalg.eigvalsh(nqm.PAPER_H)[-1]
-    lo, hi = E.theorem1_band(nqm.PAPER_H, alpha, beta)
+    lo, hi = nqm_meta.theorem1_band(nqm.PAPER_H, alpha, beta)
     assert lo == -alpha
     lam = lo + (hi - lo) * np.array([u, v])
     c, s = np.cos(angle), np.sin(angle)
@@ -153,13 +154,13 @@ def test_band_lower_edge_is_necessary_and_upper_edge_is_tight_along_the_top_eige
     H = nqm.PAPER_H
     w, V = np.linalg.eigh(H)
     alpha, beta = 0.4, 0.5
-    lo, hi = E.theorem1_band(H, alpha, beta)
+    lo, hi = nqm_meta.theorem1_band(H, alpha, beta)
     below = (lo - 0.01) * np.eye(2)  # λmin(P) < −α: M has a negative eigenvalue, unstable
     assert stability.momentum_spectral_radius(H, alpha, below, momentum=beta) > 1.0
     v = V[:, -1:]  # along H's top eigenvector the band's upper edge is exactly the stability edge
     assert stability.momentum_spectral_radius(H, alpha, (hi - 1e-3) * v @ v.T, momentum=beta) < 1.0
     assert stability.momentum_spectral_radius(H, alpha, (hi + 1e-3) * v @ v.T, momentum=beta) > 1.0
-    assert E.theorem1_band(H, alpha) == pytest.approx((-alpha, EDGE - alpha))
+    assert nqm_meta.theorem1_band(H, alpha) == pytest.approx((-alpha, EDGE - alpha))
 
 
 def test_tuned_step_and_optimal_preconditioner_are_minimisers():
@@ -169,11 +170,11 @@ def test_tuned_step_and_optimal_preconditioner_are_minimisers():
         with nqm.float64():
             return float(nqm.expected_loss(m, a, P, 10))
 
-    a = E.tuned_step_size(m, 10)
+    a = nqm_meta.tuned_step_size(m, 10)
     grid = np.linspace(0.05, 1.3, 126)
     best = grid[np.argmin([closed_form(x, None) for x in grid])]
     assert abs(a - best) <= 0.01
-    P = E.optimal_preconditioner(m, a, 10)
+    P = nqm_meta.optimal_preconditioner(m, a, 10)
     L_opt = closed_form(a, P)
     assert L_opt < closed_form(a, None) - 1e-3
     for d in (np.array([[1e-2, 0], [0, 0]]), np.array([[0, 1e-2], [1e-2, 0]]), np.array([[0, 0], [0, 1e-2]])):
@@ -188,14 +189,14 @@ def test_tuned_step_and_optimal_preconditioner_are_minimisers():
 def short_run():
     """Two variants × two seeds, 150 outer steps of ES (T = 50 = truncation), AdamW lr 1e-2, wd 0.5 × lr."""
     m = nqm.paper_nqm()
-    variants = [E.ESVariant("nominal + P + wd", 0.3, weight_decay=0.5),
-                E.ESVariant("P alone + wd", 0.0, weight_decay=0.5)]
-    return E.es_meta_train(m, variants, seeds=[0, 1], outer_steps=150, num_tasks=8, exact_every=50)
+    variants = [nqm_meta.ESVariant("nominal + P + wd", 0.3, weight_decay=0.5),
+                nqm_meta.ESVariant("P alone + wd", 0.0, weight_decay=0.5)]
+    return nqm_meta.es_meta_train(m, variants, seeds=[0, 1], outer_steps=150, num_tasks=8, exact_every=50)
 
 
 def test_nominal_with_weight_decay_stays_inside_theorem1_band(short_run):
     eig = short_run.eigenvalues[0]  # [seeds, steps, 2]
-    lo, hi = E.theorem1_band(nqm.PAPER_H, 0.3)
+    lo, hi = nqm_meta.theorem1_band(nqm.PAPER_H, 0.3)
     assert np.all(eig[..., 0] > lo) and np.all(eig[..., 1] < hi), (eig.min(), eig.max(), lo, hi)
     # ... and it did learn something: the larger eigenvalue moved well away from 0 (towards P*).
     assert np.all(eig[:, -1, 1] > 0.1), eig[:, -1]
@@ -217,37 +218,37 @@ def test_es_meta_loss_decreases(short_run):
 def test_bad_inputs():
     m = nqm.paper_nqm()
     with pytest.raises(ValueError, match="alpha"):
-        E.theorem1_band(nqm.PAPER_H, -0.1)
+        nqm_meta.theorem1_band(nqm.PAPER_H, -0.1)
     with pytest.raises(ValueError, match="momentum"):
-        E.theorem1_band(nqm.PAPER_H, 0.1, 1.0)
+        nqm_meta.theorem1_band(nqm.PAPER_H, 0.1, 1.0)
     with pytest.raises(ValueError, match="H"):
-        E.theorem1_band(-np.eye(2), 0.1)
+        nqm_meta.theorem1_band(-np.eye(2), 0.1)
     with pytest.raises(ValueError, match="momentum"):
-        E.ESVariant("x", 0.1, momentum=1.2)
+        nqm_meta.ESVariant("x", 0.1, momentum=1.2)
     with pytest.raises(ValueError, match="weight_decay"):
-        E.ESVariant("x", 0.1, weight_decay=-1.0)
+        nqm_meta.ESVariant("x", 0.1, weight_decay=-1.0)
     with pytest.raises(ValueError, match="alpha"):
-        E.ESVariant("x", float("nan"))
+        nqm_meta.ESVariant("x", float("nan"))
     with pytest.raises(ValueError, match="variants"):
-        E.es_meta_train(m, [], seeds=[0], outer_steps=2)
+        nqm_meta.es_meta_train(m, [], seeds=[0], outer_steps=2)
     with pytest.raises(ValueError, match="seeds"):
-        E.es_meta_train(m, [E.ESVariant("x", 0.1)], seeds=[-1], outer_steps=2)
+        nqm_meta.es_meta_train(m, [nqm_meta.ESVariant("x", 0.1)], seeds=[-1], outer_steps=2)
     with pytest.raises(ValueError, match="outer_steps"):
-        E.es_meta_train(m, [E.ESVariant("x", 0.1)], seeds=[0], outer_steps=0)
+        nqm_meta.es_meta_train(m, [nqm_meta.ESVariant("x", 0.1)], seeds=[0], outer_steps=0)
     with pytest.raises(ValueError, match="momentum"):
-        E.tuned_step_size(m, 10, optimizer="sgd", momentum=0.5)
+        nqm_meta.tuned_step_size(m, 10, optimizer="sgd", momentum=0.5)
     with pytest.raises(ValueError, match="optimizer"):
-        E.tuned_step_size(m, 10, optimizer="adam")
+        nqm_meta.tuned_step_size(m, 10, optimizer="adam")
     with pytest.raises(ValueError, match="T"):
-        E.optimal_preconditioner(m, 0.3, 0)
+        nqm_meta.optimal_preconditioner(m, 0.3, 0)
     with pytest.raises(ValueError, match="fractions"):
-        E.variance_along_boundary(jax.random.PRNGKey(0), m, [0.0], [0.5, -1.0])
+        nqm_meta.variance_along_boundary(jax.random.PRNGKey(0), m, [0.0], [0.5, -1.0])
     with pytest.raises(ValueError, match="momenta"):
-        E.variance_along_boundary(jax.random.PRNGKey(0), m, [1.5], [0.5])
+        nqm_meta.variance_along_boundary(jax.random.PRNGKey(0), m, [1.5], [0.5])
 
 
 def test_variance_along_boundary_places_alpha_relative_to_the_momentum_edge():
-    res = E.variance_along_boundary(jax.random.PRNGKey(2), nqm.paper_nqm(), [0.0, 0.5], [0.5, 1.02], T=50,
+    res = nqm_meta.variance_along_boundary(jax.random.PRNGKey(2), nqm.paper_nqm(), [0.0, 0.5], [0.5, 1.02], T=50,
                                     num_seeds=50)
     np.testing.assert_allclose(res.alphas[0], [0.5 * EDGE, 1.02 * EDGE])
     np.testing.assert_allclose(res.alphas[1], [0.75 * EDGE, 1.53 * EDGE])
@@ -260,7 +261,7 @@ def test_per_lane_weight_decay_equals_metatrain_adamw(short_run):
     from star import metatrain
 
     v = short_run.variants[0]
-    prob = E.SymmetricNQMProblem(NQMProblem(nqm.paper_nqm(), horizon=50, optimizer="heavy_ball",
+    prob = nqm_meta.SymmetricNQMProblem(NQMProblem(nqm.paper_nqm(), horizon=50, optimizer="heavy_ball",
                                             momentum=jnp.float32(v.momentum)), alpha=jnp.float32(v.alpha))
     cfg = metatrain.MetaTrainConfig(outer_steps=150, num_tasks=8, trunc_length=50, std=0.01, lr=1e-2,
                                     weight_decay=v.weight_decay, random_offset=False, seed=0, shard=False)
