@@ -18,11 +18,11 @@ Examples::
     python -m star meta-train --optimizer linear --task nqm --horizon 50 --trunc 50 --num-tasks 64 \\
         --outer-steps 300 --lr 1e-2 --out results/metatrain/nqm
 
-An output folder holds ``config.json`` (every setting), ``log.jsonl`` (one JSON object per outer step:
-meta-loss, gradient norm, NaN count, inner steps/s, …), ``checkpoints/`` (complete state, atomic),
-``thetas/`` (θ at step 0 and at every checkpoint, for ``meta-curve``), ``theta_final.npz`` (and
-``meta_params.msgpack`` with the optimizer configuration for the STAR family) and
-``provenance.json`` (command, git commit, scale, seeds, wall time, device). A folder that already holds a
+An output folder (a run folder, :mod:`star.runs`, which names its files) holds the configuration (every
+setting), the log (one JSON object per outer step: meta-loss, gradient norm, NaN count, inner steps/s, …),
+checkpoints (complete state, atomic), θ snapshots (step 0 and every checkpoint, for ``meta-curve``), the final θ
+(and the optimizer configuration with it for the STAR family) and the provenance (command, git commit, scale,
+seeds, wall time, device). A folder that already holds a
 run is never overwritten: continue it with ``--resume`` (same configuration) or choose another folder.
 """
 

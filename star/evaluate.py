@@ -5,12 +5,12 @@ hand-designed one, or the STAR family with meta-parameters θ), then :func:`star
 parameters on the test set. Built on it:
 
 * :func:`train_curves` — the curves, final training loss and test numbers a grid of runs stores
-  (``evaluate_<T>.json`` and ``baselines.json``, :mod:`star.sweep`);
+  (:func:`star.runs.evaluation_file` and :data:`star.runs.BASELINES`, :mod:`star.sweep`);
 * :func:`evaluate_stored_run` — ``python -m star evaluate``: a stored run's learned θ against its initial θ
   (for the NQM, the closed-form expected loss, Eq. (8), and a Monte Carlo estimate);
 * :func:`meta_curve` — ``python -m star meta-curve``: the unperturbed meta-objective
   (:func:`star.metatrain.meta_objective`) of every θ snapshot of a run on common fresh episodes, with the
-  nominal optimizer as a yardstick (``meta_curve.json``).
+  nominal optimizer as a yardstick (:data:`star.runs.META_CURVE`, :class:`star.runs.MetaCurve`).
 
 The chapters call the same functions (``star.book.star_optimizer.train_all``).
 """
@@ -203,7 +203,8 @@ def meta_curve(run: str | os.PathLike, *, num_seeds: int = 4, every: int = 1, ev
                steps: int | None = None, root: str | os.PathLike = ".", out: str | os.PathLike | None = None,
                progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
     """The unperturbed meta-objective of every θ snapshot of a run, on the same fresh episodes (``python -m star
-    meta-curve``); written to ``out`` (default ``<run>/meta_curve.json``).
+    meta-curve``); written to ``out`` (default: the run's :data:`star.runs.META_CURVE`), stamped with the version of
+    :class:`star.runs.MetaCurve`.
 
     Args:
         run: a meta-training run folder, relative to ``root`` unless absolute.
@@ -265,6 +266,7 @@ def meta_curve(run: str | os.PathLike, *, num_seeds: int = 4, every: int = 1, ev
         "provenance": runs.provenance(_command(command), seeds={"eval_seed": eval_seed},
                                       wall_s=time.perf_counter() - t0, data=data_sources(problem)),
     }
+    report = runs.schemas.stamp(runs.MetaCurve, report)
     path = Path(root) / out if out else folder.path / runs.META_CURVE
     runs.atomic_write_json(path, report)
     return path, report

@@ -4,7 +4,7 @@ A *grid* (:class:`Grid`) names a task, the PES and outer-loop settings, the *mem
 STAR family and an outer weight decay, App. B.2/C.2, :class:`Member`), the meta-training seeds, what the grid
 is for and how it departs from the paper. Each run of a grid (:class:`RunSpec`, a member and a seed) is one
 run folder ``<grid.folder>/<optimizer>_wd<wd>_s<seed>``; :meth:`RunSpec.expected_config` is the
-``config.json`` its meta-training writes. :mod:`star.sweep` runs grids; the chapters read them.
+configuration (:data:`star.runs.CONFIG`) its meta-training writes. :mod:`star.sweep` runs grids; the chapters read them.
 
 The ``cpu`` grid is the one the book's in-distribution chapter reads (``fmnist8_mlp32``, the reference's
 small Fashion-MNIST MLP, on which PES improves STAR on two CPU cores); ``indist_long`` runs the same task for
@@ -175,7 +175,7 @@ class RunSpec:
     def command_line(self, *, resume: bool = False) -> str:
         """The ``python -m star meta-train`` command that makes this run (from the repository root).
 
-        A record for ``provenance.json``: :func:`star.sweep.run_sweep` calls
+        A record for the run's provenance (:data:`star.runs.PROVENANCE`): :func:`star.sweep.run_sweep` calls
         :func:`star.metatrain.meta_train_named` with the same settings, never this command.
         """
         from star.runs import command_line
@@ -206,7 +206,7 @@ class RunSpec:
                                checkpoint_every=g.checkpoint_every)
 
     def expected_config(self) -> dict:
-        """The ``config.json`` that meta-training writes for this run (how finished runs are recognised)."""
+        """The :data:`star.runs.CONFIG` that meta-training writes for this run (how finished runs are recognised)."""
         from star.metatrain import named_run_config
 
         return named_run_config(optimizer=self.member.optimizer, task=self.grid.task, horizon=self.grid.horizon,

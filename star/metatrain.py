@@ -403,18 +403,18 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
         problem: the truncated inner problem (a pytree, e.g. :class:`star.inner.LearnedOptimizerProblem`).
         theta0: initial meta-parameters.
         cfg: :class:`MetaTrainConfig`.
-        out_dir: a run folder (:mod:`star.runs`) for ``config.json``, ``log.jsonl`` (one JSON object per outer
-            step), ``checkpoints/``, ``thetas/``, ``theta_final.npz`` and ``provenance.json``; ``None`` keeps
-            everything in memory.
+        out_dir: a run folder (:mod:`star.runs`) for the configuration, the log (one JSON object per outer
+            step), checkpoints, θ snapshots, the final θ and the provenance (:mod:`star.runs.names`); ``None``
+            keeps everything in memory.
         resume: continue the run in ``out_dir`` from its newest good checkpoint (which must carry this run's
             identity, :func:`star.runs.run_identity`).
-        run_config: the configuration recorded in (and checked against) ``config.json``; defaults to
+        run_config: the configuration recorded in (and checked against) :data:`star.runs.CONFIG`; defaults to
             ``cfg.to_dict()`` (the command line adds task, optimizer and horizon).
         progress: show a tqdm progress bar.
         devices: devices to shard the problems over (default: all local devices; under ``jax.distributed``
             with several processes, all devices of all processes).
         callback: called with each step's metrics dict (after it is logged).
-        command, seeds, data: recorded in ``provenance.json`` (the command that started this session, the
+        command, seeds, data: recorded in :data:`star.runs.PROVENANCE` (the command that started this session, the
             seeds, the data sources); defaults: this process's command line, ``{"seed": cfg.seed}``, none.
 
     Returns:
@@ -446,7 +446,8 @@ def meta_train(problem, theta0: PyTree, cfg: MetaTrainConfig, *, out_dir: str | 
 
 
 def named_run_config(*, optimizer: str, task: str, horizon: int, init: str, config: MetaTrainConfig) -> dict:
-    """The ``config.json`` of a run of :func:`meta_train_named`: ``config``'s fields and the problem's names."""
+    """The configuration (:data:`star.runs.CONFIG`) of a run of :func:`meta_train_named`: ``config``'s fields
+    and the problem's names."""
     return dict(config.to_dict(), optimizer=optimizer, task=task, horizon=horizon, init=init)
 
 
@@ -457,7 +458,7 @@ def meta_train_named(*, optimizer: str, task: str, config: MetaTrainConfig, out_
     """Meta-train a named optimizer on a named task into a run folder (``python -m star meta-train``, and every
     run of a :mod:`star.sweep`).
 
-    Builds the problem with :func:`star.inner.build_problem`, runs :func:`meta_train` with ``config.json`` =
+    Builds the problem with :func:`star.inner.build_problem`, runs :func:`meta_train` with :data:`star.runs.CONFIG` =
     :func:`named_run_config` and, for the STAR family, writes ``meta_params.msgpack`` (the optimizer
     configuration with the final θ) into the folder.
 
@@ -470,7 +471,7 @@ def meta_train_named(*, optimizer: str, task: str, config: MetaTrainConfig, out_
         init: the meta-parameter initialisation of the STAR family (``star.optim.star.INITS``).
         resume: continue the run in ``out_dir`` (see :func:`meta_train`).
         progress: show a progress bar.
-        command: recorded in ``provenance.json`` (default: this process's command line).
+        command: recorded in :data:`star.runs.PROVENANCE` (default: this process's command line).
         distributed: keyword arguments of ``jax.distributed.initialize``, called after the settings are
             checked and before any computation (one process per host; process 0 writes the folder).
 

@@ -35,6 +35,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -633,12 +634,12 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
     if kept is not None:
         record["learned_kept_from"] = old.get("provenance")
     arrays = dict(arrays, **{f"curves/{k}": np.asarray(v, np.float32) for k, v in learned_curves.items()})
-    tmp = npz_path.with_name(npz_path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-    tmp.replace(npz_path)
-    tmpj = json_path.with_suffix(".json.tmp")
-    tmpj.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmpj.replace(json_path)
+    from star import runs
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    runs.atomic_write_bytes(npz_path, buf.getvalue())
+    runs.atomic_write_bytes(json_path, json.dumps(record, indent=1, sort_keys=True).encode())
     return record
 
 

@@ -2,29 +2,28 @@
 
 Every run of a grid is one stored run folder ``<grid.folder>/<optimizer>_wd<wd>_s<seed>`` made by
 :func:`star.metatrain.meta_train_named` — the function behind ``python -m star meta-train``, so a run of a sweep
-and the same settings on the command line write the same ``config.json`` (config, log, θ snapshots,
-provenance). :func:`run_sweep` walks the grid seed by seed (seed 0 of every member first), skips finished runs
-(``theta_final.npz`` present and ``config.json`` equal to what the grid asks for), resumes interrupted ones,
+and the same settings on the command line write the same run folder (configuration, log, θ snapshots,
+provenance: :mod:`star.runs`). :func:`run_sweep` walks the grid seed by seed (seed 0 of every member first), skips
+finished runs (final θ present and the configuration equal to what the grid asks for), resumes interrupted ones,
 leaves alone folders another process is writing, and refuses folders that hold a different run. Then it
 post-processes each finished run:
 
-* ``meta_curve.json`` — :func:`star.evaluate.meta_curve`: the unperturbed meta-objective of every θ snapshot on
-  common fresh episodes (the PES meta-loss of the log is the loss of the *perturbed* θ ± ε, a different
-  function at σ = 0.01);
-* ``evaluate_<T>.json`` for each evaluation length ``T`` (the 2000-step horizon and 10 000 steps, the
-  stability-beyond-horizon test of Fig. App.2): inner training curves of the learned optimizer on fixed
-  evaluation seeds, with test loss and accuracy (:func:`star.evaluate.train_curves`);
+* the meta-curve (:data:`star.runs.META_CURVE`) — :func:`star.evaluate.meta_curve`: the unperturbed
+  meta-objective of every θ snapshot on common fresh episodes (the PES meta-loss of the log is the loss of the
+  *perturbed* θ ± ε, a different function at σ = 0.01);
+* an evaluation (:func:`star.runs.evaluation_file`) for each evaluation length ``T`` (the 2000-step horizon and
+  10 000 steps, the stability-beyond-horizon test of Fig. App.2): inner training curves of the learned optimizer
+  on fixed evaluation seeds, with test loss and accuracy (:func:`star.evaluate.train_curves`);
 * ``NOTE.md`` — written from the run's own files (settings, deviations from the paper, outcome numbers).
 
-and once per grid ``baselines.json``: Adam with its learning rate tuned on the grid's task (a half-decade
-search, as App. B.3 tunes Adam) and the nominal optimizer (STAR with a zero output layer), on the same
-evaluation seeds. Paths are relative to a repository root given to each function; nothing changes the working
-directory.
+and once per grid the baselines (:data:`star.runs.BASELINES`): Adam with its learning rate tuned on the grid's
+task (a half-decade search, as App. B.3 tunes Adam) and the nominal optimizer (STAR with a zero output layer), on
+the same evaluation seeds. Paths are relative to a repository root given to each function; nothing changes the
+working directory.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -56,7 +55,7 @@ def run_status(spec: RunSpec, root: str | os.PathLike = ".", *, now: float | Non
                busy_after_s: float = BUSY_AFTER_S) -> str:
     """``"finished"``, ``"partial"`` (resumable), ``"busy"`` (another process is writing it) or ``"missing"``.
 
-    A folder counts as this run only if its ``config.json`` equals :meth:`RunSpec.expected_config` (up to
+    A folder counts as this run only if its configuration equals :meth:`RunSpec.expected_config` (up to
     the fields a resume may change); ``busy`` means unfinished and written to within ``busy_after_s``.
 
     Raises:
@@ -115,7 +114,7 @@ def run_sweep(grid: Grid, root: str | os.PathLike = ".", *, figure: str | None =
         root: the repository root the grid's folder is relative to.
         figure, seeds: restrict to one figure's members (:data:`FIGURES`) or to some seeds.
         train: meta-train missing and partial runs (False: only post-process finished ones).
-        post: post-process finished runs (:func:`post_process`) and write the grid's ``baselines.json``.
+        post: post-process finished runs (:func:`post_process`) and write the grid's baselines.
         progress: tqdm progress bars.
         dry_run: only report what would be done.
         busy_after_s: see :func:`run_status`.
@@ -168,7 +167,7 @@ def post_process(spec: RunSpec, root: str | os.PathLike = ".", *, progress: bool
                  log: Callable[[str], None] = print) -> list[Path]:
     """Write the missing post-processing files of a finished run; returns the files written.
 
-    ``meta_curve.json`` (:func:`star.evaluate.meta_curve`), ``evaluate_<T>.json`` for every evaluation length
+    The meta-curve (:func:`star.evaluate.meta_curve`), the evaluation for every evaluation length
     (:func:`evaluate_run`) and ``NOTE.md`` (:func:`write_note`, rewritten whenever another file was written
     or it is missing).
 
@@ -179,7 +178,7 @@ def post_process(spec: RunSpec, root: str | os.PathLike = ".", *, progress: bool
 
     out = spec.folder(root)
     if run_status(spec, root) != "finished":
-        raise SweepError(f"run {str(out)!r} is not finished (no theta_final.npz or fewer logged steps); "
+        raise SweepError(f"run {str(out)!r} is not finished (no {runs.FINAL_THETA} or fewer logged steps); "
                          "post-processing needs the final meta-parameters")
     g = spec.grid
     written = []
@@ -217,8 +216,9 @@ def _provenance(command: str, t0: float, task, seeds) -> dict:
 
 
 def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress: bool = False) -> Path:
-    """Train the run's task with its learned optimizer (``theta_final.npz``) for ``steps`` steps on the
-    grid's evaluation seeds; write ``evaluate_<steps>.json`` into the run folder (see
+    """Train the run's task with its learned optimizer (the final θ) for ``steps`` steps on the grid's evaluation
+    seeds; write the evaluation (:func:`star.runs.evaluation_file`, :class:`star.runs.Evaluation`) into the run
+    folder (see
     :func:`star.evaluate.train_curves`)."""
     import jax
 
@@ -240,13 +240,14 @@ def evaluate_run(spec: RunSpec, root: str | os.PathLike, steps: int, *, progress
     report["provenance"] = _provenance(f"python -m star sweep --grid {g.name} --scale {g.scale} (post-processing)",
                                        t0, task, g.eval_seeds)
     path = out / runs.evaluation_file(steps)
-    runs.atomic_write_json(path, report)
+    runs.atomic_write_json(path, runs.schemas.stamp(runs.Evaluation, report))
     return path
 
 
 def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool = True,
                     log: Callable[[str], None] = print) -> Path:
-    """``<grid folder>/baselines.json``: tuned Adam and the nominal optimizer on the grid's task.
+    """The grid folder's baselines (:data:`star.runs.BASELINES`, :class:`star.runs.Baselines`): tuned Adam and the
+    nominal optimizer on the grid's task.
 
     Adam's learning rate is chosen from ``grid.adam_lrs`` by the lowest mean training loss over the horizon
     (the meta-objective's analogue), averaged over the evaluation seeds; the chosen rate and the nominal
@@ -262,7 +263,8 @@ def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool
     path = Path(root) / grid.folder / runs.BASELINES
     settings = {"task": grid.task, "adam_lrs": list(grid.adam_lrs), "eval_seeds": list(grid.eval_seeds),
                 "eval_steps": list(grid.eval_steps), "horizon": grid.horizon}
-    if path.exists() and json.loads(path.read_text()).get("settings") == settings:
+    stored = runs.read_baselines(path.parent)
+    if stored is not None and stored.get("settings") == settings:
         return path
     t0 = time.perf_counter()
     log(f"grid {grid.name}: baselines (Adam learning-rate search over {grid.adam_lrs}, nominal optimizer)")
@@ -287,7 +289,7 @@ def write_baselines(grid: Grid, root: str | os.PathLike = ".", *, progress: bool
                                                      grid.eval_seeds, chunk=_chunk(grid), progress=progress)
     report["provenance"] = _provenance(f"python -m star sweep --grid {grid.name} --scale {grid.scale} (baselines)",
                                        t0, task, grid.eval_seeds)
-    runs.atomic_write_json(path, report)
+    runs.atomic_write_json(path, runs.schemas.stamp(runs.Baselines, report))
     return path
 
 
@@ -303,7 +305,7 @@ def write_grid_note(grid: Grid, root: str | os.PathLike = ".") -> bool:
         return False
     specs = grid.runs()
     done = [s for s in specs if run_status(s, root) == "finished"]
-    wall = sum(json.loads((s.folder(root) / runs.PROVENANCE).read_text()).get("wall_s_total") or 0.0 for s in done)
+    wall = sum(runs.RunFolder(s.folder(root)).provenance().get("wall_s_total") or 0.0 for s in done)
     members = ", ".join(f"`{m.label}`" for m in grid.members)
     lines = [f"# Grid `{grid.name}` ({grid.scale} scale) on `{grid.task}`: {grid.purpose or grid.name}", "",
              "Written by `python -m star sweep` from this folder.", "",
@@ -315,9 +317,9 @@ def write_grid_note(grid: Grid, root: str | os.PathLike = ".") -> bool:
              f"Settings: {grid.outer_steps} outer steps, N = {grid.num_tasks}, truncation {grid.trunc}, horizon "
              f"{grid.horizon}, σ = {grid.std}, outer lr {grid.lr} and init "
              f"`{grid.init}` (unless a member's name says otherwise). {grid.notes}", "",
-             "Each run folder has its own NOTE.md, `meta_curve.json` and "
-             + ", ".join(f"`evaluate_{t}.json`" for t in grid.eval_steps)
-             + "; `baselines.json` holds tuned Adam and the nominal optimizer on the same evaluation seeds.", "",
+             f"Each run folder has its own {runs.NOTE}, `{runs.META_CURVE}` and "
+             + ", ".join(f"`{runs.evaluation_file(t)}`" for t in grid.eval_steps)
+             + f"; `{runs.BASELINES}` holds tuned Adam and the nominal optimizer on the same evaluation seeds.", "",
              "Regenerate (resumable; finished runs are skipped):", "",
              f"    STAR_SCALE={grid.scale} python -m star sweep --grid {grid.name} --scale {grid.scale}", ""]
     path, text = folder / runs.NOTE, "\n".join(lines).encode()
@@ -333,31 +335,31 @@ def _mean_last(values, n):
 
 
 def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
-    """Write ``NOTE.md`` for a finished run from its ``provenance.json``, ``log.jsonl`` and post-processing
+    """Write ``NOTE.md`` for a finished run from its provenance, log and post-processing
     files (numbers computed here, nothing typed in). Returns whether the file changed (an unchanged note is
     not rewritten)."""
     g, out = spec.grid, spec.folder(root)
-    prov = json.loads((out / runs.PROVENANCE).read_text())
-    log = runs.load_log(out)
+    run = runs.RunFolder(out)
+    prov = run.provenance()
+    log = run.log()
     ml = [None if not math.isfinite(x) else float(x) for x in log["meta_loss"]]
     init = "" if spec.member.init is None else f", meta-parameters initialised `{spec.member.init}`"
     lines = [f"# {spec.member.optimizer}, outer weight decay {spec.member.weight_decay} × lr{init}, seed {spec.seed} — "
              f"grid `{g.name}` ({g.scale} scale), task `{g.task}`", "",
              "Written by `python -m star sweep` from this folder's files.", "",
-             "Command (provenance.json):", "", "    " + (prov["command"] if isinstance(prov["command"], str)
+             f"Command ({runs.PROVENANCE}):", "", "    " + (prov["command"] if isinstance(prov["command"], str)
                                                        else "\n    ".join(prov["command"])), "",
              f"Commit {str(prov.get('git_commit'))[:12]}, {prov.get('wall_s_total', 0):.0f} s of meta-training on "
              f"{prov['device']['count']} {prov['device']['platform']} device(s) "
              f"({prov['device'].get('cpu_count')} CPU cores).", "", "Settings: " + g.notes, "", "## Outcome", "",
-             f"- PES meta-loss (the loss of the perturbed θ ± ε, `log.jsonl`): {_mean_last(ml[:10], 10):.3f} over the "
+             f"- PES meta-loss (the loss of the perturbed θ ± ε, `{runs.LOG}`): {_mean_last(ml[:10], 10):.3f} over the "
              f"first 10 outer steps, {_mean_last(ml, 10):.3f} over the last 10 of {len(ml)}; "
              f"{int(np.nansum(log.get('nan_count', [0])))} non-finite gradient entries zeroed in all."]
-    curve_path = out / runs.META_CURVE
-    if curve_path.exists():
-        c = json.loads(curve_path.read_text())
+    c = run.meta_curve()
+    if c is not None:
         first, last = c["curve"][0], c["curve"][-1]
         nom = c.get("baselines", {}).get("nominal")
-        text = (f"- Unperturbed meta-objective (`meta_curve.json`, {c['num_seeds']} common episodes from seed "
+        text = (f"- Unperturbed meta-objective (`{runs.META_CURVE}`, {c['num_seeds']} common episodes from seed "
                 f"{c['eval_seed']}): {first['mean']:.3f} at step {first['step']}, {last['mean']:.3f} at step "
                 f"{last['step']}")
         from star.optim import preset
@@ -372,21 +374,21 @@ def write_note(spec: RunSpec, root: str | os.PathLike = ".") -> bool:
                      f"(lower on {int(np.sum(d < 0))} of {d.size} episodes)")
         lines.append(text + ".")
     for steps in g.eval_steps:
-        p = out / runs.evaluation_file(steps)
-        if p.exists():
-            ev = json.loads(p.read_text())
+        ev = run.evaluation(steps)
+        if ev is not None:
             rows = ev["per_seed"]
 
             def m(k):
                 v = [r[k] for r in rows]
                 return "diverged" if any(x is None for x in v) else f"{np.mean(v):.3f}"
 
-            lines.append(f"- {steps} inner steps with the learned optimizer (`evaluate_{steps}.json`, seeds "
+            lines.append(f"- {steps} inner steps with the learned optimizer (`{runs.evaluation_file(steps)}`, seeds "
                          f"{ev['eval_seeds']}): final training loss {m('final_train_loss')}, "
                          f"test loss {m('test_loss')}, test accuracy {m('test_accuracy')}.")
-    lines += ["", "Files: `config.json`, `log.jsonl`, `thetas/` (θ at step 0 and every checkpoint), `theta_final.npz`, "
-              "`meta_params.msgpack`, `provenance.json`, `meta_curve.json`, "
-              + ", ".join(f"`evaluate_{s}.json`" for s in g.eval_steps) + "; `checkpoints/` is not committed.", ""]
+    lines += ["", f"Files: `{runs.CONFIG}`, `{runs.LOG}`, `{runs.THETA_SNAPSHOT_DIR}/` (θ at step 0 and every "
+              f"checkpoint), `{runs.FINAL_THETA}`, `{runs.META_PARAMS}`, `{runs.PROVENANCE}`, `{runs.META_CURVE}`, "
+              + ", ".join(f"`{runs.evaluation_file(s)}`" for s in g.eval_steps)
+              + f"; `{runs.CHECKPOINTS}/` is not committed.", ""]
     path, text = out / runs.NOTE, "\n".join(lines).encode()
     if path.exists() and path.read_bytes() == text:
         return False

@@ -61,6 +61,7 @@ def test_meta_curve_and_evaluate_resolve_paths_against_the_root(nqm_run):
     assert path == nqm_run / "runs/nqm" / runs.META_CURVE and json.loads(path.read_text()) == report
     assert report["run"] == "runs/nqm"  # as given: no machine path in the stored file
     assert [r["step"] for r in report["curve"]] == [0, 2, 4] and report["provenance"]["command"] == "test"
+    assert report["version"] == 1 and runs.RunFolder(nqm_run / "runs/nqm").meta_curve() == report  # its schema
     ev = E.evaluate_stored_run("runs/nqm", root=nqm_run, seed=1, out="eval.json", command="test")
     assert json.loads((nqm_run / "eval.json").read_text()) == ev and ev["run"] == "runs/nqm"
     assert ev["expected_loss"] < ev["expected_loss_initial"]

@@ -1,6 +1,6 @@
 """Files of the repository that a chapter loads (``results/…``), found locally or, on Colab, fetched.
 
-A chapter that shows a stored artefact calls ``repo_file("results/metatrain/star_cpu/log.jsonl")``, or
+A chapter that shows a stored artefact calls ``repo_file("results/nqm/fig2a.npz")``, or
 ``stored_run("star_cpu")`` for a whole meta-training run folder.
 In a checkout (``make book``, ``make test``, CI) that is the file under the book root — the first folder above
 the working directory holding ``_toc.yml``. Where there is no checkout (Colab installs only the
@@ -11,7 +11,6 @@ chapter runs there too. ``$STAR_REPOSITORY_RAW`` replaces the GitHub address (an
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 
 from star.book.pages import find_book_root
+from star.runs import StoredRun
 
 __all__ = ["REPOSITORY", "REPOSITORY_RAW", "repo_file", "repo_json", "StoredRun", "stored_run"]
 
@@ -81,48 +81,10 @@ def repo_json(relpath: str, **kwargs):
     return json.loads(repo_file(relpath, **kwargs).read_text(encoding="utf-8"))
 
 
-@dataclasses.dataclass(frozen=True)
-class StoredRun:
-    """A meta-training run folder under ``results/metatrain/``, as a chapter reads it.
-
-    ``log``: the per-step metrics (``{name: array}``, see :func:`star.runs.load_log`);
-    ``config``: the run's settings (``config.json``); ``provenance``: command, commit, scale, seeds, wall time,
-    device; ``curve``: ``meta_curve.json`` (the unperturbed meta-objective of each stored θ snapshot) or None
-    when the run has none.
-    """
-
-    name: str
-    log: dict
-    config: dict
-    provenance: dict
-    curve: dict | None
-
-    @property
-    def folder(self) -> str:
-        return f"results/metatrain/{self.name}"
-
-    def json(self, filename: str) -> dict:
-        """Another JSON file of the run folder, e.g. ``"evaluate.json"`` or ``"summary.json"``."""
-        return repo_json(f"{self.folder}/{filename}")
-
-    def theta(self, step: int) -> dict:
-        """The θ snapshot stored after ``step`` outer steps, as ``{flattened key: array}``."""
-        import numpy as np
-
-        with np.load(repo_file(f"{self.folder}/thetas/theta_{int(step):08d}.npz")) as z:
-            return {k: z[k] for k in z.files}
-
-    def describe(self) -> str:
-        """One line: the command, the commit, the wall time and the device (no machine paths)."""
-        p = self.provenance
-        dev = p.get("device", {})
-        return (f"{self.folder}: {p.get('command', '?')} (commit {str(p.get('git_commit', '?'))[:7]}, "
-                f"{p.get('wall_s_total', float('nan')):.0f} s on {dev.get('count', '?')} "
-                f"{dev.get('platform', '?')} device(s))")
-
-
 def stored_run(name: str) -> StoredRun:
-    """Load the stored run ``results/metatrain/<name>`` (log, config, provenance and, if present, meta-curve).
+    """Load the stored run ``results/metatrain/<name>`` (log, config, provenance and, if present, meta-curve) as a
+    :class:`star.runs.StoredRun` whose files are fetched with :func:`repo_file` (downloaded where there is no
+    checkout).
 
     Raises:
         ValueError: ``name`` is not a folder name.
@@ -131,12 +93,5 @@ def stored_run(name: str) -> StoredRun:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ValueError(f"name must be a run folder under results/metatrain/ such as 'star_fmnist_cpu'; "
                          f"got {name!r}")
-    from star.runs import load_log
-
     folder = f"results/metatrain/{name}"
-    log = load_log(repo_file(f"{folder}/log.jsonl").parent)
-    try:
-        curve = repo_json(f"{folder}/meta_curve.json")
-    except FileNotFoundError:
-        curve = None
-    return StoredRun(name, log, repo_json(f"{folder}/config.json"), repo_json(f"{folder}/provenance.json"), curve)
+    return StoredRun.read(cited=folder, fetch=lambda filename: repo_file(f"{folder}/{filename}"))

@@ -2,8 +2,9 @@
 runs of a sweep's grid (Fig. 3, Figs. App.1–App.4) read back, their figures and tables, the verdict rules of
 the four claims it records, and the figures of the breakdown on the paper's MLP and of our remedies.
 
-:func:`load_grid` reads the run folders of a :class:`star.grids.Grid` (``log.jsonl``, ``meta_curve.json``,
-``evaluate_<T>.json``, ``provenance.json``) and the grid's ``baselines.json``. The figure functions draw
+:func:`load_grid` reads the run folders of a :class:`star.grids.Grid` (log, meta-curve, evaluations and
+provenance, through :class:`star.runs.RunFolder`) and the grid's baselines (:func:`star.runs.read_baselines`). The
+figure functions draw
 
 * the PES meta-loss against the outer step, each seed EMA-smoothed with 0.98 (App. B.2), mean ± one standard
   error over meta-training seeds (:func:`plot_meta_loss`; individual seeds, Fig. App.1: :func:`plot_seeds`);
@@ -21,13 +22,13 @@ seeds; :func:`record_verdict` records them with the grid's budget (:meth:`star.b
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from star import runs
 from star.book.claims import Check
 from star.book.stats import mean_ci, paired_ci
 from star.grids import FIGURES, Grid, Member
@@ -66,7 +67,7 @@ class RunResult:
     log: dict
     provenance: dict
     meta_curve: dict | None
-    evals: dict  # {inner steps: evaluate_<steps>.json}
+    evals: dict  # {inner steps: star.runs.Evaluation}
 
 
 @dataclasses.dataclass
@@ -85,12 +86,12 @@ class GridResults:
         return sorted(self.runs.get(m.label, {}))
 
     def total_wall_s(self) -> float:
-        """Seconds of meta-training, summed over the runs (``provenance.json``)."""
+        """Seconds of meta-training, summed over the runs (their provenance)."""
         return sum(r.provenance.get("wall_s_total") or 0.0 for by_seed in self.runs.values() for r in by_seed.values())
 
     def inner_steps_per_s(self) -> float:
         """Median over the runs' outer steps (the first, which compiles, left out) of the inner training steps
-        per second of meta-training (``log.jsonl``); NaN without runs."""
+        per second of meta-training (the runs' logs); NaN without runs."""
         rates = [r.log["inner_steps_per_s"][1:] for by_seed in self.runs.values() for r in by_seed.values()
                  if "inner_steps_per_s" in r.log]
         return float(np.nanmedian(np.concatenate(rates))) if rates else float("nan")
@@ -124,41 +125,35 @@ def _reader(root):
     return read
 
 
-def _log(path: Path) -> dict:
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    keys = sorted({k for r in recs for k in r})
-    return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], np.float64) for k in keys}
-
-
 def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:
-    """Read the stored runs of ``grid`` (from ``root``, default: the repository, fetched on Colab).
+    """Read the stored runs of ``grid`` (from ``root``, default: the repository, fetched on Colab) through
+    :class:`star.runs.RunFolder` (each stored file checked against its schema).
 
     Runs without a complete log (not finished) are listed in ``missing``; post-processing files that do not
     exist yet are ``None`` / absent.
     """
     read = _reader(root)
-    runs, missing = {}, []
+    by_member, missing = {}, []
     for spec in grid.runs():
         base = f"{grid.folder}/{spec.name}"
-        log_path, prov_path = read(f"{base}/log.jsonl"), read(f"{base}/provenance.json")
-        if log_path is None or prov_path is None or read(f"{base}/theta_final.npz") is None:
+        log_path, prov_path = read(f"{base}/{runs.LOG}"), read(f"{base}/{runs.PROVENANCE}")
+        if log_path is None or prov_path is None or read(f"{base}/{runs.FINAL_THETA}") is None:
             missing.append(spec.name)
             continue
-        log = _log(log_path)
+        folder = runs.RunFolder(log_path.parent)
+        log = folder.log()
         if len(log.get("step", [])) < grid.outer_steps:
             missing.append(spec.name)
             continue
-        curve = read(f"{base}/meta_curve.json")
+        read(f"{base}/{runs.META_CURVE}")  # fetched into the folder where there is no checkout
         evals = {}
         for steps in grid.eval_steps:
-            p = read(f"{base}/evaluate_{steps}.json")
-            if p is not None:
-                evals[steps] = json.loads(p.read_text())
-        runs.setdefault(spec.member.label, {})[spec.seed] = RunResult(
-            spec.name, spec.member, spec.seed, log, json.loads(prov_path.read_text()),
-            json.loads(curve.read_text()) if curve is not None else None, evals)
-    b = read(f"{grid.folder}/baselines.json")
-    return GridResults(grid, runs, json.loads(b.read_text()) if b is not None else None, missing)
+            if read(f"{base}/{runs.evaluation_file(steps)}") is not None:
+                evals[steps] = folder.evaluation(steps)
+        by_member.setdefault(spec.member.label, {})[spec.seed] = RunResult(
+            spec.name, spec.member, spec.seed, log, folder.provenance(), folder.meta_curve(), evals)
+    b = read(f"{grid.folder}/{runs.BASELINES}")
+    return GridResults(grid, by_member, runs.read_baselines(b.parent) if b is not None else None, missing)
 
 
 # ----------------------------------------------------------------------------------------------------

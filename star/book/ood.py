@@ -616,7 +616,7 @@ def optimizer_findings_markdown(summary: Mapping) -> str:
                          f"{finals[low]:.3g} ({_task_words(low)}).")
             continue
         lines.append(f"* **{_style(opt)[0]}** — {stable}; final loss below tuned Adam's on {c['below_adam']} "
-                     f"and within 1.25x of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
+                     f"and within 1.25× of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
                      f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} "
                      f"({_task_words(low)}).")
     return "\n".join(lines)
@@ -653,7 +653,7 @@ def meta_run_findings_markdown(results: Mapping) -> str:
         labels = meta_run_labels(results, "star")
         per = [f"{labels[k]}: {', '.join(_task_words(t) for t in gains(per_run[k])) or 'none'}"
                for k in range(min(runs["star"], runs["hyperparam"]))]
-        lines.append(f"* Tasks where STAR's final loss is at most 0.8x Hyperparam's — {'; '.join(per)}; pooled: "
+        lines.append(f"* Tasks where STAR's final loss is at most 0.8× Hyperparam's — {'; '.join(per)}; pooled: "
                      f"{', '.join(_task_words(t) for t in gains(pooled)) or 'none'}.")
     return "\n".join(lines)
 
@@ -705,14 +705,16 @@ def _source_folder(source: Mapping) -> str:
 
 
 def cumulative_decay(source: Mapping, fetch=None) -> float:
-    """lr · wd · outer steps of the θ a stored source names (its run's ``config.json``; a snapshot counts its
+    """lr · wd · outer steps of the θ a stored source names (its run's configuration; a snapshot counts its
     own step): how much AdamW's decoupled decay alone shrank θ, as ``exp(-that)``. ``inf`` for a θ whose
     output layer was zeroed (the limit of infinite decay)."""
     if "zero_output" in source.get("transforms", ()):
         return math.inf
     if fetch is None:
         from star.book.files import repo_file as fetch
-    cfg = json.loads(Path(fetch(f"{_source_folder(source)}/config.json")).read_text())
+    from star import runs
+
+    cfg = runs.RunFolder(Path(fetch(f"{_source_folder(source)}/{runs.CONFIG}")).parent).config()
     steps = source.get("step", cfg["outer_steps"])
     return float(cfg["lr"]) * float(cfg["weight_decay"]) * int(steps)
 
@@ -720,13 +722,14 @@ def cumulative_decay(source: Mapping, fetch=None) -> float:
 def direction_head(source: Mapping, fetch=None) -> dict:
     """The direction head d of a stored θ: its output bias and the RMS of its output weights (the MLP's last
     layer, column 0), which PES moves away from the initialisation."""
+    from star import runs
     from star.optim.convert import load_meta_params
     from star.runs import load_theta
 
     if fetch is None:
         from star.book.files import repo_file as fetch
     folder = _source_folder(source)
-    cfg, theta = load_meta_params(fetch(f"{folder}/meta_params.msgpack"))
+    cfg, theta = load_meta_params(fetch(f"{folder}/{runs.META_PARAMS}"))
     if "step" in source:
         theta = load_theta(fetch(source["path"]), theta)
     mlp = theta["mlp"]

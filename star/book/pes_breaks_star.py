@@ -7,7 +7,6 @@ chapter records (:func:`breakdown_finding`, :func:`remedies_finding`). None of t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -227,15 +226,24 @@ _N_STYLES = {8: ("#de2d26", "-", "o"), 64: ("#3182bd", "--", "s"), 256: ("#31a35
 
 def load_n_runs(root: str | Path | None = None) -> dict:
     """The stored runs of :data:`N_RUNS` that have a meta-curve, as ``{N: {"curve", "provenance", "log"}}``."""
-    from star.book.in_distribution import _log
-
     read, out = _reader(root), {}
     for n, folder in N_RUNS.items():
-        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
-        if c is None or p is None or lg is None:
-            continue
-        out[n] = {"curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()), "log": _log(lg)}
+        rec = _curve_run(read, folder)
+        if rec is not None and rec["log"] is not None:
+            out[n] = rec
     return out
+
+
+def _curve_run(read, folder: str) -> dict | None:
+    """``{"curve", "provenance", "log"}`` of a stored run with a meta-curve and provenance (``log`` ``None`` if it
+    has none), read through :class:`star.runs.RunFolder`; ``None`` if the meta-curve or provenance is missing."""
+    from star import runs
+
+    c, p, lg = (read(f"{folder}/{f}") for f in (runs.META_CURVE, runs.PROVENANCE, runs.LOG))
+    if c is None or p is None:
+        return None
+    run = runs.RunFolder(c.parent)
+    return {"curve": run.meta_curve(), "provenance": run.provenance(), "log": run.log() if lg is not None else None}
 
 
 def _device(r) -> str:
@@ -316,7 +324,6 @@ def _reader(root):
 def load_remedies(root: str | Path | None = None) -> dict:
     """The paper's STAR on the paper's MLP (the stored run of the STAR chapter) and our variants (the ``remedies``
     and ``remedies_long`` grids), as ``{label: {"folder", "curve", "provenance", "log"}}`` for those stored."""
-    from star.book.in_distribution import _log
     from star.grids import get_grid
 
     read = _reader(root)
@@ -329,11 +336,10 @@ def load_remedies(root: str | Path | None = None) -> dict:
                 f"{g.folder}/{spec.name}"
     out = {}
     for lab, folder in runs.items():
-        c, p, lg = (read(f"{folder}/{f}") for f in ("meta_curve.json", "provenance.json", "log.jsonl"))
-        if c is None or p is None:
+        rec = _curve_run(read, folder)
+        if rec is None:
             continue
-        rec = {"folder": folder, "curve": json.loads(c.read_text()), "provenance": json.loads(p.read_text()),
-               "log": _log(lg) if lg is not None else None}
+        rec = {"folder": folder, **rec}
         if not lab.endswith(" steps"):  # the stored run of the STAR chapter: its length from its own files
             n = int(rec["log"]["step"][-1]) if rec["log"] is not None else int(rec["curve"]["curve"][-1]["step"])
             lab = f"{lab}, {n} steps"

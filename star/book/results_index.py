@@ -26,7 +26,7 @@ class StoredResult:
 
     name: str  # path relative to the results root, e.g. "metatrain/star_fmnist8_cpu_n64"
     path: Path
-    kind: str  # "run" (a folder with config.json) or "measurement" (a JSON file with provenance)
+    kind: str  # "run" (a folder with a configuration, star.runs.CONFIG) or "measurement" (a JSON file with provenance)
     command: str | list | None
     scale: str | None
     description: str | None
@@ -40,9 +40,10 @@ def _note_heading(path: Path) -> str | None:
 
 
 def list_runs(root: str | os.PathLike) -> list[StoredResult]:
-    """Every stored result under ``root``: run folders (with ``config.json``) and JSON measurements (top-level
-    ``provenance`` with a ``command``), sorted by name. A run's description is the first heading of its
-    ``NOTE.md``; a measurement's is its ``"description"`` field, else the heading of the ``NOTE.md`` beside it.
+    """Every stored result under ``root``: run folders (with a configuration, :data:`star.runs.CONFIG`) and JSON
+    measurements (top-level ``provenance`` with a ``command``), sorted by name. A run's description is the first
+    heading of its ``NOTE.md``; a measurement's is its ``"description"`` field, else the heading of the
+    ``NOTE.md`` beside it.
 
     Raises:
         RunError: a ``.json`` file under ``root`` cannot be read as JSON, or a run's provenance is damaged

@@ -31,6 +31,9 @@ The modules, smallest first:
   another run's), :func:`run_identity`;
 * :mod:`~star.runs.folder` — :class:`RunFolder` (paths and readers), :func:`open_run` (read an existing run),
   :func:`writing_run` (create or resume, holding a lock), θ snapshots;
+* :mod:`~star.runs.schemas` — the stored JSON outputs (:class:`MetaCurve`, :class:`Evaluation`,
+  :class:`Baselines`) with a version, checked when read (:func:`read_document`; :meth:`RunFolder.meta_curve`,
+  :meth:`RunFolder.evaluation`, :func:`read_baselines`); :class:`StoredRun`, a finished run read at once;
 * :mod:`~star.runs.provenance` — :func:`git_commit`, :func:`device_info`, :func:`command_line`,
   :func:`provenance`, :func:`write_session_provenance`.
 
@@ -50,56 +53,59 @@ Example (what :func:`star.metatrain.meta_train` does)::
 """
 
 from star.runs.checkpoints import (
-                                   CHECKPOINT_MAGIC,
-                                   check_checkpoint_identity,
-                                   checkpoint_path,
-                                   config_diff,
-                                   decode_checkpoint,
-                                   encode_checkpoint,
-                                   list_checkpoints,
-                                   load_latest_checkpoint,
-                                   read_checkpoint_meta,
-                                   run_identity,
-                                   save_checkpoint,
+    CHECKPOINT_MAGIC,
+    check_checkpoint_identity,
+    checkpoint_path,
+    config_diff,
+    decode_checkpoint,
+    encode_checkpoint,
+    list_checkpoints,
+    load_latest_checkpoint,
+    read_checkpoint_meta,
+    run_identity,
+    save_checkpoint,
 )
 from star.runs.folder import (
-                                   META_TRAIN_FIELDS,
-                                   RunFolder,
-                                   folder_lock,
-                                   list_theta_snapshots,
-                                   open_run,
-                                   theta_snapshot_path,
-                                   writing_run,
+    META_TRAIN_FIELDS,
+    RunFolder,
+    StoredRun,
+    folder_lock,
+    list_theta_snapshots,
+    open_run,
+    read_baselines,
+    theta_snapshot_path,
+    writing_run,
 )
 from star.runs.io import (
-                                   CheckpointError,
-                                   RunError,
-                                   atomic_write_bytes,
-                                   atomic_write_json,
-                                   load_theta,
-                                   read_json,
-                                   save_theta,
-                                   to_json,
-                                   utc_now,
+    CheckpointError,
+    RunError,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_theta,
+    read_json,
+    save_theta,
+    to_json,
+    utc_now,
 )
 from star.runs.log import LogLines, load_log, log_arrays, read_log, truncate_log
 from star.runs.names import (
-                                   BASELINES,
-                                   CHECKPOINTS,
-                                   CONFIG,
-                                   DAMAGED_LOG,
-                                   FINAL_THETA,
-                                   LOG,
-                                   META_CURVE,
-                                   META_PARAMS,
-                                   NOTE,
-                                   PROVENANCE,
-                                   SUMMARY,
-                                   THETA_SNAPSHOT_DIR,
-                                   evaluation_file,
-                                   theta_snapshot_name,
+    BASELINES,
+    CHECKPOINTS,
+    CONFIG,
+    DAMAGED_LOG,
+    FINAL_THETA,
+    LOG,
+    META_CURVE,
+    META_PARAMS,
+    NOTE,
+    PROVENANCE,
+    SUMMARY,
+    THETA_SNAPSHOT_DIR,
+    evaluation_file,
+    theta_snapshot_name,
 )
 from star.runs.provenance import command_line, device_info, git_commit, provenance, write_session_provenance
+from star.runs.schemas import Baselines, Evaluation, MetaCurve, read_document
 
 __all__ = [
     "CONFIG", "LOG", "CHECKPOINTS", "THETA_SNAPSHOT_DIR", "FINAL_THETA", "PROVENANCE", "NOTE", "DAMAGED_LOG",
@@ -110,7 +116,8 @@ __all__ = [
     "CHECKPOINT_MAGIC", "encode_checkpoint", "decode_checkpoint", "read_checkpoint_meta", "checkpoint_path",
     "list_checkpoints", "save_checkpoint", "load_latest_checkpoint", "check_checkpoint_identity", "run_identity",
     "config_diff",
-    "RunFolder", "META_TRAIN_FIELDS", "open_run", "folder_lock", "writing_run", "theta_snapshot_path",
-    "list_theta_snapshots",
+    "RunFolder", "StoredRun", "read_baselines", "META_TRAIN_FIELDS", "open_run", "folder_lock", "writing_run",
+    "theta_snapshot_path", "list_theta_snapshots",
+    "MetaCurve", "Evaluation", "Baselines", "read_document",
     "git_commit", "device_info", "command_line", "provenance", "write_session_provenance",
 ]

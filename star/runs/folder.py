@@ -13,7 +13,7 @@ import dataclasses
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +26,29 @@ from star.runs.checkpoints import (
     run_identity,
 )
 from star.runs.io import RunError, atomic_write_json, load_theta, read_json, to_json
-from star.runs.log import _log_for_resume, load_log, read_log
+from star.runs.log import LogLines, _log_for_resume, load_log, read_log
 from star.runs.names import (
+    BASELINES,
     CHECKPOINTS,
     CONFIG,
     FINAL_THETA,
     LOG,
+    META_CURVE,
     NOTE,
     PROVENANCE,
     THETA_SNAPSHOT_DIR,
+    evaluation_file,
     theta_snapshot_name,
 )
+from star.runs.schemas import Baselines, Evaluation, MetaCurve, read_document
 
 try:  # POSIX advisory locks; elsewhere the lock is a no-op
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["RunFolder", "META_TRAIN_FIELDS", "open_run", "folder_lock", "writing_run", "theta_snapshot_path",
-           "list_theta_snapshots"]
+__all__ = ["RunFolder", "StoredRun", "read_baselines", "META_TRAIN_FIELDS", "open_run", "folder_lock", "writing_run",
+           "theta_snapshot_path", "list_theta_snapshots"]
 
 PyTree = Any
 
@@ -86,6 +90,10 @@ class RunFolder:
     final_theta_path = property(lambda self: self.path / FINAL_THETA)
     provenance_path = property(lambda self: self.path / PROVENANCE)
     note_path = property(lambda self: self.path / NOTE)
+    meta_curve_path = property(lambda self: self.path / META_CURVE)
+
+    def evaluation_path(self, steps: int) -> Path:
+        return self.path / evaluation_file(steps)
 
     def config(self, require: dict | None = None) -> dict:
         """The run's ``config.json``, a JSON object; with ``require`` (``{field: type}``, e.g.
@@ -123,7 +131,28 @@ class RunFolder:
         return prov
 
     def log(self) -> dict:
+        """The per-step metrics (:func:`~star.runs.log.load_log`); a run without a log is a :class:`RunError`."""
         return load_log(self.path)
+
+    def log_lines(self) -> LogLines:
+        """The log's records and damaged lines (:func:`~star.runs.log.read_log`; none if there is no log)."""
+        return read_log(self.log_path)
+
+    def meta_curve(self) -> MetaCurve | None:
+        """The run's meta-curve (:class:`~star.runs.schemas.MetaCurve`), ``None`` if it has none yet.
+
+        Raises:
+            RunError: the file is unreadable or not a meta-curve (names the file).
+        """
+        return read_document(self.meta_curve_path, MetaCurve, missing_ok=True)
+
+    def evaluation(self, steps: int) -> Evaluation | None:
+        """The evaluation over ``steps`` inner steps (:class:`~star.runs.schemas.Evaluation`), ``None`` if absent.
+
+        Raises:
+            RunError: the file is unreadable or not an evaluation (names the file).
+        """
+        return read_document(self.evaluation_path(steps), Evaluation, missing_ok=True)
 
     def theta_snapshots(self) -> list[tuple[int, Path]]:
         return list_theta_snapshots(self.path)
@@ -155,6 +184,93 @@ class RunFolder:
         if self.finished():
             done = max([done, *read_log(self.log_path).steps()])
         return done
+
+
+def read_baselines(grid_folder: str | os.PathLike) -> Baselines | None:
+    """A grid folder's tuned Adam and nominal optimizer (:class:`~star.runs.schemas.Baselines`), ``None`` if absent.
+
+    Raises:
+        RunError: the file is unreadable or not a baselines file (names the file).
+    """
+    return read_document(Path(grid_folder) / BASELINES, Baselines, missing_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredRun:
+    """A finished run folder, read: its configuration, per-step log, provenance and meta-curve.
+
+    Attributes:
+        name: the folder's name, e.g. ``"star_fmnist_cpu"``.
+        log: the per-step metrics, ``{name: array}`` (:func:`~star.runs.log.load_log`).
+        config: the run's settings (:data:`~star.runs.names.CONFIG`).
+        provenance: command, commit, scale, seeds, wall time, device (:meth:`RunFolder.provenance`).
+        curve: the meta-curve (:class:`~star.runs.schemas.MetaCurve`), ``None`` when the run has none.
+        cited: how a page cites it, e.g. ``"results/metatrain/star_fmnist_cpu"`` (no machine path; default the
+            name).
+        fetch: a file name inside the folder → its local path, for files read later (:meth:`json`,
+            :meth:`theta`); ``None``: the folder on this machine. The book passes one that downloads the file
+            where there is no checkout (:func:`star.book.files.stored_run`).
+    """
+
+    name: str
+    log: dict
+    config: dict
+    provenance: dict
+    curve: MetaCurve | None
+    cited: str | None = None  # None: the name
+    fetch: Callable[[str], Path] | None = None
+    path: Path | None = None
+
+    @classmethod
+    def read(cls, path: str | os.PathLike | None = None, *, cited: str | None = None,
+             fetch: Callable[[str], Path] | None = None) -> StoredRun:
+        """Read the run folder at ``path``, or the one whose files ``fetch`` brings (see the attributes).
+
+        Raises:
+            RunError: a file is missing, unreadable or of another kind (names it); ``fetch``'s own errors
+                (e.g. ``FileNotFoundError``) pass through, except for an absent meta-curve.
+        """
+        if fetch is not None:
+            where = fetch(CONFIG).parent
+            fetch(LOG)
+            fetch(PROVENANCE)
+            try:
+                fetch(META_CURVE)
+            except OSError:  # none stored (a download answers with an HTTP error, also an OSError)
+                pass
+        elif path is not None:
+            where = Path(path)
+        else:
+            raise ValueError("StoredRun.read needs the run folder's path or a fetch function; got neither")
+        run = RunFolder(where)
+        return cls(run.name, run.log(), run.config(), run.provenance(), run.meta_curve(), cited, fetch, run.path)
+
+    def file(self, filename: str) -> Path:
+        """The local path of a file of the run folder (fetched if needed)."""
+        if self.fetch is not None:
+            return self.fetch(filename)
+        if self.path is None:
+            raise RunError(f"stored run {self.name!r} was not read from a folder: it has no {filename}")
+        return self.path / filename
+
+    def json(self, filename: str):
+        """Another JSON file of the run folder, e.g. ``"evaluate.json"``."""
+        return read_json(self.file(filename), f"file of run {self.cited or self.name}")
+
+    def theta(self, step: int) -> dict:
+        """The θ snapshot stored after ``step`` outer steps, as ``{flattened key: array}``."""
+        import numpy as np
+
+        with np.load(self.file(f"{THETA_SNAPSHOT_DIR}/{theta_snapshot_name(step)}")) as z:
+            return {k: z[k] for k in z.files}
+
+    def describe(self) -> str:
+        """One line: the command, the commit, the wall time and the device (no machine paths)."""
+        p = self.provenance
+        dev = p.get("device", {})
+        return (f"{self.cited or self.name}: {p.get('command', '?')} (commit {str(p.get('git_commit', '?'))[:7]}, "
+                f"{p.get('wall_s_total', float('nan')):.0f} s on {dev.get('count', '?')} "
+                f"{dev.get('platform', '?')} device(s))")
 
 
 #: The fields of a meta-training run's ``config.json`` that its readers need, with their types.
