@@ -114,3 +114,19 @@ def test_verdict_or_reason_names_the_missing_seeds_in_plain_words(tmp_path):
     _fake(tmp_path / "b", three, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.95})
     v = D.verdict_or_reason(D.load_grid(three, tmp_path / "b"), "star_faster_metatraining", claims_folder=claims)
     assert v.record.budget.seeds == 3 and claims.exists()
+
+
+def test_long_reading_orders_the_members_and_names_the_unstable_ones(tmp_path):
+    base = sweep.get_grid("indist_long", "smoke")
+    short = dataclasses.replace(base, name="s", folder="results/s", outer_steps=4, seeds=(0,))
+    long = dataclasses.replace(base, name="l", folder="results/l", outer_steps=8, seeds=(0,))
+    _fake(tmp_path, short, {"star": 0.8, "blackbox": 0.9})
+    _fake(tmp_path, long, {"star": 0.6, "blackbox": 0.55})
+    text = D.long_reading(D.load_grid(short, tmp_path), D.load_grid(long, tmp_path))
+    assert text.startswith("After 8 outer steps the meta-objective is lowest for Blackbox (0.550), then STAR "
+                           "(outer wd 0.1) (0.600); the nominal optimizer's is 0.700.")
+    assert ("1 of 2 stay within 1.1× their loss at the horizon (STAR (outer wd 0.1)); Blackbox (2.00×) ends above "
+            "it.") in text
+    assert "one meta-training run (seed 0)" in text and text._repr_markdown_() == str(text)
+    empty = dataclasses.replace(long, folder="results/none")
+    assert D.long_reading(D.load_grid(short, tmp_path), D.load_grid(empty, tmp_path)).startswith("No run")
