@@ -130,3 +130,20 @@ def test_long_reading_orders_the_members_and_names_the_unstable_ones(tmp_path):
     assert "one meta-training run (seed 0)" in text and text._repr_markdown_() == str(text)
     empty = dataclasses.replace(long, folder="results/none")
     assert D.long_reading(D.load_grid(short, tmp_path), D.load_grid(empty, tmp_path)).startswith("No run")
+
+
+def test_stuck_seeds_names_the_runs_that_end_at_ln10(tmp_path):
+    base = sweep.get_grid("indist_long", "smoke")
+    grid = dataclasses.replace(base, name="g", folder="results/g", outer_steps=4, seeds=(0, 1, 2),
+                               members=(sweep.Member("star", 0.1), sweep.Member("hyperparam", 0.0),
+                                        sweep.Member("blackbox", 0.0)))
+    # _fake adds 0.01 × seed to the final level: with ln 10 − 0.01, seeds 0, 1 and 2 end 0.01, 0.0 and 0.01 away
+    _fake(tmp_path, grid, {"star": 0.6, "hyperparam": 0.7, "blackbox": math.log(10.0) - 0.01})
+    res = D.load_grid(grid, tmp_path)
+    assert D.stuck_seeds(res) == ("Some seeds do not train at all: Blackbox's seeds 0, 1 and 2 end at ln 10 ≈ 2.30, "
+                                  "the loss of a network that does not learn, after 4 outer steps.")
+    one = D.stuck_seeds(res, tolerance=0.005)
+    assert one == ("Some seeds do not train at all: Blackbox's seed 1 ends at ln 10 ≈ 2.30, the loss of a network "
+                   "that does not learn, after 4 outer steps.")
+    _fake(tmp_path / "ok", grid, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.9})
+    assert D.stuck_seeds(D.load_grid(grid, tmp_path / "ok")).startswith("No seed ends at ln 10")

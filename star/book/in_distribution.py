@@ -39,7 +39,7 @@ __all__ = [
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
     "provenance_table", "accelerator_estimate_table", "members_of", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
-    "verdict_or_reason", "long_reading",
+    "verdict_or_reason", "long_reading", "stuck_seeds",
     "VERDICT_RULES", "EMA",
 ]
 
@@ -866,3 +866,28 @@ def long_reading(short: GridResults, long: GridResults, tolerance: float = 1.1) 
     else:
         text += f" Means over {', '.join(map(str, seeds))} meta-training seeds per member."
     return Prose(text)
+
+
+def stuck_seeds(results: GridResults, figure: str = "fig3", tolerance: float = 0.05) -> str:
+    """A sentence naming the meta-training seeds of ``figure``'s members whose final unperturbed meta-objective is
+    within ``tolerance`` of ln 10 — the loss of a 10-class network that does not learn — computed from the stored
+    meta-curves. A :class:`star.book.tables.Prose` (Markdown)."""
+    from star.book.tables import Prose
+
+    level = math.log(10.0)
+    parts = []
+    for m in _members(results, figure):
+        seeds = [s for s in sorted(results.runs.get(m.label, {}))
+                 if abs(v := meta_objective_at(_only(results, m.label, s), m, results.grid.outer_steps)).size
+                 and abs(float(v[0]) - level) <= tolerance]
+        if seeds:
+            which = f"seed {seeds[0]}" if len(seeds) == 1 else \
+                f"seeds {', '.join(map(str, seeds[:-1]))} and {seeds[-1]}"
+            parts.append(f"{label(m)}'s {which}")
+    end = f"after {results.grid.outer_steps:,} outer steps"
+    if not parts:
+        return Prose(f"No seed ends at ln 10 ≈ {level:.2f}, the loss of a network that does not learn, {end}.")
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    verb = "ends" if len(parts) == 1 and "seeds" not in listed else "end"
+    return Prose(f"Some seeds do not train at all: {listed} {verb} "
+                 f"at ln 10 ≈ {level:.2f}, the loss of a network that does not learn, {end}.")
