@@ -147,3 +147,12 @@ def test_stuck_seeds_names_the_runs_that_end_at_ln10(tmp_path):
                    "that does not learn, after 4 outer steps.")
     _fake(tmp_path / "ok", grid, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.9})
     assert D.stuck_seeds(D.load_grid(grid, tmp_path / "ok")).startswith("No seed ends at ln 10")
+
+
+def test_accelerator_estimate_table_groups_thousands():
+    tab = D.accelerator_estimate_table()
+    per_run, total = tab.columns.index("inner steps per run"), tab.columns.index("inner steps in all")
+    for row in tab.cells:
+        assert "," in row[per_run] and "," in row[total]
+        runs = int(row[tab.columns.index("runs")])
+        assert int(row[total].replace(",", "")) == runs * int(row[per_run].replace(",", ""))

@@ -619,8 +619,8 @@ def accelerator_estimate_table():
             data = "yes"
         except DataUnavailableError:
             data = "no (tensorflow-datasets, online)"
-        rows.append([labels.grid(name), labels.task_short(g.task), est["runs"], est["inner_steps_per_run"],
-                     est["inner_steps"], est["hours"] if g.task == "fmnist_mlp" else "not measured", data])
+        rows.append([labels.grid(name), labels.task_short(g.task), est["runs"], f"{est['inner_steps_per_run']:,}",
+                     f"{est['inner_steps']:,}", est["hours"] if g.task == "fmnist_mlp" else "not measured", data])
     return table(["paper-scale grid", "task", "runs", "inner steps per run", "inner steps in all",
                   f"hours at {rate:,.0f} inner steps per second (2 CPU cores)", "data available here"], rows, digits=3)
 
