@@ -18,7 +18,7 @@ export PYTHONHASHSEED ?= 0
 help:
 	@echo "make book   build the book (STAR_SCALE=cpu by default)"
 	@echo "make test   lint, then nbval over book/ at STAR_SCALE=smoke, then the package's tests and the book's pages"
-	@echo "make lint   ruff over star/, tests/, bench/, experiments/, book/conftest.py; actionlint over .github/workflows/"
+	@echo "make lint   ruff over star/, tests/, bench/, experiments/, book/ (the chapters too); actionlint over .github/workflows/"
 	@echo "make bench  run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
@@ -68,11 +68,12 @@ PYTEST := STAR_SCALE=smoke $(PY) -m pytest -q -p no:cacheprovider
 SMOKE_CACHE := _build/smoke/_build/.jupyter_cache/smoke
 NBVAL := --nbval-lax --nbval-current-env --book-cache=$(SMOKE_CACHE)
 
-# ruff and actionlint (both pinned in the test extra); ruff's configuration, including what it skips, is in
-# pyproject.toml; actionlint's (the GPU runner's label) in .github/actionlint.yaml. shellcheck and pyflakes
-# are switched off inside actionlint so that its verdict does not depend on what else the machine has.
+# ruff and actionlint (both pinned in the test extra). ruff reads the chapters (book/*.ipynb) as well as the
+# Python files; its configuration, including what it skips, is in pyproject.toml; actionlint's (the GPU
+# runner's label) in .github/actionlint.yaml. shellcheck and pyflakes are switched off inside actionlint so
+# that its verdict does not depend on what else the machine has.
 lint: setup
-	$(VENV)/bin/ruff check star tests bench experiments book/conftest.py
+	$(VENV)/bin/ruff check star tests bench experiments book
 	$(VENV)/bin/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 test: lint sysdeps

@@ -27,10 +27,14 @@ def book_imports(source: str, module: str) -> list[str]:
     return found
 
 
+#: The command line is the top layer, above the book: its ``index`` command runs the book's results index.
+TOP = {("star", "__main__")}
+
+
 def _science_modules():
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        if rel.parts[:2] != ("star", "book"):
+        if rel.parts[:2] != ("star", "book") and rel.parts not in TOP:
             yield ".".join(rel.parts).removesuffix(".__init__"), path
 
 

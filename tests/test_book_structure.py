@@ -21,7 +21,9 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 REPOSITORY, BRANCH = CONFIG["repository"]["url"], CONFIG["repository"].get("branch", "main")
 
 COLAB_CELL = f'''# Colab: install the `star` package from the repository (does nothing when run locally).
-import sys, subprocess
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+{REPOSITORY}.git"], check=True)'''

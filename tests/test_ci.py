@@ -2,7 +2,8 @@
 
 * ``.github/workflows/`` runs the commands the README gives users (``make test``, ``make book``) and nothing
   the Makefile does not define; the book workflow publishes with the official Pages actions.
-* actionlint (``make lint``) passes on the workflows and fails on a broken one.
+* actionlint (``make lint``) passes on the workflows and fails on a broken one; ruff (``make lint``) covers
+  the chapters.
 * ``pytest --nbval-lax`` with ``book/conftest.py``: a chapter whose cells all pass is stored, figures included,
   in the jupyter-cache the book build reads; a chapter with a failing cell fails nbval and is not stored.
 """
@@ -149,6 +150,38 @@ def test_actionlint_fails_on_a_broken_workflow(tmp_path):
     assert 'label "ubuntu-lastest" is unknown' in out
     assert 'unexpected key "timeout-minute"' in out
     assert 'property "reff" is not defined' in out
+
+
+def ruff() -> str:
+    path = Path(sys.executable).parent / "ruff"
+    found = str(path) if path.is_file() else shutil.which("ruff")
+    if found is None:
+        pytest.fail("ruff not found: it is in the test extra (make setup installs it)")
+    return found
+
+
+def lint_paths(makefile: str) -> list[str]:
+    """The paths ``make lint`` gives ruff."""
+    recipe = re.search(r"^lint:.*\n((?:\t.*\n)+)", makefile, flags=re.M).group(1)
+    return next(line for line in recipe.splitlines() if "ruff check" in line).split("ruff check", 1)[1].split()
+
+
+def test_lint_covers_the_chapters(tmp_path):
+    """``make lint`` runs ruff over book/ with the repository's configuration: the chapters pass, and a copy of
+    one whose Colab cell imports two modules on one line fails (as it would if pyproject.toml excluded book/)."""
+    assert "book" in lint_paths((ROOT / "Makefile").read_text())
+    proc = subprocess.run([ruff(), "check", "book"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "book").mkdir()
+    nb = nbformat.read(ROOT / "book" / "intro.ipynb", as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "import subprocess\nimport sys\n" in first.source
+    first.source = first.source.replace("import subprocess\nimport sys\n", "import sys, subprocess\n")
+    nbformat.write(nb, tmp_path / "book" / "intro.ipynb")
+    proc = subprocess.run([ruff(), "check", "--no-cache", "book"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "E401" in proc.stdout, proc.stdout + proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

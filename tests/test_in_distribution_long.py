@@ -114,3 +114,45 @@ def test_verdict_or_reason_names_the_missing_seeds_in_plain_words(tmp_path):
     _fake(tmp_path / "b", three, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.95})
     v = D.verdict_or_reason(D.load_grid(three, tmp_path / "b"), "star_faster_metatraining", claims_folder=claims)
     assert v.record.budget.seeds == 3 and claims.exists()
+
+
+def test_long_reading_orders_the_members_and_names_the_unstable_ones(tmp_path):
+    base = sweep.get_grid("indist_long", "smoke")
+    short = dataclasses.replace(base, name="s", folder="results/s", outer_steps=4, seeds=(0,))
+    long = dataclasses.replace(base, name="l", folder="results/l", outer_steps=8, seeds=(0,))
+    _fake(tmp_path, short, {"star": 0.8, "blackbox": 0.9})
+    _fake(tmp_path, long, {"star": 0.6, "blackbox": 0.55})
+    text = D.long_reading(D.load_grid(short, tmp_path), D.load_grid(long, tmp_path))
+    assert text.startswith("After 8 outer steps the meta-objective is lowest for Blackbox (0.550), then STAR "
+                           "(outer wd 0.1) (0.600); the nominal optimizer's is 0.700.")
+    assert ("1 of 2 stay within 1.1× their loss at the horizon (STAR (outer wd 0.1)); Blackbox (2.00×) ends above "
+            "it.") in text
+    assert "one meta-training run (seed 0)" in text and text._repr_markdown_() == str(text)
+    empty = dataclasses.replace(long, folder="results/none")
+    assert D.long_reading(D.load_grid(short, tmp_path), D.load_grid(empty, tmp_path)).startswith("No run")
+
+
+def test_stuck_seeds_names_the_runs_that_end_at_ln10(tmp_path):
+    base = sweep.get_grid("indist_long", "smoke")
+    grid = dataclasses.replace(base, name="g", folder="results/g", outer_steps=4, seeds=(0, 1, 2),
+                               members=(sweep.Member("star", 0.1), sweep.Member("hyperparam", 0.0),
+                                        sweep.Member("blackbox", 0.0)))
+    # _fake adds 0.01 × seed to the final level: with ln 10 − 0.01, seeds 0, 1 and 2 end 0.01, 0.0 and 0.01 away
+    _fake(tmp_path, grid, {"star": 0.6, "hyperparam": 0.7, "blackbox": math.log(10.0) - 0.01})
+    res = D.load_grid(grid, tmp_path)
+    assert D.stuck_seeds(res) == ("Some seeds do not train at all: Blackbox's seeds 0, 1 and 2 end at ln 10 ≈ 2.30, "
+                                  "the loss of a network that does not learn, after 4 outer steps.")
+    one = D.stuck_seeds(res, tolerance=0.005)
+    assert one == ("Some seeds do not train at all: Blackbox's seed 1 ends at ln 10 ≈ 2.30, the loss of a network "
+                   "that does not learn, after 4 outer steps.")
+    _fake(tmp_path / "ok", grid, {"star": 0.6, "hyperparam": 0.7, "blackbox": 0.9})
+    assert D.stuck_seeds(D.load_grid(grid, tmp_path / "ok")).startswith("No seed ends at ln 10")
+
+
+def test_accelerator_estimate_table_groups_thousands():
+    tab = D.accelerator_estimate_table()
+    per_run, total = tab.columns.index("inner steps per run"), tab.columns.index("inner steps in all")
+    for row in tab.cells:
+        assert "," in row[per_run] and "," in row[total]
+        runs = int(row[tab.columns.index("runs")])
+        assert int(row[total].replace(",", "")) == runs * int(row[per_run].replace(",", ""))

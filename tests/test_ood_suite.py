@@ -425,10 +425,10 @@ def test_optimizer_findings_follow_the_summary():
 
     md = book_ood.optimizer_findings_markdown(_summary())
     assert "**Blackbox** — unstable on 8 of 8 tasks" in md and "**STAR** — stable on every task" in md
-    assert "**STAR** — stable on every task; final loss below tuned Adam's on 0 and within 1.25x of it on 8 of 8" in md
+    assert "**STAR** — stable on every task; final loss below tuned Adam's on 0 and within 1.25× of it on 8 of 8" in md
     md = book_ood.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
     assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
-    assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25x of it on 0" in md
+    assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25× of it on 0" in md
 
 
 def test_parse_source():

@@ -39,7 +39,7 @@ __all__ = [
     "plot_meta_objective", "plot_inner_training", "plot_figure", "summary_table", "adam_search_table",
     "provenance_table", "accelerator_estimate_table", "members_of", "evidence", "complete",
     "verdict_fig3", "verdict_weight_decay", "verdict_preconditioning", "verdict_nominal_term", "record_verdict",
-    "verdict_or_reason",
+    "verdict_or_reason", "long_reading", "stuck_seeds",
     "VERDICT_RULES", "EMA",
 ]
 
@@ -619,8 +619,8 @@ def accelerator_estimate_table():
             data = "yes"
         except DataUnavailableError:
             data = "no (tensorflow-datasets, online)"
-        rows.append([labels.grid(name), labels.task_short(g.task), est["runs"], est["inner_steps_per_run"],
-                     est["inner_steps"], est["hours"] if g.task == "fmnist_mlp" else "not measured", data])
+        rows.append([labels.grid(name), labels.task_short(g.task), est["runs"], f"{est['inner_steps_per_run']:,}",
+                     f"{est['inner_steps']:,}", est["hours"] if g.task == "fmnist_mlp" else "not measured", data])
     return table(["paper-scale grid", "task", "runs", "inner steps per run", "inner steps in all",
                   f"hours at {rate:,.0f} inner steps per second (2 CPU cores)", "data available here"], rows, digits=3)
 
@@ -836,3 +836,58 @@ def long_short_table(short: GridResults, long: GridResults):
                   f"at {s.outer_steps}, N {lg.num_tasks}", f"at {lg.outer_steps}, N {lg.num_tasks}",
                   f"loss at {t} / at horizon, {s.outer_steps}-step θ", f"the same, {lg.outer_steps}-step θ"],
                  cells, caption=cap)
+
+
+def long_reading(short: GridResults, long: GridResults, tolerance: float = 1.1) -> str:
+    """What :func:`long_short_rows` says, in words, computed: the members ordered by their meta-objective after the
+    long grid's outer steps (against the nominal optimizer's), which of them stay within ``tolerance`` × their
+    horizon loss at the end of the longest evaluation, and how many seeds that rests on (one seed: single runs,
+    no interval). A :class:`star.book.tables.Prose` (Markdown)."""
+    from star.book.tables import Prose
+
+    rows = long_short_rows(short, long)
+    if not rows:
+        return Prose("No run of the long grid is stored yet.")
+    seeds = sorted({r["seeds"] for r in rows})
+    ordered = sorted(rows, key=lambda r: r["long_end"][0])
+    nom = nominal_objective(long)
+    order = ", then ".join(f"{label(r['member'])} ({r['long_end'][0]:.3f})" for r in ordered)
+    text = (f"After {long.grid.outer_steps:,} outer steps the meta-objective is lowest for {order}"
+            + (f"; the nominal optimizer's is {nom:.3f}." if nom is not None else "."))
+    longest = max(long.grid.eval_steps)
+    stable = [label(r["member"]) for r in rows if r["beyond_long"][0] <= tolerance]
+    unstable = [f"{label(r['member'])} ({r['beyond_long'][0]:.2f}×)" for r in rows if r["beyond_long"][0] > tolerance]
+    text += (f" Trained for {longest:,} inner steps, {len(stable)} of {len(rows)} stay within {tolerance:g}× their "
+             f"loss at the horizon" + (f" ({', '.join(stable)})" if stable else "")
+             + (f"; {', '.join(unstable)} end{'s' if len(unstable) == 1 else ''} above it." if unstable else "."))
+    if seeds == [1]:
+        text += (" Each number is one meta-training run (seed 0): a single draw, with no interval, so none of this is "
+                 "a verdict.")
+    else:
+        text += f" Means over {', '.join(map(str, seeds))} meta-training seeds per member."
+    return Prose(text)
+
+
+def stuck_seeds(results: GridResults, figure: str = "fig3", tolerance: float = 0.05) -> str:
+    """A sentence naming the meta-training seeds of ``figure``'s members whose final unperturbed meta-objective is
+    within ``tolerance`` of ln 10 — the loss of a 10-class network that does not learn — computed from the stored
+    meta-curves. A :class:`star.book.tables.Prose` (Markdown)."""
+    from star.book.tables import Prose
+
+    level = math.log(10.0)
+    parts = []
+    for m in _members(results, figure):
+        seeds = [s for s in sorted(results.runs.get(m.label, {}))
+                 if abs(v := meta_objective_at(_only(results, m.label, s), m, results.grid.outer_steps)).size
+                 and abs(float(v[0]) - level) <= tolerance]
+        if seeds:
+            which = f"seed {seeds[0]}" if len(seeds) == 1 else \
+                f"seeds {', '.join(map(str, seeds[:-1]))} and {seeds[-1]}"
+            parts.append(f"{label(m)}'s {which}")
+    end = f"after {results.grid.outer_steps:,} outer steps"
+    if not parts:
+        return Prose(f"No seed ends at ln 10 ≈ {level:.2f}, the loss of a network that does not learn, {end}.")
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    verb = "ends" if len(parts) == 1 and "seeds" not in listed else "end"
+    return Prose(f"Some seeds do not train at all: {listed} {verb} "
+                 f"at ln 10 ≈ {level:.2f}, the loss of a network that does not learn, {end}.")

@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from star import nqm as _nqm
-from star import nqm_meta
-from star import plotting
+from star import nqm_meta, plotting
 from star import stability as _st
 from star.book.claims import Check
 from star.book.stats import mean_ci, paired_ci, proportion_ci
@@ -220,8 +219,9 @@ def es_table(summary: Mapping, names: Sequence[str] | None = None) -> Table:
     rows = []
     for name in names or list(summary):
         s = summary[name]
-        rows.append([name, f"[{s['band'][0] + 0.0:.3f}, {s['band'][1]:.3f}]", f"{s['final'][0]:.3f}, {s['final'][1]:.3f}",
-                     s["max_eig"], int(s["below"].any(axis=0).sum()), int(s["above"].any(axis=0).sum()),
+        rows.append([name, f"[{s['band'][0] + 0.0:.3f}, {s['band'][1]:.3f}]",
+                     f"{s['final'][0]:.3f}, {s['final'][1]:.3f}", s["max_eig"],
+                     int(s["below"].any(axis=0).sum()), int(s["above"].any(axis=0).sum()),
                      s["rho_end"], s["L0"], s["L1"]])
     return table(["variant", "Theorem 1 band", "final eigenvalues of P", "largest eigenvalue ever",
                   "steps below the band", "steps above the band", "ρ at the end", "L at the start",

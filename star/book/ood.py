@@ -466,8 +466,8 @@ def optimizer_counts(summary: Mapping) -> dict:
 
 
 def _per_meta_run(results: Mapping) -> list:
-    """:func:`star.book.ood_results.summarize` of ``results`` for each meta-training run ``k`` (``meta_run=k``), as many as
-    the learned optimizer with the most runs has."""
+    """:func:`star.book.ood_results.summarize` of ``results`` for each meta-training run ``k``
+    (``meta_run=k``), as many as the learned optimizer with the most runs has."""
     return [summarize(results, meta_run=k) for k in range(max(num_meta_runs(results).values(), default=0))]
 
 
@@ -547,9 +547,10 @@ def cost_table(results: Mapping):
     """Wall time of the stored suite by part, summed over the tasks, with the commit(s) and devices that
     ran it: the baselines' tuning and evaluation (as recorded by the run that tuned them, which may be
     older than the record) and the learned optimizers' evaluation (the record's own run); the last row is
-    the elapsed time of the latter (:func:`star.book.ood_results.elapsed_minutes`). A :class:`star.book.tables.Table`."""
-    from star.book.tables import table
+    the elapsed time of the latter (:func:`star.book.ood_results.elapsed_minutes`). A
+    :class:`star.book.tables.Table`."""
     from star.book.ood_results import elapsed_minutes
+    from star.book.tables import table
 
     def describe(provs):
         provs = sorted(provs, key=lambda p: str(p.get("finished_utc", "")))
@@ -615,7 +616,7 @@ def optimizer_findings_markdown(summary: Mapping) -> str:
                          f"{finals[low]:.3g} ({_task_words(low)}).")
             continue
         lines.append(f"* **{_style(opt)[0]}** — {stable}; final loss below tuned Adam's on {c['below_adam']} "
-                     f"and within 1.25x of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
+                     f"and within 1.25× of it on {c['within_1.25_adam']} of {n}; median final loss / tuned "
                      f"Adam's {c['median_ratio_to_adam']:.3g}; lowest final loss {finals[low]:.3g} "
                      f"({_task_words(low)}).")
     return "\n".join(lines)
@@ -652,7 +653,7 @@ def meta_run_findings_markdown(results: Mapping) -> str:
         labels = meta_run_labels(results, "star")
         per = [f"{labels[k]}: {', '.join(_task_words(t) for t in gains(per_run[k])) or 'none'}"
                for k in range(min(runs["star"], runs["hyperparam"]))]
-        lines.append(f"* Tasks where STAR's final loss is at most 0.8x Hyperparam's — {'; '.join(per)}; pooled: "
+        lines.append(f"* Tasks where STAR's final loss is at most 0.8× Hyperparam's — {'; '.join(per)}; pooled: "
                      f"{', '.join(_task_words(t) for t in gains(pooled)) or 'none'}.")
     return "\n".join(lines)
 
@@ -820,9 +821,9 @@ def controls_findings_markdown(rows: Sequence[Mapping]) -> str:
 
 def suite_budget_table(records: Mapping, paper=None):
     """The budget of each stored suite (``{label: a record of it}``, its ``suite_config``) against the paper
-    scale's (:func:`star.ood_suite.suite_config` ``"paper"``, from the paper's description and the reference's 10 000-step
-    NAdamW curves): inner steps per run, Adam learning rates, NAdamW samples, tuning and evaluation seeds,
-    each with its fraction of the paper scale's."""
+    scale's (:func:`star.ood_suite.suite_config` ``"paper"``, from the paper's description and the reference's
+    10 000-step NAdamW curves): inner steps per run, Adam learning rates, NAdamW samples, tuning and evaluation
+    seeds, each with its fraction of the paper scale's."""
     from star.book.tables import table
     from star.ood_suite import suite_config
 

@@ -12,7 +12,7 @@ __all__ = ["find_book_root", "normalize_page", "toc_pages", "page_title"]
 _PAGE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
 
 
-def find_book_root(start: "str | os.PathLike | None" = None) -> "Path | None":
+def find_book_root(start: str | os.PathLike | None = None) -> Path | None:
     """The first folder at or above ``start`` (default: the working directory) that holds ``_toc.yml``."""
     here = Path(start if start is not None else os.getcwd()).resolve()
     for folder in (here, *here.parents):
@@ -37,7 +37,7 @@ def normalize_page(page: str) -> str:
     return page if "/" in page else f"book/{page}"
 
 
-def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
+def toc_pages(root: str | os.PathLike) -> list[str] | None:
     """Every page named in ``<root>/_toc.yml`` (``root:`` and ``file:`` entries, in order), or None if
     there is no such file."""
     try:
@@ -49,7 +49,7 @@ def toc_pages(root: "str | os.PathLike") -> "list[str] | None":
     return [normalize_page(p) for p in pages]
 
 
-def page_title(root: "str | os.PathLike", page: str) -> "str | None":
+def page_title(root: str | os.PathLike, page: str) -> str | None:
     """The first level-1 heading of ``<root>/<page>.ipynb`` or ``.md``, without MyST markup; None if absent."""
     base = Path(root) / normalize_page(page)
     for path in (base.with_suffix(".ipynb"), base.with_suffix(".md")):

@@ -40,9 +40,10 @@ def _note_heading(path: Path) -> str | None:
 
 
 def list_runs(root: str | os.PathLike) -> list[StoredResult]:
-    """Every stored result under ``root``: run folders (with a configuration, :data:`star.runs.CONFIG`) and JSON measurements (top-level
-    ``provenance`` with a ``command``), sorted by name. A run's description is the first heading of its
-    ``NOTE.md``; a measurement's is its ``"description"`` field, else the heading of the ``NOTE.md`` beside it.
+    """Every stored result under ``root``: run folders (with a configuration, :data:`star.runs.CONFIG`) and JSON
+    measurements (top-level ``provenance`` with a ``command``), sorted by name. A run's description is the first
+    heading of its ``NOTE.md``; a measurement's is its ``"description"`` field, else the heading of the
+    ``NOTE.md`` beside it.
 
     Raises:
         RunError: a ``.json`` file under ``root`` cannot be read as JSON, or a run's provenance is damaged

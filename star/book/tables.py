@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["Table", "table", "format_number", "column", "Prose"]
 
@@ -36,7 +36,7 @@ class Prose(str):
         return str(self)
 
 
-def column(t: "Table", name: str) -> list:
+def column(t: Table, name: str) -> list:
     """The unformatted entries of ``t``'s column ``name``.
 
     Raises:
@@ -51,7 +51,7 @@ def column(t: "Table", name: str) -> list:
 class Table:
     """Rows under named columns; ``_repr_html_`` for notebooks, ``__repr__`` as aligned text."""
 
-    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence], caption: "str | None" = None,
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence], caption: str | None = None,
                  digits: int = 4):
         columns = [str(c) for c in columns]
         if not columns:
@@ -80,7 +80,7 @@ class Table:
         return "\n".join(([self.caption] if self.caption else []) + lines)
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence], caption: "str | None" = None,
+def table(columns: Sequence[str], rows: Sequence[Sequence], caption: str | None = None,
           digits: int = 4) -> Table:
     """A :class:`Table`; numbers are shown with ``digits`` significant digits.
 
