@@ -259,8 +259,9 @@ def training_table(curves: Mapping, tests: Mapping) -> Table:
 
 
 def meta_curve_summary(run: StoredRun) -> dict:
-    """From a run's meta-curve (:class:`star.runs.MetaCurve`): the meta-objective at the start and the end, the learned-minus-nominal
-    difference on the common episodes (mean, s.e.) and on how many episodes the learned θ was lower."""
+    """From a run's meta-curve (:class:`star.runs.MetaCurve`): the meta-objective at the start and the end, the
+    learned-minus-nominal difference on the common episodes (mean, s.e.) and on how many episodes the learned θ
+    was lower."""
     if run.curve is None:
         raise ValueError(f"run {run.name!r} has no {run_files.META_CURVE}; make it with python -m star meta-curve")
     first, last = run.curve["curve"][0], run.curve["curve"][-1]
@@ -358,7 +359,8 @@ def signal_table(sig: Mapping) -> Table:
 
 
 def evaluation_table(runs: Mapping[str, StoredRun]) -> Table:
-    """The evaluation report of each run (:class:`star.runs.EvaluateReport`): θ at the start and after meta-training, one 2000-step episode each."""
+    """The evaluation report of each run (:class:`star.runs.EvaluateReport`): θ at the start and after
+    meta-training, one 2000-step episode each."""
     rows = []
     for label, run in runs.items():
         ev = run.json(run_files.EVALUATE_REPORT)
