@@ -266,8 +266,7 @@ def load_learned(name: str, run_dirs: Sequence, *, root: str | os.PathLike = "."
         if transforms:
             source["transforms"] = list(transforms)
         thetas.append(theta)
-        prov = folder / runs.PROVENANCE
-        commit = json.loads(prov.read_text()).get("git_commit") if prov.is_file() else None
+        commit = runs.RunFolder(folder).provenance().get("git_commit")
         sources.append({"path": _repo_relative(path), "sha256": _sha256(path), "metatrain_commit": commit, **source})
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *thetas)
     return LearnedOptimizer(name=name, cfg=cfg0, thetas=stacked, sources=tuple(sources))
