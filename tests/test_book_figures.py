@@ -111,3 +111,12 @@ def test_labels_are_words_and_ids_are_known():
 def test_id_patterns_catch_each_kind(text, hit):
     assert any(hit in h for h in figures.id_hits(text, ids=set())), figures.id_hits(text, ids=set())
     assert figures.id_hits("STAR with outer weight decay 0.5 after 200 steps, 2.3e-4 [95 %]", ids=set()) == []
+
+
+def test_every_learned_row_of_the_ood_suite_has_a_readers_name():
+    """A row of any learned set of the OOD suite shows in tables and legends by labels.optimizer: no id leaks."""
+    from star.ood_suite import LEARNED_SETS
+
+    rows = {name for rows in LEARNED_SETS.values() for name in rows}
+    assert rows - set(labels.OPTIMIZERS) == set()
+    assert labels.optimizer("star_wd1.0_long") == "STAR (outer wd 1), 2000 outer steps"

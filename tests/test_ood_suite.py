@@ -429,6 +429,9 @@ def test_optimizer_findings_follow_the_summary():
     md = book_ood.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
     assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
     assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25× of it on 0" in md
+    assert "**Adam (tuned learning rate)**" in md
+    learned = book_ood.optimizer_findings_markdown(_summary(), learned_only=True)
+    assert "Adam (tuned" not in learned and "NAdamW" not in learned and "**STAR** — stable on every task" in learned
 
 
 def test_parse_source():

@@ -37,6 +37,17 @@ OPTIMIZERS = {
     "released_star": "STAR, released checkpoint",
     "released_hyperparam": "Hyperparam, released checkpoint",
     "released_star_nonom": "STAR without nominal term, released checkpoint",
+    # the OOD controls (star.ood_suite.CONTROLS_LEARNED) and the 2000-outer-step θ's (LONG_LEARNED)
+    "star_theta0": "STAR at its reference initialisation θ₀",
+    "star_output0": "STAR θ₀ with its output layer zero (the nominal optimizer)",
+    "star_init_nominal": "STAR meta-trained from the zero-output start",
+    "star_wd1.0": "STAR (outer wd 1)",
+    "star_wd5.0": "STAR (outer wd 5)",
+    "star_long": "STAR, 2000 outer steps",
+    "star_wd1.0_long": "STAR (outer wd 1), 2000 outer steps",
+    "star_nopre_long": "STAR without preconditioner, 2000 outer steps",
+    "hyperparam_long": "Hyperparam, 2000 outer steps",
+    "blackbox_long": "Blackbox, 2000 outer steps",
 }
 
 TASKS = {

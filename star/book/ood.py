@@ -599,14 +599,17 @@ def _task_words(task: str) -> str:
     return labels.task(task)
 
 
-def optimizer_findings_markdown(summary: Mapping) -> str:
+def optimizer_findings_markdown(summary: Mapping, learned_only: bool = False) -> str:
     """A Markdown list, one item per optimizer (in :data:`LABELS` order), of what :func:`optimizer_counts`
     finds over the tasks of ``summary`` (what :func:`star.book.ood_results.summarize` returns): on how many tasks it is
     unstable, below tuned Adam's final loss and within 1.25x of it, its median final loss / tuned Adam's,
-    and its lowest final loss with the task."""
+    and its lowest final loss with the task. ``learned_only``: no items for the baselines (Adam, NAdamW), e.g. for
+    a suite that reuses baselines shown elsewhere."""
     counts = optimizer_counts(summary)
     lines = []
     for opt in optimizer_order(counts):
+        if learned_only and opt in ("adam", "nadamw"):
+            continue
         c, n = counts[opt], counts[opt]["tasks"]
         finals = {t: row[opt]["final"] for t, row in summary.items() if opt in row}
         low = min(finals, key=lambda t: finals[t] if math.isfinite(finals[t]) else math.inf)
