@@ -1,5 +1,6 @@
-"""star.book.in_distribution: the verdict rules of Fig. 3 and Figs. App.2-App.4 flip when their evidence does;
-loading a grid's run folders; the figures draw from them."""
+"""The chapter "In-distribution meta-training": the verdict rules of Fig. 3 and Figs. App.2-App.4
+(star.book.in_distribution_verdicts) flip when their evidence does; loading a grid's run folders
+(star.book.grid_results); the figures and tables draw from them."""
 
 import dataclasses
 import json
@@ -13,7 +14,18 @@ import pytest
 
 from star import sweep
 from star.book import claims
-from star.book import in_distribution as D
+from star.book.grid_results import load_grid, meta_objective, nominal_objective
+from star.book.in_distribution_figures import plot_figure
+from star.book.in_distribution_tables import summary_table
+from star.book.in_distribution_verdicts import (
+    complete,
+    evidence,
+    record_verdict,
+    verdict_fig3,
+    verdict_nominal_term,
+    verdict_preconditioning,
+    verdict_weight_decay,
+)
 
 RNG = np.random.default_rng(0)
 STEPS = 200
@@ -26,7 +38,7 @@ def curve(level, seeds=3, noise=0.01):
 
 
 def member(level, final, ratio=1.0):
-    """Evidence of one member for seeds 0, 1, 2 (as star.book.in_distribution.evidence returns it)."""
+    """Evidence of one member for seeds 0, 1, 2 (as star.book.in_distribution_verdicts.evidence returns it)."""
     return {"meta_loss": dict(enumerate(curve(level))), "final_objective": dict(enumerate(map(float, final))),
             "beyond_horizon": {s: float(ratio) for s in range(3)}}
 
@@ -43,16 +55,16 @@ def status(checks):
 
 def test_fig3_verdict_flips_with_the_evidence():
     good = fig3_ev((0.6, [0.60, 0.61, 0.62]), (1.0, [0.95, 1.0, 0.98]))
-    checks, text = D.verdict_fig3(good)
+    checks, text = verdict_fig3(good)
     assert [c.status for c in checks] == ["supported"] * 3 and status(checks) == "reproduced", checks
     assert "STAR's final meta-objective is lower than Blackbox's: +0.3" in text and "_wd" not in text
     bad = fig3_ev((1.0, [0.95, 1.0, 0.98]), (0.6, [0.60, 0.61, 0.62]))  # the same numbers, swapped
-    assert [c.status for c in D.verdict_fig3(bad)[0]] == ["contradicted"] * 3
-    assert status(D.verdict_fig3(bad)[0]) == "contradicted"
+    assert [c.status for c in verdict_fig3(bad)[0]] == ["contradicted"] * 3
+    assert status(verdict_fig3(bad)[0]) == "contradicted"
     # lower on average but within the noise at the end: partly, never contradicted
     mixed = fig3_ev((0.6, [0.60, 1.2, 0.62]), (1.0, [0.95, 1.0, 0.98]))
-    assert [c.status for c in D.verdict_fig3(mixed)[0]] == ["supported", "supported", "inconclusive"]
-    assert status(D.verdict_fig3(mixed)[0]) == "partly"
+    assert [c.status for c in verdict_fig3(mixed)[0]] == ["supported", "supported", "inconclusive"]
+    assert status(verdict_fig3(mixed)[0]) == "partly"
 
 
 def test_weight_decay_verdict():
@@ -61,18 +73,18 @@ def test_weight_decay_verdict():
             "star_wd0.1": member(0.6, [0.60, 0.61, 0.62], r01), "star_wd0.5": member(0.6, [0.61, 0.63, 0.62], r05),
             "star_wd1.0": member(0.7, obj10, 1.0), "star_wd0.0": member(0.6, [0.6, 0.6, 0.6], 2.0)}}
 
-    assert status(D.verdict_weight_decay(ev(1.05, [0.70, 0.715, 0.72]))[0]) == "reproduced"
+    assert status(verdict_weight_decay(ev(1.05, [0.70, 0.715, 0.72]))[0]) == "reproduced"
     # unstable beyond the horizon (1.5×) with wd 0.1: that check is contradicted, the rest supported
-    checks, text = D.verdict_weight_decay(ev(1.5, [0.70, 0.715, 0.72]))
+    checks, text = verdict_weight_decay(ev(1.5, [0.70, 0.715, 0.72]))
     assert [c.status for c in checks] == ["contradicted", "supported", "supported", "supported"]
     assert status(checks) == "partly" and "wd 0.1: 1.50 / 1.50 / 1.50" in text
     # wd 1.0 as good as the others (within the noise) and unstable beyond the horizon: nothing supported
-    checks = D.verdict_weight_decay(ev(1.5, [0.62, 0.60, 0.62], r05=1.3))[0]
+    checks = verdict_weight_decay(ev(1.5, [0.62, 0.60, 0.62], r05=1.3))[0]
     assert [c.status for c in checks][2:] == ["inconclusive", "inconclusive"] and status(checks) == "contradicted"
 
 
-@pytest.mark.parametrize("rule,other", [(D.verdict_preconditioning, "star_nopre_wd0.1"),
-                                        (D.verdict_nominal_term, "star_nonom_wd0.1")])
+@pytest.mark.parametrize("rule,other", [(verdict_preconditioning, "star_nopre_wd0.1"),
+                                        (verdict_nominal_term, "star_nonom_wd0.1")])
 def test_ablation_verdicts(rule, other):
     def ev(star, abl):
         return {"outer_steps": STEPS, "task": "t", "members": {"star_wd0.1": member(*star), other: member(*abl)}}
@@ -87,10 +99,10 @@ def test_ablation_verdicts(rule, other):
 def test_pairing_is_by_seed():
     ev = fig3_ev((0.6, [0.60, 0.61, 0.62]), (1.0, [0.95, 1.0, 0.98]))
     del ev["members"]["star_wd0.1"]["final_objective"][0]  # STAR's seed 0 not evaluated: pairs (1, 2) only
-    checks, _ = D.verdict_fig3(ev)
+    checks, _ = verdict_fig3(ev)
     assert "paired over 2 meta-training seeds" in checks[-1].how
     ev["members"]["star_wd0.1"]["final_objective"] = {1: 0.6}  # one pair: no interval, undecided
-    assert D.verdict_fig3(ev)[0][-1].status == "inconclusive"
+    assert verdict_fig3(ev)[0][-1].status == "inconclusive"
 
 
 # ------------------------------------------------------------------------------------------ run folders
@@ -122,32 +134,32 @@ def fake_grid(tmp_path):
 
 def test_load_grid_and_figures(tmp_path):
     grid = fake_grid(tmp_path)
-    res = D.load_grid(grid, tmp_path)
+    res = load_grid(grid, tmp_path)
     assert res.missing == [grid.runs()[-1].name]
     assert sorted(res.runs) == ["hyperparam_wd0.0", "star_wd0.1"] and res.seeds(sweep.Member("star", 0.1)) == [0, 1]
-    steps, obj = D.meta_objective(res, sweep.Member("star", 0.1))
+    steps, obj = meta_objective(res, sweep.Member("star", 0.1))
     assert steps.tolist() == [0, 3, 6] and obj.shape == (2, 3)
-    assert D.nominal_objective(res) == 0.7
-    ev = D.evidence(res)
+    assert nominal_objective(res) == 0.7
+    ev = evidence(res)
     assert sorted(ev["members"]["star_wd0.1"]["meta_loss"]) == [0, 1]
     assert ev["members"]["star_wd0.1"]["meta_loss"][1].shape == (6,)
     assert ev["members"]["star_wd0.1"]["beyond_horizon"] == {0: 1.0, 1: 1.0}
     assert ev["members"]["hyperparam_wd0.0"]["final_objective"] == {0: pytest.approx(0.8 + 0.1 / 7)}
-    assert D.complete(ev, "app3", min_seeds=2) == ["star_nopre_wd0.1: meta_loss for 0 of 2 seeds",
+    assert complete(ev, "app3", min_seeds=2) == ["star_nopre_wd0.1: meta_loss for 0 of 2 seeds",
                                                     "star_nopre_wd0.1: final_objective for 0 of 2 seeds"]
-    fig = D.plot_figure(res, "fig3")
+    fig = plot_figure(res, "fig3")
     assert len(fig.axes) == 4 and fig.axes[0].lines
     from star.book import figures
     assert figures.figure_problems(figures.figure_facts(fig)) == []  # labels, legend, no ids
-    tab = D.summary_table(res, "fig3")
+    tab = summary_table(res, "fig3")
     assert tab.cells[0][:2] == ["STAR (outer wd 0.1)", "2"] and tab.cells[0][3] == "0.5"
     assert "training loss after 20 steps (nats)" in tab.columns and "test accuracy after 20 (%)" in tab.columns
 
 
 def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_path):
     grid = fake_grid(tmp_path)
-    res = D.load_grid(grid, tmp_path)
-    assert "Not recorded" in D.record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c")
+    res = load_grid(grid, tmp_path)
+    assert "Not recorded" in record_verdict(res, "adam_preconditioning", claims_folder=tmp_path / "c")
     assert not (tmp_path / "c").exists()
     # three complete seeds of STAR and No Pre.: the rule decides, and the record says on which task
     grid3 = dataclasses.replace(grid, members=(sweep.Member("star", 0.1), sweep.Member("star_nopre", 0.1)),
@@ -168,8 +180,8 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
             for row in c["curve"]:
                 row["mean"] += 0.3 + 0.01 * spec.seed
             (dst / "meta_curve.json").write_text(json.dumps(c))
-    res3 = D.load_grid(grid3, root)
-    assert D.record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c").status == "reproduced"
+    res3 = load_grid(grid3, root)
+    assert record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c").status == "reproduced"
     rec = claims.load_records(tmp_path / "c")["adam_preconditioning"][0]
     assert rec.status == "reproduced" and rec.budget.task == "fmnist8_mlp32" and rec.part == grid3.name
     assert rec.budget.seeds == 3 and rec.budget.outer_steps == grid3.outer_steps
@@ -179,7 +191,7 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
 
 
 def test_wall_times_are_summed_from_the_files(tmp_path):
-    res = D.load_grid(fake_grid(tmp_path), tmp_path)
+    res = load_grid(fake_grid(tmp_path), tmp_path)
     assert res.total_wall_s() == 10.0 * 3  # three finished runs of 10 s each
     assert res.post_wall_s() == 0.0  # the fake files carry no provenance
 
@@ -196,7 +208,7 @@ def test_the_nominal_yardstick_comes_from_a_member_with_a_nominal_term(tmp_path)
     c = json.loads(bb.read_text())
     c["baselines"]["nominal"]["mean"] = 2.32  # Blackbox's zero-output start does not train
     bb.write_text(json.dumps(c))
-    assert D.nominal_objective(D.load_grid(grid, root)) == 0.7
+    assert nominal_objective(load_grid(grid, root)) == 0.7
 
 
 def fig3_grid(root, name, task, levels, eval_steps=(20,)):
@@ -219,7 +231,7 @@ def fig3_grid(root, name, task, levels, eval_steps=(20,)):
             (out / f"evaluate_{steps}.json").write_text(json.dumps({"block": 10, "steps": steps, "per_seed": [
                 {"curve": [level] * (steps // 10), "final_train_loss": level, "test_loss": level,
                  "test_accuracy": 0.8}]}))
-    return D.load_grid(grid, root)
+    return load_grid(grid, root)
 
 
 def test_fig3_verdict_on_two_tasks(tmp_path):
@@ -229,12 +241,12 @@ def test_fig3_verdict_on_two_tasks(tmp_path):
     conv_good = fig3_grid(tmp_path, "conv_good", "fmnist8_conv", {"star": 0.6, "blackbox": 1.0})
     conv_bad = fig3_grid(tmp_path, "conv_bad", "fmnist8_conv", {"star": 1.0, "blackbox": 0.6})
     folder = tmp_path / "claims"
-    alone = D.record_verdict(mlp, "star_faster_metatraining", claims_folder=folder)
+    alone = record_verdict(mlp, "star_faster_metatraining", claims_folder=folder)
     assert alone.status == "reproduced"
-    D.record_verdict(conv_good, "star_faster_metatraining", claims_folder=folder)
+    record_verdict(conv_good, "star_faster_metatraining", claims_folder=folder)
     row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
     assert row.status == "reproduced" and [r.part for r in row.records] == ["conv_good", "mlp"]
-    bad = D.record_verdict(conv_bad, "star_faster_metatraining", claims_folder=folder)
+    bad = record_verdict(conv_bad, "star_faster_metatraining", claims_folder=folder)
     assert bad.status == "not reproduced at this budget"  # reversed, but far from the paper's regime
     assert {c.status for c in bad.record.checks} == {"contradicted"}
     row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
@@ -246,7 +258,7 @@ def test_fig3_verdict_on_two_tasks(tmp_path):
         mlp.runs["star_wd0.1"][s].log["inner_steps_per_s"] = np.asarray(rate)
     assert mlp.inner_steps_per_s() == pytest.approx(21.0)  # median of 10, 12, 30, 40 (first steps dropped)
     # one evaluation length: the figure has three panels in a row
-    fig = D.plot_figure(mlp, "fig3")
+    fig = plot_figure(mlp, "fig3")
     assert len(fig.axes) == 3 and all(ax.lines for ax in fig.axes)
 
 
@@ -267,7 +279,7 @@ def test_remedy_seed_table_and_figure(tmp_path):
         (out / "meta_curve.json").write_text(json.dumps({"curve": [
             {"step": t, "mean": (2.303 if broken and t else 0.39) + 0.001 * spec.seed} for t in (0, 20)],
             "baselines": {"nominal": {"mean": 0.39}}}))
-    res = D.load_grid(grid, tmp_path)
+    res = load_grid(grid, tmp_path)
     tab = B.remedy_seed_table(res)
     assert [r[:2] for r in tab.cells] == [["STAR (the paper's)", "0"], ["STAR (the paper's)", "1"],
                                           ["STAR (the paper's)", "2"], ["STAR, both changes (ours)", "0"],

@@ -126,7 +126,7 @@ def test_evaluations_and_baselines_are_checked_too(tmp_path):
 
 def test_the_book_reads_a_grid_through_the_same_checks(tmp_path):
     """A foreign meta-curve in a grid's run folder stops the chapter's reader with the file named."""
-    from star.book import in_distribution
+    from star.book import grid_results
     from star.grids import get_grid
 
     grid = get_grid("indist", "cpu")
@@ -135,9 +135,9 @@ def test_the_book_reads_a_grid_through_the_same_checks(tmp_path):
         pytest.fail(f"the stored grid {grid.folder} is missing")
     dst = tmp_path / grid.folder
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("thetas", "*.msgpack"))
-    before = in_distribution.load_grid(grid, tmp_path)
+    before = grid_results.load_grid(grid, tmp_path)
     assert before.runs and not before.missing
     victim = next(p for p in sorted(dst.rglob(runs.META_CURVE)))
     victim.write_text(json.dumps({"optimizer": "star"}))
     with pytest.raises(runs.RunError, match=re.escape(str(victim))):
-        in_distribution.load_grid(grid, tmp_path)
+        grid_results.load_grid(grid, tmp_path)

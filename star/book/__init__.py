@@ -11,6 +11,8 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
 * :mod:`star.book.pages` — the book's root folder, its pages (``_toc.yml``) and their titles;
 * :mod:`star.book.files` — stored results under ``results/`` (:func:`~star.book.files.stored_run`), found in a
   checkout or fetched on Colab;
+* :mod:`star.book.grid_results` — the stored runs of a grid of meta-training runs read back, and the curves and
+  objectives the chapters compute from them;
 * :mod:`star.book.devices` — which accelerators JAX sees;
 * :mod:`star.book.tables` — HTML tables that fit the page;
 * :mod:`star.book.labels` — the one map from the package's ids to the words a page uses;
@@ -22,6 +24,8 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
   :mod:`star.book.star_optimizer`): the chapter's figures (``plot_*`` functions returning a matplotlib
   figure), tables, and the rules of the verdicts it records (``*_checks`` functions, each a list of
   :class:`star.book.claims.Check` — effects with confidence intervals — that the tests feed evidence to flip).
+  A chapter with more than a module's worth splits by concept under its name: ``in_distribution_verdicts``,
+  ``in_distribution_figures``, ``in_distribution_tables``, ``in_distribution_long`` (the 2000-outer-step grid).
 
 A new chapter adds its own module here. Its figure cells call a ``plot_*`` function (or ``plt.subplots()``);
 ``tests/test_browser.py`` counts those cells and fails a page that shows fewer images.

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from star.book import labels
+from star.book.grid_results import file_reader, meta_objective, nominal_objective
 from star.book.tables import Table, table
 
 __all__ = [
@@ -226,7 +227,7 @@ _N_STYLES = {8: ("#de2d26", "-", "o"), 64: ("#3182bd", "--", "s"), 256: ("#31a35
 
 def load_n_runs(root: str | Path | None = None) -> dict:
     """The stored runs of :data:`N_RUNS` that have a meta-curve, as ``{N: {"curve", "provenance", "log"}}``."""
-    read, out = _reader(root), {}
+    read, out = file_reader(root), {}
     for n, folder in N_RUNS.items():
         rec = _curve_run(read, folder)
         if rec is not None and rec["log"] is not None:
@@ -315,18 +316,12 @@ def n_finding(n_runs: Mapping) -> str:
 # ------------------------------------------------------------------------------------------------ the remedies
 
 
-def _reader(root):
-    from star.book.in_distribution import _reader as reader
-
-    return reader(root)
-
-
 def load_remedies(root: str | Path | None = None) -> dict:
     """The paper's STAR on the paper's MLP (the stored run of the STAR chapter) and our variants (the ``remedies``
     and ``remedies_long`` grids), as ``{label: {"folder", "curve", "provenance", "log"}}`` for those stored."""
     from star.grids import get_grid
 
-    read = _reader(root)
+    read = file_reader(root)
     runs = {"STAR (the paper's), outer lr 0.0001": "results/metatrain/star_fmnist_cpu_paper_sigma"}  # + its length
     for name in ("remedies", "remedies_long"):
         g = get_grid(name, "cpu")
@@ -391,8 +386,6 @@ def remedies_table(remedies: Mapping) -> Table:
 
 
 def _seed_curves(results):
-    from star.book.in_distribution import meta_objective
-
     for m in results.grid.members:
         if m.label not in results.runs:
             continue
@@ -435,8 +428,6 @@ def plot_remedy_seeds(results):
     """Every seed's unperturbed meta-objective for each member of the ``remedies_seeds`` grid, with the nominal
     optimizer and ln 10 (no training); each seed is labelled at its last point."""
     import matplotlib.pyplot as plt
-
-    from star.book.in_distribution import nominal_objective
 
     fig, ax = plt.subplots(figsize=(9, 4.2))
     labelled, ends = set(), []
@@ -493,8 +484,6 @@ def remedies_finding(mech: Mapping, seeds_results) -> str:
     both = mech["sigma"]["fmnist_mlp"]["star_out0.1_bc_eps1e-4"]["0.01"]["outcome"]
     text = (f"With the output layer scaled by 0.1 and a bias-corrected preconditioner (ε = 10⁻⁴), "
             f"{100 * broken_fraction(both):.0f} % of the σ = 0.01 perturbations break")
-    from star.book.in_distribution import nominal_objective
-
     nom = nominal_objective(seeds_results) if seeds_results.runs else None
     if nom is not None:
         ends = {}

@@ -42,22 +42,32 @@ def record_stored(folder: str | Path) -> None:
     """Record into ``folder`` every verdict and finding that the chapters compute from stored cpu-scale runs, as
     the chapters' own cells do (same functions, same arguments)."""
     from star import sweep
-    from star.book import claims, in_distribution, labels, ood, ood_results, pes_breaks_star, star_optimizer
+    from star.book import (
+        claims,
+        grid_results,
+        in_distribution_verdicts,
+        labels,
+        ood,
+        ood_results,
+        pes_breaks_star,
+        star_optimizer,
+    )
     from star.book.files import repo_json, stored_run
     from star.runs import EVALUATE_REPORT
     from star.tasks import OOD_SUITE
 
     # In-distribution meta-training (book/in_distribution.ipynb): Fig. 3 on both tasks, Figs. App.2-4, the long grid
-    results = in_distribution.load_grid(sweep.get_grid("indist", "cpu"))
-    conv = in_distribution.load_grid(sweep.get_grid("indist_conv", "cpu"))
-    in_distribution.record_verdict(results, "star_faster_metatraining", claims_folder=folder)
-    in_distribution.record_verdict(conv, "star_faster_metatraining", anchor="indist-fig3-conv", claims_folder=folder)
+    results = grid_results.load_grid(sweep.get_grid("indist", "cpu"))
+    conv = grid_results.load_grid(sweep.get_grid("indist_conv", "cpu"))
+    in_distribution_verdicts.record_verdict(results, "star_faster_metatraining", claims_folder=folder)
+    in_distribution_verdicts.record_verdict(conv, "star_faster_metatraining", anchor="indist-fig3-conv",
+                                            claims_folder=folder)
     for claim in ("weight_decay_tradeoff", "adam_preconditioning", "nominal_term"):
-        in_distribution.record_verdict(results, claim, claims_folder=folder)
-    long = in_distribution.load_grid(sweep.get_grid("indist_long", "cpu"))
+        in_distribution_verdicts.record_verdict(results, claim, claims_folder=folder)
+    long = grid_results.load_grid(sweep.get_grid("indist_long", "cpu"))
     if long.runs:
         for claim in ("star_faster_metatraining", "weight_decay_tradeoff", "adam_preconditioning"):
-            in_distribution.verdict_or_reason(long, claim, anchor="indist-long", claims_folder=folder)
+            in_distribution_verdicts.verdict_or_reason(long, claim, anchor="indist-long", claims_folder=folder)
 
     # Out of distribution (book/ood.ipynb)
     suite, _ = ood.load_stored("cpu")
@@ -89,7 +99,7 @@ def record_stored(folder: str | Path) -> None:
                           chapter="pes_breaks_star", anchor="pes-breakdown", claims_folder=folder)
     claims.record_finding("breakdown_n", pes_breaks_star.n_finding(pes_breaks_star.load_n_runs()), scale="cpu",
                           chapter="pes_breaks_star", anchor="pes-breakdown-n", claims_folder=folder)
-    seeds = in_distribution.load_grid(sweep.get_grid("remedies_seeds", "cpu"))
+    seeds = grid_results.load_grid(sweep.get_grid("remedies_seeds", "cpu"))
     claims.record_finding("remedies", pes_breaks_star.remedies_finding(mech, seeds), scale="cpu",
                           chapter="pes_breaks_star", anchor="pes-remedies", claims_folder=folder)
 
