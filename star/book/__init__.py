@@ -6,6 +6,8 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
 
 * :mod:`star.book.claims` — the paper's claims, the evidence a chapter records (checks with intervals and the
   budget), the one rule that turns it into a verdict, the status page and the introduction's summary;
+* :mod:`star.book.status_numbers` — the status page's numbers that come from stored runs, recomputed without
+  executing a chapter (``tests/test_status_numbers.py`` compares them with a snapshot);
 * :mod:`star.book.pages` — the book's root folder, its pages (``_toc.yml``) and their titles;
 * :mod:`star.book.files` — stored results under ``results/`` (:func:`~star.book.files.stored_run`), found in a
   checkout or fetched on Colab;
