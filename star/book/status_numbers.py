@@ -42,7 +42,7 @@ def record_stored(folder: str | Path) -> None:
     """Record into ``folder`` every verdict and finding that the chapters compute from stored cpu-scale runs, as
     the chapters' own cells do (same functions, same arguments)."""
     from star import sweep
-    from star.book import claims, in_distribution, labels, ood, ood_results, pes_breaks_star, star_optimizer
+    from star.book import claims, in_distribution, labels, ood_results, ood_verdict, pes_breaks_star, star_optimizer
     from star.book.files import repo_json, stored_run
     from star.tasks import OOD_SUITE
 
@@ -59,15 +59,18 @@ def record_stored(folder: str | Path) -> None:
             in_distribution.verdict_or_reason(long, claim, anchor="indist-long", claims_folder=folder)
 
     # Out of distribution (book/ood.ipynb)
-    suite, _ = ood.load_stored("cpu")
+    suite, _ = ood_results.load_stored("cpu")
     if len(suite) == len(OOD_SUITE):
-        checks = ood.ood_checks(suite)
+        checks = ood_verdict.ood_checks(suite)
+        evidence = (ood_verdict.evidence_text(ood_results.summarize(suite)) + " "
+                    + ood_verdict.meta_run_evidence_text(suite))
         claims.record_claim(
-            "ood_generalization", checks, ood.verdict_summary(suite, checks), budget=ood.learned_budget(suite),
-            evidence=ood.evidence_text(ood_results.summarize(suite)) + " " + ood.meta_run_evidence_text(suite),
+            "ood_generalization", checks, ood_verdict.verdict_summary(suite, checks),
+            budget=ood_verdict.learned_budget(suite), evidence=evidence,
             scale="cpu", chapter="ood", anchor="ood-verdict", claims_folder=folder)
-        claims.record_finding("ood_first_update", ood.first_update_sentence(ood.first_update_failures(suite)),
-                              scale="cpu", chapter="ood", anchor="ood-verdict", claims_folder=folder)
+        first_update = ood_verdict.first_update_sentence(ood_verdict.first_update_failures(suite))
+        claims.record_finding("ood_first_update", first_update, scale="cpu", chapter="ood", anchor="ood-verdict",
+                              claims_folder=folder)
 
     # The STAR optimizer (book/star_optimizer.ipynb)
     runs = {"paper's settings, N = 8": stored_run("star_fmnist_cpu_paper_sigma"),
