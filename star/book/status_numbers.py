@@ -44,6 +44,7 @@ def record_stored(folder: str | Path) -> None:
     from star import sweep
     from star.book import claims, in_distribution, labels, ood_results, ood_verdict, pes_breaks_star, star_optimizer
     from star.book.files import repo_json, stored_run
+    from star.runs import EVALUATE_REPORT
     from star.tasks import OOD_SUITE
 
     # In-distribution meta-training (book/in_distribution.ipynb): Fig. 3 on both tasks, Figs. App.2-4, the long grid
@@ -76,7 +77,7 @@ def record_stored(folder: str | Path) -> None:
     runs = {"paper's settings, N = 8": stored_run("star_fmnist_cpu_paper_sigma"),
             "N = 32": stored_run("star_fmnist_cpu_n32"),
             **{f"N = {n}": stored_run(f"star_fmnist8_cpu_n{n}") for n in (64, 8)}}
-    old = stored_run("star_fmnist_cpu").json("evaluate.json")
+    old = stored_run("star_fmnist_cpu").json(EVALUATE_REPORT)
     improvements = {f"the {labels.task_short(run.config['task'])}, {label}": (s["nominal"], s["end"])
                     for label, run in runs.items() for s in [star_optimizer.meta_curve_summary(run)]}
     improvements[f"the {labels.task_short('fmnist_mlp')}, σ = 1e-3, lr 3e-4, N = 8"] = (
