@@ -26,7 +26,7 @@ A run *fails* when its final loss is not finite or is above the loss at its firs
 made the model worse than its initialization); an optimizer is *unstable* on a task when any of its
 evaluation runs fails (for a learned optimizer: any of its meta-trained θ's on any evaluation seed).
 :func:`load_results` reads the stored records and curves back; the chapter condenses them per task and
-optimizer in :mod:`star.book.ood_results` and states its verdict rules in :mod:`star.book.ood`.
+optimizer in :mod:`star.book.ood_results` and states its verdict rules in :mod:`star.book.ood_verdict`.
 """
 
 from __future__ import annotations

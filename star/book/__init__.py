@@ -18,6 +18,9 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
 * :mod:`star.book.labels` — the one map from the package's ids to the words a page uses;
 * :mod:`star.book.stats` — effects with confidence intervals, for the verdicts' checks;
 * :mod:`star.book.ood_results` — the stored out-of-distribution suite condensed per task and optimizer;
+  the chapter's figures, tables, findings in prose, verdict rule and controls are
+  :mod:`star.book.ood_figures`, :mod:`star.book.ood_tables`, :mod:`star.book.ood_findings`,
+  :mod:`star.book.ood_verdict` and :mod:`star.book.ood_controls`;
 * :mod:`star.book.figures` — the rules every figure must satisfy (axis labels, legends, distinguishable series,
   no ids), measured when a chapter shows a figure and carried in its PNG for ``tests/test_browser.py``;
 * one module per chapter, named after it (:mod:`star.book.proofs`, :mod:`star.book.nqm_experiments`,

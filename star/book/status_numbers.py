@@ -47,8 +47,8 @@ def record_stored(folder: str | Path) -> None:
         grid_results,
         in_distribution_verdicts,
         labels,
-        ood,
         ood_results,
+        ood_verdict,
         pes_breaks_star,
         star_optimizer,
     )
@@ -70,15 +70,18 @@ def record_stored(folder: str | Path) -> None:
             in_distribution_verdicts.verdict_or_reason(long, claim, anchor="indist-long", claims_folder=folder)
 
     # Out of distribution (book/ood.ipynb)
-    suite, _ = ood.load_stored("cpu")
+    suite, _ = ood_results.load_stored("cpu")
     if len(suite) == len(OOD_SUITE):
-        checks = ood.ood_checks(suite)
+        checks = ood_verdict.ood_checks(suite)
+        evidence = (ood_verdict.evidence_text(ood_results.summarize(suite)) + " "
+                    + ood_verdict.meta_run_evidence_text(suite))
         claims.record_claim(
-            "ood_generalization", checks, ood.verdict_summary(suite, checks), budget=ood.learned_budget(suite),
-            evidence=ood.evidence_text(ood_results.summarize(suite)) + " " + ood.meta_run_evidence_text(suite),
+            "ood_generalization", checks, ood_verdict.verdict_summary(suite, checks),
+            budget=ood_verdict.learned_budget(suite), evidence=evidence,
             scale="cpu", chapter="ood", anchor="ood-verdict", claims_folder=folder)
-        claims.record_finding("ood_first_update", ood.first_update_sentence(ood.first_update_failures(suite)),
-                              scale="cpu", chapter="ood", anchor="ood-verdict", claims_folder=folder)
+        first_update = ood_verdict.first_update_sentence(ood_verdict.first_update_failures(suite))
+        claims.record_finding("ood_first_update", first_update, scale="cpu", chapter="ood", anchor="ood-verdict",
+                              claims_folder=folder)
 
     # The STAR optimizer (book/star_optimizer.ipynb)
     runs = {"paper's settings, N = 8": stored_run("star_fmnist_cpu_paper_sigma"),
