@@ -88,7 +88,7 @@ def errata() -> list[Erratum]:
     Ts = [1, 2, 3, 5, 10, 20, 50, 100]
     out.append(Erratum(
         "E4", "Lemma 5, first line", "L(θ;T) ≤ L(θ;T+1) holds for the sum T·L, not for the time average L.",
-        "Only sup_T L < ∞ is needed; it follows from uniform per-step bounds (lemma5_bound).",
+        "Only sup_T L < ∞ is needed; it follows from a uniform bound on every step's expected loss.",
         "α=0.8: L(T) for T=" + ",".join(map(str, Ts)) + ": " + ", ".join(f"{LT[T - 1]:.2f}" for T in Ts),
         bool(np.all(np.diff(LT[np.array(Ts) - 1]) < 0))))
 
@@ -153,8 +153,8 @@ def errata() -> list[Erratum]:
         "E10", "Lemma 3 proof, max-eigenvalue case", "'If λmin(P̃) ≤ 0 the bound is immediately satisfied' — "
         "should be λmax(P̃) ≤ 0, and even then α ≤ 2/λmax(H) is needed.",
         "(17) with max(λmax(P̃),0): α + d̄·max(λmax(P̃),0) ≤ 2/λmax(H).",
-        f"α=1.5 > 2/λmax={edge:.3f}, P̃=−0.05I, Δ=0.1I: ρ(A)={r10:.3f}; robust_bounds_hold → "
-        f"{_st.robust_bounds_hold(H, 1.5, P10, 2.0)}",
+        f"α=1.5 > 2/λmax={edge:.3f}, P̃=−0.05I, Δ=0.1I: ρ(A)={r10:.3f}; (16)–(17) hold: "
+        f"{'yes' if _st.robust_bounds_hold(H, 1.5, P10, 2.0) else 'no'}",
         bool(r10 > 1 and not _st.robust_bounds_hold(H, 1.5, P10, 2.0))))
 
     c = E11_COUNTEREXAMPLE
