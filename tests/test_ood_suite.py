@@ -1,6 +1,6 @@
-"""star.ood_suite and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage;
-star.book.ood_results and the chapter's ood_* modules: the stored suite condensed, the verdict, figures, tables,
-findings and controls."""
+"""star.ood_suite, star.learned_optimizers and star.baselines: NAdamW parity with optax, batched = looped training,
+tuning, storage, the learned rows and their sources; star.book.ood_results and the chapter's ood_* modules: the
+stored suite condensed, the verdict, figures, tables, findings and controls."""
 
 import dataclasses
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from star import baselines, ood_suite
+from star import baselines, learned_optimizers, ood_suite
 from star.batched import train_batched
 from star.book import ood_results
 from star.optim import init_meta_params, preset, save_meta_params
@@ -119,7 +119,7 @@ def _save_learned(folder, name, seed):
 def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     runs = {n: _save_learned(tmp_path / "results" / "metatrain" / n, n, i)
             for i, n in enumerate(("star", "blackbox"))}
-    learned = [ood_suite.load_learned(n, [str(p)]) for n, p in runs.items()]
+    learned = [learned_optimizers.load_learned(n, [str(p)]) for n, p in runs.items()]
     assert learned[0].sources[0]["path"] == "results/metatrain/star/meta_params.msgpack"
     cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
@@ -139,7 +139,7 @@ def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     again = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert again["provenance"]["finished_utc"] == rec["provenance"]["finished_utc"]
     with pytest.raises(ValueError, match="no finished meta-training run"):
-        ood_suite.load_learned("star", [str(tmp_path / "nothing")])
+        learned_optimizers.load_learned("star", [str(tmp_path / "nothing")])
     with pytest.raises(ValueError, match="disjoint"):
         ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(0,),
                         eval_seeds=(0, 1), width=3, chunk_size=4)
@@ -193,13 +193,13 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     training = _Training(monkeypatch)
     out = tmp_path / "ood"
-    first = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], out, progress=False,
-                         provenance={"command": "first"})
+    first = ood_suite.run_task("digits_mlp32", cfg, [learned_optimizers.load_learned("star", [s0])], out,
+                               progress=False, provenance={"command": "first"})
     with np.load(out / "digits_mlp32.npz") as z:
         before = {k: z[k] for k in z.files}
     assert training.take() == {"tune", "eval", "learned"} and not first["baselines"]["reused"]
     # two meta-training runs of STAR and a new row: learned part only
-    learned = [ood_suite.load_learned("star", [s0, s1]), ood_suite.load_learned("blackbox", [bb])]
+    learned = [learned_optimizers.load_learned("star", [s0, s1]), learned_optimizers.load_learned("blackbox", [bb])]
     rec = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
     assert training.take() == {"learned"}
     with np.load(out / "digits_mlp32.npz") as z:
@@ -221,13 +221,13 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     # a changed θ file of a learned optimizer: re-evaluated, baselines still kept
     _save_learned(root / "s1b", "star", 7)
     (s1 / "meta_params.msgpack").write_bytes((root / "s1b" / "meta_params.msgpack").read_bytes())
-    changed = [ood_suite.load_learned("star", [s0, s1]), ood_suite.load_learned("blackbox", [bb])]
+    changed = [learned_optimizers.load_learned("star", [s0, s1]), learned_optimizers.load_learned("blackbox", [bb])]
     rec2 = ood_suite.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
     assert training.take() == {"learned"} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
     assert rec2["baselines"]["provenance"]["command"] == "first"
     # a record of the previous format (one provenance for everything) is reused the same way
     (out / "digits_mlp32.json").write_text(json.dumps(_legacy(rec2)))
-    rec3 = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], out, progress=False,
+    rec3 = ood_suite.run_task("digits_mlp32", cfg, [learned_optimizers.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fourth"})
     assert training.take() == {"learned"}
     assert rec3["baselines"]["provenance"]["command"] == "first"
@@ -236,17 +236,17 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     # another suite configuration: the baselines are redone; the learned curves, which do not depend on the
     # NAdamW search, are kept
     other = dataclasses.replace(cfg, search_seed=1)
-    rec4 = ood_suite.run_task("digits_mlp32", other, [ood_suite.load_learned("star", [s0])], out, progress=False,
-                        provenance={"command": "fifth"})
+    rec4 = ood_suite.run_task("digits_mlp32", other, [learned_optimizers.load_learned("star", [s0])], out,
+                              progress=False, provenance={"command": "fifth"})
     assert training.take() == {"tune", "eval"} and not rec4["baselines"]["reused"]
     assert rec4["baselines"]["provenance"]["command"] == "fifth" and rec4["learned_kept_from"]["command"] == "fourth"
     # another number of steps: the learned optimizers are evaluated again too
     longer = dataclasses.replace(other, num_steps=12)
-    ood_suite.run_task("digits_mlp32", longer, [ood_suite.load_learned("star", [s0])], out, progress=False)
+    ood_suite.run_task("digits_mlp32", longer, [learned_optimizers.load_learned("star", [s0])], out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
     # so is a stored file that lacks the baselines' arrays
     np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
-    ood_suite.run_task("digits_mlp32", other, [ood_suite.load_learned("blackbox", [bb])], out, progress=False)
+    ood_suite.run_task("digits_mlp32", other, [learned_optimizers.load_learned("blackbox", [bb])], out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
 
 
@@ -414,10 +414,10 @@ def test_stored_cpu_suite_holds_the_default_learned_rows():
     assert len(stored) >= 16
     for name, (rec, curves) in stored.items():
         assert {k: [s["path"].rsplit("/", 1)[0] for s in v["sources"]] for k, v in rec["learned"].items()} == \
-            {k: list(v) for k, v in ood_suite.DEFAULT_LEARNED.items()}, name
-        for opt in ood_suite.DEFAULT_LEARNED:
+            {k: list(v) for k, v in learned_optimizers.DEFAULT_LEARNED.items()}, name
+        for opt in learned_optimizers.DEFAULT_LEARNED:
             shape = ood_results.meta_run_curves(rec, curves, opt).shape
-            assert shape[:2] == (len(ood_suite.META_SEEDS), 3), (name, opt)
+            assert shape[:2] == (len(learned_optimizers.META_SEEDS), 3), (name, opt)
 
 
 def test_optimizer_findings_follow_the_summary():
@@ -436,15 +436,15 @@ def test_optimizer_findings_follow_the_summary():
 
 
 def test_parse_source():
-    assert ood_suite.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
-    assert ood_suite.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
-    assert ood_suite.parse_source("/abs/run@200") == ("/abs/run", 200, ())
+    assert learned_optimizers.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
+    assert learned_optimizers.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
+    assert learned_optimizers.parse_source("/abs/run@200") == ("/abs/run", 200, ())
     with pytest.raises(ValueError, match="non-negative integer"):
-        ood_suite.parse_source("results/x@-1")
+        learned_optimizers.parse_source("results/x@-1")
     with pytest.raises(ValueError, match="transforms of a learned source must be among"):
-        ood_suite.parse_source("results/x@0+nope")
+        learned_optimizers.parse_source("results/x@0+nope")
     with pytest.raises(ValueError, match="RUN_DIR"):
-        ood_suite.parse_source("@3")
+        learned_optimizers.parse_source("@3")
 
 
 def test_learned_snapshots_and_zero_output(tmp_path):
@@ -457,7 +457,7 @@ def test_learned_snapshots_and_zero_output(tmp_path):
     final = init_meta_params(cfg, jax.random.key(5), init="reference")
     save_meta_params(folder / "meta_params.msgpack", cfg, jax.tree.map(lambda x: x + 1.0, final))
     runs.save_theta(runs.theta_snapshot_path(folder, 0), final)
-    lo = ood_suite.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
+    lo = learned_optimizers.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
     th = [jax.tree.map(lambda x, i=i: x[i], lo.thetas) for i in range(3)]
     for a, b in zip(jax.tree.leaves(th[0]), jax.tree.leaves(final)):
         np.testing.assert_array_equal(a, b)
@@ -472,7 +472,7 @@ def test_learned_snapshots_and_zero_output(tmp_path):
     keys = ood_suite._learned_shas([lo])["t0"]
     assert keys[0] != keys[1] and keys[1].startswith(keys[0])
     with pytest.raises(ValueError, match="no θ snapshot after 7 outer steps"):
-        ood_suite.load_learned("t7", [f"{folder}@7"])
+        learned_optimizers.load_learned("t7", [f"{folder}@7"])
 
 
 def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
@@ -481,10 +481,10 @@ def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
     cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     suite, controls = tmp_path / "results" / "ood" / "cpu", tmp_path / "results" / "ood" / "cpu_controls"
-    first = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], suite, progress=False,
-                         provenance={"command": "suite"})
+    first = ood_suite.run_task("digits_mlp32", cfg, [learned_optimizers.load_learned("star", [s0])], suite,
+                               progress=False, provenance={"command": "suite"})
     training = _Training(monkeypatch)
-    lo = ood_suite.load_learned("star_theta0", [str(s0)])
+    lo = learned_optimizers.load_learned("star_theta0", [str(s0)])
     rec = ood_suite.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
                        baselines_from=suite)
     assert training.take() == {"learned"}  # the baselines neither tuned nor evaluated again
@@ -503,13 +503,13 @@ def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
 def test_learned_sets_name_the_runs_of_the_grids():
     from star import sweep
 
-    assert ood_suite.LEARNED_SETS["default"] is ood_suite.DEFAULT_LEARNED
+    assert learned_optimizers.LEARNED_SETS["default"] is learned_optimizers.DEFAULT_LEARNED
     folders = {s.folder(".").as_posix().removeprefix("./") for g in ("indist", "ood_controls", "indist_long")
                for s in sweep.get_grid(g, "cpu").runs()}
-    for set_name, rows in ood_suite.LEARNED_SETS.items():
+    for set_name, rows in learned_optimizers.LEARNED_SETS.items():
         for row, sources in rows.items():
             for src in sources:
-                assert ood_suite.parse_source(src)[0] in folders, (set_name, row, src)
+                assert learned_optimizers.parse_source(src)[0] in folders, (set_name, row, src)
 
 
 def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monkeypatch):
@@ -519,7 +519,7 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
     one = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-1), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     two = dataclasses.replace(one, tune_seeds=(9, 11))
-    learned = [ood_suite.load_learned("star", [s0])]
+    learned = [learned_optimizers.load_learned("star", [s0])]
     full = ood_suite.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
     out = tmp_path / "ood"
     first = ood_suite.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
@@ -548,7 +548,7 @@ def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
     from star import tasks as tasks_lib
 
     root = tmp_path / "results" / "metatrain"
-    learned = [ood_suite.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
+    learned = [learned_optimizers.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
     cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=0, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     out = tmp_path / "ood"
@@ -617,7 +617,7 @@ def test_controls_rows_table_and_findings(tmp_path):
                                                                                      + "@0+zero_output"],
                "star": [run("c_s0", 0.1, 200, -0.01)], "star_wd5.0": [run("d_s0", 5.0, 200, -0.001)],
                "star_init_nominal": [run("e_s0", 0.1, 200, -0.0135)]}
-    los = {n: ood_suite.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
+    los = {n: learned_optimizers.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
     good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 3, axis=0)
     bad = good[:, ::-1] + 1.0
     fails = {"star_theta0": 2, "star_output0": 0, "star": 2, "star_wd5.0": 1, "star_init_nominal": 2}

@@ -186,11 +186,11 @@ def _fake_lm1b(monkeypatch):
 
 
 def test_ood_cli_with_lm1b_offline_stops_before_any_work(without_tfds, monkeypatch, tmp_path, capsys):
-    from star import ood_suite
+    from star import learned_optimizers, ood_suite
     from star.__main__ import main
 
     work = []
-    monkeypatch.setattr(ood_suite, "load_learned", lambda *a, **k: work.append("load_learned"))
+    monkeypatch.setattr(learned_optimizers, "load_learned", lambda *a, **k: work.append("load_learned"))
     monkeypatch.setattr(ood_suite, "run_task", lambda *a, **k: work.append("run_task"))
     out = tmp_path / "out"
     t0 = time.perf_counter()
