@@ -109,7 +109,7 @@ def _ood(args) -> int:
     from tqdm.auto import tqdm
 
     from star import _checks, learned_optimizers, ood_suite, runs
-    from star.data import DataUnavailableError
+    from star.data_sources import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS, get_task
 

@@ -414,7 +414,7 @@ def run_task(name: str, cfg: SuiteConfig, learned: Sequence[LearnedOptimizer], o
     Raises:
         ValueError: unknown task name; ``baselines_from`` lacks the task or holds baselines of other suite
             settings.
-        star.data.DataUnavailableError: the task's data are not on this machine.
+        star.data_sources.DataUnavailableError: the task's data are not on this machine.
     """
     from star.tasks import TASKS, get_task
 
