@@ -184,7 +184,7 @@ def _ood(args) -> int:
 
 def _summarize(args) -> int:
     from star import runs
-    from star.metatrain import summarize_run
+    from star.evaluate import summarize_run
 
     run, _ = runs.open_run(args.run, require={"horizon": int, "trunc_length": int})
     summary = summarize_run(args.run)
