@@ -138,7 +138,7 @@ def test_id_patterns_catch_each_kind(text, hit):
 
 def test_every_learned_row_of_the_ood_suite_has_a_readers_name():
     """A row of any learned set of the OOD suite shows in tables and legends by labels.optimizer: no id leaks."""
-    from star.ood_suite import LEARNED_SETS
+    from star.learned_optimizers import LEARNED_SETS
 
     rows = {name for rows in LEARNED_SETS.values() for name in rows}
     assert rows - set(labels.OPTIMIZERS) == set()

@@ -6,6 +6,8 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
 
 * :mod:`star.book.claims` — the paper's claims, the evidence a chapter records (checks with intervals and the
   budget), the one rule that turns it into a verdict, the status page and the introduction's summary;
+* :mod:`star.book.status_numbers` — the status page's numbers that come from stored runs, recomputed without
+  executing a chapter (``tests/test_status_numbers.py`` compares them with a snapshot);
 * :mod:`star.book.pages` — the book's root folder, its pages (``_toc.yml``) and their titles;
 * :mod:`star.book.files` — stored results under ``results/`` (:func:`~star.book.files.stored_run`), found in a
   checkout or fetched on Colab;
@@ -14,6 +16,9 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
 * :mod:`star.book.labels` — the one map from the package's ids to the words a page uses;
 * :mod:`star.book.stats` — effects with confidence intervals, for the verdicts' checks;
 * :mod:`star.book.ood_results` — the stored out-of-distribution suite condensed per task and optimizer;
+  the chapter's figures, tables, findings in prose, verdict rule and controls are
+  :mod:`star.book.ood_figures`, :mod:`star.book.ood_tables`, :mod:`star.book.ood_findings`,
+  :mod:`star.book.ood_verdict` and :mod:`star.book.ood_controls`;
 * :mod:`star.book.figures` — the rules every figure must satisfy (axis labels, legends, distinguishable series,
   no ids), measured when a chapter shows a figure and carried in its PNG for ``tests/test_browser.py``;
 * one module per chapter, named after it (:mod:`star.book.proofs`, :mod:`star.book.nqm_experiments`,

@@ -58,7 +58,8 @@ from star.scale import Scale, get_scale
 __all__ = [
     "CLAIMS", "FINDINGS", "CHECK_STATUSES", "STATUSES", "GROUPS", "CHECK_RULE", "CLAIM_RULE", "REGIME_FRACTION",
     "Claim", "Check", "Budget", "ClaimRecord", "FindingRecord", "StatusRow", "Verdict", "task_size", "paper_budget",
-    "shortfalls", "check_status", "claim_status", "summarize_checks", "count_sentence", "budget_rows", "record_claim",
+    "shortfalls", "check_status", "claim_status", "summarize_checks", "count_sentence", "budget_rows", "budget_phrase",
+    "group_budget", "record_claim",
     "record_finding", "claims_dir", "load_records", "load_findings", "status_rows", "tallies", "render_status_html",
     "render_findings_html", "show_status", "show_findings",
 ]
@@ -771,7 +772,7 @@ def _href(rec, here: str) -> str:
     return posixpath.relpath(rec.chapter, here or ".") + ".html" + (f"#{rec.anchor}" if rec.anchor else "")
 
 
-def _group_budget(rows: Sequence[StatusRow]) -> str:
+def group_budget(rows: Sequence[StatusRow]) -> str:
     """How the budgets of a group of claims compare with the paper's, in a few words (computed from the records)."""
     recs = [r for row in rows for r in row.records]
     if not recs:
@@ -804,7 +805,7 @@ def _tally_html(rows: Sequence[StatusRow]) -> str:
     for (title, counts), (_, kinds) in zip(tallies(rows), GROUPS):
         group = [r for r in rows if r.claim.kind in kinds]
         body.append(f"<tr><td><strong>{e(title)}</strong><br/><small>{len(group)} claims; "
-                    f"{e(_group_budget(group))}</small></td>" + "".join(f"<td>{counts[s]}</td>" for s in STATUSES)
+                    f"{e(group_budget(group))}</small></td>" + "".join(f"<td>{counts[s]}</td>" for s in STATUSES)
                     + "</tr>")
     return (f'<table class="star-table star-tally"><thead><tr><th>claims</th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>"
@@ -812,7 +813,7 @@ def _tally_html(rows: Sequence[StatusRow]) -> str:
             "</small></p>")
 
 
-def _budget_phrase(rec: ClaimRecord) -> str:
+def budget_phrase(rec: ClaimRecord) -> str:
     """``Fashion-MNIST 8×8 MLP 64-32 (2 % of the paper's parameters), 200 outer steps (4 %†), horizon 2,000,
     3 seeds`` (†: of the book's paper-scale setting, the paper not stating it)."""
     b = rec.budget
@@ -861,10 +862,10 @@ def render_status_html(rows: Sequence[StatusRow], page: str = "book/status",
             name = titles.get(r.chapter) or posixpath.basename(r.chapter)
             where = (f'<a href="{e(_href(r, here))}">{e(name)}</a>' if link_ok is None or r.chapter in link_ok
                      else e(name))
-            out.append(f"<p><em>Here</em> ({e(_budget_phrase(r))}; {where}): {e(r.summary)}</p>")
+            out.append(f"<p><em>Here</em> ({e(budget_phrase(r))}; {where}): {e(r.summary)}</p>")
         checks = [c for r in row.records for c in r.checks]
         details = "".join(
-            (f"<p><strong>{e(_budget_phrase(r))}</strong> — {_badge(r.status)}</p>" if len(row.records) > 1 else "")
+            (f"<p><strong>{e(budget_phrase(r))}</strong> — {_badge(r.status)}</p>" if len(row.records) > 1 else "")
             + _checks_html(r.checks) + _budget_html(r) + (f"<p><em>Numbers.</em> {e(r.evidence)}</p>"
                                                           if r.evidence else "") for r in row.records)
         out.append(f"<details><summary>Checks ({e(_count_text(checks))}) and budget</summary>{details}</details>"

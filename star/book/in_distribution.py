@@ -605,7 +605,7 @@ def accelerator_estimate_table():
     from star.book import labels
     from star.book.files import stored_run
     from star.book.tables import table
-    from star.data import DataUnavailableError
+    from star.data_sources import DataUnavailableError
     from star.grids import get_grid
     from star.tasks import get_task
 

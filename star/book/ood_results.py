@@ -2,23 +2,67 @@
 
 What :func:`star.ood_suite.load_results` returns (``{task: (record, curves)}``) seen per meta-training run
 (:func:`meta_run_curves`), summarized per task and optimizer (:func:`summarize`, pooled or one meta-training
-run at a time), with the number of meta-training runs behind each learned optimizer (:func:`num_meta_runs`)
-and the suite's elapsed time (:func:`elapsed_minutes`). A run *fails* and an optimizer is *unstable* as
-:mod:`star.ood_suite` defines it (:func:`star.ood_suite.failed_runs`); the chapter's verdict rules on this
-summary live in :mod:`star.book.ood`.
+run at a time) and counted per optimizer over the tasks (:func:`optimizer_counts`), with the number of
+meta-training runs behind each learned optimizer (:func:`num_meta_runs`, :func:`meta_run_labels`), the grid they
+were meta-trained in (:func:`learned_grid`) and the suite's elapsed time (:func:`elapsed_minutes`);
+:func:`load_stored` reads the stored suite the chapter shows. A run *fails* and an optimizer is *unstable* as
+:mod:`star.ood_suite` defines it (:func:`star.ood_suite.failed_runs`).
+
+What the chapter makes of this summary: its figures (:mod:`star.book.ood_figures`), tables
+(:mod:`star.book.ood_tables`), findings in prose (:mod:`star.book.ood_findings`), the rule of its verdict
+(:mod:`star.book.ood_verdict`) and the controls (:mod:`star.book.ood_controls`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from star.ood_suite import failed_runs, final_loss
 
-__all__ = ["meta_run_curves", "summarize", "num_meta_runs", "elapsed_minutes"]
+__all__ = ["load_stored", "ROW_ORDER", "optimizer_order", "meta_run_curves", "summarize", "per_meta_run",
+           "optimizer_counts", "num_meta_runs", "meta_run_labels", "learned_grid", "eval_steps", "elapsed_minutes"]
+
+
+#: The order of the suite's optimizer rows in the chapter's figures, tables and lists.
+ROW_ORDER = ("adam", "nadamw", "star", "star_wd0.5", "hyperparam", "blackbox", "released_star",
+             "released_hyperparam", "released_star_nonom")
+
+
+def optimizer_order(names) -> list:
+    """Known optimizers in :data:`ROW_ORDER`, then any others alphabetically."""
+    known = [n for n in ROW_ORDER if n in names]
+    return known + sorted(set(names) - set(known))
+
+
+def load_stored(scale: str = "cpu", tasks: Sequence[str] | None = None, fetch=None) -> tuple:
+    """``(results, missing)``: the stored results ``results/ood/<scale>/<task>.{json,npz}`` of ``tasks``
+    (default: the suite), found with ``fetch(relpath) -> Path`` (default :func:`star.book.files.repo_file`,
+    which downloads them on Colab); ``missing`` lists the tasks not stored yet."""
+    from star.tasks import OOD_SUITE
+
+    if fetch is None:
+        from star.book.files import repo_file as fetch
+    results, missing = {}, []
+    for name in tasks if tasks is not None else OOD_SUITE:
+        try:
+            jp = fetch(f"results/ood/{scale}/{name}.json")
+            npz = fetch(f"results/ood/{scale}/{name}.npz")
+        except (FileNotFoundError, OSError):
+            missing.append(name)
+            continue
+        rec = json.loads(Path(jp).read_text())
+        with np.load(npz, allow_pickle=False) as z:
+            curves = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("curves/")}
+        results[name] = (rec, curves)
+    return results, missing
+
 
 def meta_run_curves(record: Mapping, curves: Mapping, opt: str) -> np.ndarray:
     """``[meta-training runs, evaluation seeds, steps]`` view of optimizer ``opt``'s stored curves.
@@ -81,3 +125,53 @@ def elapsed_minutes(results: Mapping) -> float:
     if not spans:
         return 0.0
     return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds() / 60.0
+
+
+def per_meta_run(results: Mapping) -> list:
+    """:func:`summarize` of ``results`` for each meta-training run ``k``
+    (``meta_run=k``), as many as the learned optimizer with the most runs has."""
+    return [summarize(results, meta_run=k) for k in range(max(num_meta_runs(results).values(), default=0))]
+
+
+def optimizer_counts(summary: Mapping) -> dict:
+    """Per optimizer: on how many tasks it was unstable, below tuned Adam, and within 1.25x of it."""
+    opts = sorted({o for row in summary.values() for o in row})
+    out = {}
+    for o in opts:
+        rows = [row[o] for row in summary.values() if o in row]
+        out[o] = {"tasks": len(rows), "unstable": sum(r["unstable"] for r in rows),
+                  "below_adam": sum(r["ratio_to_adam"] < 1.0 for r in rows),
+                  "within_1.25_adam": sum(r["ratio_to_adam"] <= 1.25 for r in rows),
+                  "median_ratio_to_adam": float(np.median([r["ratio_to_adam"] for r in rows]))}
+    return out
+
+
+def meta_run_labels(results: Mapping, opt: str) -> list:
+    """``seed k`` for each meta-training run of learned optimizer ``opt`` (from its run folder's name,
+    ``..._s<k>``; ``run k`` where the name does not tell), in the order of the stored curves."""
+    for rec, _ in results.values():
+        if opt in rec.get("learned", {}):
+            out = []
+            for k, src in enumerate(rec["learned"][opt]["sources"]):
+                m = re.search(r"_s(\d+)/[^/]*$", src.get("path", ""))
+                out.append(f"seed {m.group(1)}" if m else f"run {k}")
+            return out
+    return []
+
+
+def learned_grid(results: Mapping, opt: str = "star"):
+    """The grid (``star.sweep.Grid``) whose folder holds every θ file of the learned optimizer ``opt`` of the stored
+    suite, and the number of those files; ``(None, 0)`` if no grid does."""
+    from star.grids import GRIDS
+
+    for rec, _ in results.values():
+        srcs = rec.get("learned", {}).get(opt, {}).get("sources", [])
+        for g in GRIDS.values():
+            if srcs and all(str(src.get("path", "")).startswith(g.folder + "/") for src in srcs):
+                return g, len(srcs)
+    return None, 0
+
+
+def eval_steps(results: Mapping) -> int:
+    """The number of inner steps of each evaluation run of the suite."""
+    return int(np.asarray(next(iter(results.values()))[1]["adam"]).shape[-1])
