@@ -118,8 +118,8 @@ def errata() -> list[Erratum]:
     out.append(Erratum(
         "E7", "Theorem 1 proof, (A.15)", "|I − λ_i| should be |1 − λ_i|; non-strict (9)–(10) give only ρ ≤ 1.",
         "Strict inequalities give ρ(A) < 1.",
-        f"α=2/λmax(H)={edge:.4f}, P=0: Thm 1 holds, ρ(A)={r7:.6f}; strict version: "
-        f"{_st.theorem1_holds(H, edge, None, strict=True)}",
+        f"α=2/λmax(H)={edge:.4f}, P=0: Thm 1 holds, ρ(A)={r7:.6f}; strict version "
+        f"{'holds' if _st.theorem1_holds(H, edge, None, strict=True) else 'fails'}",
         bool(_st.theorem1_holds(H, edge, None) and abs(r7 - 1) < 1e-9
              and not _st.theorem1_holds(H, edge, None, strict=True))))
 
@@ -167,7 +167,7 @@ def errata() -> list[Erratum]:
         "forces a diagonal P̃.",
         "Natural for coordinate-wise learned optimizers (STAR); without it (16)–(17) can fail.",
         f"non-diagonal P̃ with λ(P̃)=({lamP[0]:.2f},{lamP[1]:.2f}), α={c['alpha']}, d̄={c['d_bar']}: (16)–(17) "
-        f"hold ({bounds_ok}), yet Δ=diag({c['d'][0]},{c['d'][1]}) gives ρ(A)={r11:.3f}",
+        f"{'hold' if bounds_ok else 'do not hold'}, yet Δ=diag({c['d'][0]},{c['d'][1]}) gives ρ(A)={r11:.3f}",
         bool(bounds_ok and r11 > 1 and np.all(c["d"] <= c["d_bar"]))))
 
     out.append(Erratum("E12", "notation", "μ_t, Σ_μ (main text) vs ξ_t, Σ_ξ (appendix).", "Same object.",
