@@ -108,8 +108,8 @@ def _ood(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from star import _checks, ood_suite, runs
-    from star.data import DataUnavailableError
+    from star import _checks, learned_optimizers, ood_suite, runs
+    from star.data_sources import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS, get_task
 
@@ -120,9 +120,10 @@ def _ood(args) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"--tasks must be 'all' or registered task names; unknown: {unknown}")
-    if args.learned_set not in ood_suite.LEARNED_SETS:
-        raise ValueError(f"--learned-set must be one of {sorted(ood_suite.LEARNED_SETS)}; got {args.learned_set!r}")
-    sources = dict(ood_suite.LEARNED_SETS[args.learned_set])
+    if args.learned_set not in learned_optimizers.LEARNED_SETS:
+        raise ValueError(f"--learned-set must be one of {sorted(learned_optimizers.LEARNED_SETS)}; "
+                         f"got {args.learned_set!r}")
+    sources = dict(learned_optimizers.LEARNED_SETS[args.learned_set])
     for item in args.learned or []:
         name, sep, paths = item.partition("=")
         if not sep or not name or not paths:
@@ -138,14 +139,14 @@ def _ood(args) -> int:
                 get_task(name)
             except DataUnavailableError as err:
                 raise DataUnavailableError(f"task {name}: {err}") from None
-    learned = [ood_suite.load_learned(n, list(v), root=args.metatrain_root) for n, v in sources.items()]
+    learned = [learned_optimizers.load_learned(n, list(v), root=args.metatrain_root) for n, v in sources.items()]
     if args.released:
         from star.optim import released
 
         names = released.DEFAULT_RELEASED if args.released in ([], ["default"]) else args.released
         for rname in names:
             try:
-                learned.append(ood_suite.released_learned(rname))
+                learned.append(learned_optimizers.released_learned(rname))
             except released.ReleasedUnavailableError as err:
                 print(f"note: released optimizer {rname} skipped: {err}", file=sys.stderr)
     cfg = ood_suite.suite_config()
@@ -183,7 +184,7 @@ def _ood(args) -> int:
 
 def _summarize(args) -> int:
     from star import runs
-    from star.metatrain import summarize_run
+    from star.evaluate import summarize_run
 
     run, _ = runs.open_run(args.run, require={"horizon": int, "trunc_length": int})
     summary = summarize_run(args.run)
@@ -334,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "--learned-set); @STEP takes the θ snapshot after STEP outer steps, +zero_output zeroes its "
                          "output layer; repeat for several; a name of the set replaces its row")
     oo.add_argument("--learned-set", default="default", metavar="SET",
-                    help="the learned rows to start from (star.ood_suite.LEARNED_SETS): default (star, star_wd0.5, "
-                         "hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "
+                    help="the learned rows to start from (star.learned_optimizers.LEARNED_SETS): default (star, "
+                         "star_wd0.5, hyperparam, blackbox, each the meta-training seeds 0, 1, 2 of "
                          "results/metatrain/fmnist8_grid), controls (the OOD chapter's controls), long (seed 0 of "
                          "each member of results/metatrain/fmnist8_grid_long)")
     oo.add_argument("--baselines-from", default=None, metavar="DIR",

@@ -88,7 +88,7 @@ def errata() -> list[Erratum]:
     Ts = [1, 2, 3, 5, 10, 20, 50, 100]
     out.append(Erratum(
         "E4", "Lemma 5, first line", "L(θ;T) ≤ L(θ;T+1) holds for the sum T·L, not for the time average L.",
-        "Only sup_T L < ∞ is needed; it follows from uniform per-step bounds (lemma5_bound).",
+        "Only sup_T L < ∞ is needed; it follows from a uniform bound on every step's expected loss.",
         "α=0.8: L(T) for T=" + ",".join(map(str, Ts)) + ": " + ", ".join(f"{LT[T - 1]:.2f}" for T in Ts),
         bool(np.all(np.diff(LT[np.array(Ts) - 1]) < 0))))
 
@@ -118,8 +118,8 @@ def errata() -> list[Erratum]:
     out.append(Erratum(
         "E7", "Theorem 1 proof, (A.15)", "|I − λ_i| should be |1 − λ_i|; non-strict (9)–(10) give only ρ ≤ 1.",
         "Strict inequalities give ρ(A) < 1.",
-        f"α=2/λmax(H)={edge:.4f}, P=0: Thm 1 holds, ρ(A)={r7:.6f}; strict version: "
-        f"{_st.theorem1_holds(H, edge, None, strict=True)}",
+        f"α=2/λmax(H)={edge:.4f}, P=0: Thm 1 holds, ρ(A)={r7:.6f}; strict version "
+        f"{'holds' if _st.theorem1_holds(H, edge, None, strict=True) else 'fails'}",
         bool(_st.theorem1_holds(H, edge, None) and abs(r7 - 1) < 1e-9
              and not _st.theorem1_holds(H, edge, None, strict=True))))
 
@@ -153,8 +153,8 @@ def errata() -> list[Erratum]:
         "E10", "Lemma 3 proof, max-eigenvalue case", "'If λmin(P̃) ≤ 0 the bound is immediately satisfied' — "
         "should be λmax(P̃) ≤ 0, and even then α ≤ 2/λmax(H) is needed.",
         "(17) with max(λmax(P̃),0): α + d̄·max(λmax(P̃),0) ≤ 2/λmax(H).",
-        f"α=1.5 > 2/λmax={edge:.3f}, P̃=−0.05I, Δ=0.1I: ρ(A)={r10:.3f}; robust_bounds_hold → "
-        f"{_st.robust_bounds_hold(H, 1.5, P10, 2.0)}",
+        f"α=1.5 > 2/λmax={edge:.3f}, P̃=−0.05I, Δ=0.1I: ρ(A)={r10:.3f}; (16)–(17) hold: "
+        f"{'yes' if _st.robust_bounds_hold(H, 1.5, P10, 2.0) else 'no'}",
         bool(r10 > 1 and not _st.robust_bounds_hold(H, 1.5, P10, 2.0))))
 
     c = E11_COUNTEREXAMPLE
@@ -167,7 +167,7 @@ def errata() -> list[Erratum]:
         "forces a diagonal P̃.",
         "Natural for coordinate-wise learned optimizers (STAR); without it (16)–(17) can fail.",
         f"non-diagonal P̃ with λ(P̃)=({lamP[0]:.2f},{lamP[1]:.2f}), α={c['alpha']}, d̄={c['d_bar']}: (16)–(17) "
-        f"hold ({bounds_ok}), yet Δ=diag({c['d'][0]},{c['d'][1]}) gives ρ(A)={r11:.3f}",
+        f"{'hold' if bounds_ok else 'do not hold'}, yet Δ=diag({c['d'][0]},{c['d'][1]}) gives ρ(A)={r11:.3f}",
         bool(bounds_ok and r11 > 1 and np.all(c["d"] <= c["d_bar"]))))
 
     out.append(Erratum("E12", "notation", "μ_t, Σ_μ (main text) vs ξ_t, Σ_ξ (appendix).", "Same object.",

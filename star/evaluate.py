@@ -10,7 +10,9 @@ parameters on the test set. Built on it:
   (for the NQM, the closed-form expected loss, Eq. (8), and a Monte Carlo estimate);
 * :func:`meta_curve` — ``python -m star meta-curve``: the unperturbed meta-objective
   (:func:`star.metatrain.meta_objective`) of every θ snapshot of a run on common fresh episodes, with the
-  nominal optimizer as a yardstick (:data:`star.runs.META_CURVE`, :class:`star.runs.MetaCurve`).
+  nominal optimizer as a yardstick (:data:`star.runs.META_CURVE`, :class:`star.runs.MetaCurve`);
+* :func:`summarize_run` — ``python -m star summarize``: whether a run's logged PES meta-loss trends down
+  (:data:`star.runs.SUMMARY`, :class:`star.runs.Summary`); it reads the log only, no training.
 
 The chapters call the same functions (``star.book.star_optimizer.train_all``).
 """
@@ -30,7 +32,7 @@ import numpy as np
 from star import _checks, runs
 
 __all__ = ["EVAL_BLOCK", "SeedRun", "train_seeds", "train_curves", "optimizer_factory", "adam_factory",
-           "evaluate_stored_run", "meta_curve"]
+           "evaluate_stored_run", "meta_curve", "summarize_run"]
 
 EVAL_BLOCK = 10  # evaluation curves are stored as means over blocks of this many inner steps
 
@@ -271,3 +273,45 @@ def meta_curve(run: str | os.PathLike, *, num_seeds: int = 4, every: int = 1, ev
     path = Path(root) / out if out else folder.path / runs.META_CURVE
     runs.atomic_write_json(path, report)
     return path, report
+
+
+def summarize_run(run_dir: str | os.PathLike) -> dict:
+    """Is a run's PES meta-loss trending down? Window means and the slope over the stationary part of its log.
+
+    The per-step meta-loss mixes inner problems at different points of their episodes. At the start all ``N``
+    problems are fresh networks (the random initial offset only shortens their first episode), so the early
+    decline is inner training, not meta-learning; only after every problem has reset once (after
+    ``horizon / trunc_length`` outer steps) is the mixture stationary. We therefore report the least-squares
+    slope of the meta-loss over the stationary part, with its standard error, besides window means
+    (``python -m star summarize`` writes this as :data:`star.runs.SUMMARY`, :class:`star.runs.Summary`).
+
+    Raises:
+        star.runs.RunError: the folder holds no run, its configuration lacks the horizon or truncation, or its
+            log holds no records (names the file).
+    """
+    run = runs.RunFolder(run_dir)
+    cfg = run.config(require={"horizon": int, "trunc_length": int})
+    log = run.log()
+    lacking = [k for k in ("step", "meta_loss", "nan_count", "inner_steps_per_s") if k not in log]
+    if lacking:
+        raise runs.RunError(f"log {str(run.log_path)!r} holds no meta-training records (no {', '.join(lacking)})")
+    step, loss = log["step"], log["meta_loss"]
+    warm = cfg["horizon"] // cfg["trunc_length"]
+    sel = step > warm
+    out = {"run": str(run_dir), "steps_logged": int(step.size), "stationary_after_step": warm,
+           "meta_loss_first_10_mean": float(np.nanmean(loss[:10])),
+           "meta_loss_last_10_mean": float(np.nanmean(loss[-10:])),
+           "nan_count_total": int(np.nansum(log["nan_count"])),
+           "inner_steps_per_s_median": float(np.nanmedian(log["inner_steps_per_s"][1:]))}
+    if "diverged_losses" in log:
+        out["diverged_losses_total"] = int(np.nansum(log["diverged_losses"]))
+    if sel.sum() >= 5:
+        x, y = step[sel], loss[sel]
+        A = np.stack([np.ones_like(x), x - x.mean()], 1)
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        se = np.sqrt(resid @ resid / (len(y) - 2) / np.sum((x - x.mean()) ** 2))
+        out.update(stationary_steps=int(sel.sum()), stationary_meta_loss_mean=float(y.mean()),
+                   stationary_slope_per_step=float(coef[1]), stationary_slope_se=float(se),
+                   stationary_slope_z=float(coef[1] / se))
+    return out

@@ -162,7 +162,7 @@ def build_problem(optimizer: str, task: str, horizon: int, *, seed: int = 0, ini
     Raises:
         ValueError: unknown optimizer or task, an incompatible pair, a horizon outside [1, 2**31 - 1] or a
             seed outside [0, 2**31 - 2].
-        star.data.DataUnavailableError: the task's data set is not on this machine.
+        star.data_sources.DataUnavailableError: the task's data set is not on this machine.
     """
     horizon = _checks.integer("horizon", horizon, maximum=_checks.MAX_STEPS)
     seed = _checks.seed("seed", seed)

@@ -26,6 +26,7 @@ array, and the checkpoints of existing runs hold raw keys (both kinds give the s
 
 This module also holds :func:`meta_objective`, the unperturbed meta-objective that PES estimates the gradient
 of: it belongs to the outer loop's definition, and ``python -m star meta-curve`` evaluates it on θ snapshots.
+The reports on a stored run (its log's trend, its θ's evaluations) are :mod:`star.evaluate`'s.
 
 Devices. The ``N`` inner problems are sharded over all local devices with a 1-D mesh (axis ``"tasks"``)
 and ``NamedSharding``: the PES state is split along its leading (problem) axis, θ and the optimizer state
@@ -315,48 +316,6 @@ def meta_objective(problem, theta: PyTree, key: jax.Array, *, num_seeds: int = 4
     num_seeds = _checks.integer("num_seeds", num_seeds)
     num_steps = problem.horizon if num_steps is None else _checks.integer("num_steps", num_steps)
     return np.asarray(_jitted_objective(num_seeds, num_steps)(problem, theta, key))
-
-
-def summarize_run(run_dir: str | os.PathLike) -> dict:
-    """Is a run's PES meta-loss trending down? Window means and the slope over the stationary part of its log.
-
-    The per-step meta-loss mixes inner problems at different points of their episodes. At the start all ``N``
-    problems are fresh networks (the random initial offset only shortens their first episode), so the early
-    decline is inner training, not meta-learning; only after every problem has reset once (after
-    ``horizon / trunc_length`` outer steps) is the mixture stationary. We therefore report the least-squares
-    slope of the meta-loss over the stationary part, with its standard error, besides window means
-    (``python -m star summarize`` writes this as :data:`star.runs.SUMMARY`, :class:`star.runs.Summary`).
-
-    Raises:
-        star.runs.RunError: the folder holds no run, its configuration lacks the horizon or truncation, or its
-            log holds no records (names the file).
-    """
-    run = runs.RunFolder(run_dir)
-    cfg = run.config(require={"horizon": int, "trunc_length": int})
-    log = run.log()
-    lacking = [k for k in ("step", "meta_loss", "nan_count", "inner_steps_per_s") if k not in log]
-    if lacking:
-        raise runs.RunError(f"log {str(run.log_path)!r} holds no meta-training records (no {', '.join(lacking)})")
-    step, loss = log["step"], log["meta_loss"]
-    warm = cfg["horizon"] // cfg["trunc_length"]
-    sel = step > warm
-    out = {"run": str(run_dir), "steps_logged": int(step.size), "stationary_after_step": warm,
-           "meta_loss_first_10_mean": float(np.nanmean(loss[:10])),
-           "meta_loss_last_10_mean": float(np.nanmean(loss[-10:])),
-           "nan_count_total": int(np.nansum(log["nan_count"])),
-           "inner_steps_per_s_median": float(np.nanmedian(log["inner_steps_per_s"][1:]))}
-    if "diverged_losses" in log:
-        out["diverged_losses_total"] = int(np.nansum(log["diverged_losses"]))
-    if sel.sum() >= 5:
-        x, y = step[sel], loss[sel]
-        A = np.stack([np.ones_like(x), x - x.mean()], 1)
-        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-        resid = y - A @ coef
-        se = np.sqrt(resid @ resid / (len(y) - 2) / np.sum((x - x.mean()) ** 2))
-        out.update(stationary_steps=int(sel.sum()), stationary_meta_loss_mean=float(y.mean()),
-                   stationary_slope_per_step=float(coef[1]), stationary_slope_se=float(se),
-                   stationary_slope_z=float(coef[1] / se))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------

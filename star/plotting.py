@@ -1,10 +1,11 @@
-"""Figure helpers shared by the chapters: EMA smoothing of loss curves (App. B) and seed bands."""
+"""Figure helpers shared by the chapters: EMA smoothing of loss curves (App. B), seed bands, and staggered markers
+for curves that lie on top of each other."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ema", "seed_band", "mean_stderr_band"]
+__all__ = ["ema", "seed_band", "mean_stderr_band", "staggered_markevery", "coinciding_markevery"]
 
 
 def ema(values, coefficient: float = 0.98) -> np.ndarray:
@@ -55,3 +56,60 @@ def mean_stderr_band(curves, coefficient: float | None = None, num_stderr: float
     if coefficient is None:
         return mean, low, high
     return ema(mean, coefficient), ema(low, coefficient), ema(high, coefficient)
+
+
+def staggered_markevery(index: int, count: int, num_points: int, num_markers: int | None = None) -> tuple[int, int]:
+    """``markevery`` for series ``index`` of ``count`` series drawn on the same ``num_points`` x values, so that
+    no two of them put a marker on the same point: every ``step`` points, series ``k`` starting at its own offset
+    ``k·step // count``. ``step`` is ``count`` (each point marked by one series in turn), or with
+    ``num_markers`` about ``num_points / num_markers`` (at least ``count``). Where curves coincide, the lower one
+    then still shows its markers between the upper one's.
+
+    Raises:
+        ValueError: ``count`` or ``num_points`` below 1, ``index`` outside ``[0, count)``, ``num_markers`` below 1.
+    """
+    for name, value in (("count", count), ("num_points", num_points)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    if not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+        raise ValueError(f"index must be an integer in [0, {count}); got {index!r}")
+    if num_markers is not None and (not isinstance(num_markers, (int, np.integer)) or num_markers < 1):
+        raise ValueError(f"num_markers must be an integer >= 1 or None; got {num_markers!r}")
+    step = count if num_markers is None else max(count, num_points // num_markers)
+    return int(index * step // count), int(step)
+
+
+def coinciding_markevery(curves, rtol: float = 0.05, atol: float = 0.0) -> list:
+    """For curves drawn on the same x values, the ``markevery`` of each: ``None`` (every point) for a curve that
+    coincides with no other, and for curves that coincide — equal within ``rtol``/``atol`` (``numpy.isclose``) at
+    every point, non-finite at the same points — :func:`staggered_markevery` within their group, so that each of
+    them shows markers where the others show none.
+
+    Raises:
+        ValueError: curves of different lengths.
+    """
+    ys = [np.asarray(c, dtype=np.float64) for c in curves]
+    if len({y.shape for y in ys}) > 1:
+        raise ValueError(f"curves must have one shape; got {sorted({y.shape for y in ys})}")
+
+    def same(a, b):
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        return bool(np.array_equal(fa, fb) and fa.any() and np.allclose(a[fa], b[fb], rtol=rtol, atol=atol))
+
+    group = list(range(len(ys)))  # union-find over "coincides with"
+    def root(i):
+        while group[i] != i:
+            i = group[i]
+        return i
+    for i in range(len(ys)):
+        for j in range(i + 1, len(ys)):
+            if same(ys[i], ys[j]):
+                group[root(j)] = root(i)
+    members = {}
+    for i in range(len(ys)):
+        members.setdefault(root(i), []).append(i)
+    out = []
+    for i, y in enumerate(ys):
+        m = members[root(i)]
+        out.append(None if len(m) == 1 else staggered_markevery(m.index(i), len(m), y.size))
+    return out

@@ -27,7 +27,7 @@ import optax
 from tqdm.std import tqdm
 
 from star import _checks
-from star.data import to_float
+from star.image_data import to_float
 from star.tasks.base import Task
 
 __all__ = ["TrainResult", "train_keys", "batch_at", "train_step", "train", "evaluate"]

@@ -3,7 +3,7 @@
 A test that needs a Debian data package says so with ``@pytest.mark.debian_data("<package>")``. Without the
 package such a test is skipped (with ``$STAR_REQUIRE_DATA=1`` it fails instead), and the summary names every
 package missing and the tests it skipped, so that missing coverage is never silent. A test that needs the data
-without the marker simply fails without them (``star.data.DataUnavailableError``).
+without the marker simply fails without them (``star.data_sources.DataUnavailableError``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 
 
 def _debian_package_installed(package: str) -> bool:
-    from star import data
+    from star import image_data, text_data
 
     if package == "dataset-fashion-mnist":
-        return data.DEBIAN_FASHION_MNIST_DIR.is_dir()
+        return image_data.DEBIAN_FASHION_MNIST_DIR.is_dir()
     if package == "bible-kjv":
-        return shutil.which("bible") is not None or Path(data.BIBLE_PROGRAM).exists()
+        return shutil.which("bible") is not None or Path(text_data.BIBLE_PROGRAM).exists()
     raise pytest.UsageError(f"debian_data marker: unknown package {package!r} (dataset-fashion-mnist, bible-kjv)")
 
 

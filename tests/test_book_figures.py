@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from star import sweep
+from star import plotting, sweep
 from star.book import figures, labels
 
 X = np.linspace(0.0, 1.0, 50)
@@ -44,6 +44,7 @@ def test_a_figure_that_keeps_the_rules_passes():
     (lambda ax: ax.legend(fontsize=9, loc="center"), "covers"),
     (lambda ax: ax.plot(X, X, color="C5", label="under STAR"), "lies exactly under"),
     (lambda ax: ax.plot(X, X ** 3, color="C0", label="same as STAR"), "share one colour, line style and marker"),
+    (lambda ax: ax.plot(X, X + 1e-4, "C4:", label="on STAR"), "shows no marker of its own"),
     (lambda ax: (ax.plot([], [], "k-.", label="proxy"), ax.legend(fontsize=9, loc="upper left",
                                                                  bbox_to_anchor=(1.4, 1.0))),
      "looks like nothing drawn"),
@@ -55,6 +56,28 @@ def test_each_rule_fails_on_a_figure_that_breaks_it(breakage, message):
     breakage(fig.axes[0])
     problems = "\n".join(_problems(fig))
     assert message in problems, problems
+
+
+def test_a_curve_under_another_shows_through_staggered_markers_or_a_legend_that_says_so():
+    """Two series in different styles on the same values: the one drawn first is hidden unless it shows markers
+    where the other shows none (star.plotting.staggered_markevery) or a legend label says that they coincide."""
+    def fig_with(lower: dict, upper: dict, lower_label="bias-corrected", upper_label="output layer ×0.1"):
+        fig, ax = plt.subplots()
+        ax.plot(X, X, color="C0", ls="--", label=lower_label, **lower)
+        ax.plot(X, X, color="C1", ls="-.", label=upper_label, **upper)
+        ax.plot(X, 1 - X, color="C2", label="apart")  # crosses them: not a coincidence
+        ax.set(xlabel="inner step", ylabel="dead units (%)")
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        fig.tight_layout()
+        return fig
+    hidden = _problems(fig_with({}, {}))
+    assert len(hidden) == 1 and "'bias-corrected' lies under 'output layer ×0.1'" in hidden[0], hidden
+    # markers on the same points as the upper curve's are hidden too
+    assert len(_problems(fig_with(dict(marker="s"), dict(marker="^")))) == 1
+    staggered = [dict(marker=m, markevery=plotting.staggered_markevery(k, 2, len(X))) for k, m in enumerate("s^")]
+    assert _problems(fig_with(*staggered)) == []
+    assert _problems(fig_with(dict(marker="s"), {})) == []  # the upper curve has no markers: the lower one's show
+    assert _problems(fig_with({}, {}, upper_label="output layer ×0.1 (coincides with bias-corrected)")) == []
 
 
 def test_a_shared_axis_may_be_labelled_once_but_not_across_rows():
@@ -115,7 +138,7 @@ def test_id_patterns_catch_each_kind(text, hit):
 
 def test_every_learned_row_of_the_ood_suite_has_a_readers_name():
     """A row of any learned set of the OOD suite shows in tables and legends by labels.optimizer: no id leaks."""
-    from star.ood_suite import LEARNED_SETS
+    from star.learned_optimizers import LEARNED_SETS
 
     rows = {name for rows in LEARNED_SETS.values() for name in rows}
     assert rows - set(labels.OPTIMIZERS) == set()

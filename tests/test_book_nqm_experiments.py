@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from star import nqm, nqm_meta
-from star.book import nqm_experiments
+from star.book import figures, nqm_experiments
 from star.book.claims import claim_status
 
 EDGE = 2.0 / np.linalg.eigvalsh(nqm.PAPER_H)[-1]
@@ -144,4 +144,11 @@ def test_fig2c_shows_the_excess_over_the_best_p_on_a_log_axis():
     assert right.get_yscale() == "log"
     assert np.allclose(right.get_lines()[0].get_ydata(), [1.5, 0.5])  # L - L*, not L
     assert left.get_ylim()[1] < 9.0 and any("starts at" in t.get_text() for t in left.texts)
+    # nominal + P and nominal + P + wd lie on the same values here: each still shows markers the other does not
+    for ax in (left, right):
+        marks = [set(range(len(line.get_xdata()))[line.get_markevery()[0]::line.get_markevery()[1]])
+                 for line in ax.get_lines()[:3]]
+        assert not marks[1] & marks[2] and (all(marks) or ax is right)  # (the right panel has two points)
+    assert left.get_lines()[1].get_linewidth() > left.get_lines()[2].get_linewidth()  # the lower one shows as a rim
+    assert figures.figure_problems(figures.figure_facts(fig)) == []
     plt.close(fig)

@@ -69,6 +69,8 @@ def test_region_figure_and_table():
     assert set(regions.nested().values()) == {True}
     fig = proofs.plot_stability_regions(regions)
     assert len(fig.axes) == 3 and all(ax.get_xlabel().startswith("nominal step") for ax in fig.axes)
+    # for P = pI the robust bounds are exact: the hidden dotted contour is named in that panel's title only
+    assert ["coincide with the exact robust region" in ax.get_title() for ax in fig.axes] == [True, False, False]
     plt.close(fig)
     t = proofs.region_table(regions)
     assert t.columns[-1] == "nested" and len(t.cells) == 3 and all(r[-1] == "yes" for r in t.cells)

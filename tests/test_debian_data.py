@@ -14,20 +14,20 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {str(TESTS)!r})
 from debian_data import pytest_configure, pytest_runtest_setup, pytest_terminal_summary  # noqa: F401
-from star import data
-data.DEBIAN_FASHION_MNIST_DIR = Path({{missing!r}})  # this machine "lacks" the package
+from star import image_data
+image_data.DEBIAN_FASHION_MNIST_DIR = Path({{missing!r}})  # this machine "lacks" the package
 """
 
 TESTS_FILE = """
 import pytest
-from star import data
+from star import image_data
 
 @pytest.mark.debian_data("dataset-fashion-mnist")
 def test_marked():
-    data.load_fashion_mnist()
+    image_data.load_fashion_mnist()
 
 def test_unmarked():
-    data.load_fashion_mnist()
+    image_data.load_fashion_mnist()
 """
 
 

@@ -1,5 +1,6 @@
 """star.evaluate: the one "train per seed, then evaluate" loop, the summaries a grid stores, and the reports of
-``evaluate`` and ``meta-curve`` called as library functions (paths relative to a root, arguments named)."""
+``evaluate``, ``meta-curve`` and ``summarize`` called as library functions (paths relative to a root, arguments
+named)."""
 
 import json
 
@@ -90,3 +91,29 @@ def test_meta_train_named_names_a_bad_argument_before_touching_the_folder(tmp_pa
         with pytest.raises(ValueError, match=match):
             meta_train_named(**args)
     assert not (tmp_path / "run").exists()
+
+
+def _logged_run(folder, meta_loss, horizon=40, trunc_length=4):
+    """A run folder holding only a configuration and a log whose step ``k`` (from 1) has ``meta_loss[k - 1]``."""
+    folder.mkdir()
+    (folder / runs.CONFIG).write_text(json.dumps({"horizon": horizon, "trunc_length": trunc_length}))
+    (folder / runs.LOG).write_text("".join(
+        json.dumps({"step": k, "meta_loss": float(v), "nan_count": 0, "inner_steps_per_s": 100.0}) + "\n"
+        for k, v in enumerate(meta_loss, start=1)))
+    return folder
+
+
+def test_summarize_run_fits_the_slope_after_every_problem_has_reset(tmp_path):
+    """The least-squares slope over the steps after horizon / trunc_length (here 10) recovers a known trend; the
+    steps before it (inner training of fresh problems, here a steep drop) do not count."""
+    steps = np.arange(1, 41)
+    wiggle = 1e-3 * (-1.0) ** steps
+    loss = np.where(steps <= 10, 5.0 - 0.3 * steps, 2.0 - 0.01 * steps) + wiggle
+    s = E.summarize_run(_logged_run(tmp_path / "down", loss))
+    assert s["stationary_after_step"] == 10 and s["stationary_steps"] == 30 and s["steps_logged"] == 40
+    np.testing.assert_allclose(s["stationary_slope_per_step"], -0.01, atol=2e-4)
+    assert s["stationary_slope_z"] < -10
+    np.testing.assert_allclose(s["meta_loss_first_10_mean"], loss[:10].mean())
+    np.testing.assert_allclose(s["meta_loss_last_10_mean"], loss[-10:].mean())
+    flat = E.summarize_run(_logged_run(tmp_path / "flat", np.where(steps <= 10, 5.0 - 0.3 * steps, 2.0) + wiggle))
+    assert abs(flat["stationary_slope_per_step"]) < 2e-4 and abs(flat["stationary_slope_z"]) < 3

@@ -355,7 +355,7 @@ def test_a_non_key_where_a_key_is_expected_is_named():
 
 
 def _tiny_task(n_train=8, n_test=4):
-    from star.data import ImageDataset, ImageSplit
+    from star.image_data import ImageDataset, ImageSplit
     from star.tasks import MLP, ImageClassificationTask
 
     rng = np.random.default_rng(0)
@@ -386,7 +386,7 @@ def test_params_of_another_task_are_named():
 
 
 def test_an_empty_split_is_named():
-    from star.data import sample_batch
+    from star.image_data import sample_batch
     from star.train import evaluate
 
     task = _tiny_task(n_test=0)

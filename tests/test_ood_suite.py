@@ -1,6 +1,6 @@
-"""star.ood_suite and star.baselines: NAdamW parity with optax, batched = looped training, tuning, storage;
-star.book.ood_results and the chapter's ood_* modules: the stored suite condensed, the verdict, figures, tables,
-findings and controls."""
+"""star.ood_suite and star.baselines: NAdamW parity with optax, batched = looped training, tuning, the stored
+records and their reuse (the chapter's modules are tested in test_book_ood.py, the learned rows in
+test_learned_optimizers.py)."""
 
 import dataclasses
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from star import baselines, ood_suite
+from star import baselines, learned_optimizers, ood_suite
 from star.batched import train_batched
 from star.book import ood_results
 from star.optim import init_meta_params, preset, save_meta_params
@@ -119,7 +119,7 @@ def _save_learned(folder, name, seed):
 def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     runs = {n: _save_learned(tmp_path / "results" / "metatrain" / n, n, i)
             for i, n in enumerate(("star", "blackbox"))}
-    learned = [ood_suite.load_learned(n, [str(p)]) for n, p in runs.items()]
+    learned = [learned_optimizers.load_learned(n, [str(p)]) for n, p in runs.items()]
     assert learned[0].sources[0]["path"] == "results/metatrain/star/meta_params.msgpack"
     cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
@@ -139,7 +139,7 @@ def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     again = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert again["provenance"]["finished_utc"] == rec["provenance"]["finished_utc"]
     with pytest.raises(ValueError, match="no finished meta-training run"):
-        ood_suite.load_learned("star", [str(tmp_path / "nothing")])
+        learned_optimizers.load_learned("star", [str(tmp_path / "nothing")])
     with pytest.raises(ValueError, match="disjoint"):
         ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(0,),
                         eval_seeds=(0, 1), width=3, chunk_size=4)
@@ -193,13 +193,13 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     training = _Training(monkeypatch)
     out = tmp_path / "ood"
-    first = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], out, progress=False,
-                         provenance={"command": "first"})
+    first = ood_suite.run_task("digits_mlp32", cfg, [learned_optimizers.load_learned("star", [s0])], out,
+                               progress=False, provenance={"command": "first"})
     with np.load(out / "digits_mlp32.npz") as z:
         before = {k: z[k] for k in z.files}
     assert training.take() == {"tune", "eval", "learned"} and not first["baselines"]["reused"]
     # two meta-training runs of STAR and a new row: learned part only
-    learned = [ood_suite.load_learned("star", [s0, s1]), ood_suite.load_learned("blackbox", [bb])]
+    learned = [learned_optimizers.load_learned("star", [s0, s1]), learned_optimizers.load_learned("blackbox", [bb])]
     rec = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False, provenance={"command": "second"})
     assert training.take() == {"learned"}
     with np.load(out / "digits_mlp32.npz") as z:
@@ -221,13 +221,13 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     # a changed θ file of a learned optimizer: re-evaluated, baselines still kept
     _save_learned(root / "s1b", "star", 7)
     (s1 / "meta_params.msgpack").write_bytes((root / "s1b" / "meta_params.msgpack").read_bytes())
-    changed = [ood_suite.load_learned("star", [s0, s1]), ood_suite.load_learned("blackbox", [bb])]
+    changed = [learned_optimizers.load_learned("star", [s0, s1]), learned_optimizers.load_learned("blackbox", [bb])]
     rec2 = ood_suite.run_task("digits_mlp32", cfg, changed, out, progress=False, provenance={"command": "third"})
     assert training.take() == {"learned"} and rec2["learned_fingerprint"] != rec["learned_fingerprint"]
     assert rec2["baselines"]["provenance"]["command"] == "first"
     # a record of the previous format (one provenance for everything) is reused the same way
     (out / "digits_mlp32.json").write_text(json.dumps(_legacy(rec2)))
-    rec3 = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], out, progress=False,
+    rec3 = ood_suite.run_task("digits_mlp32", cfg, [learned_optimizers.load_learned("star", [s0])], out, progress=False,
                         provenance={"command": "fourth"})
     assert training.take() == {"learned"}
     assert rec3["baselines"]["provenance"]["command"] == "first"
@@ -236,86 +236,18 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     # another suite configuration: the baselines are redone; the learned curves, which do not depend on the
     # NAdamW search, are kept
     other = dataclasses.replace(cfg, search_seed=1)
-    rec4 = ood_suite.run_task("digits_mlp32", other, [ood_suite.load_learned("star", [s0])], out, progress=False,
-                        provenance={"command": "fifth"})
+    rec4 = ood_suite.run_task("digits_mlp32", other, [learned_optimizers.load_learned("star", [s0])], out,
+                              progress=False, provenance={"command": "fifth"})
     assert training.take() == {"tune", "eval"} and not rec4["baselines"]["reused"]
     assert rec4["baselines"]["provenance"]["command"] == "fifth" and rec4["learned_kept_from"]["command"] == "fourth"
     # another number of steps: the learned optimizers are evaluated again too
     longer = dataclasses.replace(other, num_steps=12)
-    ood_suite.run_task("digits_mlp32", longer, [ood_suite.load_learned("star", [s0])], out, progress=False)
+    ood_suite.run_task("digits_mlp32", longer, [learned_optimizers.load_learned("star", [s0])], out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
     # so is a stored file that lacks the baselines' arrays
     np.savez(out / "digits_mlp32.npz", **{"curves/adam": after["curves/adam"]})
-    ood_suite.run_task("digits_mlp32", other, [ood_suite.load_learned("blackbox", [bb])], out, progress=False)
+    ood_suite.run_task("digits_mlp32", other, [learned_optimizers.load_learned("blackbox", [bb])], out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
-
-
-def test_meta_runs_split_and_summarize():
-    rec = {"learned": {"star": {"num_meta_runs": 2}}}
-    adam = np.array([[2.0, 1.0], [2.0, 1.0]])
-    star = np.array([[2.0, 0.5], [2.0, 0.5], [2.0, 3.0], [2.0, 0.5]])  # meta-run 1 fails on its 1st seed
-    results = {"t": (rec, {"adam": adam, "star": star})}
-    np.testing.assert_array_equal(ood_results.meta_run_curves(*results["t"], "star")[1], star[2:])
-    pooled = ood_results.summarize(results)["t"]["star"]
-    assert pooled["unstable"] and pooled["num_runs"] == 4 and pooled["final"] == pytest.approx(1.125)
-    first, second = (ood_results.summarize(results, meta_run=k)["t"]["star"] for k in (0, 1))
-    assert not first["unstable"] and first["ratio_to_adam"] == pytest.approx(0.5) and second["unstable"]
-    assert "star" not in ood_results.summarize(results, meta_run=2)["t"]
-    assert ood_results.num_meta_runs(results) == {"star": 2}
-    with pytest.raises(ValueError, match="num_meta_runs=3"):
-        ood_results.meta_run_curves({"learned": {"star": {"num_meta_runs": 3}}}, {"star": star}, "star")
-
-
-def _summary(n=8, bb_unstable=8, star_unstable=0, star_vs_hyper=0.9, star_vs_adam=1.1):
-    """What star.book.ood_results.summarize returns for ``n`` tasks (for the findings' text)."""
-    out = {}
-    for i in range(n):
-        row = {"adam": {"final": 1.0, "ratio_to_adam": 1.0, "unstable": False},
-               "hyperparam": {"final": 1.0, "ratio_to_adam": 1.0, "unstable": False},
-               "star": {"final": star_vs_hyper, "ratio_to_adam": star_vs_adam, "unstable": i < star_unstable},
-               "blackbox": {"final": 5.0, "ratio_to_adam": 5.0, "unstable": i < bb_unstable}}
-        if i == 0:
-            row["star"]["final"] = 0.5  # one large STAR gain
-        out[f"t{i}"] = row
-    return out
-
-
-STEPS = np.linspace(2.0, 1.0, 10)[None]
-GOOD, BAD = np.repeat(STEPS, 3, axis=0), np.repeat(STEPS[:, ::-1] + 1.0, 3, axis=0)  # BAD ends above its start
-
-
-def _results(n=8, bb_unstable=8, star_unstable=0, star_gain=2.0):
-    """A stored suite of ``n`` tasks: Blackbox unstable on the first ``bb_unstable``, STAR on the first
-    ``star_unstable``; elsewhere STAR's loss is Hyperparam's divided by ``star_gain`` on task t0, equal elsewhere."""
-    out = {}
-    for i in range(n):
-        star = BAD if i < star_unstable else (GOOD / star_gain if i == 0 else GOOD.copy())
-        out[f"t{i}"] = ({}, {"adam": GOOD, "hyperparam": GOOD + 0.01 * np.arange(3)[:, None],
-                             "blackbox": BAD if i < bb_unstable else GOOD, "star": star + 0.01 * np.arange(3)[:, None]})
-    return out
-
-
-def test_verdict_follows_the_evidence():
-    from star.book import ood_verdict
-    from star.book.claims import claim_status
-
-    statuses = lambda checks: [c.status for c in checks]  # noqa: E731
-    checks, status = ood_verdict.ood_verdict(_results())
-    assert statuses(checks) == ["supported", "supported", "supported", "supported"] and status == "reproduced"
-    # Blackbox stable almost everywhere: the first check is contradicted, not merely failed
-    checks, status = ood_verdict.ood_verdict(_results(n=16, bb_unstable=1))
-    assert statuses(checks) == ["contradicted", "inconclusive", "inconclusive", "supported"] and status == "partly"
-    # STAR unstable where Blackbox is, and no gain: nothing supported, a significant reversal
-    checks, status = ood_verdict.ood_verdict(_results(bb_unstable=0, star_unstable=8, star_gain=1.0))
-    assert statuses(checks)[:3] == ["contradicted", "inconclusive", "contradicted"] and status == "contradicted"
-    # ... which far from the paper's regime is "not reproduced at this budget"
-    assert claim_status([(checks, ["200 outer steps of 5,000"])]) == "not reproduced at this budget"
-    # too few tasks to tell: the proportion's interval includes one half
-    assert statuses(ood_verdict.ood_verdict(_results(n=3, bb_unstable=3))[0])[0] == "inconclusive"
-    with pytest.raises(ValueError, match="lacks the optimizers"):
-        ood_verdict.ood_checks({"t": ({}, {"adam": GOOD})})
-    failures = ood_verdict.first_update_failures(_results(star_unstable=2))
-    assert failures == {"failed": 6, "runs": 24, "at_first": 6, "tasks": ["t0", "t1"], "of_tasks": 8}
 
 
 def test_cli_rejects_bad_arguments_before_any_work(capsys):
@@ -339,73 +271,6 @@ def test_cli_rejects_bad_arguments_before_any_work(capsys):
     assert "holds no stored record of ['digits_mlp32']" in capsys.readouterr().err
 
 
-def test_figures_mark_divergence(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from star.book import ood_figures, ood_tables
-
-    rng = np.random.default_rng(0)
-    base = 2.0 * np.exp(-np.arange(50) / 20.0)[None] + 0.01 * rng.random((3, 50))
-    diverged = base.copy()
-    diverged[:, 30:] = np.nan
-    rec = {"adam": {"best_at_grid_edge": False, "best_learning_rate": 1e-3},
-           "nadamw": {"best": {"learning_rate": 1e-3}},
-           "data": "d", "description": "x", "reference": "r", "num_params": 10, "wall_s": {"total": 1.0}}
-    results = {f"t{i}": (rec, {"adam": base, "nadamw": base * 0.9, "star": base, "hyperparam": base,
-                               "blackbox": diverged if i == 0 else base * 1.5}) for i in range(3)}
-    fig = ood_figures.plot_curves_grid(results, ncols=2)
-    assert len([a for a in fig.axes if a.axison]) == 3
-    fig = ood_figures.plot_summary(results)
-    grey = [line.get_marker() for line in fig.axes[0].lines if line.get_color() == "C7"]
-    assert grey == ["x", "o", "o"]  # Blackbox: diverged on t0, stable on t1 and t2
-    assert "<td>t0</td>" in ood_tables.tasks_table_html(results)
-
-
-def test_meta_run_table_and_verdicts():
-    """Per meta-training run: counts and the verdict rule on each θ alone, then pooled (the chapter's)."""
-    from star.book import ood_figures, ood_findings, ood_tables, ood_verdict
-
-    steps = np.linspace(2.0, 1.0, 10)[None]
-    good, bad = np.repeat(steps, 2, axis=0), np.repeat(steps[:, ::-1] + 1.0, 2, axis=0)  # bad: ends above its start
-
-    def learned(name, runs):
-        return {"num_meta_runs": runs, "sources": [{"path": f"results/metatrain/g/{name}_s{k}/meta_params.msgpack"}
-                                                   for k in range(runs)]}
-
-    rec = {"learned": {o: learned(o, 2) for o in ("star", "hyperparam", "blackbox")}}
-    results = {f"t{i}": (rec, {"adam": good, "hyperparam": np.concatenate([good, good]),
-                               "blackbox": np.concatenate([bad, bad]),
-                               # STAR: its seed-0 θ fails on every task, its seed-1 θ on none
-                               "star": np.concatenate([bad, 0.5 * good])}) for i in range(4)}
-    assert ood_results.meta_run_labels(results, "star") == ["seed 0", "seed 1"]
-    verdicts = ood_verdict.meta_run_verdicts(results)
-    assert list(verdicts) == ["seed 0", "seed 1", "pooled"]
-    star_stable = {k: v[0][2].status for k, v in verdicts.items()}  # "Blackbox is unstable where STAR is stable"
-    assert star_stable == {"seed 0": "inconclusive", "seed 1": "supported", "pooled": "inconclusive"}
-    tab = ood_tables.meta_run_table(results)
-    star_rows = [r for r in tab.cells if r[0] == "STAR"]
-    assert [r[1:3] for r in star_rows] == [["seed 0", "4/4"], ["seed 1", "0/4"], ["all pooled (the verdict's)", "4/4"]]
-    assert star_rows[1][3] == "0.5"  # median final loss / tuned Adam's of the seed-1 θ
-    text = ood_verdict.meta_run_evidence_text(results)
-    assert "STAR on 4, 0 of 4" in text and "seed 1: partly" in text
-    md = ood_findings.meta_run_findings_markdown(results)
-    assert "**STAR**: unstable on 4, 0 of 4 tasks (seed 0, seed 1), on 4 with its θ's pooled" in md
-    assert "every one of its 2 θ's on 0 of 4 tasks, with at least one of them on 4" in md
-    assert "seed 0: none; seed 1: t0, t1, t2, t3; pooled: none" in md
-    html = ood_tables.meta_run_verdict_table(results)._repr_html_()
-    assert "star-table" in html and html.count("<tr>") == len(verdicts["pooled"][0]) + 2
-    # the figures: a learned optimizer's band is over its meta-training runs, its runs drawn one by one
-    import matplotlib
-
-    matplotlib.use("Agg")
-    np.testing.assert_allclose(ood_figures._band_rows(rec, results["t0"][1], "star"), [bad[0], 0.5 * good[0]])
-    assert ood_figures._band_rows(rec, results["t0"][1], "adam").shape == (2, 10)
-    ood_figures.plot_curves_grid(results, ncols=2)
-    dots = [line for line in ood_figures.plot_summary(results).axes[0].lines if line.get_marker() == "."]
-    assert len(dots) == 4 * 3 and all(len(d.get_xdata()) == 2 for d in dots)
-
-
 def test_stored_cpu_suite_holds_the_default_learned_rows():
     """The chapter's regeneration command (the CLI defaults) reproduces the learned rows that are stored."""
     from pathlib import Path
@@ -414,65 +279,10 @@ def test_stored_cpu_suite_holds_the_default_learned_rows():
     assert len(stored) >= 16
     for name, (rec, curves) in stored.items():
         assert {k: [s["path"].rsplit("/", 1)[0] for s in v["sources"]] for k, v in rec["learned"].items()} == \
-            {k: list(v) for k, v in ood_suite.DEFAULT_LEARNED.items()}, name
-        for opt in ood_suite.DEFAULT_LEARNED:
+            {k: list(v) for k, v in learned_optimizers.DEFAULT_LEARNED.items()}, name
+        for opt in learned_optimizers.DEFAULT_LEARNED:
             shape = ood_results.meta_run_curves(rec, curves, opt).shape
-            assert shape[:2] == (len(ood_suite.META_SEEDS), 3), (name, opt)
-
-
-def test_optimizer_findings_follow_the_summary():
-    """The chapter's per-optimizer findings are computed: they change when the evidence does."""
-    from star.book import ood_findings
-
-    md = ood_findings.optimizer_findings_markdown(_summary())
-    assert "**Blackbox** — unstable on 8 of 8 tasks" in md and "**STAR** — stable on every task" in md
-    assert "**STAR** — stable on every task; final loss below tuned Adam's on 0 and within 1.25× of it on 8 of 8" in md
-    md = ood_findings.optimizer_findings_markdown(_summary(bb_unstable=0, star_unstable=3, star_vs_adam=3.0))
-    assert "**Blackbox** — stable on every task" in md and "**STAR** — unstable on 3 of 8 tasks" in md
-    assert "**STAR** — unstable on 3 of 8 tasks; final loss below tuned Adam's on 0 and within 1.25× of it on 0" in md
-    assert "**Adam (tuned learning rate)**" in md
-    learned = ood_findings.optimizer_findings_markdown(_summary(), learned_only=True)
-    assert "Adam (tuned" not in learned and "NAdamW" not in learned and "**STAR** — stable on every task" in learned
-
-
-def test_parse_source():
-    assert ood_suite.parse_source("results/metatrain/x_s0") == ("results/metatrain/x_s0", None, ())
-    assert ood_suite.parse_source("results/x_s0@0+zero_output") == ("results/x_s0", 0, ("zero_output",))
-    assert ood_suite.parse_source("/abs/run@200") == ("/abs/run", 200, ())
-    with pytest.raises(ValueError, match="non-negative integer"):
-        ood_suite.parse_source("results/x@-1")
-    with pytest.raises(ValueError, match="transforms of a learned source must be among"):
-        ood_suite.parse_source("results/x@0+nope")
-    with pytest.raises(ValueError, match="RUN_DIR"):
-        ood_suite.parse_source("@3")
-
-
-def test_learned_snapshots_and_zero_output(tmp_path):
-    """``@0`` reads the initial θ snapshot; ``+zero_output`` makes it the nominal initialisation exactly."""
-    from star import runs
-
-    folder = tmp_path / "results" / "metatrain" / "run"
-    cfg = preset("star")
-    folder.mkdir(parents=True)
-    final = init_meta_params(cfg, jax.random.key(5), init="reference")
-    save_meta_params(folder / "meta_params.msgpack", cfg, jax.tree.map(lambda x: x + 1.0, final))
-    runs.save_theta(runs.theta_snapshot_path(folder, 0), final)
-    lo = ood_suite.load_learned("t0", [f"{folder}@0", f"{folder}@0+zero_output", str(folder)])
-    th = [jax.tree.map(lambda x, i=i: x[i], lo.thetas) for i in range(3)]
-    for a, b in zip(jax.tree.leaves(th[0]), jax.tree.leaves(final)):
-        np.testing.assert_array_equal(a, b)
-    nominal = init_meta_params(cfg, jax.random.key(5), init="nominal")
-    for a, b in zip(jax.tree.leaves(th[1]), jax.tree.leaves(nominal)):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(th[2]), jax.tree.leaves(final)):
-        np.testing.assert_array_equal(a, b + 1.0)
-    assert lo.sources[0]["path"].endswith("thetas/theta_00000000.npz") and lo.sources[0]["step"] == 0
-    assert lo.sources[1]["transforms"] == ["zero_output"] and "step" not in lo.sources[2]
-    # the transform is part of the learned fingerprint (same file, different optimizer)
-    keys = ood_suite._learned_shas([lo])["t0"]
-    assert keys[0] != keys[1] and keys[1].startswith(keys[0])
-    with pytest.raises(ValueError, match="no θ snapshot after 7 outer steps"):
-        ood_suite.load_learned("t7", [f"{folder}@7"])
+            assert shape[:2] == (len(learned_optimizers.META_SEEDS), 3), (name, opt)
 
 
 def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
@@ -481,10 +291,10 @@ def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
     cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     suite, controls = tmp_path / "results" / "ood" / "cpu", tmp_path / "results" / "ood" / "cpu_controls"
-    first = ood_suite.run_task("digits_mlp32", cfg, [ood_suite.load_learned("star", [s0])], suite, progress=False,
-                         provenance={"command": "suite"})
+    first = ood_suite.run_task("digits_mlp32", cfg, [learned_optimizers.load_learned("star", [s0])], suite,
+                               progress=False, provenance={"command": "suite"})
     training = _Training(monkeypatch)
-    lo = ood_suite.load_learned("star_theta0", [str(s0)])
+    lo = learned_optimizers.load_learned("star_theta0", [str(s0)])
     rec = ood_suite.run_task("digits_mlp32", cfg, [lo], controls, progress=False, provenance={"command": "controls"},
                        baselines_from=suite)
     assert training.take() == {"learned"}  # the baselines neither tuned nor evaluated again
@@ -500,18 +310,6 @@ def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
         ood_suite.run_task("digits_mlp32", other, [lo], tmp_path / "elsewhere", progress=False, baselines_from=suite)
 
 
-def test_learned_sets_name_the_runs_of_the_grids():
-    from star import sweep
-
-    assert ood_suite.LEARNED_SETS["default"] is ood_suite.DEFAULT_LEARNED
-    folders = {s.folder(".").as_posix().removeprefix("./") for g in ("indist", "ood_controls", "indist_long")
-               for s in sweep.get_grid(g, "cpu").runs()}
-    for set_name, rows in ood_suite.LEARNED_SETS.items():
-        for row, sources in rows.items():
-            for src in sources:
-                assert ood_suite.parse_source(src)[0] in folders, (set_name, row, src)
-
-
 def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monkeypatch):
     """Adding a tuning seed runs only that seed; the scores are the means over all seeds, as a full rerun's."""
     root = tmp_path / "results" / "metatrain"
@@ -519,7 +317,7 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
     one = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-1), nadamw_samples=2, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     two = dataclasses.replace(one, tune_seeds=(9, 11))
-    learned = [ood_suite.load_learned("star", [s0])]
+    learned = [learned_optimizers.load_learned("star", [s0])]
     full = ood_suite.run_task("digits_mlp32", two, learned, tmp_path / "full", progress=False)
     out = tmp_path / "ood"
     first = ood_suite.run_task("digits_mlp32", one, learned, out, progress=False, provenance={"command": "one seed"})
@@ -548,7 +346,7 @@ def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
     from star import tasks as tasks_lib
 
     root = tmp_path / "results" / "metatrain"
-    learned = [ood_suite.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
+    learned = [learned_optimizers.load_learned("star", [_save_learned(root / "s0", "star", 0)])]
     cfg = ood_suite.SuiteConfig(num_steps=8, adam_lr_range=(1e-3, 1e-2), nadamw_samples=0, tune_seeds=(9,),
                           eval_seeds=(0, 1), width=3, chunk_size=4)
     out = tmp_path / "ood"
@@ -592,76 +390,3 @@ def test_mse_task_averages_over_the_classes():
     assert TASKS["fmnist_mlp_mse"].version == 2 and isinstance(task.model, MLP)
 
 
-def test_controls_rows_table_and_findings(tmp_path):
-    """The controls' table reads each θ's decay and direction head from its files and counts failures."""
-    from star import runs as runs_lib
-    from star.book import ood_controls
-
-    cfg = preset("star")
-
-    def run(name, wd, steps, bias):
-        folder = tmp_path / "results" / "metatrain" / "g" / name
-        folder.mkdir(parents=True)
-        (folder / "config.json").write_text(json.dumps({"lr": 1e-3, "weight_decay": wd, "outer_steps": steps}))
-        theta = init_meta_params(cfg, jax.random.key(0), init="reference")
-        runs_lib.save_theta(runs_lib.theta_snapshot_path(folder, 0), theta)
-        last = max(int(k[1:]) for k in theta["mlp"] if k.startswith("w"))
-        theta["mlp"][f"b{last}"] = theta["mlp"][f"b{last}"].at[0].set(bias)
-        save_meta_params(folder / "meta_params.msgpack", cfg, theta)
-        return f"results/metatrain/g/{name}"
-
-    def fetch(rel):
-        return tmp_path / rel
-
-    learned = {"star_theta0": [run("a_s0", 0.1, 200, -0.5) + "@0"], "star_output0": [run("b_s0", 0.1, 200, 0.0)
-                                                                                     + "@0+zero_output"],
-               "star": [run("c_s0", 0.1, 200, -0.01)], "star_wd5.0": [run("d_s0", 5.0, 200, -0.001)],
-               "star_init_nominal": [run("e_s0", 0.1, 200, -0.0135)]}
-    los = {n: ood_suite.load_learned(n, v, root=tmp_path) for n, v in learned.items()}
-    good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 3, axis=0)
-    bad = good[:, ::-1] + 1.0
-    fails = {"star_theta0": 2, "star_output0": 0, "star": 2, "star_wd5.0": 1, "star_init_nominal": 2}
-    results = {}
-    for i in range(2):
-        rec = {"learned": {n: {"sources": list(lo.sources), "num_meta_runs": 1} for n, lo in los.items()}}
-        curves = {"adam": good, **{n: (bad if i < k else good) for n, k in fails.items()}}
-        results[f"t{i}"] = (rec, curves)
-    rows = ood_controls.controls_rows(results, fetch=fetch)
-    by = {r["row"]: r for r in rows}
-    assert [r["row"] for r in rows] == ["star_theta0", "star_output0", "star", "star_wd5.0", "star_init_nominal"]
-    assert by["star_theta0"]["decay"] == 0.0 and math.isinf(by["star_output0"]["decay"])
-    assert by["star"]["decay"] == pytest.approx(0.02) and by["star_wd5.0"]["decay"] == pytest.approx(1.0)
-    assert by["star_theta0"]["d_bias"] == 0.0  # the step-0 snapshot, not the final θ's bias
-    assert by["star_init_nominal"]["d_bias"] == pytest.approx(-0.0135) and by["star_output0"]["d_weight_rms"] == 0
-    assert by["star_wd5.0"]["unstable"] == 1 and by["star_wd5.0"]["per_task"] == {"t0": (3, 3), "t1": (0, 3)}
-    tab = ood_controls.controls_table(rows, tasks=("t0", "nope"))
-    assert tab.columns[6] == "failed runs, t0" and "nope" not in " ".join(tab.columns)
-    assert ood_controls.controls_table(rows, tasks=("t0",)).columns[6] == "failed runs, t0"
-    assert tab.cells[1][2] == "∞" and tab.cells[3][6] == "3/3"
-    md = ood_controls.controls_findings_markdown(rows)
-    assert "θ₀ is unstable on 2 of 2 tasks; the same θ₀ with its output layer zero (the nominal optimizer) on 0" in md
-    assert "zero-output start on 2 of 2 tasks, its direction head's bias at -1.35e-02" in md
-    assert "0.02: 2" in md and "1: 1" in md
-
-
-def test_suite_budget_table():
-    from star.book import ood_tables
-
-    cpu = {"suite_config": ood_suite.suite_config("cpu").to_dict(), "adam": {"learning_rates": [1e-3] * 9}}
-    long = {"suite_config": dict(ood_suite.suite_config("cpu").to_dict(), num_steps=4000, nadamw_samples=0),
-            "adam": {"learning_rates": [1e-3] * 3}}
-    tab = ood_tables.suite_budget_table({"1000 steps": cpu, "4000 steps": long})
-    assert tab.cells[0] == ["1000 steps", "1000 (10 %)", "9 (paper 15)", "16 (1.6 %)", "2 (40 %)", "3 (60 %)"]
-    assert tab.cells[1][1:4] == ["4000 (40 %)", "3 (paper 15)", "0 (0 %)"]
-
-
-def test_length_comparison_table():
-    from star.book import ood_tables
-
-    good = np.repeat(np.linspace(2.0, 1.0, 10)[None], 2, axis=0)
-    bad = good[:, ::-1] + 1.0
-    short = {t: ({}, {"adam": good, "star": good}) for t in ("a", "b", "c")}
-    long = {t: ({}, {"adam": good, "star": bad if t == "a" else 0.5 * good, "blackbox": good}) for t in ("a", "b")}
-    tab = ood_tables.length_comparison_table({"1000 steps": short, "4000 steps": long})
-    assert tab.caption == "2 tasks: a; b" and [r[0] for r in tab.cells] == ["Adam (tuned learning rate)", "STAR"]
-    assert tab.cells[1] == ["STAR", "0/2", "1", "1/2", "1.75"]  # median of 3.0 (ends at 3, Adam at 1) and 0.5

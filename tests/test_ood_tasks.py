@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from star import data
+from star import data_sources, image_data, text_data
 from star.tasks import OOD_SUITE, TASKS, get_task
 from star.tasks.es import es_gradient
 
@@ -93,10 +93,10 @@ def test_es_task_gradient_is_the_es_estimate_and_its_value_the_loss():
 
 
 def test_digits_are_the_real_uci_images():
-    d = data.load_digits()
+    d = image_data.load_digits()
     assert d.image_shape == (8, 8, 1) and d.num_classes == 10
-    n = sum(d.split(s).num_examples for s in data.IMAGE_SPLITS)
-    assert n == 1797 and d.test.num_examples == data.DIGITS_TEST_SIZE
+    n = sum(d.split(s).num_examples for s in image_data.IMAGE_SPLITS)
+    assert n == 1797 and d.test.num_examples == image_data.DIGITS_TEST_SIZE
     x = np.asarray(d.train.images)
     assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
     # pixel values are counts 0..16 of a 4x4 block, divided by 16
@@ -107,20 +107,20 @@ def test_digits_are_the_real_uci_images():
 def test_digits_without_scikit_learn_is_a_fast_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    data._digits_numpy.cache_clear()
+    image_data._digits_numpy.cache_clear()
     t0 = time.perf_counter()
-    with pytest.raises(data.DataUnavailableError, match="pip install scikit-learn"):
+    with pytest.raises(data_sources.DataUnavailableError, match="pip install scikit-learn"):
         get_task("digits_mlp32")
     assert time.perf_counter() - t0 < 2.0
-    data._digits_numpy.cache_clear()
+    image_data._digits_numpy.cache_clear()
 
 
 def test_kjv_missing_is_a_fast_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("STAR_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(data, "BIBLE_PROGRAM", tmp_path / "no-bible")
+    monkeypatch.setattr(text_data, "BIBLE_PROGRAM", tmp_path / "no-bible")
     t0 = time.perf_counter()
-    with pytest.raises(data.DataUnavailableError, match="bible-kjv"):
+    with pytest.raises(data_sources.DataUnavailableError, match="bible-kjv"):
         get_task("kjv_lstm")
     assert time.perf_counter() - t0 < 2.0
 
@@ -145,28 +145,28 @@ def test_lm1b_tasks_are_registered_outside_the_suite():
 @pytest.fixture
 def without_tfds(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    data._lm1b_bytes.cache_clear()
+    text_data._lm1b_bytes.cache_clear()
     yield
-    data._lm1b_bytes.cache_clear()
+    text_data._lm1b_bytes.cache_clear()
 
 
 @pytest.mark.parametrize("name", LM1B_TASKS)
 def test_lm1b_tasks_offline_are_a_fast_clear_error(without_tfds, name):
     t0 = time.perf_counter()
-    with pytest.raises(data.DataUnavailableError, match="LM1B .*only available through tensorflow-datasets"):
+    with pytest.raises(data_sources.DataUnavailableError, match="LM1B .*only available through tensorflow-datasets"):
         get_task(name)
     assert time.perf_counter() - t0 < 10.0
 
 
 def test_lm1b_task_on_this_machine_fails_fast_offline():
     """Unpatched: whatever this machine has (tfds or not), offline building lm1b_lstm fails at once."""
-    if data.host_reachable(data.LM1B_HOST):
+    if data_sources.host_reachable(text_data.LM1B_HOST):
         pytest.skip("online: building lm1b_lstm would download LM1B")
-    data._lm1b_bytes.cache_clear()
+    text_data._lm1b_bytes.cache_clear()
     t0 = time.perf_counter()
     try:
         task = get_task("lm1b_lstm")
-    except data.DataUnavailableError as err:
+    except data_sources.DataUnavailableError as err:
         assert "tensorflow-datasets" in str(err)
     else:  # a local tfds copy of lm1b
         assert task.corpus.train.shape[0] > 0
@@ -182,15 +182,15 @@ def _fake_lm1b(monkeypatch):
         as_numpy = staticmethod(lambda x: x)
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds)
-    data._lm1b_bytes.cache_clear()
+    text_data._lm1b_bytes.cache_clear()
 
 
 def test_ood_cli_with_lm1b_offline_stops_before_any_work(without_tfds, monkeypatch, tmp_path, capsys):
-    from star import ood_suite
+    from star import learned_optimizers, ood_suite
     from star.__main__ import main
 
     work = []
-    monkeypatch.setattr(ood_suite, "load_learned", lambda *a, **k: work.append("load_learned"))
+    monkeypatch.setattr(learned_optimizers, "load_learned", lambda *a, **k: work.append("load_learned"))
     monkeypatch.setattr(ood_suite, "run_task", lambda *a, **k: work.append("run_task"))
     out = tmp_path / "out"
     t0 = time.perf_counter()
@@ -207,7 +207,7 @@ def test_ood_cli_with_lm1b_offline_stops_before_any_work(without_tfds, monkeypat
                  "--no-learned", "star", "--no-learned", "star_wd0.5", "--no-learned", "hyperparam",
                  "--no-learned", "blackbox"]) == 0
     assert work == ["lm1b_lstm"]
-    data._lm1b_bytes.cache_clear()
+    text_data._lm1b_bytes.cache_clear()
 
 
 # --- the GRU cell (in RNN_CELLS, used by lm1b_gru only) ---------------------------------------
@@ -217,7 +217,7 @@ def test_gru_language_model_shapes_and_adam_lowers_the_loss():
     from star.tasks.language import RNNLM, LanguageModelTask
 
     text = np.frombuffer(b"the quick brown fox jumps over the lazy dog\n" * 8, dtype=np.uint8)
-    corpus = data.TextCorpus(train=jnp.asarray(text), test=jnp.asarray(text[:100]), name="tiny")
+    corpus = text_data.TextCorpus(train=jnp.asarray(text), test=jnp.asarray(text[:100]), name="tiny")
     task = LanguageModelTask(corpus=corpus, model=RNNLM("gru", 8, 4), name="tiny_gru", batch_size=4, seq_len=8)
     params = task.init(jax.random.key(0))
     shapes = jax.tree.map(lambda x: tuple(x.shape), params)

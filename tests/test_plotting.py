@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from star.plotting import ema, mean_stderr_band, seed_band
+from star.plotting import coinciding_markevery, ema, mean_stderr_band, seed_band, staggered_markevery
 
 
 def test_ema_closed_forms():
@@ -50,3 +50,38 @@ def test_mean_stderr_band_closed_form_and_smoothing():
         mean_stderr_band(x, num_stderr=-1.0)
     with pytest.raises(ValueError, match="coefficient must be in"):
         mean_stderr_band(x, coefficient=1.5)
+
+
+def test_staggered_markers_never_share_a_point():
+    for count, n, markers in ((2, 12, None), (3, 2000, 10), (4, 81, 12), (2, 5, None), (3, 7, 20)):
+        marked = [set(range(n)[start::step]) for start, step in
+                  (staggered_markevery(k, count, n, markers) for k in range(count))]
+        assert all(marked), (count, n, markers)  # every series shows a marker
+        for a in range(count):
+            for b in range(a + 1, count):
+                assert not marked[a] & marked[b], (count, n, markers, a, b)
+    assert staggered_markevery(1, 2, 12) == (1, 2)
+    assert staggered_markevery(2, 3, 2000, 10) == (133, 200)
+    with pytest.raises(ValueError, match=r"index must be an integer in \[0, 2\); got 2"):
+        staggered_markevery(2, 2, 10)
+    with pytest.raises(ValueError, match="num_points must be an integer >= 1"):
+        staggered_markevery(0, 2, 0)
+    with pytest.raises(ValueError, match="num_markers must be"):
+        staggered_markevery(0, 2, 10, 0)
+
+
+def test_coinciding_curves_get_disjoint_markers_and_the_others_keep_theirs():
+    x = np.linspace(0.0, 1.0, 12)
+    curves = [x, 1.01 * x, x ** 2, x + 0.5, x]  # 0, 1 and 4 coincide within 5 %; 2 and 3 stand alone
+    every = coinciding_markevery(curves)
+    assert every[2] is None and every[3] is None
+    assert [every[i] for i in (0, 1, 4)] == [(0, 3), (1, 3), (2, 3)]
+    assert coinciding_markevery(curves, rtol=1e-3) == [(0, 2), None, None, None, (1, 2)]  # 1.01·x now apart
+    # a percentage that differs by under a point coincides with atol = 1, not with rtol alone
+    dead = [[0.0, 10.0, 15.6], [0.0, 10.0, 14.8]]
+    assert coinciding_markevery(dead, rtol=0.0, atol=1.0) == [(0, 2), (1, 2)]
+    assert coinciding_markevery(dead, rtol=0.01) == [None, None]
+    # a curve that stops (NaN) where the other goes on does not coincide with it
+    assert coinciding_markevery([[1.0, 2.0, np.nan], [1.0, 2.0, 3.0]]) == [None, None]
+    with pytest.raises(ValueError, match="curves must have one shape"):
+        coinciding_markevery([[1.0, 2.0], [1.0]])

@@ -258,7 +258,7 @@ def test_zero_gradient_warning_does_not_claim_theta_stands_still():
 
 @pytest.mark.debian_data("dataset-fashion-mnist")
 def test_truncated_fashion_mnist_gz_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
-    from star.data import DEBIAN_FASHION_MNIST_DIR as src
+    from star.image_data import DEBIAN_FASHION_MNIST_DIR as src
     data = tmp_path / "fmnist"
     data.mkdir()
     for f in src.iterdir():
@@ -278,10 +278,10 @@ def test_truncated_fashion_mnist_gz_is_one_line_naming_the_file(tmp_path, capsys
 
 
 def test_cifar10_offline_is_one_line(tmp_path, capsys, monkeypatch):
-    from star import data
+    from star import data_sources, image_data
 
-    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", 9))  # closed port: offline
-    data._from_tfds.cache_clear()
+    monkeypatch.setattr(data_sources, "TFDS_HOST", ("127.0.0.1", 9))  # closed port: offline
+    image_data._from_tfds.cache_clear()
     argv = ["meta-train", "--optimizer", "star", "--task", "cifar10_conv", "--outer-steps", "1", "--num-tasks", "1",
             "--trunc", "2", "--horizon", "4", "--out", str(tmp_path / "run"), "--no-progress"]
     t0 = time.perf_counter()

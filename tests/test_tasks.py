@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from star import data
+from star import data_sources, image_data
 from star.tasks import (
     TASKS,
     ConvNet,
@@ -202,8 +202,8 @@ def test_registry_bad_input():
 ])
 def test_cifar10_tasks_offline_are_fast_clear_errors(monkeypatch, name, match):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    data._from_tfds.cache_clear()
+    image_data._from_tfds.cache_clear()
     t0 = time.perf_counter()
-    with pytest.raises(data.DataUnavailableError, match=match):
+    with pytest.raises(data_sources.DataUnavailableError, match=match):
         get_task(name)
     assert time.perf_counter() - t0 < 2.0

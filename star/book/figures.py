@@ -10,7 +10,9 @@ pages' images and applies :func:`figure_problems`, the rules:
 
 * every panel with data has a label on both axes (or shares the axis with a labelled panel of its row/column);
 * every legend's text is at least :data:`MIN_LEGEND_PT` points and covers no data point of any panel;
-* series in one panel are distinguishable, and a legend entry looks like something that is drawn;
+* series in one panel are distinguishable, and a legend entry looks like something that is drawn; a curve that
+  lies under another one of a different style on most of its points must show markers where the upper one has
+  none (or the legend must say that they coincide);
 * no text is an internal id of the package (:func:`star.book.labels.internal_ids`,
   :data:`star.book.labels.ID_PATTERNS`).
 """
@@ -22,11 +24,15 @@ import re
 
 import numpy as np
 
-__all__ = ["MIN_LEGEND_PT", "PNG_KEY", "figure_facts", "figure_problems", "png_with_facts", "install", "read_facts"]
+__all__ = ["MIN_LEGEND_PT", "COINCIDE_PX", "COINCIDE_SHARE", "PNG_KEY", "figure_facts", "figure_problems",
+           "png_with_facts", "install", "read_facts"]
 
 MIN_LEGEND_PT = 8.0
 PNG_KEY = "star-figure"
 _SAMPLES = 24  # points per line segment when testing whether a legend covers a line
+#: two curves closer than this (display pixels, about one line width) along this share of their length coincide
+COINCIDE_PX = 3.0
+COINCIDE_SHARE = 0.9
 
 
 def _is_colorbar(ax) -> bool:
@@ -153,11 +159,12 @@ def figure_facts(fig) -> dict:
                     pa, pb = ax.transData.transform(np.c_[xa, ya][both]), ax.transData.transform(np.c_[xb, yb][both])
                     if both.sum() > 2 and span > 0 and np.max(np.abs(pa[:, 1] - pb[:, 1])) < 1.5:
                         hidden.append([la.get_label(), lb.get_label()])
+        coincident = _coincident(ax, named)
         panels.append({"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
                        "has_data": _has_data(ax), "shares_x": shared["x"], "shares_y": shared["y"],
                        "row": ax.get_subplotspec().rowspan.start if ax.get_subplotspec() else i,
                        "col": ax.get_subplotspec().colspan.start if ax.get_subplotspec() else 0,
-                       "same_style": same_style, "hidden": hidden,
+                       "same_style": same_style, "hidden": hidden, "coincident": coincident,
                        "drawn_styles": sorted({_style(line)[1:] for line in ax.get_lines() if line.get_visible()
                                                and len(line.get_xydata())}
                                               | _collection_styles(ax))})
@@ -176,6 +183,67 @@ def figure_facts(fig) -> dict:
                         "covered_points": {str(k): v for k, v in covered.items() if v},
                         "entries": entries})
     return {"panels": panels, "legends": legends, "texts": _texts(fig)}
+
+
+def _marker_indices(line, n: int) -> set | None:
+    """The indices of the points of ``line`` that show a marker (``None``: a spacing given in display units)."""
+    if str(line.get_marker()) in _NONE:
+        return set()
+    every, idx = line.get_markevery(), np.arange(n)
+    if every is None:
+        return set(range(n))
+    if isinstance(every, (int, np.integer)) and not isinstance(every, bool):
+        return set(idx[:: int(every)].tolist())
+    if isinstance(every, tuple) and len(every) == 2 and all(isinstance(v, (int, np.integer)) for v in every):
+        return set(idx[int(every[0]):: int(every[1])].tolist())
+    if isinstance(every, slice):
+        return set(idx[every].tolist())
+    arr = np.asarray(every)
+    if arr.dtype == bool and arr.shape == (n,):
+        return set(idx[arr].tolist())
+    if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+        return set(arr.tolist())
+    return None
+
+
+def _near_share(pa: np.ndarray, pb: np.ndarray) -> float:
+    """The share of the drawn length of polyline ``pa`` (display coordinates) that lies within
+    :data:`COINCIDE_PX` of ``pb`` (same number of vertices, compared at the same place along each segment)."""
+    t = np.linspace(0.0, 1.0, _SAMPLES)[None, :, None]
+    sa = pa[:-1, None, :] * (1 - t) + pa[1:, None, :] * t
+    sb = pb[:-1, None, :] * (1 - t) + pb[1:, None, :] * t
+    near = np.linalg.norm(sa - sb, axis=-1) < COINCIDE_PX  # [segments, samples]
+    length = np.linalg.norm(pa[1:] - pa[:-1], axis=-1) + 1e-9  # a flat stretch still counts
+    return float(np.sum(length[:, None] * near) / (_SAMPLES * np.sum(length)))
+
+
+def _coincident(ax, named) -> list:
+    """Pairs ``[lower, upper, apart]`` of named curves in different styles that lie within :data:`COINCIDE_PX`
+    of each other along at least :data:`COINCIDE_SHARE` of their drawn length, ``lower`` drawn first (under
+    ``upper``). ``apart``: a reader can still see the lower one — it shows markers at points where the upper
+    one shows none — or a legend label says that the two coincide."""
+    order = sorted(range(len(named)), key=lambda k: (named[k].get_zorder(), k))
+    out = []
+    for ia in range(len(order)):
+        for ib in range(ia + 1, len(order)):
+            la, lb = named[order[ia]], named[order[ib]]
+            if _style(la)[1:] == _style(lb)[1:]:
+                continue  # the same line style and marker: the "hidden" rule's case
+            xa, xb = np.asarray(la.get_xdata(), float), np.asarray(lb.get_xdata(), float)
+            ya, yb = np.asarray(la.get_ydata(), float), np.asarray(lb.get_ydata(), float)
+            if xa.shape != xb.shape or ya.shape != yb.shape or len(ya) < 3 or not np.allclose(xa, xb):
+                continue
+            both = np.isfinite(ya) & np.isfinite(yb) & np.isfinite(xa)
+            if both.sum() < 3:
+                continue
+            pa, pb = ax.transData.transform(np.c_[xa, ya][both]), ax.transData.transform(np.c_[xb, yb][both])
+            if _near_share(pa, pb) < COINCIDE_SHARE:
+                continue
+            low, up = _marker_indices(la, len(ya)), _marker_indices(lb, len(yb))
+            told = any("coincid" in line.get_label().lower() for line in (la, lb))
+            apart = told or low is None or bool(low - (up if up is not None else set()))
+            out.append([la.get_label(), lb.get_label(), bool(apart)])
+    return out
 
 
 def figure_problems(facts: dict, ids=None, patterns=None) -> list[str]:
@@ -202,6 +270,11 @@ def figure_problems(facts: dict, ids=None, patterns=None) -> list[str]:
             out.append(f"{name}: series {labels_} share one colour, line style and marker")
         for a, b in p["hidden"]:
             out.append(f"{name}: the curve {a!r} lies exactly under {b!r} in the same style")
+        for a, b, apart in p.get("coincident", []):
+            if not apart:
+                out.append(f"{name}: the curve {a!r} lies under {b!r} (within {COINCIDE_PX:g} px along "
+                           f"{COINCIDE_SHARE:.0%} of its length) and shows no marker of its own; stagger their "
+                           "markers or say in the legend that they coincide")
     for leg in facts.get("legends", []):
         where = "figure legend" if leg["panel"] is None else f"legend of panel {leg['panel'] + 1}"
         if leg["min_fontsize"] is not None and leg["min_fontsize"] < MIN_LEGEND_PT:

@@ -63,7 +63,7 @@ def accelerator_estimate_table():
     STAR on the paper's MLP with N = 8 on two CPU cores (the median over a stored run's outer steps; no accelerator's
     rate has been measured for this book); and whether the grid's data are available here."""
     from star.book.files import stored_run
-    from star.data import DataUnavailableError
+    from star.data_sources import DataUnavailableError
     from star.grids import get_grid
     from star.tasks import get_task
 

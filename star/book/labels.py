@@ -37,7 +37,7 @@ OPTIMIZERS = {
     "released_star": "STAR, released checkpoint",
     "released_hyperparam": "Hyperparam, released checkpoint",
     "released_star_nonom": "STAR without nominal term, released checkpoint",
-    # the OOD controls (star.ood_suite.CONTROLS_LEARNED) and the 2000-outer-step θ's (LONG_LEARNED)
+    # the OOD controls (star.learned_optimizers.CONTROLS_LEARNED) and the 2000-outer-step θ's (LONG_LEARNED)
     "star_theta0": "STAR at its reference initialisation θ₀",
     "star_output0": "STAR θ₀ with its output layer zero (the nominal optimizer)",
     "star_init_nominal": "STAR meta-trained from the zero-output start",

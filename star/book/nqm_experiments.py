@@ -269,7 +269,8 @@ def plot_fig2c(run, L_star: Mapping, names: Sequence[str], ema: float = 0.95):
     """Left: the meta-loss ES reports (mean of the ± episodes; seed mean ± 1 s.e., EMA), on a linear axis
     limited to the range after the first 5 % of the steps (a start above it is marked at the top edge).
     Right: the excess exact meta-loss L(αI + P; T) − L(P*; T) over each variant's best symmetric P, on a log axis:
-    how far each learned optimizer still is from the best one it could reach."""
+    how far each learned optimizer still is from the best one it could reach. Markers are staggered between the
+    variants (:func:`star.plotting.staggered_markevery`), so that curves lying on top of each other stay visible."""
     import matplotlib.pyplot as plt
 
     index = {v.name: i for i, v in enumerate(run.variants)}
@@ -278,15 +279,21 @@ def plot_fig2c(run, L_star: Mapping, names: Sequence[str], ema: float = 0.95):
     x = np.arange(1, n + 1)
     settled = []
     styles = ("-", "--", "-.", ":")
+    k = len(names)
     for c, name in enumerate(names):
         i = index[name]
+        # staggered markers: where two variants' curves coincide, the lower one still shows its own;
+        mk = dict(marker="os^D"[c % 4], markeredgewidth=0)
         mean, lo, hi = plotting.mean_stderr_band(run.meta_loss[i], coefficient=ema)
-        ax0.plot(x, mean, color=f"C{c}", ls=styles[c % 4], label=name)
+        # and each curve narrower than the ones drawn before it, so that these show as a rim around it
+        ax0.plot(x, mean, color=f"C{c}", ls=styles[c % 4], lw=max(2.8 - 0.7 * c, 1.0), ms=7, label=name,
+                 markevery=plotting.staggered_markevery(c, k, n, 10), **mk)
         ax0.fill_between(x, lo, hi, color=f"C{c}", alpha=0.12)
         settled.append(np.concatenate([lo[n // 20:], hi[n // 20:]]))
         excess = run.exact_loss[i] - L_star[name]
         m, lo, hi = plotting.mean_stderr_band(excess)
-        ax1.plot(run.exact_steps, m, color=f"C{c}", ls=styles[c % 4], marker="os^D"[c % 4], ms=3, label=name)
+        ax1.plot(run.exact_steps, m, color=f"C{c}", ls=styles[c % 4], ms=6, label=name,
+                 markevery=plotting.staggered_markevery(c, k, len(run.exact_steps), 12), **mk)
         ax1.fill_between(run.exact_steps, np.maximum(lo, m * 1e-3), hi, color=f"C{c}", alpha=0.25)
     low, high = np.nanpercentile(np.concatenate(settled), [0.5, 99.5])
     pad = 0.1 * (high - low)

@@ -1,7 +1,8 @@
 """The controls of the out-of-distribution result (``results/ood/cpu_controls``, the rows of
-:data:`star.ood_suite.CONTROLS_LEARNED`): what of it is the initialisation of θ, the learned direction head and the
-outer weight decay. :func:`controls_rows` measures each row (its θ's cumulative decay lr·wd·steps, its direction
-head, where it is unstable), :func:`controls_table` and :func:`controls_findings_markdown` show them.
+:data:`star.learned_optimizers.CONTROLS_LEARNED`): what of it is the initialisation of θ, the learned direction
+head and the outer weight decay. :func:`controls_rows` measures each row (its θ's cumulative decay lr·wd·steps,
+its direction head, where it is unstable), :func:`controls_table` and :func:`controls_findings_markdown` show
+them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ __all__ = ["CONTROL_ROWS", "CONTROL_TASKS", "cumulative_decay", "direction_head"
            "controls_findings_markdown"]
 
 
-#: The rows of ``star.ood_suite.CONTROLS_LEARNED`` (stored in ``results/ood/cpu_controls``), in the order shown.
+#: The rows of ``star.learned_optimizers.CONTROLS_LEARNED`` (stored in ``results/ood/cpu_controls``), in the order
+#: shown.
 CONTROL_ROWS = {
     "star_theta0": "θ₀: the reference initialisation, not meta-trained",
     "star_output0": "θ₀ with its output layer zero: the nominal optimizer (infinite weight decay)",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from star import plotting
 from star.book import labels
 from star.book.grid_results import file_reader, meta_objective, nominal_objective
 from star.book.tables import Table, table
@@ -71,19 +72,25 @@ def plot_anatomy(mech: Mapping, layer: str = "Dense_0/kernel"):
     import matplotlib.pyplot as plt
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for name, an in mech["anatomy"]["fmnist_mlp"].items():
+    runs = mech["anatomy"]["fmnist_mlp"]
+    steps = {name: [abs(r["layers"][layer]["blackbox_mean"]) for r in an["steps"]] for name, an in runs.items()}
+    dead = {name: [100 * r["dead_first_layer_units"] for r in an["steps"]] for name, an in runs.items()}
+    # configurations whose curves coincide (the two single changes both cut the capped step tenfold) put their
+    # markers on alternate steps, so that the lower curve still shows
+    every0 = dict(zip(runs, plotting.coinciding_markevery(list(steps.values()), rtol=0.05)))
+    every1 = dict(zip(runs, plotting.coinciding_markevery(list(dead.values()), rtol=0.0, atol=1.0)))
+    for name, an in runs.items():
         rows = an["steps"]
         t = [r["step"] for r in rows]
         c, ls, mk = _style(name)
-        ax0.semilogy(t, [abs(r["layers"][layer]["blackbox_mean"]) for r in rows], color=c, ls=ls, marker=mk, ms=4,
+        ax0.semilogy(t, steps[name], color=c, ls=ls, marker=mk, ms=5, markevery=every0[name],
                      label=f"|mean blackbox step|, {config_label(name)}")
         if name == "star":
             ax0.semilogy(t, [r["layers"][layer]["blackbox_std"] for r in rows], color=c, ls=":", marker="x", ms=4,
                          label="its spread over the weights (std), the paper's STAR")
             ax0.semilogy(t, [r["layers"][layer]["nominal_rms"] for r in rows], color="0.2", ls="--", marker="",
                          label="the nominal step (RMS over the weights)")
-        ax1.plot(t, [100 * r["dead_first_layer_units"] for r in rows], color=c, ls=ls, marker=mk, ms=4,
-                 label=config_label(name))
+        ax1.plot(t, dead[name], color=c, ls=ls, marker=mk, ms=5, markevery=every1[name], label=config_label(name))
     ax0.set(xlabel="inner step", ylabel="step per weight (parameter units)",
             title=f"{labels.layer(layer)}: blackbox step against nominal")
     ax1.set(xlabel="inner step", ylabel="first-layer units dead on the batch (%)", ylim=(-5, 105),
@@ -123,13 +130,15 @@ def plot_direction_bias(mech: Mapping):
     ax0.set(xlabel="output bias of the direction head d (symmetric log scale)", yscale="log",
             ylabel=f"training loss over the last {mech['settings']['tail']} of {mech['settings']['inner_steps']} "
                    "steps (nats)", title="how large may d be?")
-    for task, by_cfg in mech["sigma"].items():
-        for name, rows in by_cfg.items():
-            sig = sorted(rows, key=float)
-            c, ls, mk = _style(name)
-            ax1.plot([float(s) for s in sig], [100 * broken_fraction(rows[s]["outcome"]) for s in sig], color=c,
-                     ls=_TASK_LS.get(task, ls), marker=mk, ms=4,
-                     label=f"{config_label(name)}, {labels.task_short(task)}")
+    series = [(task, name, sorted(rows, key=float), rows) for task, by_cfg in mech["sigma"].items()
+              for name, rows in by_cfg.items()]
+    broken = [[100 * broken_fraction(rows[s]["outcome"]) for s in sig] for _, _, sig, rows in series]
+    sigmas = {tuple(sig) for _, _, sig, _ in series}
+    every = plotting.coinciding_markevery(broken, rtol=0.0, atol=1.0) if len(sigmas) == 1 else [None] * len(series)
+    for (task, name, sig, _), y, me in zip(series, broken, every):
+        c, ls, mk = _style(name)
+        ax1.plot([float(s) for s in sig], y, color=c, ls=_TASK_LS.get(task, ls), marker=mk, ms=5, markevery=me,
+                 label=f"{config_label(name)}, {labels.task_short(task)}")
     n = len(mech["settings"]["perturbation_seeds"])
     ax1.set(xscale="log", xlabel="σ of the perturbation of all meta-parameters", ylim=(-5, 105),
             ylabel=f"perturbed optimizers that break (% of {n})", title="PES-sized perturbations of the nominal θ")

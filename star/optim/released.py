@@ -35,7 +35,7 @@ from pathlib import Path
 
 from flax import serialization
 
-from star.data import DataUnavailableError, host_reachable
+from star.data_sources import DataUnavailableError, host_reachable
 from star.optim.convert import from_reference
 from star.optim.star import StarConfig
 

@@ -11,7 +11,7 @@ Each stored kind is a ``TypedDict`` (the fields its readers rely on, with their 
 * :class:`EvaluateReport` — :data:`~star.runs.names.EVALUATE_REPORT`, written by
   :func:`star.evaluate.evaluate_stored_run` (``python -m star evaluate --out``);
 * :class:`Summary` — :data:`~star.runs.names.SUMMARY`, written by ``python -m star summarize``
-  (:func:`star.metatrain.summarize_run`).
+  (:func:`star.evaluate.summarize_run`).
 
 :func:`schema_of` names the schema of a file of a run folder by its name.
 

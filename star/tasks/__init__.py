@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from star.data import load_cifar10, load_fashion_mnist
+from star.image_data import load_cifar10, load_fashion_mnist
 from star.tasks import suite
 from star.tasks.base import Batch, Params, Task, clip_normalizer, meta_loss_max
 from star.tasks.image import MLP, ConvNet, ImageClassificationTask, truncated_normal_fan_in
@@ -119,12 +119,12 @@ def get_task(name: str, *, batch_size: int | None = None, data_dir=None) -> Task
     Args:
         name: a key of :data:`TASKS`.
         batch_size: override the task's batch size (default: the task's own, 128 for the paper's).
-        data_dir: a folder with the Fashion-MNIST idx files (default: see :mod:`star.data`).
+        data_dir: a folder with the Fashion-MNIST idx files (default: see :mod:`star.image_data`).
 
     Raises:
         ValueError: unknown ``name``, a non-positive ``batch_size``, or ``data_dir`` given for a
             task whose data only come from tensorflow-datasets.
-        star.data.DataUnavailableError: the data set is not available on this machine.
+        star.data_sources.DataUnavailableError: the data set is not available on this machine.
     """
     if name not in TASKS:
         raise ValueError(f"name must be one of {', '.join(list_tasks())}; got {name!r}")

@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from star import _checks
-from star.data import ImageDataset, sample_batch
+from star.image_data import ImageDataset, sample_batch
 from star.tasks.base import Batch, Params, clip_loss
 from star.tasks.image import truncated_normal_fan_in
 

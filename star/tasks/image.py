@@ -22,7 +22,7 @@ import optax
 from flax import struct
 
 from star import _checks
-from star.data import ImageDataset, sample_batch
+from star.image_data import ImageDataset, sample_batch
 from star.tasks.base import Batch, Params, clip_normalizer
 
 __all__ = ["truncated_normal_fan_in", "MLP", "ConvNet", "ImageClassificationTask",
@@ -176,7 +176,8 @@ class ImageClassificationTask:
         return ce, (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32)
 
     def sample_batch(self, key, split: str = "train") -> Batch:
-        """``batch_size`` examples of ``split`` drawn uniformly from ``key`` (see :func:`star.data.sample_batch`)."""
+        """``batch_size`` examples of ``split`` drawn uniformly from ``key`` (see
+        :func:`star.image_data.sample_batch`)."""
         return sample_batch(self.data.split(split), key, self.batch_size)
 
     def normalizer(self, loss: jax.Array) -> jax.Array:

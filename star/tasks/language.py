@@ -4,8 +4,8 @@ The reference's ``RNNLM_lm1bbytes_Patch32_<Cell><H>_Embed<E>`` tasks embed bytes
 over windows of 32 bytes and predict the next byte; ``TransformerLM_LM1B_5layer_<W>width`` does the same
 with a causal transformer on LM1B subwords. We keep the shapes of those tasks (byte vocabulary of 256,
 windows of ``seq_len`` bytes drawn uniformly from the corpus, mean next-byte cross-entropy in nats) and
-train them on the text this machine has: the King James Bible (:func:`star.data.load_kjv`), or on LM1B
-bytes itself when tensorflow-datasets can get it (:func:`star.data.load_lm1b`).
+train them on the text this machine has: the King James Bible (:func:`star.text_data.load_kjv`), or on LM1B
+bytes itself when tensorflow-datasets can get it (:func:`star.text_data.load_lm1b`).
 
 * :class:`RNNLM` — ``Embed(256, E)`` → ``nn.RNN(cell)`` → ``Dense(256)``; ``cell`` is ``lstm``,
   ``gru``, ``rnn`` (tanh, Elman) or ``irnn`` (ReLU with an identity recurrent matrix, Le et al., 2015).
@@ -23,8 +23,8 @@ import optax
 from flax import struct
 
 from star import _checks
-from star.data import TextCorpus, sample_text_batch
 from star.tasks.base import Batch, Params, clip_normalizer
+from star.text_data import TextCorpus, sample_text_batch
 
 __all__ = ["RNNLM", "TransformerLM", "LanguageModelTask", "RNN_CELLS"]
 

@@ -14,8 +14,8 @@ chapter's figures (the first, ``fmnist_mlp``, is registered in :mod:`star.tasks`
 
 Outside the suite, :data:`SPECS` also registers the byte-level language models on their reference's own
 data, LM1B (``lm1b_lstm``, ``lm1b_gru``, ``lm1b_transformer``): tensorflow-datasets downloads it when
-online (:func:`star.data.load_lm1b`); offline building them fails at once with a
-:class:`star.data.DataUnavailableError` saying how to get it.
+online (:func:`star.text_data.load_lm1b`); offline building them fails at once with a
+:class:`star.data_sources.DataUnavailableError` saying how to get it.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from star.data import load_digits, load_fashion_mnist, load_kjv, load_lm1b
+from star.image_data import load_digits, load_fashion_mnist
 from star.tasks.autoencoder import MLPVAE, AutoencoderTask, MLPAutoencoder, VAETask
 from star.tasks.es import ESWrappedTask
 from star.tasks.image import MLP, ConvNet, ImageClassificationTask
 from star.tasks.language import RNNLM, LanguageModelTask, TransformerLM
+from star.text_data import load_kjv, load_lm1b
 
 __all__ = ["SuiteSpec", "SPECS", "OOD_SUITE"]
 
