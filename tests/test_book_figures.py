@@ -129,11 +129,14 @@ def test_labels_are_words_and_ids_are_known():
 @pytest.mark.parametrize("text, hit", [
     ("see VERDICT_RULES", "VERDICT_RULES (constant name)"), ("ReleasedUnavailableError", "exception class"),
     ("{'a': 1}", "Python repr"), ("at ca2aa69", "commit hash"), ("tests/test_ood.py::test_x", "test name"),
-    ("the star_wd0.5_s2 run", "grid member or run id"),
+    ("the star_wd0.5_s2 run", "grid member or run id"), ("strict version: False", "Python bool or None"),
+    ("(16)–(17) hold (True), yet", "Python bool or None"), ("robust → None", "Python bool or None"),
 ])
 def test_id_patterns_catch_each_kind(text, hit):
     assert any(hit in h for h in figures.id_hits(text, ids=set())), figures.id_hits(text, ids=set())
     assert figures.id_hits("STAR with outer weight decay 0.5 after 200 steps, 2.3e-4 [95 %]", ids=set()) == []
+    prose = "True to the paper: None of the runs (None of them; nominal=True in the code)"
+    assert figures.id_hits(prose, ids=set()) == []
 
 
 def test_every_learned_row_of_the_ood_suite_has_a_readers_name():

@@ -196,6 +196,8 @@ ID_PATTERNS = {
                    r"|\[\[\s*-?\d"  # a nested list of numbers
                    r"|\[\s*-?\d+\.\d*(?:e[+-]?\d+)?(?:\s+-?\d+\.?\d*(?:e[+-]?\d+)?)+\s*\]",  # a NumPy array
     "not-a-number in a table or sentence": r"\bnan\b",
+    # a printed bool or None after a colon, an arrow or in parentheses ("strict version: False", "hold (True)")
+    "Python bool or None": r"(?:[:→]\s*|\(\s*)(?:True|False)\b|→\s*None\b|\(\s*None\s*\)",
     "commit hash": r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b",
 }
 
