@@ -88,10 +88,12 @@ def plot_fig2a_code_convention(alphas, horizons: Sequence[int], var, edge: float
 
     cmap, norm = _horizon_colours(horizons)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for T in shown:
-        ax.semilogy(alphas, var[list(horizons).index(T)], color=cmap(norm(T)), lw=1.2, label=f"T={T}")
+    for k, T in enumerate(shown):  # neighbouring horizons have close colours: line styles tell them apart
+        ax.semilogy(alphas, var[list(horizons).index(T)], color=cmap(norm(T)), lw=1.4, ls=("-", "-.", ":")[k % 3],
+                    label=f"T={T}")
     ax.axvline(edge, color="crimson", ls="--", lw=1.2, label=r"$1/\lambda_{\max}(H)$")
-    ax.set(xlabel=r"$\alpha$", ylabel=r"tr $\hat\Sigma$", title="reference-code convention (no 1/2, cov $100I$)")
+    ax.set(xlabel=r"nominal step $\alpha$ ($P=0$)", ylabel=r"tr $\hat\Sigma$ of the meta-gradient",
+           title="reference-code convention (no 1/2, cov $100I$)")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
