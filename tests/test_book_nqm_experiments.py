@@ -7,7 +7,7 @@ import pytest
 
 from star import nqm, nqm_meta
 from star.book import figures, nqm_experiments
-from star.book.claims import claim_status
+from star.book.verdicts import claim_status
 
 EDGE = 2.0 / np.linalg.eigvalsh(nqm.PAPER_H)[-1]
 ALPHAS = np.linspace(0.05, 1.05 * EDGE, 12)

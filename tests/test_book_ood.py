@@ -61,7 +61,7 @@ def _results(n=8, bb_unstable=8, star_unstable=0, star_gain=2.0):
 
 def test_verdict_follows_the_evidence():
     from star.book import ood_verdict
-    from star.book.claims import claim_status
+    from star.book.verdicts import claim_status
 
     statuses = lambda checks: [c.status for c in checks]  # noqa: E731
     checks, status = ood_verdict.ood_verdict(_results())

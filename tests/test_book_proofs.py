@@ -5,7 +5,7 @@ import pytest
 
 from star import nqm
 from star.book import proofs
-from star.book.claims import claim_status
+from star.book.verdicts import claim_status
 
 
 def _status(checks):

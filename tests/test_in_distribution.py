@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from star import sweep
-from star.book import claims
+from star.book import records, verdicts
 from star.book.grid_results import load_grid, meta_objective, nominal_objective
 from star.book.in_distribution_figures import plot_figure
 from star.book.in_distribution_tables import summary_table
@@ -50,7 +50,7 @@ def fig3_ev(star, blackbox):
 
 def status(checks):
     """The verdict the checks give at a budget in the paper's regime."""
-    return claims.claim_status([(checks, ())])
+    return verdicts.claim_status([(checks, ())])
 
 
 def test_fig3_verdict_flips_with_the_evidence():
@@ -182,7 +182,7 @@ def test_record_verdict_needs_three_seeds_and_records_what_the_rule_says(tmp_pat
             (dst / "meta_curve.json").write_text(json.dumps(c))
     res3 = load_grid(grid3, root)
     assert record_verdict(res3, "adam_preconditioning", claims_folder=tmp_path / "c").status == "reproduced"
-    rec = claims.load_records(tmp_path / "c")["adam_preconditioning"][0]
+    rec = records.load_records(tmp_path / "c")["adam_preconditioning"][0]
     assert rec.status == "reproduced" and rec.budget.task == "fmnist8_mlp32" and rec.part == grid3.name
     assert rec.budget.seeds == 3 and rec.budget.outer_steps == grid3.outer_steps
     assert rec.anchor == "indist-app3" and rec.chapter == "book/in_distribution"
@@ -244,12 +244,12 @@ def test_fig3_verdict_on_two_tasks(tmp_path):
     alone = record_verdict(mlp, "star_faster_metatraining", claims_folder=folder)
     assert alone.status == "reproduced"
     record_verdict(conv_good, "star_faster_metatraining", claims_folder=folder)
-    row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
+    row = {r.claim.id: r for r in records.status_rows(folder)}["star_faster_metatraining"]
     assert row.status == "reproduced" and [r.part for r in row.records] == ["conv_good", "mlp"]
     bad = record_verdict(conv_bad, "star_faster_metatraining", claims_folder=folder)
     assert bad.status == "not reproduced at this budget"  # reversed, but far from the paper's regime
     assert {c.status for c in bad.record.checks} == {"contradicted"}
-    row = {r.claim.id: r for r in claims.status_rows(folder)}["star_faster_metatraining"]
+    row = {r.claim.id: r for r in records.status_rows(folder)}["star_faster_metatraining"]
     assert row.status == "partly"
     assert bad.record.budget.task == "fmnist8_conv" and any("CIFAR-10 ConvNet" in x for x in bad.record.shortfalls)
     assert np.isnan(mlp.inner_steps_per_s())  # the fake logs record no rate

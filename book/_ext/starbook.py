@@ -25,7 +25,7 @@ What plain configuration cannot do:
 
 5. **The pages that summarize the verdicts are read last, on every build.** The introduction's "what this
    book found" and the reproduction-status table are computed from the claim records that the chapters
-   write while they execute (``star.book.claims``). Sphinx reads documents in alphabetical order and skips
+   write while they execute (``star.book.records``). Sphinx reads documents in alphabetical order and skips
    unchanged ones, so the pages listed in ``starbook_read_last`` are marked outdated on every build and
    moved to the end of the reading order; their notebooks ask for ``execution_mode: force`` (the execution
    cache keys a notebook by its code, which does not change when the records do).

@@ -4,8 +4,11 @@ chapter's figures, tables and verdict rules.
 The science modules of :mod:`star` (NQM, stability, optimizers, PES, meta-training, tasks, data) never
 import from here (``tests/test_book_package.py`` checks it); the chapters do:
 
-* :mod:`star.book.claims` — the paper's claims, the evidence a chapter records (checks with intervals and the
-  budget), the one rule that turns it into a verdict, the status page and the introduction's summary;
+* :mod:`star.book.claims` — the paper's claims and the budgets of the paper and of a chapter's evidence;
+* :mod:`star.book.verdicts` — checks (effects with intervals) and the one rule that turns them into a verdict;
+* :mod:`star.book.records` — what a chapter records about a claim or a finding, and reading it back;
+* :mod:`star.book.status` — the status page and the introduction's summary, drawn from the records
+  (:mod:`star.book.verdict_html`: one verdict as a chapter shows it);
 * :mod:`star.book.status_numbers` — the status page's numbers that come from stored runs, recomputed without
   executing a chapter (``tests/test_status_numbers.py`` compares them with a snapshot);
 * :mod:`star.book.pages` — the book's root folder, its pages (``_toc.yml``) and their titles;
@@ -26,7 +29,7 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
 * one module per chapter, named after it (:mod:`star.book.proofs`, :mod:`star.book.nqm_experiments`,
   :mod:`star.book.star_optimizer`): the chapter's figures (``plot_*`` functions returning a matplotlib
   figure), tables, and the rules of the verdicts it records (``*_checks`` functions, each a list of
-  :class:`star.book.claims.Check` — effects with confidence intervals — that the tests feed evidence to flip).
+  :class:`star.book.verdicts.Check` — effects with confidence intervals — that the tests feed evidence to flip).
   A chapter with more than a module's worth splits by concept under its name: ``in_distribution_verdicts``,
   ``in_distribution_figures``, ``in_distribution_tables``, ``in_distribution_long`` (the 2000-outer-step grid).
 

@@ -3,7 +3,7 @@ meta-trains faster than the blackbox optimizer), Fig. App.2 (outer weight decay)
 preconditioning) and Fig. App.4 (the nominal term).
 
 :func:`evidence` reads what the rules need from a grid's stored runs (:mod:`star.book.grid_results`); each rule
-(:data:`VERDICT_RULES`) turns it into :class:`star.book.claims.Check` s — an effect signed so that a positive value is
+(:data:`VERDICT_RULES`) turns it into :class:`star.book.verdicts.Check` s — an effect signed so that a positive value is
 the paper's direction, with a 95 % interval over paired meta-training seeds — and :func:`record_verdict` records
 them with the grid's budget (:meth:`star.book.claims.Budget.from_grid`).
 """
@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from star.book import claims, labels
-from star.book.claims import Check
+from star.book import claims, labels, records
 from star.book.grid_results import GridResults, beyond_horizon_ratio, meta_loss_curves, only_run
 from star.book.stats import mean_ci, paired_ci
 from star.book.tables import Prose
+from star.book.verdicts import Check, count_sentence
 from star.grids import FIGURES, Member
 
 __all__ = ["evidence", "OPTIONAL_MEMBERS", "figure_members", "complete", "verdict_fig3", "verdict_weight_decay",
@@ -229,13 +229,13 @@ def regime_notes(results: GridResults, claim_id: str) -> list[str]:
 def verdict_summary(results: GridResults, checks: Sequence[Check]) -> str:
     """One plain sentence: where, at what length, how many checks came out how."""
     return (f"On the {labels.task_short(results.grid.task)} after {results.grid.outer_steps:,} outer steps, "
-            f"{claims.count_sentence(checks)}.")
+            f"{count_sentence(checks)}.")
 
 
 def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_distribution", min_seeds: int = 3,
                    claims_folder=None, anchor: str | None = None, part: str | None = None):
     """Compute the checks of ``claim_id`` (:data:`VERDICT_RULES`) from ``results`` and record them with the grid's
-    budget (:func:`star.book.claims.record_claim`, one record per grid, ``part`` = the grid's name, so that a longer
+    budget (:func:`star.book.records.record_claim`, one record per grid, ``part`` = the grid's name, so that a longer
     grid on the same task is a record of its own beside the shorter one), which derives the
     verdict; returns its ``Verdict``. Nothing is recorded — a line saying why is returned — while the evidence has
     fewer than ``min_seeds`` seeds of a member (:func:`complete`). ``part``: the record's part (default the grid's
@@ -248,11 +248,11 @@ def record_verdict(results: GridResults, claim_id: str, *, chapter: str = "in_di
     checks, text = rule(ev)
     members = figure_members(ev, figure)
     seeds = min(len(set(ev["members"][m]["final_objective"])) for m in members)
-    return claims.record_claim(claim_id, checks, verdict_summary(results, checks),
-                               budget=claims.Budget.from_grid(results.grid, seeds=seeds),
-                               regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
-                               chapter=chapter, part=part or results.grid.name, anchor=anchor or f"indist-{figure}",
-                               claims_folder=claims_folder)
+    return records.record_claim(claim_id, checks, verdict_summary(results, checks),
+                                budget=claims.Budget.from_grid(results.grid, seeds=seeds),
+                                regime=regime_notes(results, claim_id), evidence=text, scale=results.grid.scale,
+                                chapter=chapter, part=part or results.grid.name, anchor=anchor or f"indist-{figure}",
+                                claims_folder=claims_folder)
 
 
 def verdict_or_reason(results: GridResults, claim_id: str, *, min_seeds: int = 3, **kwargs):

@@ -13,9 +13,9 @@ import numpy as np
 from star import nqm as _nqm
 from star import nqm_meta, plotting
 from star import stability as _st
-from star.book.claims import Check
 from star.book.stats import mean_ci, paired_ci, proportion_ci
 from star.book.tables import Table, table
+from star.book.verdicts import Check
 
 __all__ = [
     "edge_columns", "fig2a_table", "plot_fig2a", "plot_fig2a_code_convention", "fig2a_seed_gradients", "fig2a_checks",

@@ -69,8 +69,8 @@ def ood_checks(results: Mapping, meta_run: int | None = None) -> list:
     Raises:
         ValueError: no tasks, or a task without Blackbox and Hyperparam rows.
     """
-    from star.book.claims import Check
     from star.book.stats import mean_ci, proportion_ci, welch_ci
+    from star.book.verdicts import Check
 
     if not results:
         raise ValueError("results must hold at least one task")
@@ -116,10 +116,10 @@ def ood_checks(results: Mapping, meta_run: int | None = None) -> list:
 
 
 def ood_verdict(results: Mapping, meta_run: int | None = None) -> tuple:
-    """``(checks, status)``: :func:`ood_checks` and the verdict :func:`star.book.claims.claim_status` gives them at
+    """``(checks, status)``: :func:`ood_checks` and the verdict :func:`star.book.verdicts.claim_status` gives them at
     a budget that reaches the paper's regime (what the checks alone say; the recorded verdict also weighs the
     budget)."""
-    from star.book.claims import claim_status
+    from star.book.verdicts import claim_status
 
     checks = ood_checks(results, meta_run)
     return checks, claim_status([(checks, ())])
@@ -158,7 +158,7 @@ def evidence_text(summary: Mapping) -> str:
 
 def verdict_summary(results: Mapping, checks: Sequence) -> str:
     """One plain sentence: on how many tasks each learned optimizer is unstable, then the checks' outcomes."""
-    from star.book.claims import count_sentence
+    from star.book.verdicts import count_sentence
 
     n = len(results)
     counts = []

@@ -17,8 +17,8 @@ import numpy as np
 from star import errata as _errata
 from star import nqm as _nqm
 from star import stability as _st
-from star.book.claims import Check
 from star.book.tables import Table, column, table
+from star.book.verdicts import Check
 
 __all__ = [
     "monte_carlo_check", "lemma4_table", "transient_growth_facts", "plot_transient_growth",
@@ -557,7 +557,7 @@ def lemma3_checks(trials: Trials, regions: Regions) -> list[Check]:
 def verdict_summary(trials: Trials, checks: Sequence[Check]) -> str:
     """One plain sentence for the status page: what was checked, how close to unstable the worst instance came,
     and how the checks came out."""
-    from star.book.claims import count_sentence
+    from star.book.verdicts import count_sentence
 
     what = trials.unit or "random instances"
     worst = (f" (the largest spectral radius among them {trials.worst_rho:.6f})" if np.isfinite(trials.worst_rho)

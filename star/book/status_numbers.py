@@ -6,7 +6,7 @@ The chapters that record verdicts and findings from stored runs — In-distribut
 STAR (their stored runs and measurements) — read the stored cpu-scale results at every scale but ``paper``, so
 these numbers are the same in the cpu and the smoke book. :func:`stored_status_numbers` makes the records those
 chapters make, with the same package functions, into a temporary folder, reads them back the way the status page
-does (:func:`star.book.claims.status_rows`, :func:`star.book.claims.load_findings`) and returns what the page shows
+does (:func:`star.book.records.status_rows`, :func:`star.book.records.load_findings`) and returns what the page shows
 of them: per claim its verdict and, per record, its checks (effect, interval, outcome), the budget with the fractions
 of the paper's, the reasons it falls short of the paper's regime, the sentences; the tallies; the findings.
 
@@ -43,13 +43,13 @@ def record_stored(folder: str | Path) -> None:
     the chapters' own cells do (same functions, same arguments)."""
     from star import sweep
     from star.book import (
-        claims,
         grid_results,
         in_distribution_verdicts,
         labels,
         ood_results,
         ood_verdict,
         pes_breaks_star,
+        records,
         star_optimizer,
     )
     from star.book.files import repo_json, stored_run
@@ -75,13 +75,13 @@ def record_stored(folder: str | Path) -> None:
         checks = ood_verdict.ood_checks(suite)
         evidence = (ood_verdict.evidence_text(ood_results.summarize(suite)) + " "
                     + ood_verdict.meta_run_evidence_text(suite))
-        claims.record_claim(
+        records.record_claim(
             "ood_generalization", checks, ood_verdict.verdict_summary(suite, checks),
             budget=ood_verdict.learned_budget(suite), evidence=evidence,
             scale="cpu", chapter="ood", anchor="ood-verdict", claims_folder=folder)
         first_update = ood_verdict.first_update_sentence(ood_verdict.first_update_failures(suite))
-        claims.record_finding("ood_first_update", first_update, scale="cpu", chapter="ood", anchor="ood-verdict",
-                              claims_folder=folder)
+        records.record_finding("ood_first_update", first_update, scale="cpu", chapter="ood", anchor="ood-verdict",
+                               claims_folder=folder)
 
     # The STAR optimizer (book/star_optimizer.ipynb)
     runs = {"paper's settings, N = 8": stored_run("star_fmnist_cpu_paper_sigma"),
@@ -92,48 +92,48 @@ def record_stored(folder: str | Path) -> None:
                     for label, run in runs.items() for s in [star_optimizer.meta_curve_summary(run)]}
     improvements[f"the {labels.task_short('fmnist_mlp')}, σ = 1e-3, lr 3e-4, N = 8"] = (
         old["initial"]["mean_train_loss"], old["learned"]["mean_train_loss"])
-    claims.record_finding("star_metatraining", star_optimizer.metatraining_finding(improvements), scale="cpu",
-                          chapter="star_optimizer", anchor="star-meta-training", claims_folder=folder)
+    records.record_finding("star_metatraining", star_optimizer.metatraining_finding(improvements), scale="cpu",
+                           chapter="star_optimizer", anchor="star-meta-training", claims_folder=folder)
 
     # PES breaks STAR (book/pes_breaks_star.ipynb)
     mech = repo_json("results/metatrain/breakdown/mechanism.json")
     iv = repo_json("results/metatrain/breakdown/interventions.json")
-    claims.record_finding("breakdown", pes_breaks_star.breakdown_finding(mech, iv), scale="cpu",
-                          chapter="pes_breaks_star", anchor="pes-breakdown", claims_folder=folder)
-    claims.record_finding("breakdown_n", pes_breaks_star.n_finding(pes_breaks_star.load_n_runs()), scale="cpu",
-                          chapter="pes_breaks_star", anchor="pes-breakdown-n", claims_folder=folder)
+    records.record_finding("breakdown", pes_breaks_star.breakdown_finding(mech, iv), scale="cpu",
+                           chapter="pes_breaks_star", anchor="pes-breakdown", claims_folder=folder)
+    records.record_finding("breakdown_n", pes_breaks_star.n_finding(pes_breaks_star.load_n_runs()), scale="cpu",
+                           chapter="pes_breaks_star", anchor="pes-breakdown-n", claims_folder=folder)
     seeds = grid_results.load_grid(sweep.get_grid("remedies_seeds", "cpu"))
-    claims.record_finding("remedies", pes_breaks_star.remedies_finding(mech, seeds), scale="cpu",
-                          chapter="pes_breaks_star", anchor="pes-remedies", claims_folder=folder)
+    records.record_finding("remedies", pes_breaks_star.remedies_finding(mech, seeds), scale="cpu",
+                           chapter="pes_breaks_star", anchor="pes-remedies", claims_folder=folder)
 
 
 def numbers_of(folder: str | Path) -> dict:
     """What the status page shows of the records in ``folder`` on the claims of :data:`STORED_KINDS` (each claim's
     verdict and records, their group's tally) and of the findings, as plain JSON (floats, ints, strings, lists)."""
-    from star.book import claims
+    from star.book import claims, records, status
 
-    rows = claims.status_rows(folder)
+    rows = records.status_rows(folder)
     out = {"tallies": [{"group": title, "counts": counts,
-                        "budget": claims.group_budget([r for r in rows if r.claim.kind in kinds])}
-                       for (title, counts), (_, kinds) in zip(claims.tallies(rows), claims.GROUPS)
+                        "budget": status.group_budget([r for r in rows if r.claim.kind in kinds])}
+                       for (title, counts), (_, kinds) in zip(records.tallies(rows), claims.GROUPS)
                        if set(kinds) <= set(STORED_KINDS)],
            "claims": {}, "findings": {}}
     for row in rows:
         if row.claim.kind in STORED_KINDS:
             out["claims"][row.claim.id] = {"status": row.status, "records": [_record(r) for r in row.records]}
-    for f in claims.load_findings(folder):
+    for f in records.load_findings(folder):
         out["findings"][f.finding] = {"summary": f.summary, "scale": f.scale, "chapter": f.chapter}
     return out
 
 
 def _record(rec) -> dict:
-    from star.book import claims
+    from star.book import status, verdict_html
 
     return {"chapter": rec.chapter, "part": rec.part, "scale": rec.scale, "status": rec.status,
             "summary": rec.summary, "evidence": rec.evidence, "shortfalls": list(rec.shortfalls),
             "budget": None if rec.budget is None else rec.budget.to_dict() | {"notes": list(rec.budget.notes)},
-            "budget_phrase": claims.budget_phrase(rec),
-            "budget_rows": [list(r) for r in claims.budget_rows(rec.claim, rec.budget)],
+            "budget_phrase": status.budget_phrase(rec),
+            "budget_rows": [list(r) for r in verdict_html.budget_rows(rec.claim, rec.budget)],
             "checks": [{"question": c.question, "effect": c.effect, "low": c.low, "high": c.high, "unit": c.unit,
                         "how": c.how, "status": c.status, "interval": c.interval_text()} for c in rec.checks]}
 
