@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from star.book import figures
 from star.book import star_optimizer as S
 from star.book.files import StoredRun
 
@@ -43,6 +44,10 @@ def test_training_curves_are_not_scaled_by_a_diverged_run():
     assert main.get_ylim()[1] == 3.0 and main.get_ylim()[0] < 0.3  # the trained runs fill the main panel
     assert any("STAR, reference init: off the scale" in t.get_text() for t in main.texts)
     assert full.get_ylim()[1] >= 3000.0
+    # the full range names the run that leaves the main panel; the others are a faint, unnamed bundle there
+    assert [line.get_label() for line in full.get_lines() if not line.get_label().startswith("_")] == [
+        "STAR, reference init"]
+    assert figures.figure_problems(figures.figure_facts(fig)) == []
     plt.close(fig)
     table = S.training_table(curves, {k: [{"loss": 1.0, "accuracy": 0.5}] * 2 for k in curves})
     assert [r[0] for r in table.cells] == list(curves) and table.cells[2][-1] == "3000"

@@ -202,7 +202,8 @@ def train_all(task, optimizers: Mapping, num_steps: int, num_seeds: int, chunk_s
 def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.0):
     """Training loss (EMA, seed mean with min–max band) of every optimizer. Left: the range where the optimizers
     that train differ (log axis up to ``ceiling``, above ln 10); a run that leaves it is drawn clipped at the top
-    edge and labelled with its largest value. Right: the full range, so the diverged runs are seen as they are."""
+    edge and labelled with its largest value. Right: the full range, so the diverged runs are seen as they are; the
+    runs that stay in the left panel's range are drawn there faint and without their bands."""
     import matplotlib.pyplot as plt
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.7, 1]})
@@ -213,12 +214,17 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
         colour, ls = COLOURS.get(label, None), "--" if label.startswith("Hyperparam") else "-"
         # STAR at its nominal init and Hyperparam lie on each other: markers keep the one underneath visible
         marks = dict(marker="o", ms=4, markevery=max(1, mean.size // 10)) if label.startswith("STAR, nominal") else {}
-        for ax in (ax0, ax1):
-            ax.plot(steps, mean, color=colour, label=label, lw=1.5, ls=ls, **marks)
+        off = bool(np.nanmax(mean) > ceiling)
+        ax0.plot(steps, mean, color=colour, label=label, lw=1.5, ls=ls, **marks)
+        # the full range is for the runs that leave the left panel; there the others crowd into one thin bundle,
+        # drawn faint and unnamed (the left panel tells them apart)
+        ax1.plot(steps, mean, color=colour, lw=1.5 if off else 0.8, ls=ls, alpha=1.0 if off else 0.6,
+                 label=label if off else f"_{label}")
+        for ax in (ax0, ax1) if off else (ax0,):
             if c.shape[0] > 1:
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
         lows.append(np.nanmin(lo))
-        if np.nanmax(mean) > ceiling:
+        if off:
             off_scale.append((label, colour, float(np.nanmax(mean))))
     bottom = 0.8 * min(lows)
     ax0.set_ylim(bottom, ceiling)
@@ -235,7 +241,10 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
         axis.set_major_formatter(FormatStrFormatter("%.1f"))
         axis.set_minor_formatter(FormatStrFormatter("%.1f"))
     ax1.set(yscale="log", xlabel="inner step", ylabel=f"training loss (nats, EMA {ema:g}, log scale)",
-            title="full range")
+            title="full range" + (": the runs off the left panel's scale" if off_scale else ""))
+    if off_scale:
+        ax1.annotate("faint: the others (told apart on the left)", xy=(0.98, 0.03), xycoords="axes fraction",
+                     ha="right", va="bottom", fontsize=8, color="0.35")
     ax0.set_ylabel(f"training loss (nats, EMA {ema:g}, log scale)")
     fig.legend(*ax0.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
@@ -282,11 +291,16 @@ def plot_meta_training(runs: Mapping[str, StoredRun], colours: Sequence[str] | N
     colours = list(colours or ["#de2d26", "#fc9272", "#a50f15", "#fb6a4a"])
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.8))
     nominal = None
+    smoothed = [plotting.ema(run.log["meta_loss"], ema) for run in runs.values()]
+    # runs whose smoothed meta-losses coincide show markers on alternate steps, so that none is hidden
+    every = (plotting.coinciding_markevery(smoothed) if len({c.shape for c in smoothed}) == 1
+             else [None] * len(smoothed))
     for k, ((label, run), colour) in enumerate(zip(runs.items(), colours)):
         log, ls = run.log, ("-", "--", "-.", ":")[k % 4]
         if len(runs) == 1:
             ax0.plot(log["step"], log["meta_loss"], color="0.75", lw=0.8, label="per outer step")
-        ax0.plot(log["step"], plotting.ema(log["meta_loss"], ema), color=colour, ls=ls, label=f"{label} (EMA {ema:g})")
+        marks = {} if every[k] is None else dict(marker="os^D"[k % 4], ms=4, markevery=every[k])
+        ax0.plot(log["step"], smoothed[k], color=colour, ls=ls, label=f"{label} (EMA {ema:g})", **marks)
         if run.curve is not None:
             steps = [r["step"] for r in run.curve["curve"]]
             ax1.errorbar(steps, [r["mean"] for r in run.curve["curve"]], yerr=[r["stderr"] for r in run.curve["curve"]],
