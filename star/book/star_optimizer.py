@@ -243,7 +243,7 @@ def plot_training_curves(curves: Mapping, ema: float = 0.98, ceiling: float = 3.
     ax1.set(yscale="log", xlabel="inner step", ylabel=f"training loss (nats, EMA {ema:g}, log scale)",
             title="full range" + (": the runs off the left panel's scale" if off_scale else ""))
     if off_scale:
-        ax1.annotate("faint: the others (told apart on the left)", xy=(0.98, 0.03), xycoords="axes fraction",
+        ax1.annotate("faint: the others (told apart on the left)", xy=(0.98, 0.3), xycoords="axes fraction",
                      ha="right", va="bottom", fontsize=8, color="0.35")
     ax0.set_ylabel(f"training loss (nats, EMA {ema:g}, log scale)")
     fig.legend(*ax0.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, frameon=False,
