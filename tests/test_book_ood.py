@@ -237,3 +237,37 @@ def test_length_comparison_table():
     tab = ood_tables.length_comparison_table({"1000 steps": short, "4000 steps": long})
     assert tab.caption == "2 tasks: a; b" and [r[0] for r in tab.cells] == ["Adam (tuned learning rate)", "STAR"]
     assert tab.cells[1] == ["STAR", "0/2", "1", "1/2", "1.75"]  # median of 3.0 (ends at 3, Adam at 1) and 0.5
+
+
+def test_past_the_horizon_table_findings_and_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from star.book import ood_figures, ood_findings, ood_tables
+
+    down = np.linspace(2.0, 1.0, 20)
+    late = np.concatenate([down[:10], np.linspace(1.5, 3.0, 10)])  # fine for 10 steps, then ends above its start
+    early = np.concatenate([np.linspace(2.0, 4.0, 10), np.full(10, 4.0)])  # above its start from the first steps
+    runs = {"adam": np.tile(down, (2, 1)), "star": np.tile(late, (2, 1)), "blackbox": np.tile(early, (2, 1))}
+    results = {"a": ({}, runs), "b": ({}, {**runs, "star": np.tile(down, (2, 1))})}
+    cut = ood_results.truncated(results, 10)
+    assert cut["a"][1]["star"].shape == (2, 10) and results["a"][1]["star"].shape == (2, 20)
+    for bad in (0, 21):
+        with pytest.raises(ValueError, match=r"steps must be between 1 and 20 .* got " + str(bad)):
+            ood_results.truncated(results, bad)
+    tab = ood_tables.horizon_table(results, (10, 20), horizon=10)
+    assert "unstable at step 10 (horizon)" in tab.columns and tab.caption == "2 tasks: a; b"
+    rows = {r[0]: r[1:3] for r in tab.cells}
+    assert rows["STAR"] == ["0/2", "1/2"] and rows["Blackbox"] == ["2/2", "2/2"] and rows[
+        "Adam (tuned learning rate)"] == ["0/2", "0/2"]
+    text = ood_findings.past_horizon_markdown(results, 10)
+    assert "**STAR** — unstable past the horizon only on 1 of 2 tasks (a); stable at step 10 on all 2." in text
+    assert "**Blackbox** — no task on which it becomes unstable past the horizon (of 2); unstable already at " \
+           "step 10 on 2 (a, b)." in text
+    with pytest.raises(ValueError, match="horizon must be below the runs' length 20, got 20"):
+        ood_findings.past_horizon_markdown(results, 20)
+    fig = ood_figures.plot_curves_grid(results, ncols=2, horizon=10)
+    assert [line.get_xdata()[0] for line in fig.axes[0].lines if line.get_label() == "_horizon"] == [10]
+    assert "meta-training horizon" in [t.get_text() for t in fig.legends[0].get_texts()]
+    fig = ood_figures.plot_curves_grid(results, ncols=2, horizon=40)  # runs no longer than the horizon: no line
+    assert not [line for line in fig.axes[0].lines if line.get_label() == "_horizon"]

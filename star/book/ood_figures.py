@@ -26,6 +26,9 @@ STYLES = {
     "adam": ("C0", "-"), "nadamw": ("C1", "-"), "star": ("C3", "-"), "star_wd0.5": ("C4", "--"),
     "hyperparam": ("C2", "-"), "blackbox": ("C7", "-."), "released_star": ("C3", ":"),
     "released_hyperparam": ("C2", ":"), "released_star_nonom": ("C5", ":"),
+    # seed 0 of each member of the 2000-outer-step grid (star.learned_optimizers.LONG_LEARNED)
+    "star_long": ("C3", "-"), "star_wd1.0_long": ("C4", "--"), "star_nopre_long": ("C9", "-."),
+    "hyperparam_long": ("C2", "-"), "blackbox_long": ("C7", "-."),
 }
 
 
@@ -45,14 +48,15 @@ def _band_rows(rec, curves, opt) -> np.ndarray:
 
 
 def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, ncols: int = 4,
-                     coefficient: float = 0.98):
+                     coefficient: float = 0.98, horizon: int | None = None):
     """One panel per task: training loss (in the task's own unit) against the inner step, mean ± one standard
     error, EMA-smoothed with ``coefficient`` as the paper's plots (App. B: 0.98). For a baseline the standard
     error is over its evaluation seeds; for a learned optimizer with several meta-training runs it is over the
     runs, each averaged over the evaluation seeds first (:func:`_band_rows`). Where a run diverged the mean is
     undefined: line and band stop, and a cross at the top edge marks the step. The y-range ends a little above the
     initial loss, so an optimizer that makes the model worse leaves the panel at the top; a triangle at the top
-    right marks a line that ends above the panel."""
+    right marks a line that ends above the panel. ``horizon``: the learned optimizers' meta-training horizon, drawn
+    as a dotted vertical line where the runs are longer."""
     import matplotlib.pyplot as plt
 
     tasks = list(tasks if tasks is not None else results)
@@ -60,7 +64,7 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
     nrows = max(1, math.ceil(len(tasks) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + (1.5 if ncols == 1 else 0), 2.9 * nrows),
                              squeeze=False)
-    handles, any_diverged, any_above = {}, False, False
+    handles, any_diverged, any_above, any_horizon = {}, False, False, False
     for ax, name in zip(axes.flat, tasks):
         rec, curves = results[name]
         init = float(np.nanmedian(np.asarray(curves["adam"])[:, 0]))
@@ -89,6 +93,9 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
                     ax.plot([x[-1] * (1.0 - 0.06 * (above - 1))], [top], marker="^", ms=7, color=h.get_color(),
                             clip_on=False, ls="none",
                             label="_above")
+        if horizon is not None and any(np.shape(c)[-1] > horizon for c in curves.values()):
+            any_horizon = True
+            ax.axvline(horizon, color="0.45", ls=":", lw=1.2, label="_horizon")
         bottom = min(lows) if lows else 0.0
         ax.set_ylim(max(0.0, bottom - 0.05 * (top - bottom)), top)
         ax.set_title(labels.task_short(name), fontsize=9)
@@ -101,6 +108,8 @@ def plot_curves_grid(results: Mapping, tasks: Sequence[str] | None = None, *, nc
 
     if any_diverged:
         handles["diverged (the line stops)"] = Line2D([], [], color="0.3", marker="x", ms=7, mew=2, ls="none")
+    if any_horizon:
+        handles["meta-training horizon"] = Line2D([], [], color="0.45", ls=":", lw=1.2)
     if any_above:
         handles["ends above the panel"] = Line2D([], [], color="0.3", marker="^", ms=7, ls="none")
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),

@@ -1,7 +1,7 @@
 """What the out-of-distribution chapter finds, in Markdown computed from the stored suite (``book/ood.ipynb``): per
 optimizer over the tasks (:func:`optimizer_findings_markdown`), per meta-training run
 (:func:`meta_run_findings_markdown`), and the budgets behind it (:func:`suite_budget_markdown`,
-:func:`budget_caveat_markdown`).
+:func:`budget_caveat_markdown`), and what fails only past the meta-training horizon (:func:`past_horizon_markdown`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from star.book.ood_results import (
     optimizer_order,
     per_meta_run,
     summarize,
+    truncated,
 )
 
 __all__ = ["optimizer_findings_markdown", "meta_run_findings_markdown", "suite_budget_markdown",
-           "budget_caveat_markdown"]
+           "budget_caveat_markdown", "past_horizon_markdown"]
 
 
 def optimizer_findings_markdown(summary: Mapping, learned_only: bool = False) -> str:
@@ -115,3 +116,29 @@ def budget_caveat_markdown(results: Mapping, opt: str = "star") -> str:
             + (f" ({size:,} parameters)" if size else "")
             + f" from the {getattr(g, 'init', 'reference')} initialization of θ, and evaluated for "
             f"{eval_steps(results):,} inner steps; the paper meta-trained on the 28×28 MLP with far more compute.")
+
+
+def past_horizon_markdown(results: Mapping, horizon: int) -> str:
+    """A Markdown list, one item per optimizer of ``results`` (runs longer than ``horizon``): the tasks on which it
+    is stable over the first ``horizon`` steps and unstable by the end of the runs (it fails only past the
+    horizon), and those on which it is unstable already by the horizon; each run judged on its own prefix
+    (:func:`~star.book.ood_results.truncated`)."""
+    steps = min(c.shape[-1] for _, curves in results.values() for c in curves.values())
+    if steps <= int(horizon):
+        raise ValueError(f"horizon must be below the runs' length {steps}, got {horizon}")
+    early, late = summarize(truncated(results, int(horizon))), summarize(results)
+    lines = []
+    for opt in optimizer_order({o for row in late.values() for o in row}):
+        tasks = [t for t in late if opt in late[t] and opt in early[t]]
+        by_horizon = [t for t in tasks if early[t][opt]["unstable"]]
+        after = [t for t in tasks if late[t][opt]["unstable"] and not early[t][opt]["unstable"]]
+
+        def names(ts):
+            return ", ".join(labels.task_short(t) for t in ts)
+
+        text = (f"unstable past the horizon only on {len(after)} of {len(tasks)} tasks ({names(after)})" if after
+                else f"no task on which it becomes unstable past the horizon (of {len(tasks)})")
+        text += (f"; unstable already at step {int(horizon):,} on {len(by_horizon)} ({names(by_horizon)})"
+                 if by_horizon else f"; stable at step {int(horizon):,} on all {len(tasks)}")
+        lines.append(f"* **{labels.optimizer(opt)}** — {text}.")
+    return "\n".join(lines)

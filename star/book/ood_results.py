@@ -4,9 +4,10 @@ What :func:`star.ood_suite.load_results` returns (``{task: (record, curves)}``) 
 (:func:`meta_run_curves`), summarized per task and optimizer (:func:`summarize`, pooled or one meta-training
 run at a time) and counted per optimizer over the tasks (:func:`optimizer_counts`), with the number of
 meta-training runs behind each learned optimizer (:func:`num_meta_runs`, :func:`meta_run_labels`), the grid they
-were meta-trained in (:func:`learned_grid`) and the suite's elapsed time (:func:`elapsed_minutes`);
-:func:`load_stored` reads the stored suite the chapter shows. A run *fails* and an optimizer is *unstable* as
-:mod:`star.ood_suite` defines it (:func:`star.ood_suite.failed_runs`).
+were meta-trained in (:func:`learned_grid`), the suite's elapsed time (:func:`elapsed_minutes`) and each run cut
+after its first steps (:func:`truncated`, to ask what had failed by then); :func:`load_stored` reads the stored
+suite the chapter shows. A run *fails* and an optimizer is *unstable* as :mod:`star.ood_suite` defines it
+(:func:`star.ood_suite.failed_runs`).
 
 What the chapter makes of this summary: its figures (:mod:`star.book.ood_figures`), tables
 (:mod:`star.book.ood_tables`), findings in prose (:mod:`star.book.ood_findings`), the rule of its verdict
@@ -27,7 +28,8 @@ import numpy as np
 from star.ood_suite import failed_runs, final_loss
 
 __all__ = ["load_stored", "ROW_ORDER", "optimizer_order", "meta_run_curves", "summarize", "per_meta_run",
-           "optimizer_counts", "num_meta_runs", "meta_run_labels", "learned_grid", "eval_steps", "elapsed_minutes"]
+           "optimizer_counts", "num_meta_runs", "meta_run_labels", "learned_grid", "eval_steps", "elapsed_minutes",
+           "truncated"]
 
 
 #: The order of the suite's optimizer rows in the chapter's figures, tables and lists.
@@ -105,6 +107,17 @@ def summarize(results: Mapping, meta_run: int | None = None) -> dict:
                         "unstable": bool(np.any(failed_runs(c))), "num_runs": int(c.shape[0])}
         out[name] = row
     return out
+
+
+def truncated(results: Mapping, steps: int) -> dict:
+    """``results`` as if every run had stopped after its first ``steps`` inner steps (the records unchanged), so
+    that :func:`summarize` judges each run on that prefix: whether it had failed by then and its final loss there.
+    ``steps`` must be between 1 and the shortest stored run's length."""
+    shortest = min((c.shape[-1] for _, curves in results.values() for c in curves.values()), default=0)
+    if not 1 <= int(steps) <= shortest:
+        raise ValueError(f"steps must be between 1 and {shortest} (the shortest stored run), got {steps}")
+    return {name: (rec, {opt: np.asarray(c)[..., : int(steps)] for opt, c in curves.items()})
+            for name, (rec, curves) in results.items()}
 
 
 def num_meta_runs(results: Mapping) -> dict:

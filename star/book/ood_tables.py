@@ -1,9 +1,9 @@
 """The out-of-distribution chapter's tables (``book/ood.ipynb``): the tasks (:func:`tasks_table_html`), each
 meta-training run's counts and verdict (:func:`meta_run_table`, :func:`meta_run_verdict_table`), the suite's wall
 time (:func:`cost_table`) and budgets (:func:`suite_budget_table`), and the same tasks at several run lengths
-(:func:`length_comparison_table`). Each takes the stored suite (``{task: (record, curves)}``,
-:func:`star.book.ood_results.load_stored`) or what is made of it, and returns a :class:`star.book.tables.Table`
-(or HTML).
+(:func:`length_comparison_table`) or cut at several steps of one run (:func:`horizon_table`). Each takes the
+stored suite (``{task: (record, curves)}``, :func:`star.book.ood_results.load_stored`) or what is made of it, and
+returns a :class:`star.book.tables.Table` (or HTML).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from star.book.ood_results import (
     optimizer_order,
     per_meta_run,
     summarize,
+    truncated,
 )
 from star.book.ood_verdict import meta_run_verdicts
 
 __all__ = ["tasks_table_html", "meta_run_table", "meta_run_verdict_table", "cost_table", "suite_budget_table",
-           "length_comparison_table"]
+           "length_comparison_table", "horizon_table"]
 
 
 def tasks_table_html(results: Mapping, tasks: Sequence[str] | None = None) -> str:
@@ -164,5 +165,31 @@ def length_comparison_table(by_length: Mapping):
             row += [f"{c['unstable']}/{c['tasks']}", c["median_ratio_to_adam"]]
         rows.append(row)
     cols = ["optimizer"] + [x for lab in by_length for x in (f"unstable, {lab}", f"median final / Adam, {lab}")]
+    return table(cols, rows, caption=f"{len(tasks)} tasks: {'; '.join(labels.task_short(t) for t in tasks)}",
+                 digits=3)
+
+
+def horizon_table(results: Mapping, checkpoints, horizon: int | None = None):
+    """Each optimizer's runs judged on their first ``checkpoints`` steps (:func:`~star.book.ood_results.truncated`):
+    on how many tasks it is unstable at each checkpoint (judged as if its runs had stopped there, so a run that
+    recovers later counts at the earlier checkpoint only), and the median over the tasks of its final loss / tuned
+    Adam's there (both from the same runs, Adam included). ``horizon``: the meta-training horizon, named in the
+    column of the checkpoint equal to it."""
+    from star.book.tables import table
+
+    steps = [int(s) for s in checkpoints]
+    counts = [optimizer_counts(summarize(truncated(results, s))) for s in steps]
+    opts = optimizer_order(set.intersection(*(set(c) for c in counts))) if counts else []
+
+    def head(s):
+        return f"{s:,} (horizon)" if horizon is not None and s == int(horizon) else f"{s:,}"
+
+    rows = []
+    for opt in opts:
+        rows.append([labels.optimizer(opt)] + [f"{c[opt]['unstable']}/{c[opt]['tasks']}" for c in counts]
+                    + [c[opt]["median_ratio_to_adam"] for c in counts])
+    cols = (["optimizer"] + [f"unstable at step {head(s)}" for s in steps]
+            + [f"median final / Adam at step {head(s)}" for s in steps])
+    tasks = sorted(results)
     return table(cols, rows, caption=f"{len(tasks)} tasks: {'; '.join(labels.task_short(t) for t in tasks)}",
                  digits=3)
