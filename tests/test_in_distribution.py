@@ -265,8 +265,7 @@ def test_fig3_verdict_on_two_tasks(tmp_path):
 def test_remedy_seed_table_and_figure(tmp_path):
     """The remedies on three seeds: one row per member and seed, from the stored meta-curves; the figure draws each
     seed and obeys the figure rules."""
-    from star.book import figures
-    from star.book import pes_breaks_star as B
+    from star.book import figures, pes_remedies
 
     grid = dataclasses.replace(sweep.get_grid("remedies_seeds", "cpu"), outer_steps=6)
     for spec in grid.runs():
@@ -280,16 +279,16 @@ def test_remedy_seed_table_and_figure(tmp_path):
             {"step": t, "mean": (2.303 if broken and t else 0.39) + 0.001 * spec.seed} for t in (0, 20)],
             "baselines": {"nominal": {"mean": 0.39}}}))
     res = load_grid(grid, tmp_path)
-    tab = B.remedy_seed_table(res)
+    tab = pes_remedies.remedy_seed_table(res)
     assert [r[:2] for r in tab.cells] == [["STAR (the paper's)", "0"], ["STAR (the paper's)", "1"],
                                           ["STAR (the paper's)", "2"], ["STAR, both changes (ours)", "0"],
                                           ["STAR, both changes (ours)", "1"], ["STAR, both changes (ours)", "2"]]
     assert tab.cells[1][2:] == ["0.391", "2.3"] and tab.columns[-1] == "outer step 20 (nats)"
-    fig = B.plot_remedy_seeds(res)
+    fig = pes_remedies.plot_remedy_seeds(res)
     ax = fig.axes[0]
     assert len([ln for ln in ax.lines if ln.get_marker() in ("o", "s", "^")]) == 6
     names = [t.get_text() for t in ax.get_legend().get_texts()]
     assert names[:2] == ["STAR (the paper's)", "STAR, both changes (ours)"]
     assert figures.figure_problems(figures.figure_facts(fig)) == []
-    assert "ends within 1 % of the nominal optimizer" in B.remedies_finding(
+    assert "ends within 1 % of the nominal optimizer" in pes_remedies.remedies_finding(
         {"sigma": {"fmnist_mlp": {"star_out0.1_bc_eps1e-4": {"0.01": {"outcome": ["ok"] * 8}}}}}, res)

@@ -26,12 +26,16 @@ import from here (``tests/test_book_package.py`` checks it); the chapters do:
   :mod:`star.book.ood_verdict` and :mod:`star.book.ood_controls`;
 * :mod:`star.book.figures` — the rules every figure must satisfy (axis labels, legends, distinguishable series,
   no ids), measured when a chapter shows a figure and carried in its PNG for ``tests/test_browser.py``;
-* one module per chapter, named after it (:mod:`star.book.proofs`, :mod:`star.book.nqm_experiments`,
-  :mod:`star.book.star_optimizer`): the chapter's figures (``plot_*`` functions returning a matplotlib
-  figure), tables, and the rules of the verdicts it records (``*_checks`` functions, each a list of
-  :class:`star.book.verdicts.Check` — effects with confidence intervals — that the tests feed evidence to flip).
+* one module per chapter, named after it (:mod:`star.book.nqm_experiments`, :mod:`star.book.star_optimizer`):
+  the chapter's figures (``plot_*`` functions returning a matplotlib figure), tables, and the rules of the
+  verdicts it records (``*_checks`` functions, each a list of :class:`star.book.verdicts.Check` — effects with
+  confidence intervals — that the tests feed evidence to flip).
   A chapter with more than a module's worth splits by concept under its name: ``in_distribution_verdicts``,
-  ``in_distribution_figures``, ``in_distribution_tables``, ``in_distribution_long`` (the 2000-outer-step grid).
+  ``in_distribution_figures``, ``in_distribution_tables``, ``in_distribution_long`` (the 2000-outer-step grid);
+  the appendix proofs (``book/proofs.ipynb``) into ``proofs_nqm`` (the NQM's meta-loss: closed form against Monte
+  Carlo, Lemmas 4–5), ``proofs_trials`` (random instances), ``proofs_regions`` (stability regions, cancellation,
+  momentum), ``proofs_errata`` and ``proofs_verdicts``; why PES breaks STAR (``book/pes_breaks_star.ipynb``) into
+  ``pes_mechanism`` (the breakdown's measurements), ``pes_n_runs`` (more inner problems) and ``pes_remedies``.
 
 A new chapter adds its own module here. Its figure cells call a ``plot_*`` function (or ``plt.subplots()``);
 ``tests/test_browser.py`` counts those cells and fails a page that shows fewer images.

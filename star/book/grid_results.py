@@ -7,7 +7,8 @@ compute from them.
 (:func:`meta_loss_curves`); the unperturbed meta-objective of the θ snapshots (:func:`meta_objective`,
 :func:`meta_objective_at`) and the nominal optimizer's (:func:`nominal_objective`); inner training curves of the
 evaluations (:func:`inner_curves`) and the loss far beyond the horizon over the loss at it
-(:func:`beyond_horizon_ratio`). The chapter "In-distribution meta-training" draws them
+(:func:`beyond_horizon_ratio`). One stored run outside a grid, its meta-curve, provenance and log, is read by
+:func:`curve_run`. The chapter "In-distribution meta-training" draws them
 (:mod:`star.book.in_distribution_figures`) and turns them into verdicts (:mod:`star.book.in_distribution_verdicts`).
 """
 
@@ -23,7 +24,7 @@ from star import runs
 from star.grids import FIGURES, Grid, Member
 from star.plotting import ema
 
-__all__ = ["EMA", "RunResult", "GridResults", "file_reader", "load_grid", "members_of", "only_run",
+__all__ = ["EMA", "RunResult", "GridResults", "file_reader", "curve_run", "load_grid", "members_of", "only_run",
            "meta_loss_curves", "meta_objective", "meta_objective_at", "nominal_objective", "eval_curves",
            "inner_curves", "per_meta_seed", "beyond_horizon_ratio"]
 
@@ -96,6 +97,17 @@ def file_reader(root):
         except (FileNotFoundError, OSError):
             return None
     return read
+
+
+def curve_run(read, folder: str) -> dict | None:
+    """``{"curve", "provenance", "log"}`` of a stored run with a meta-curve and provenance (``log`` ``None`` if it
+    has none), read through :class:`star.runs.RunFolder` with ``read`` (:func:`file_reader`); ``None`` if the
+    meta-curve or provenance is missing."""
+    c, p, lg = (read(f"{folder}/{f}") for f in (runs.META_CURVE, runs.PROVENANCE, runs.LOG))
+    if c is None or p is None:
+        return None
+    run = runs.RunFolder(c.parent)
+    return {"curve": run.meta_curve(), "provenance": run.provenance(), "log": run.log() if lg is not None else None}
 
 
 def load_grid(grid: Grid, root: str | Path | None = None) -> GridResults:

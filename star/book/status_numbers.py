@@ -48,7 +48,9 @@ def record_stored(folder: str | Path) -> None:
         labels,
         ood_results,
         ood_verdict,
-        pes_breaks_star,
+        pes_mechanism,
+        pes_n_runs,
+        pes_remedies,
         records,
         star_optimizer,
     )
@@ -98,12 +100,12 @@ def record_stored(folder: str | Path) -> None:
     # PES breaks STAR (book/pes_breaks_star.ipynb)
     mech = repo_json("results/metatrain/breakdown/mechanism.json")
     iv = repo_json("results/metatrain/breakdown/interventions.json")
-    records.record_finding("breakdown", pes_breaks_star.breakdown_finding(mech, iv), scale="cpu",
+    records.record_finding("breakdown", pes_mechanism.breakdown_finding(mech, iv), scale="cpu",
                            chapter="pes_breaks_star", anchor="pes-breakdown", claims_folder=folder)
-    records.record_finding("breakdown_n", pes_breaks_star.n_finding(pes_breaks_star.load_n_runs()), scale="cpu",
+    records.record_finding("breakdown_n", pes_n_runs.n_finding(pes_n_runs.load_n_runs()), scale="cpu",
                            chapter="pes_breaks_star", anchor="pes-breakdown-n", claims_folder=folder)
     seeds = grid_results.load_grid(sweep.get_grid("remedies_seeds", "cpu"))
-    records.record_finding("remedies", pes_breaks_star.remedies_finding(mech, seeds), scale="cpu",
+    records.record_finding("remedies", pes_remedies.remedies_finding(mech, seeds), scale="cpu",
                            chapter="pes_breaks_star", anchor="pes-remedies", claims_folder=folder)
 
 
