@@ -1,7 +1,7 @@
 """Benchmark: the full Fig. 2a grid (App. B.1) — trace of the meta-gradient variance (A.32) for the 20 horizons
 of (A.31) x 50 values of alpha x 500 seeds on the paper's H (A.30), P = 0, float64.
 
-Fast path: ``star.nqm_meta.meta_gradient_variance_grid`` (one pass over the T = 1000 trajectory, forward-mode
+Fast path: ``star.nqm_variance.meta_gradient_variance_grid`` (one pass over the T = 1000 trajectory, forward-mode
 per-step loss Jacobians, prefix means for every horizon). Baseline, measured in the same process: the naive
 loop, one reverse-mode ``meta_gradients`` call per (T, alpha) point (compiled once per horizon), on a subset of
 points; its full-grid time is extrapolated per horizon (compile + 50 runs, interpolated in T) and the two
@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from star import nqm as q
-from star import nqm_meta
+from star import nqm_variance
 
 
 def _timed(fn):
@@ -33,12 +33,15 @@ def _timed(fn):
 def main(quick: bool = False) -> dict:
     key = jax.random.key(0)
     nqm = q.paper_nqm()
-    alphas = nqm_meta.fig2a_alphas(q.PAPER_H, 50)
-    horizons = nqm_meta.PAPER_HORIZONS
+    alphas = nqm_variance.fig2a_alphas(q.PAPER_H, 50)
+    horizons = nqm_variance.PAPER_HORIZONS
     num_seeds = 100 if quick else 500
 
-    cold, cold_s, cold_cpu = _timed(lambda: nqm_meta.meta_gradient_variance_grid(key, nqm, alphas, horizons, num_seeds))
-    warm, warm_s, warm_cpu = _timed(lambda: nqm_meta.meta_gradient_variance_grid(key, nqm, alphas, horizons, num_seeds))
+    def grid():
+        return nqm_variance.meta_gradient_variance_grid(key, nqm, alphas, horizons, num_seeds)
+
+    cold, cold_s, cold_cpu = _timed(grid)
+    warm, warm_s, warm_cpu = _timed(grid)
     assert np.array_equal(cold, warm, equal_nan=True)
 
     # Naive baseline on a subset: per horizon, the first call compiles, the second reuses the compilation.

@@ -1,7 +1,7 @@
 """Benchmark: tuning a baseline as one batched, compiled program vs. a Python loop over configurations.
 
 The out-of-distribution suite tunes Adam and NAdamW per task by training many configurations
-(``star.ood_suite``). ``batched``: all configurations in calls of ``star.batched.train_batched`` (configurations
+(``star.ood_tuning``). ``batched``: all configurations in calls of ``star.batched.train_batched`` (configurations
 and seeds vmapped, one compilation). ``loop``: the same configurations one after another with
 ``star.train.train``, which reuses its single compilation too (the factory is the same object and the
 hyper-parameters are traced), so the ratio measures batching, not recompilation. Each is run twice in

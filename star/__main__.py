@@ -39,7 +39,8 @@ from star.inner import optimizer_names, task_names
 
 def _meta_train(args) -> int:
     from star import _checks, runs
-    from star.metatrain import MetaTrainConfig, meta_train_named
+    from star.metatrain import meta_train_named
+    from star.outer_step import MetaTrainConfig
 
     # The flags are named in the errors; the library checks the same values again under its own names.
     if args.optimizer not in optimizer_names():
@@ -108,7 +109,7 @@ def _ood(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from star import _checks, learned_optimizers, ood_suite, runs
+    from star import _checks, learned_optimizers, ood_records, ood_suite, runs
     from star.data_sources import DataUnavailableError
     from star.scale import get_scale
     from star.tasks import OOD_SUITE, TASKS, get_task
@@ -156,7 +157,7 @@ def _ood(args) -> int:
         cfg = dataclasses.replace(cfg, nadamw_samples=0)
     near = {}
     if args.adam_near is not None:  # Adam's grid per task: the half-decades next to the choice stored there
-        stored = ood_suite.load_results(args.adam_near, tasks)
+        stored = ood_records.load_results(args.adam_near, tasks)
         lacking = [t for t in tasks if t not in stored]
         if lacking:
             raise ValueError(f"--adam-near {args.adam_near!r} holds no stored record of {lacking}")

@@ -9,7 +9,7 @@ parameters on the test set. Built on it:
 * :func:`evaluate_stored_run` — ``python -m star evaluate``: a stored run's learned θ against its initial θ
   (for the NQM, the closed-form expected loss, Eq. (8), and a Monte Carlo estimate);
 * :func:`meta_curve` — ``python -m star meta-curve``: the unperturbed meta-objective
-  (:func:`star.metatrain.meta_objective`) of every θ snapshot of a run on common fresh episodes, with the
+  (:func:`star.meta_objective.meta_objective`) of every θ snapshot of a run on common fresh episodes, with the
   nominal optimizer as a yardstick (:data:`star.runs.META_CURVE`, :class:`star.runs.MetaCurve`);
 * :func:`summarize_run` — ``python -m star summarize``: whether a run's logged PES meta-loss trends down
   (:data:`star.runs.SUMMARY`, :class:`star.runs.Summary`); it reads the log only, no training.
@@ -230,8 +230,8 @@ def meta_curve(run: str | os.PathLike, *, num_seeds: int = 4, every: int = 1, ev
     import jax
     from tqdm.auto import tqdm
 
-    from star import metatrain
     from star.inner import LINEAR_OPTIMIZER, build_problem, data_sources
+    from star.meta_objective import meta_objective
 
     folder, rc = runs.open_run(Path(root) / run)
     num_seeds = _checks.integer("num_seeds", num_seeds)
@@ -250,7 +250,7 @@ def meta_curve(run: str | os.PathLike, *, num_seeds: int = 4, every: int = 1, ev
     t0 = time.perf_counter()
     rows = []
     for step, theta in tqdm(thetas, desc="meta-objective", unit="θ", disable=not progress):
-        losses = metatrain.meta_objective(problem, theta, key, num_seeds=num_seeds)
+        losses = meta_objective(problem, theta, key, num_seeds=num_seeds)
         rows.append({"step": step, "per_seed": [float(x) for x in losses], "mean": float(np.mean(losses)),
                      "stderr": float(np.std(losses, ddof=1) / np.sqrt(num_seeds)) if num_seeds > 1 else None})
     baselines = {}
@@ -258,7 +258,7 @@ def meta_curve(run: str | os.PathLike, *, num_seeds: int = 4, every: int = 1, ev
         # The nominal optimizer (zero output layer: STAR's hand-designed AdamAggMo term alone) as a yardstick.
         nominal = template if init == "nominal" else build_problem(
             rc["optimizer"], rc["task"], horizon, seed=rc["seed"], init="nominal")[1]
-        losses = metatrain.meta_objective(problem, nominal, key, num_seeds=num_seeds)
+        losses = meta_objective(problem, nominal, key, num_seeds=num_seeds)
         baselines["nominal"] = {"per_seed": [float(x) for x in losses], "mean": float(np.mean(losses))}
     report = {
         "run": str(Path(run)), "task": rc["task"], "optimizer": rc["optimizer"], "inner_steps": horizon,

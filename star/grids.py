@@ -197,8 +197,8 @@ class RunSpec:
         return self.grid.init if self.member.init is None else self.member.init
 
     def meta_train_config(self):
-        """The outer-loop settings of this run (:class:`star.metatrain.MetaTrainConfig`)."""
-        from star.metatrain import MetaTrainConfig
+        """The outer-loop settings of this run (:class:`star.outer_step.MetaTrainConfig`)."""
+        from star.outer_step import MetaTrainConfig
 
         g = self.grid
         return MetaTrainConfig(outer_steps=g.outer_steps, num_tasks=g.num_tasks, trunc_length=g.trunc, std=g.std,

@@ -46,12 +46,12 @@ All functions follow JAX's default dtype (float32). Beyond the stability edge th
 ``inf``/``nan`` (e.g. Fig. 2a at T=1000, α=1.43 is ~1e171). For float64 without touching the global
 configuration, run the call inside ``with star.nqm.float64():`` (a local ``jax.enable_x64(True)``): the
 ``NQM`` stores float64 numpy arrays, which then stay float64. The Fig. 2a grid
-(:func:`star.nqm_meta.meta_gradient_variance_grid`) does this by default.
+(:func:`star.nqm_variance.meta_gradient_variance_grid`) does this by default.
 
 API (all differentiable in ``alpha`` and ``P``; ``T`` and ``optimizer`` are static)
 -------------------------------------------------------------------------------------
 * constants: ``PAPER_H`` (A.30), :func:`paper_nqm`
-* model: :class:`NQM`, :func:`make_nqm`, :func:`check_nqm`, :func:`dynamics_matrix` (Eq. 6),
+* model: :class:`NQM`, :func:`make_nqm`, :func:`check_nqm`, :func:`check_optimizer`, :func:`dynamics_matrix` (Eq. 6),
   :func:`augmented_system`
 * closed forms: :func:`expected_losses`, :func:`expected_loss` (Eq. 8), :func:`noise_free_loss`
   (Lemma 4's :math:`\bar L`), :func:`lyapunov_covariance`, :func:`asymptotic_loss` (T → ∞)
@@ -60,9 +60,9 @@ API (all differentiable in ``alpha`` and ``P``; ``T`` and ``optimizer`` are stat
 * meta-gradients: :func:`meta_gradients`, :func:`gradient_variance_trace` (A.32–A.33)
 
 :func:`expected_loss` is *the* closed form of Eq. (8): the NQM problems of :mod:`star.inner` and the
-experiments of :mod:`star.nqm_meta` (Fig. 2) call it rather than carry their own. The experiments
-themselves (the Fig. 2a grid of meta-gradient variances, the ES meta-training of Figs. 2b–c) live in
-:mod:`star.nqm_meta`.
+experiments of Fig. 2 call it rather than carry their own. The experiments themselves live in
+:mod:`star.nqm_variance` (the Fig. 2a grid of meta-gradient variances) and :mod:`star.nqm_meta` (the ES
+meta-training of Figs. 2b–c).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ from jax import lax
 from star import _checks
 
 __all__ = [
-    "PAPER_H", "OPTIMIZERS", "NQM", "NQMState", "make_nqm", "paper_nqm", "check_nqm",
+    "PAPER_H", "OPTIMIZERS", "NQM", "NQMState", "make_nqm", "paper_nqm", "check_nqm", "check_optimizer",
     "float64", "dynamics_matrix", "augmented_system", "expected_losses",
     "expected_loss", "noise_free_loss", "lyapunov_covariance", "asymptotic_loss", "init_state",
     "sample_noise", "unroll", "simulate_losses", "simulated_loss", "seed_draws", "meta_gradients",
@@ -173,15 +173,20 @@ def check_nqm(nqm) -> int:
     return n
 
 
-def _check_theta(alpha, P, n, optimizer, momentum):
-    _checks.finite_scalar("alpha", alpha)
-    if P is not None:
-        _checks.square_matrix("P", P, n)
+def check_optimizer(optimizer, momentum) -> None:
+    """Validate the inner optimizer (one of :data:`OPTIMIZERS`) and its momentum β ∈ [0, 1), 0 for SGD."""
     _checks.choice("optimizer", optimizer, OPTIMIZERS)
     _checks.finite_scalar("momentum", momentum, low=0.0, high=1.0, high_open=True)
     if optimizer == "sgd" and _checks.is_concrete(momentum) and float(momentum) != 0.0:
         raise ValueError(f"momentum must be 0 for optimizer='sgd'; got {float(momentum)} "
                          "(use optimizer='heavy_ball' or 'nesterov')")
+
+
+def _check_theta(alpha, P, n, optimizer, momentum):
+    _checks.finite_scalar("alpha", alpha)
+    if P is not None:
+        _checks.square_matrix("P", P, n)
+    check_optimizer(optimizer, momentum)
 
 
 class _Model(NamedTuple):

@@ -41,7 +41,7 @@ the horizon is rejected.
 
 Sharding: every leaf of :class:`PESState` has the problem index as its leading axis, so placing the state
 on a 1-D device mesh with ``NamedSharding(mesh, PartitionSpec("tasks"))`` (see
-:func:`star.metatrain.shard_pes_state`) distributes the ``N`` problems over devices; the mean over
+:func:`star.outer_step.shard_pes_state`) distributes the ``N`` problems over devices; the mean over
 problems becomes an all-reduce inside the compiled estimator.
 """
 

@@ -61,7 +61,7 @@ def run_status(spec: RunSpec, root: str | os.PathLike = ".", *, now: float | Non
     Raises:
         SweepError: the folder holds a different run (the differences are named) or is not a folder.
     """
-    from star.metatrain import MetaTrainConfig
+    from star.outer_step import MetaTrainConfig
 
     out = spec.folder(root)
     if not out.exists():

@@ -61,9 +61,9 @@ def test_fig2a_verdict_follows_the_variance():
 def test_fig2a_seed_gradients_match_the_grid():
     import jax
 
-    from star import nqm_meta
+    from star import nqm_variance
     model, alphas = nqm.paper_nqm(), ALPHAS
-    var = nqm_meta.meta_gradient_variance_grid(jax.random.key(0), model, alphas, (10, 50), 30)
+    var = nqm_variance.meta_gradient_variance_grid(jax.random.key(0), model, alphas, (10, 50), 30)
     used, g = nqm_experiments.fig2a_seed_gradients(jax.random.key(0), model, alphas, (1, 10, 50), EDGE, 30)
     i_mid, _, i_out = nqm_experiments.edge_columns(alphas, EDGE)
     assert used == [10, 50] and g.shape == (2, 2, 30, 5)

@@ -66,7 +66,7 @@ def test_two_processes_give_the_single_process_theta(tmp_path):
     np.testing.assert_allclose([r["meta_loss"] for r in logged], [r["meta_loss"] for r in one_log], rtol=1e-6)
     # the checkpoint gathered from both processes holds all 4 problems
     from star.inner import build_problem
-    from star.metatrain import MetaTrainConfig, init_meta_state
+    from star.outer_step import MetaTrainConfig, init_meta_state
     from star.runs import load_latest_checkpoint
 
     problem, theta0, _ = build_problem("linear", "nqm", 20)

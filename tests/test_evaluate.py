@@ -11,7 +11,8 @@ import pytest
 
 from star import evaluate as E
 from star import runs
-from star.metatrain import MetaTrainConfig, meta_train_named
+from star.metatrain import meta_train_named
+from star.outer_step import MetaTrainConfig
 from star.tasks import get_task
 from star.train import evaluate, train
 

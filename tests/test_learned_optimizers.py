@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from star import learned_optimizers, ood_suite
+from star import learned_optimizers, ood_records
 from star.optim import init_meta_params, preset, save_meta_params
 
 
@@ -43,7 +43,7 @@ def test_learned_snapshots_and_zero_output(tmp_path):
     assert lo.sources[0]["path"].endswith("thetas/theta_00000000.npz") and lo.sources[0]["step"] == 0
     assert lo.sources[1]["transforms"] == ["zero_output"] and "step" not in lo.sources[2]
     # the transform is part of the learned fingerprint (same file, different optimizer)
-    keys = ood_suite._learned_shas([lo])["t0"]
+    keys = ood_records.learned_shas([lo])["t0"]
     assert keys[0] != keys[1] and keys[1].startswith(keys[0])
     with pytest.raises(ValueError, match="no θ snapshot after 7 outer steps"):
         learned_optimizers.load_learned("t7", [f"{folder}@7"])

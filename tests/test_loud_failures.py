@@ -73,7 +73,8 @@ def test_a_new_run_that_fails_before_its_first_step_leaves_nothing(tmp_path):
     from flax import struct
 
     from star.inner import build_problem
-    from star.metatrain import MetaTrainConfig, meta_train
+    from star.metatrain import meta_train
+    from star.outer_step import MetaTrainConfig
 
     @struct.dataclass
     class Broken:

@@ -19,14 +19,8 @@ import pytest
 from star import nqm
 from star.__main__ import main as cli_main
 from star.inner import NQMProblem
-from star.metatrain import (
-    MetaTrainConfig,
-    gradient_clipping,
-    init_meta_state,
-    meta_train,
-    outer_optimizer,
-    zero_nonfinite,
-)
+from star.metatrain import meta_train
+from star.outer_step import MetaTrainConfig, gradient_clipping, init_meta_state, outer_optimizer, zero_nonfinite
 from star.runs import (
     CheckpointError,
     decode_checkpoint,
@@ -187,7 +181,8 @@ def test_sharded_equals_unsharded_on_four_forced_cpu_devices(tmp_path):
         import json, jax, jax.numpy as jnp, numpy as np
         from star import nqm
         from star.inner import NQMProblem
-        from star.metatrain import MetaTrainConfig, meta_train
+        from star.metatrain import meta_train
+        from star.outer_step import MetaTrainConfig
         assert len(jax.local_devices()) == 4
         problem = NQMProblem(nqm.paper_nqm(), horizon=20)
         theta0 = {"alpha": jnp.asarray(0.1, jnp.float32), "P": jnp.zeros((2, 2), jnp.float32)}
@@ -312,7 +307,7 @@ def test_cli_smoke_star_on_fashion_mnist_mlp(tmp_path, capsys):
 
 def test_meta_objective_is_an_unbiased_sample_of_the_closed_form_eq8():
     """``meta_objective`` at θ (no perturbation) averages fresh episodes; on the NQM its mean matches Eq. (8)."""
-    from star.metatrain import meta_objective
+    from star.meta_objective import meta_objective
 
     theta = {"alpha": jnp.asarray(0.3, jnp.float32), "P": jnp.asarray([[0.1, 0.0], [0.0, -0.05]], jnp.float32)}
     losses = meta_objective(PROBLEM, theta, jax.random.PRNGKey(3), num_seeds=4000)
@@ -330,7 +325,7 @@ def test_meta_objective_is_an_unbiased_sample_of_the_closed_form_eq8():
 
 
 def test_cli_meta_curve_evaluates_every_theta_snapshot(tmp_path, capsys):
-    from star.metatrain import meta_objective
+    from star.meta_objective import meta_objective
     from star.runs import list_theta_snapshots
 
     out = tmp_path / "run"

@@ -1,6 +1,6 @@
-"""star.ood_suite and star.baselines: NAdamW parity with optax, batched = looped training, tuning, the stored
-records and their reuse (the chapter's modules are tested in test_book_ood.py, the learned rows in
-test_learned_optimizers.py)."""
+"""star.ood_suite (with star.ood_tuning, star.ood_records, star.ood_scores) and star.baselines: NAdamW parity
+with optax, batched = looped training, tuning, the stored records and their reuse (the chapter's modules are
+tested in test_book_ood.py, the learned rows in test_learned_optimizers.py)."""
 
 import dataclasses
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from star import baselines, learned_optimizers, ood_suite
+from star import baselines, learned_optimizers, ood_records, ood_scores, ood_suite, ood_tuning
 from star.batched import train_batched
 from star.book import ood_results
 from star.optim import init_meta_params, preset, save_meta_params
@@ -102,11 +102,11 @@ def test_batched_training_equals_a_loop_over_train(tiny_task):
 
 def test_final_loss_and_failures():
     c = np.array([[2.0, 1.0, 0.5, 0.5], [2.0, 3.0, 3.0, 3.0], [2.0, 1.0, np.nan, np.nan]])
-    fin = ood_suite.final_loss(c, fraction=0.5)
+    fin = ood_scores.final_loss(c, fraction=0.5)
     assert fin[0] == 0.5 and fin[1] == 3.0 and math.isinf(fin[2])
     # row 1 ends above its initial loss, row 2 diverged
-    np.testing.assert_array_equal(ood_suite.failed_runs(c), [False, True, True])
-    np.testing.assert_array_equal(ood_suite.failed_runs(np.array([[2.0, 1.9]])), [False])
+    np.testing.assert_array_equal(ood_scores.failed_runs(c), [False, True, True])
+    np.testing.assert_array_equal(ood_scores.failed_runs(np.array([[2.0, 1.9]])), [False])
 
 
 def _save_learned(folder, name, seed):
@@ -129,7 +129,7 @@ def test_run_task_stores_results_and_resumes(tmp_path, tiny_task):
     assert set(rec["optimizers"]) == {"adam", "nadamw", "star", "blackbox"}
     assert rec["provenance"]["command"] == "test" and rec["wall_s"]["total"] > 0
     assert json.loads((out / "digits_mlp32.json").read_text())["fingerprint"] == rec["fingerprint"]
-    results = ood_suite.load_results(out)
+    results = ood_records.load_results(out)
     curves = results["digits_mlp32"][1]
     assert curves["adam"].shape == (2, 8) and curves["star"].shape == (2, 8)
     # nominal-init Blackbox makes zero updates: its loss stays at the initial loss, same start as Adam's
@@ -155,8 +155,8 @@ def _legacy(record):
 
 class _Training:
     """Every compiled training call of the suite, seen through the public seam ``star.batched.train_batched`` (as
-    :mod:`star.ood_suite` calls it), by kind: ``tune`` and ``eval`` (the baselines' tuning and evaluation runs) and
-    ``learned`` (the learned optimizers), with the seeds each call trains on."""
+    :mod:`star.ood_suite` and :mod:`star.ood_tuning` call it), by kind: ``tune`` and ``eval`` (the baselines'
+    tuning and evaluation runs) and ``learned`` (the learned optimizers), with the seeds each call trains on."""
 
     def __init__(self, monkeypatch):
         self.calls = []
@@ -167,7 +167,8 @@ class _Training:
             self.calls.append((word if word in ("tune", "eval") else "learned", keys))
             return real(task, make, rows, keys, num_steps, desc=desc, **kw)
 
-        monkeypatch.setattr(ood_suite, "train_batched", watched)
+        for module in (ood_suite, ood_tuning):  # the learned optimizers' calls and the baselines'
+            monkeypatch.setattr(module, "train_batched", watched)
 
     def kinds(self) -> set:
         return {k for k, _ in self.calls}
@@ -214,7 +215,7 @@ def test_run_task_reevaluates_learned_without_retuning(tmp_path, tiny_task, monk
     assert rec["learned"]["star"]["num_meta_runs"] == 2 and after["curves/star"].shape == (4, 8)
     # meta-run 0 is the θ of the first record, on the same seeds: the same curves
     np.testing.assert_allclose(after["curves/star"][:2], before["curves/star"], rtol=1e-5)
-    assert ood_results.meta_run_curves(rec, ood_suite.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
+    assert ood_results.meta_run_curves(rec, ood_records.load_results(out)["digits_mlp32"][1], "star").shape == (2, 2, 8)
     # nothing changed: the stored record, nothing computed
     assert ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False) == rec
     assert training.take() == set()
@@ -275,7 +276,7 @@ def test_stored_cpu_suite_holds_the_default_learned_rows():
     """The chapter's regeneration command (the CLI defaults) reproduces the learned rows that are stored."""
     from pathlib import Path
 
-    stored = ood_suite.load_results(Path(__file__).resolve().parents[1] / "results" / "ood" / "cpu")
+    stored = ood_records.load_results(Path(__file__).resolve().parents[1] / "results" / "ood" / "cpu")
     assert len(stored) >= 16
     for name, (rec, curves) in stored.items():
         assert {k: [s["path"].rsplit("/", 1)[0] for s in v["sources"]] for k, v in rec["learned"].items()} == \
@@ -301,8 +302,8 @@ def test_baselines_reused_from_another_folder(tmp_path, tiny_task, monkeypatch):
     assert rec["baselines"]["reused"] and rec["baselines"]["reused_from"] == "results/ood/cpu"
     assert rec["adam"] == first["adam"] and rec["baselines"]["provenance"]["command"] == "suite"
     assert set(rec["optimizers"]) == {"adam", "nadamw", "star_theta0"}
-    np.testing.assert_array_equal(ood_suite.load_results(controls)["digits_mlp32"][1]["adam"],
-                                  ood_suite.load_results(suite)["digits_mlp32"][1]["adam"])
+    np.testing.assert_array_equal(ood_records.load_results(controls)["digits_mlp32"][1]["adam"],
+                                  ood_records.load_results(suite)["digits_mlp32"][1]["adam"])
     with pytest.raises(ValueError, match="holds no stored record of task 'digits_conv'"):
         ood_suite.run_task("digits_conv", cfg, [lo], controls, progress=False, baselines_from=suite)
     other = dataclasses.replace(cfg, search_seed=1)
@@ -330,8 +331,8 @@ def test_more_tuning_seeds_keep_the_stored_tuning_runs(tmp_path, tiny_task, monk
     np.testing.assert_allclose(rec["nadamw"]["scores"], full["nadamw"]["scores"], rtol=1e-5)
     assert rec["adam"]["best_index"] == full["adam"]["best_index"]
     assert rec["baselines"]["fingerprint"] == full["baselines"]["fingerprint"]
-    kept = ood_suite.load_results(out)["digits_mlp32"][1]
-    np.testing.assert_array_equal(kept["star"], ood_suite.load_results(tmp_path / "full")["digits_mlp32"][1]["star"])
+    kept = ood_records.load_results(out)["digits_mlp32"][1]
+    np.testing.assert_array_equal(kept["star"], ood_records.load_results(tmp_path / "full")["digits_mlp32"][1]["star"])
     with np.load(out / "digits_mlp32.npz") as z:
         assert z["tuning/adam_final"].shape == (5, 2)
         np.testing.assert_array_equal(z["tuning/adam_final"][:, 0], np.asarray(first["adam"]["scores"], np.float32))
@@ -352,7 +353,7 @@ def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
     out = tmp_path / "ood"
     rec = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert rec["nadamw"] is None and set(rec["optimizers"]) == {"adam", "star"} and rec["task_version"] == 1
-    res = ood_suite.load_results(out)
+    res = ood_records.load_results(out)
     assert set(res["digits_mlp32"][1]) == {"adam", "star"} and "star" in ood_results.summarize(res)["digits_mlp32"]
     # a new version of the task: nothing of the stored record is kept
     monkeypatch.setitem(tasks_lib.TASKS, "digits_mlp32",
@@ -361,7 +362,7 @@ def test_adam_only_suite_and_task_versions(tmp_path, tiny_task, monkeypatch):
     rec2 = ood_suite.run_task("digits_mlp32", cfg, learned, out, progress=False)
     assert training.take() == {"tune", "eval", "learned"}
     assert rec2["task_version"] == 2 and rec2["baselines"]["fingerprint"] != rec["baselines"]["fingerprint"]
-    assert ood_suite.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
+    assert ood_records.baseline_fingerprint(cfg.to_dict(), "digits_mlp32") == rec["baselines"]["fingerprint"]
     with pytest.raises(ValueError, match="nadamw_samples must be >= 0"):
         dataclasses.replace(cfg, nadamw_samples=-1)
 

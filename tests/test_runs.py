@@ -216,7 +216,8 @@ class _ClippedQuadratic:
 def test_divergence_is_counted_logged_and_a_zero_meta_gradient_warned(tmp_path, capsys):
     """θ far out: every inner loss on both antithetic sides sits at the ceiling, so the PES estimate is exactly 0
     — counted per step in the log and the provenance, and warned about (once, then a summary)."""
-    from star.metatrain import MetaTrainConfig, meta_train
+    from star.metatrain import meta_train
+    from star.outer_step import MetaTrainConfig
 
     cfg = MetaTrainConfig(outer_steps=3, num_tasks=2, trunc_length=2, std=0.01, lr=1e6, clip_mode="none",
                           checkpoint_every=3)
@@ -243,7 +244,8 @@ def test_divergence_is_counted_logged_and_a_zero_meta_gradient_warned(tmp_path, 
 def test_zero_gradient_warning_does_not_claim_theta_stands_still():
     """After one informative step the inner losses saturate: the meta-gradient is 0, yet AdamW's momentum still
     moves θ; the warning must say so rather than "θ does not move"."""
-    from star.metatrain import MetaTrainConfig, meta_train
+    from star.metatrain import meta_train
+    from star.outer_step import MetaTrainConfig
 
     cfg = MetaTrainConfig(outer_steps=3, num_tasks=2, trunc_length=2, std=0.01, lr=1.0, clip_mode="none",
                           checkpoint_every=3)
@@ -344,12 +346,12 @@ def test_meta_curve_with_a_truncated_snapshot_fails_before_evaluating(finished_r
     shutil.copytree(finished_run, cut)
     snap = cut / "thetas" / "theta_00000004.npz"
     snap.write_bytes(snap.read_bytes()[:50])
-    from star import metatrain
+    from star import meta_objective
 
     def no_evaluation(*a, **k):
         raise AssertionError("meta_objective ran before every snapshot was read")
 
-    monkeypatch.setattr(metatrain, "meta_objective", no_evaluation)
+    monkeypatch.setattr(meta_objective, "meta_objective", no_evaluation)
     capsys.readouterr()
     assert cli_main(["meta-curve", "--run", str(cut), "--seeds", "2", "--no-progress"]) == 2
     line = _error_line(capsys)

@@ -1,6 +1,6 @@
 """What the chapter "The noisy quadratic model" shows (``book/nqm_experiments.ipynb``): Fig. 2a–c and the
-momentum extension, drawn from the results of :mod:`star.nqm` and :mod:`star.nqm_meta`, and the
-verdict rules of the two NQM claims (``fig2a_checks``, ``fig2bc_checks``; flipped in
+momentum extension, drawn from the results of :mod:`star.nqm`, :mod:`star.nqm_variance` and :mod:`star.nqm_meta`,
+and the verdict rules of the two NQM claims (``fig2a_checks``, ``fig2bc_checks``; flipped in
 ``tests/test_book_nqm_experiments.py``).
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from star import nqm as _nqm
-from star import nqm_meta, plotting
+from star import nqm_meta, nqm_variance, plotting
 from star import stability as _st
 from star.book.stats import mean_ci, paired_ci, proportion_ci
 from star.book.tables import Table, table
@@ -103,10 +103,10 @@ def fig2a_seed_gradients(key, model, alphas, horizons: Sequence[int], edge: floa
                          min_T: int = 10) -> tuple[list, np.ndarray]:
     """Per-seed meta-gradients at the two step sizes Fig. 2a's verdict compares — mid-range and the first α past
     the edge — for every horizon ``T >= min_T``: ``(horizons used, [T, 2, seeds, 5])`` (float64, on the draws of
-    :func:`star.nqm_meta.meta_gradient_variance_grid` with the same ``key``)."""
+    :func:`star.nqm_variance.meta_gradient_variance_grid` with the same ``key``)."""
     i_mid, _, i_out = edge_columns(alphas, edge)
     used = tuple(int(T) for T in horizons if T >= min_T)
-    g = nqm_meta.meta_gradient_variance_grid(key, model, np.asarray(alphas)[[i_mid, i_out]], used, num_seeds,
+    g = nqm_variance.meta_gradient_variance_grid(key, model, np.asarray(alphas)[[i_mid, i_out]], used, num_seeds,
                                        per_seed=True)  # [T, params, 2, seeds]
     return list(used), np.transpose(np.asarray(g, np.float64), (0, 2, 3, 1))
 

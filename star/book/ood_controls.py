@@ -15,7 +15,7 @@ import numpy as np
 
 from star.book import labels
 from star.book.ood_results import summarize
-from star.ood_suite import failed_runs
+from star.ood_scores import failed_runs
 
 __all__ = ["CONTROL_ROWS", "CONTROL_TASKS", "cumulative_decay", "direction_head", "controls_rows", "controls_table",
            "controls_findings_markdown"]

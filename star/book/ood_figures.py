@@ -1,7 +1,7 @@
 """The out-of-distribution chapter's figures (``book/ood.ipynb``, Figs. App.5–App.6): training curves per task
 (:func:`plot_curves_grid`) and every optimizer's final loss against tuned Adam's (:func:`plot_summary`).
 
-Both take the stored suite as :func:`star.book.ood_results.load_stored` or :func:`star.ood_suite.load_results`
+Both take the stored suite as :func:`star.book.ood_results.load_stored` or :func:`star.ood_records.load_results`
 return it (``{task: (record, curves)}``).
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from star.book import labels
 from star.book.ood_results import meta_run_curves, optimizer_order, per_meta_run, summarize
-from star.ood_suite import failed_runs, final_loss
+from star.ood_scores import failed_runs, final_loss
 from star.plotting import mean_stderr_band
 
 __all__ = ["STYLES", "plot_curves_grid", "plot_summary"]

@@ -1,13 +1,13 @@
 """The stored out-of-distribution suite, condensed for the chapter (``book/ood.ipynb``).
 
-What :func:`star.ood_suite.load_results` returns (``{task: (record, curves)}``) seen per meta-training run
+What :func:`star.ood_records.load_results` returns (``{task: (record, curves)}``) seen per meta-training run
 (:func:`meta_run_curves`), summarized per task and optimizer (:func:`summarize`, pooled or one meta-training
 run at a time) and counted per optimizer over the tasks (:func:`optimizer_counts`), with the number of
 meta-training runs behind each learned optimizer (:func:`num_meta_runs`, :func:`meta_run_labels`), the grid they
 were meta-trained in (:func:`learned_grid`), the suite's elapsed time (:func:`elapsed_minutes`) and each run cut
 after its first steps (:func:`truncated`, to ask what had failed by then); :func:`load_stored` reads the stored
-suite the chapter shows. A run *fails* and an optimizer is *unstable* as :mod:`star.ood_suite` defines it
-(:func:`star.ood_suite.failed_runs`).
+suite the chapter shows. A run *fails* and an optimizer is *unstable* as :mod:`star.ood_scores` defines it
+(:func:`star.ood_scores.failed_runs`).
 
 What the chapter makes of this summary: its figures (:mod:`star.book.ood_figures`), tables
 (:mod:`star.book.ood_tables`), findings in prose (:mod:`star.book.ood_findings`), the rule of its verdict
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from star.ood_suite import failed_runs, final_loss
+from star.ood_scores import failed_runs, final_loss
 
 __all__ = ["load_stored", "ROW_ORDER", "optimizer_order", "meta_run_curves", "summarize", "per_meta_run",
            "optimizer_counts", "num_meta_runs", "meta_run_labels", "learned_grid", "eval_steps", "elapsed_minutes",

@@ -27,7 +27,7 @@ from star.book.ood_results import (
     optimizer_order,
     per_meta_run,
 )
-from star.ood_suite import failed_runs, final_loss
+from star.ood_scores import failed_runs, final_loss
 
 __all__ = ["STAR_ROWS", "GAIN", "ood_checks", "ood_verdict", "verdict_counts", "evidence_text", "verdict_summary",
            "meta_run_verdicts", "meta_run_evidence_text", "first_update_failures", "first_update_sentence",
